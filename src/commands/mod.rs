@@ -1,0 +1,67 @@
+//! The commands: each turns parsed arguments into work, and the outcome into an exit code.
+
+mod inspect;
+mod run;
+
+use crate::cli::{Cli, ColorChoice, Command};
+use crate::config::{self, Config};
+use crate::error::{Error, Result, exit};
+use crate::git;
+use crate::report;
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Runs preflight with these arguments and returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+        }
+    };
+    let color = use_color(cli.color);
+    match dispatch(&cli, color) {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e.to_string(), color);
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
+    match &cli.command {
+        Command::Run(args) => run::run(cli, args, color),
+        Command::Validate => inspect::validate(cli),
+        Command::List => inspect::list(cli),
+        Command::Graph(args) => inspect::graph(cli, args.format),
+    }
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal() && console::colors_enabled(),
+    }
+}
+
+fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))
+}
+
+/// The configuration named by --config, or found at the root of the current repository.
+fn load_config(cli: &Cli) -> Result<Config> {
+    let path = match &cli.config {
+        Some(path) => path.clone(),
+        None => config::locate(&git::discover(&current_dir()?)?.root)?,
+    };
+    config::load(&path)
+}

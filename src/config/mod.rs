@@ -1,0 +1,196 @@
+//! `preflight.toml`: the schema, loading, and validation that points at file, line and column.
+//!
+//! Loading is two passes: serde turns the text into `raw` types that keep the spans of the
+//! values a later check may complain about, then `validate` checks what serde cannot (names,
+//! references, cycles, durations, globs) and builds the typed `Config`. Every problem found is
+//! reported, not just the first.
+
+mod diagnostic;
+mod raw;
+
+pub use diagnostic::{Diagnostic, did_you_mean};
+
+use crate::error::{Error, Result};
+use crate::files::Matcher;
+use indexmap::IndexMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The names a configuration file may have at the root of the work tree, in order of preference.
+pub const FILE_NAMES: [&str; 2] = ["preflight.toml", ".preflight.toml"];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    pub settings: Settings,
+    /// Environment for every step.
+    pub env: IndexMap<String, String>,
+    /// Steps in the order they are written.
+    pub steps: IndexMap<String, Step>,
+    pub hooks: IndexMap<String, Hook>,
+    pub ci: Ci,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How many steps run at once; 0 means one per core.
+    pub jobs: usize,
+    pub fail_fast: bool,
+}
+
+/// What a step runs: a shell string (`sh -c`) or an argument vector run directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// The placeholder that expands to a step's files.
+pub const FILES_PLACEHOLDER: &str = "{files}";
+
+impl Command {
+    pub fn uses_files(&self) -> bool {
+        match self {
+            Command::Shell(s) => s.contains(FILES_PLACEHOLDER),
+            Command::Argv(args) => args.iter().any(|a| a == FILES_PLACEHOLDER),
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Shell(s) => f.write_str(s),
+            Command::Argv(args) => f.write_str(&args.join(" ")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub run: Command,
+    pub fix: Option<Command>,
+    /// Working directory, relative to the repository root.
+    pub dir: Option<PathBuf>,
+    pub env: IndexMap<String, String>,
+    pub needs: Vec<String>,
+    pub files: Vec<String>,
+    pub exclude: Vec<String>,
+    /// The compiled `files`/`exclude` globs; `None` when the step has no `files`.
+    pub matcher: Option<Matcher>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub key_env: Vec<String>,
+    pub timeout: Option<Duration>,
+}
+
+/// The steps a git hook runs.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub steps: Vec<String>,
+    /// Run the steps' `fix` commands instead of their checks where they have one.
+    pub fix: bool,
+}
+
+/// The `[ci]` table, checked now and used by the hosted-CI generators.
+#[derive(Debug, Clone, Default)]
+pub struct Ci {
+    pub targets: Vec<String>,
+    pub matrix: IndexMap<String, Vec<String>>,
+    pub jobs: IndexMap<String, CiJob>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CiJob {
+    pub steps: Vec<String>,
+    pub needs: Vec<String>,
+}
+
+/// The hosted-CI services `[ci] targets` may name.
+pub const CI_TARGETS: [&str; 5] = ["github", "gitlab", "forgejo", "woodpecker", "buildkite"];
+
+/// The hooks git knows (githooks(5)); `[hooks]` may bind steps to any of them.
+pub const GIT_HOOKS: [&str; 22] = [
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "update",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "reference-transaction",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+];
+
+/// Finds the configuration file at the root of the work tree.
+pub fn locate(root: &Path) -> Result<PathBuf> {
+    FILE_NAMES
+        .iter()
+        .map(|name| root.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "no preflight.toml found at the root of the repository ({})\n\
+                 help: create one (see `preflight --help`), or pass --config PATH",
+                root.display()
+            ))
+        })
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    parse(path, &source).map_err(|diagnostics| {
+        let shown = display_path(path);
+        Error::Config {
+            rendered: diagnostics
+                .iter()
+                .map(|d| d.render(&source, &shown))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            count: diagnostics.len(),
+        }
+    })
+}
+
+/// A path as the user would like to read it: relative to the current folder when inside it.
+pub fn display_path(path: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    path.strip_prefix(&cwd)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Parses and validates configuration text; `path` is only used in diagnostics.
+pub fn parse(path: &Path, source: &str) -> std::result::Result<Config, Vec<Diagnostic>> {
+    let raw: raw::RawConfig =
+        toml::from_str(source).map_err(|e| vec![raw::diagnose_toml_error(path, source, &e)])?;
+    raw::validate(path, raw)
+}
+
+/// Parses a duration such as `500ms`, `90s`, `10m`, `1h` or `1m 30s`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a timeout must be longer than zero".into());
+    }
+    Ok(d)
+}

@@ -1,0 +1,629 @@
+//! The serde view of `preflight.toml` (with spans) and its validation into `Config`.
+
+use super::{
+    CI_TARGETS, Ci, CiJob, Command, Config, Diagnostic, FILES_PLACEHOLDER, GIT_HOOKS, Hook,
+    Settings, Step, did_you_mean, parse_duration,
+};
+use crate::files::Matcher;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    settings: RawSettings,
+    #[serde(default)]
+    env: IndexMap<String, EnvValue>,
+    #[serde(default)]
+    steps: IndexMap<Spanned<String>, RawStep>,
+    #[serde(default)]
+    hooks: IndexMap<Spanned<String>, Spanned<RawHook>>,
+    #[serde(default)]
+    ci: RawCi,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    jobs: usize,
+    #[serde(default)]
+    fail_fast: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    run: Option<Spanned<Command>>,
+    fix: Option<Spanned<Command>>,
+    dir: Option<Spanned<String>>,
+    #[serde(default)]
+    env: IndexMap<String, EnvValue>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    outputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    key_env: Vec<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+/// `pre-commit = ["a", "b"]` or `pre-commit = { steps = ["a"], fix = true }`.
+struct RawHook {
+    steps: Vec<Spanned<String>>,
+    fix: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHookTable {
+    steps: Vec<Spanned<String>>,
+    #[serde(default)]
+    fix: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCi {
+    #[serde(default)]
+    targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    matrix: IndexMap<String, Vec<String>>,
+    #[serde(default)]
+    jobs: IndexMap<Spanned<String>, RawCiJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCiJob {
+    steps: Vec<Spanned<String>>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+}
+
+/// An environment value: TOML strings, numbers and booleans all become strings.
+struct EnvValue(String);
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command string (run by `sh -c`) or an array of arguments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Command, E> {
+                Ok(Command::Shell(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+                let mut args = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    args.push(arg);
+                }
+                Ok(Command::Argv(args))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawHook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHook;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of step names, or a table { steps = [...], fix = true }")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawHook, A::Error> {
+                let mut steps = Vec::new();
+                while let Some(step) = seq.next_element()? {
+                    steps.push(step);
+                }
+                Ok(RawHook { steps, fix: false })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHook, A::Error> {
+                let t = RawHookTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawHook {
+                    steps: t.steps,
+                    fix: t.fix,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Turns a TOML or serde error into a diagnostic, adding "did you mean" for unknown keys.
+pub(super) fn diagnose_toml_error(path: &Path, source: &str, err: &toml::de::Error) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let span = err.span();
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((key, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let section = span
+            .as_ref()
+            .and_then(|s| enclosing_table(source, s.start))
+            .map(|t| format!(" in `[{t}]`"))
+            .unwrap_or_default();
+        let mut d = Diagnostic::new(path, span, format!("unknown key `{key}`{section}"));
+        d = match did_you_mean(key, candidates.iter().copied()) {
+            Some(best) => d.label(format!("did you mean `{best}`?")),
+            None => d.label("unknown key"),
+        };
+        if !candidates.is_empty() {
+            d = d.help(format!("valid keys here: {}", candidates.join(", ")));
+        }
+        return d;
+    }
+    let (message, label) = match message.split_once('\n') {
+        Some((first, rest)) => (first.to_string(), rest.trim().to_string()),
+        None => (message, String::new()),
+    };
+    Diagnostic::new(path, span, message).label(label)
+}
+
+/// The header of the `[table]` that contains byte `offset`, if any.
+fn enclosing_table(source: &str, offset: usize) -> Option<String> {
+    let before = source.get(..offset)?;
+    before.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?.trim_start_matches('[');
+        let end = inner.find(']')?;
+        Some(inner[..end].trim().to_string())
+    })
+}
+
+fn is_step_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn strings(list: &[Spanned<String>]) -> Vec<String> {
+    list.iter().map(|s| s.get_ref().clone()).collect()
+}
+
+fn env_map(raw: IndexMap<String, EnvValue>) -> IndexMap<String, String> {
+    raw.into_iter().map(|(k, v)| (k, v.0)).collect()
+}
+
+/// Collects diagnostics for one file.
+struct Checker<'a> {
+    path: &'a Path,
+    found: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(
+        &mut self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.found
+            .push(Diagnostic::new(self.path, Some(span), message));
+        self.found.last_mut().expect("just pushed")
+    }
+
+    fn command(&mut self, step: &str, key: &str, cmd: &Spanned<Command>) {
+        let span = cmd.span();
+        match cmd.get_ref() {
+            Command::Shell(s) if s.trim().is_empty() => {
+                self.error(span, format!("`{key}` of step `{step}` is empty"))
+                    .label = "give the command to run".into();
+            }
+            Command::Argv(args) if args.is_empty() || args[0].trim().is_empty() => {
+                self.error(span, format!("`{key}` of step `{step}` is empty"))
+                    .label = "the first element must name the program to run".into();
+            }
+            Command::Argv(args) => {
+                if args
+                    .iter()
+                    .any(|a| a != FILES_PLACEHOLDER && a.contains(FILES_PLACEHOLDER))
+                {
+                    let d = self.error(
+                        span,
+                        format!("`{{files}}` must be a whole element in `{key}` of step `{step}`"),
+                    );
+                    d.label =
+                        "in an array, \"{files}\" stands alone and becomes one argument per file"
+                            .into();
+                    d.help = Some("write it as its own element, or use a command string".into());
+                }
+            }
+            Command::Shell(_) => {}
+        }
+    }
+}
+
+pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagnostic>> {
+    let mut check = Checker {
+        path,
+        found: Vec::new(),
+    };
+
+    // Step names keep their spans here; afterwards steps are looked up by plain name.
+    let mut name_spans: IndexMap<String, std::ops::Range<usize>> = IndexMap::new();
+    let mut raw_steps: IndexMap<String, RawStep> = IndexMap::new();
+    for (name, step) in raw.steps {
+        let span = name.span();
+        let name = name.into_inner();
+        if !is_step_name(&name) {
+            check
+                .error(span.clone(), format!("invalid step name `{name}`"))
+                .label = "use lowercase letters, digits, `-` and `_`".into();
+        }
+        name_spans.insert(name.clone(), span);
+        raw_steps.insert(name, step);
+    }
+
+    let mut steps = IndexMap::new();
+    for (name, s) in &raw_steps {
+        match &s.run {
+            None => {
+                check
+                    .error(
+                        name_spans[name].clone(),
+                        format!("step `{name}` has no `run`"),
+                    )
+                    .label = "add `run = \"...\"` to this step".into();
+            }
+            Some(run) => check.command(name, "run", run),
+        }
+        if let Some(fix) = &s.fix {
+            check.command(name, "fix", fix);
+        }
+        let timeout = s
+            .timeout
+            .as_ref()
+            .and_then(|t| match parse_duration(t.get_ref()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    let d =
+                        check.error(t.span(), format!("invalid timeout `{}`: {e}", t.get_ref()));
+                    d.label = "expected a duration".into();
+                    d.help = Some(
+                        "write it like \"500ms\", \"90s\", \"10m\", \"1h\" or \"1m 30s\"".into(),
+                    );
+                    None
+                }
+            });
+        let dir = s.dir.as_ref().and_then(|d| {
+            let p = Path::new(d.get_ref());
+            let escapes = p.components().any(|c| {
+                matches!(
+                    c,
+                    Component::ParentDir | Component::RootDir | Component::Prefix(_)
+                )
+            });
+            if escapes || d.get_ref().trim().is_empty() {
+                check
+                    .error(d.span(), format!("invalid `dir` for step `{name}`"))
+                    .label = "must be a folder inside the repository, relative to its root".into();
+                None
+            } else {
+                Some(p.components().collect::<PathBuf>())
+            }
+        });
+        let matcher = if s.files.is_empty() {
+            if !s.exclude.is_empty() {
+                check
+                    .error(
+                        s.exclude[0].span(),
+                        format!("step `{name}` has `exclude` but no `files`"),
+                    )
+                    .label = "add `files` globs; `exclude` only narrows them".into();
+            }
+            None
+        } else {
+            match Matcher::new(&strings(&s.files), &strings(&s.exclude)) {
+                Ok(m) => Some(m),
+                Err(bad) => {
+                    let list = if bad.in_exclude { &s.exclude } else { &s.files };
+                    let glob = &list[bad.index];
+                    check
+                        .error(
+                            glob.span(),
+                            format!("invalid glob `{}`: {}", glob.get_ref(), bad.reason),
+                        )
+                        .label = "this glob".into();
+                    None
+                }
+            }
+        };
+        if s.run.as_ref().is_some_and(|r| r.get_ref().uses_files()) && s.files.is_empty() {
+            let span = s.run.as_ref().map(Spanned::span).unwrap_or_default();
+            check
+                .error(
+                    span,
+                    format!("step `{name}` uses {{files}} but has no `files` globs"),
+                )
+                .label = "add `files = [\"...\"]` to say which files it gets".into();
+        }
+        steps.insert(
+            name.clone(),
+            Step {
+                name: name.clone(),
+                run: s
+                    .run
+                    .as_ref()
+                    .map_or(Command::Argv(vec![]), |r| r.get_ref().clone()),
+                fix: s.fix.as_ref().map(|f| f.get_ref().clone()),
+                dir,
+                env: IndexMap::new(),
+                needs: dedup(strings(&s.needs)),
+                files: strings(&s.files),
+                exclude: strings(&s.exclude),
+                matcher,
+                inputs: strings(&s.inputs),
+                outputs: strings(&s.outputs),
+                key_env: strings(&s.key_env),
+                timeout,
+            },
+        );
+    }
+    for (name, s) in raw_steps {
+        check.step_refs_in(&s.needs, &steps, |n| {
+            format!("step `{name}` needs `{n}`, which is not a step")
+        });
+        steps[&name].env = env_map(s.env);
+    }
+    // Needs spans, for pointing at the edge that closes a cycle.
+    if let Some(cycle) = find_cycle(&steps) {
+        let first = &cycle[0];
+        let second = &cycle[1];
+        let span = raw_needs_span(path, first, second, &name_spans);
+        let d = check.error(span, format!("steps form a cycle: {}", cycle.join(" → ")));
+        d.label = format!("`{first}` needs `{second}` here");
+        d.help = Some("remove one of these `needs` so the steps can run in order".into());
+    }
+
+    let mut hooks = IndexMap::new();
+    for (hook_name, hook) in raw.hooks {
+        let span = hook_name.span();
+        let hook_name = hook_name.into_inner();
+        if !GIT_HOOKS.contains(&hook_name.as_str()) {
+            let d = check.error(span, format!("`{hook_name}` is not a git hook"));
+            d.label = match did_you_mean(&hook_name, GIT_HOOKS) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "see `git help hooks` for the names".into(),
+            };
+        }
+        let hook = hook.into_inner();
+        check.step_refs_in(&hook.steps, &steps, |n| {
+            format!("hook `{hook_name}` runs `{n}`, which is not a step")
+        });
+        hooks.insert(
+            hook_name,
+            Hook {
+                steps: strings(&hook.steps),
+                fix: hook.fix,
+            },
+        );
+    }
+
+    let ci = validate_ci(&mut check, raw.ci, &steps);
+
+    if !check.found.is_empty() {
+        check
+            .found
+            .sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        return Err(check.found);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        settings: Settings {
+            jobs: raw.settings.jobs,
+            fail_fast: raw.settings.fail_fast,
+        },
+        env: env_map(raw.env),
+        steps,
+        hooks,
+        ci,
+    })
+}
+
+fn validate_ci(check: &mut Checker, raw: RawCi, steps: &IndexMap<String, Step>) -> Ci {
+    for t in &raw.targets {
+        if !CI_TARGETS.contains(&t.get_ref().as_str()) {
+            let d = check.error(t.span(), format!("unknown CI target `{}`", t.get_ref()));
+            d.label = match did_you_mean(t.get_ref(), CI_TARGETS) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("one of: {}", CI_TARGETS.join(", ")),
+            };
+        }
+    }
+    let job_names: Vec<String> = raw.jobs.keys().map(|k| k.get_ref().clone()).collect();
+    let mut jobs = IndexMap::new();
+    for (name, job) in raw.jobs {
+        let name = name.into_inner();
+        check.step_refs_in(&job.steps, steps, |n| {
+            format!("CI job `{name}` runs `{n}`, which is not a step")
+        });
+        for n in &job.needs {
+            if !job_names.contains(n.get_ref()) {
+                check
+                    .error(
+                        n.span(),
+                        format!(
+                            "CI job `{name}` needs `{}`, which is not a CI job",
+                            n.get_ref()
+                        ),
+                    )
+                    .label = "no `[ci.jobs]` entry has this name".into();
+            }
+        }
+        jobs.insert(
+            name,
+            CiJob {
+                steps: strings(&job.steps),
+                needs: strings(&job.needs),
+            },
+        );
+    }
+    Ci {
+        targets: strings(&raw.targets),
+        matrix: raw.matrix,
+        jobs,
+    }
+}
+
+impl Checker<'_> {
+    /// Checks that every name refers to a step, with a suggestion for near misses.
+    fn step_refs_in(
+        &mut self,
+        refs: &[Spanned<String>],
+        steps: &IndexMap<String, Step>,
+        what: impl Fn(&str) -> String,
+    ) {
+        for r in refs {
+            let name = r.get_ref();
+            if !steps.contains_key(name) {
+                let suggestion = did_you_mean(name, steps.keys().map(String::as_str));
+                let d = self.error(r.span(), what(name));
+                d.label = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "no step has this name".into(),
+                };
+            }
+        }
+    }
+}
+
+fn dedup(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// A cycle in the `needs` graph, as the list of names with the first repeated at the end.
+pub(crate) fn find_cycle(steps: &IndexMap<String, Step>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        steps: &IndexMap<String, Step>,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        marks[i] = Mark::Open;
+        stack.push(i);
+        for need in &steps[i].needs {
+            let Some(j) = steps.get_index_of(need) else {
+                continue;
+            };
+            match marks[j] {
+                Mark::Open => {
+                    let from = stack
+                        .iter()
+                        .position(|&k| k == j)
+                        .expect("open is on the stack");
+                    let mut cycle: Vec<String> = stack[from..]
+                        .iter()
+                        .map(|&k| steps[k].name.clone())
+                        .collect();
+                    cycle.push(steps[j].name.clone());
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(j, steps, marks, stack) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        stack.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; steps.len()];
+    for i in 0..steps.len() {
+        if marks[i] == Mark::New
+            && let Some(c) = visit(i, steps, &mut marks, &mut Vec::new())
+        {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// The span of `needs = [... "second" ...]` inside step `first`, found by re-reading the file.
+fn raw_needs_span(
+    path: &Path,
+    first: &str,
+    second: &str,
+    name_spans: &IndexMap<String, std::ops::Range<usize>>,
+) -> std::ops::Range<usize> {
+    #[derive(Deserialize)]
+    struct OnlyNeeds {
+        #[serde(default)]
+        steps: IndexMap<String, NeedsOf>,
+    }
+    #[derive(Deserialize)]
+    struct NeedsOf {
+        #[serde(default)]
+        needs: Vec<Spanned<String>>,
+    }
+    let fallback = name_spans.get(first).cloned().unwrap_or(0..0);
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return fallback;
+    };
+    toml::from_str::<OnlyNeeds>(&text)
+        .ok()
+        .and_then(|c| {
+            c.steps
+                .get(first)?
+                .needs
+                .iter()
+                .find(|n| n.get_ref() == second)
+                .map(Spanned::span)
+        })
+        .unwrap_or(fallback)
+}

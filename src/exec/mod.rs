@@ -1,0 +1,266 @@
+//! The executor: walks the plan's graph on a rayon pool, starting each step as soon as the
+//! steps it needs have passed, and tells the reporter what happens.
+
+pub mod invocation;
+pub mod scheduler;
+
+use crate::plan::{Plan, PlannedStep};
+use crate::process::{self, Canceller, Outcome, Spec};
+use crate::report::{Event, Reporter, Status, StepResult, Summary};
+use rayon::prelude::*;
+use scheduler::Scheduler;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::time::{Duration, Instant};
+
+/// How a run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Steps (and batches) running at once; at least 1.
+    pub jobs: usize,
+    /// At the first failure, start nothing new and stop what runs.
+    pub fail_fast: bool,
+    /// Send each output line to the reporter as it arrives.
+    pub stream_output: bool,
+}
+
+/// What every step of a run shares.
+struct Shared {
+    plan: Plan,
+    root: PathBuf,
+    /// `[env]`, applied before each step's own `env`.
+    env: Vec<(String, String)>,
+    canceller: Arc<Canceller>,
+    stream_output: bool,
+}
+
+enum Message {
+    Started(usize),
+    Line(usize, Vec<u8>),
+    Done(usize, StepResult),
+}
+
+/// Runs the plan and returns the totals. Every step of the plan gets exactly one
+/// `StepFinished` event.
+pub fn execute(
+    plan: Plan,
+    root: &Path,
+    env: Vec<(String, String)>,
+    options: &Options,
+    canceller: Arc<Canceller>,
+    reporter: &mut dyn Reporter,
+) -> Summary {
+    let started = Instant::now();
+    let jobs = options.jobs.max(1);
+    let mut scheduler = Scheduler::new(plan.steps.iter().map(|s| s.needs.clone()).collect());
+    let names: Vec<String> = plan.steps.iter().map(|s| s.step.name.clone()).collect();
+    let mut statuses: Vec<Option<Status>> = vec![None; names.len()];
+    let shared = Arc::new(Shared {
+        plan,
+        root: root.to_path_buf(),
+        env,
+        canceller: Arc::clone(&canceller),
+        stream_output: options.stream_output,
+    });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(|i| format!("preflight-worker-{i}"))
+        .build()
+        .expect("a thread pool can be built");
+    let (tx, rx) = mpsc::channel::<Message>();
+    let mut summary = Summary::default();
+    let mut running = 0usize;
+    reporter.event(Event::RunStarted {
+        steps: names.len(),
+        jobs,
+    });
+
+    let mut finish = |reporter: &mut dyn Reporter,
+                      statuses: &mut Vec<Option<Status>>,
+                      result: StepResult,
+                      i: usize| {
+        summary.add(result.status);
+        statuses[i] = Some(result.status);
+        reporter.event(Event::StepFinished(result));
+    };
+
+    loop {
+        if !canceller.is_cancelled() {
+            while let Some(i) = scheduler.next_ready() {
+                running += 1;
+                let shared = Arc::clone(&shared);
+                let tx = tx.clone();
+                pool.spawn(move || {
+                    let result = run_step(&shared, i, &tx);
+                    let _ = tx.send(Message::Done(i, result));
+                });
+            }
+        }
+        if running == 0 {
+            let reason = canceller.reason().to_string();
+            for i in scheduler.drain_waiting() {
+                let result = not_run(&names[i], format!("not started: {reason}"));
+                finish(reporter, &mut statuses, result, i);
+            }
+            break;
+        }
+        let Ok(message) = rx.recv() else { break };
+        match message {
+            Message::Started(i) => reporter.event(Event::StepStarted {
+                name: names[i].clone(),
+            }),
+            Message::Line(i, line) => reporter.event(Event::StepOutput {
+                name: names[i].clone(),
+                line,
+            }),
+            Message::Done(i, mut result) => {
+                running -= 1;
+                if result.status == Status::Cancelled {
+                    result.detail = Some(canceller.reason().to_string());
+                }
+                let ok = result.status.satisfies_dependents();
+                finish(reporter, &mut statuses, result, i);
+                for (blocked, because) in scheduler.finish(i, ok) {
+                    let why = match statuses[because] {
+                        Some(Status::Failed) => "failed",
+                        Some(Status::TimedOut) => "timed out",
+                        Some(Status::Cancelled) => "was cancelled",
+                        _ => "did not run",
+                    };
+                    let result = not_run(
+                        &names[blocked],
+                        format!("needs `{}`, which {why}", names[because]),
+                    );
+                    finish(reporter, &mut statuses, result, blocked);
+                }
+                if !ok && options.fail_fast {
+                    canceller.cancel("stopped by --fail-fast");
+                }
+            }
+        }
+    }
+    summary.duration = started.elapsed();
+    summary.interrupted = canceller.was_interrupted();
+    reporter.event(Event::RunFinished(summary.clone()));
+    summary
+}
+
+fn not_run(name: &str, detail: String) -> StepResult {
+    StepResult {
+        name: name.to_string(),
+        status: Status::NotRun,
+        duration: Duration::ZERO,
+        exit_code: None,
+        output: Vec::new(),
+        detail: Some(detail),
+    }
+}
+
+/// Runs one step: its files checked, its command expanded into batches run in parallel.
+fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
+    let planned: &PlannedStep = &shared.plan.steps[i];
+    let step = &planned.step;
+    let started = Instant::now();
+    let result = |status, exit_code, output, detail: Option<String>| StepResult {
+        name: step.name.clone(),
+        status,
+        duration: started.elapsed(),
+        exit_code,
+        output,
+        detail,
+    };
+
+    let cwd = match &step.dir {
+        Some(dir) => shared.root.join(dir),
+        None => shared.root.clone(),
+    };
+    // Tracked files deleted from the work tree are not handed to commands.
+    let files: Option<Vec<&Path>> = planned.files.as_ref().map(|files| {
+        files
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|f| cwd.join(f).symlink_metadata().is_ok())
+            .collect()
+    });
+    if files.as_ref().is_some_and(Vec::is_empty) {
+        return result(
+            Status::Skipped,
+            None,
+            Vec::new(),
+            Some("no matching files".into()),
+        );
+    }
+    if !cwd.is_dir() {
+        let dir = step.dir.as_deref().unwrap_or(Path::new(".")).display();
+        return result(
+            Status::Failed,
+            None,
+            Vec::new(),
+            Some(format!("its working directory `{dir}` does not exist")),
+        );
+    }
+    let _ = tx.send(Message::Started(i));
+
+    let mut env = shared.env.clone();
+    env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.push(("PREFLIGHT_STEP".into(), step.name.clone()));
+    let invocations = invocation::invocations(&step.run, files.as_deref());
+    let deadline = step.timeout.map(|t| started + t);
+
+    let finished: Vec<process::Finished> = invocations
+        .par_iter()
+        .map(|inv| {
+            let on_line = shared.stream_output.then(|| {
+                let tx = tx.clone();
+                Box::new(move |line: &[u8]| {
+                    let _ = tx.send(Message::Line(i, line.to_vec()));
+                }) as process::LineSink
+            });
+            let spec = Spec {
+                invocation: inv,
+                cwd: &cwd,
+                env: &env,
+                timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            };
+            process::run(&spec, &shared.canceller, on_line)
+        })
+        .collect();
+
+    let output: Vec<u8> = finished
+        .iter()
+        .flat_map(|f| f.output.iter().copied())
+        .collect();
+    let worst = finished
+        .iter()
+        .map(|f| &f.outcome)
+        .max_by_key(|o| match o {
+            Outcome::Exited(0) => 0,
+            Outcome::Exited(_) | Outcome::Signaled(_) | Outcome::SpawnFailed(_) => 1,
+            Outcome::TimedOut => 2,
+            Outcome::Cancelled => 3,
+        })
+        .cloned()
+        .unwrap_or(Outcome::Exited(0));
+    match worst {
+        Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
+        Outcome::Exited(code) => result(Status::Failed, Some(code), output, None),
+        Outcome::Signaled(sig) => result(
+            Status::Failed,
+            None,
+            output,
+            Some(format!("killed by signal {sig}")),
+        ),
+        Outcome::SpawnFailed(message) => result(Status::Failed, None, output, Some(message)),
+        Outcome::TimedOut => {
+            let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
+            result(
+                Status::TimedOut,
+                None,
+                output,
+                Some(format!("killed after the {limit} timeout")),
+            )
+        }
+        Outcome::Cancelled => result(Status::Cancelled, None, output, None),
+    }
+}

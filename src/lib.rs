@@ -1,0 +1,15 @@
+//! preflight: local-first CI as code.
+//!
+//! Dependencies flow one way: `cli → commands → {plan, exec} → {process, git, config, report}`.
+//! Only `report` writes to the terminal; the engine sends it `report::Event` values.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod git;
+pub mod plan;
+pub mod process;
+pub mod report;

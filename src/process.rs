@@ -1,0 +1,304 @@
+//! Running one process: its own process group, environment and working directory, combined
+//! stdout+stderr captured (and optionally streamed line by line), a timeout, and cancellation
+//! that kills the whole group so nothing is left behind.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// A program and its arguments, ready to spawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+/// Receives each complete line of a process's output as it arrives.
+pub type LineSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    /// Killed by a signal it did not expect (not by preflight).
+    Signaled(i32),
+    TimedOut,
+    /// Killed because the run was cancelled (Ctrl-C or --fail-fast), or never started.
+    Cancelled,
+    /// The program could not be started at all.
+    SpawnFailed(String),
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+}
+
+/// A finished process: how it ended and everything it printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub output: Vec<u8>,
+}
+
+/// What to run and how.
+pub struct Spec<'a> {
+    pub invocation: &'a Invocation,
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    pub timeout: Option<Duration>,
+}
+
+/// Captured output beyond this is dropped (with a note) so a runaway step cannot eat memory.
+const MAX_CAPTURE: usize = 16 << 20;
+/// How long a process group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The live process groups of a run, so that a timeout, --fail-fast or Ctrl-C can kill them.
+#[derive(Default)]
+pub struct Canceller {
+    groups: Mutex<HashSet<i32>>,
+    cancelled: AtomicBool,
+    reason: OnceLock<String>,
+    interrupted: AtomicBool,
+}
+
+impl Canceller {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Why the run was cancelled, as said to the user ("interrupted", "stopped by --fail-fast").
+    pub fn reason(&self) -> &str {
+        self.reason.get().map_or("cancelled", String::as_str)
+    }
+
+    /// Stops new processes from starting and asks every running group to stop: SIGTERM, then
+    /// SIGKILL for groups still alive after a grace period.
+    pub fn cancel(self: &Arc<Self>, reason: &str) {
+        let _ = self.reason.set(reason.to_string());
+        if self.cancelled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.signal_all(libc::SIGTERM);
+        let this = Arc::clone(self);
+        std::thread::spawn(move || {
+            std::thread::sleep(KILL_GRACE);
+            this.signal_all(libc::SIGKILL);
+        });
+    }
+
+    /// Cancels because the user asked to stop (Ctrl-C, SIGTERM, SIGHUP).
+    pub fn interrupt(self: &Arc<Self>) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.cancel("interrupted");
+    }
+
+    pub fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Kills every running group at once (a second Ctrl-C).
+    pub fn kill_now(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.signal_all(libc::SIGKILL);
+    }
+
+    fn signal_all(&self, signal: i32) {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        for &pgid in groups.iter() {
+            kill_group(pgid, signal);
+        }
+    }
+
+    /// Spawns under the lock, so that a cancel either sees the new group or stops the spawn.
+    fn spawn(&self, cmd: &mut std::process::Command) -> Option<std::io::Result<Child>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_cancelled() {
+            return None;
+        }
+        let child = cmd.spawn();
+        if let Ok(child) = &child {
+            groups.insert(child.id() as i32);
+        }
+        Some(child)
+    }
+
+    fn forget(&self, pgid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pgid);
+    }
+}
+
+fn kill_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Runs one process to completion. `on_line` receives each complete output line as it arrives.
+pub fn run(spec: &Spec, canceller: &Canceller, on_line: Option<LineSink>) -> Finished {
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pair) => pair,
+        Err(e) => return spawn_failed(format!("cannot create a pipe: {e}")),
+    };
+    let stderr_writer = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return spawn_failed(format!("cannot create a pipe: {e}")),
+    };
+    let mut cmd = std::process::Command::new(&spec.invocation.program);
+    cmd.args(&spec.invocation.args)
+        .current_dir(spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(stderr_writer)
+        .process_group(0);
+    let spawned = canceller.spawn(&mut cmd);
+    // Our copies of the pipe's write end must close, or reading would never see EOF.
+    drop(cmd);
+    let mut child = match spawned {
+        None => {
+            return Finished {
+                outcome: Outcome::Cancelled,
+                output: Vec::new(),
+            };
+        }
+        Some(Err(e)) => {
+            let program = spec.invocation.program.to_string_lossy();
+            return spawn_failed(match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("cannot run `{program}`: not found (is it installed and on PATH?)")
+                }
+                _ => format!("cannot run `{program}`: {e}"),
+            });
+        }
+        Some(Ok(child)) => child,
+    };
+    let pgid = child.id() as i32;
+    let output_thread = std::thread::spawn(move || capture(reader, on_line));
+
+    let status = wait_with_timeout(&mut child, spec.timeout);
+    // Whatever the step left running in its group goes with it.
+    kill_group(pgid, libc::SIGKILL);
+    canceller.forget(pgid);
+    let output = output_thread.join().unwrap_or_default();
+
+    let outcome = match status {
+        None => Outcome::TimedOut,
+        Some(_) if canceller.is_cancelled() => Outcome::Cancelled,
+        Some(status) => exit_outcome(status),
+    };
+    Finished { outcome, output }
+}
+
+fn spawn_failed(message: String) -> Finished {
+    Finished {
+        output: format!("{message}\n").into_bytes(),
+        outcome: Outcome::SpawnFailed(message),
+    }
+}
+
+fn exit_outcome(status: ExitStatus) -> Outcome {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exited(code),
+        (None, Some(sig)) => Outcome::Signaled(sig),
+        (None, None) => Outcome::Exited(1),
+    }
+}
+
+/// Waits for the child; `None` means the timeout hit and the group was killed.
+fn wait_with_timeout(child: &mut Child, timeout: Option<Duration>) -> Option<ExitStatus> {
+    let Some(timeout) = timeout else {
+        return Some(
+            child
+                .wait()
+                .unwrap_or_else(|_| ExitStatus::from_raw(1 << 8)),
+        );
+    };
+    let pgid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    // A thread blocks in waitpid so that this one can give up at the deadline.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child's pid, with a valid pointer to a local.
+        let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        let _ = tx.send((r, status));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(r) => Some(raw_status(r)),
+        Err(_) => {
+            kill_group(pgid, libc::SIGTERM);
+            if rx.recv_timeout(KILL_GRACE).is_err() {
+                kill_group(pgid, libc::SIGKILL);
+                let _ = rx.recv();
+            }
+            None
+        }
+    }
+}
+
+fn raw_status((r, status): (i32, i32)) -> ExitStatus {
+    if r < 0 {
+        ExitStatus::from_raw(1 << 8)
+    } else {
+        ExitStatus::from_raw(status)
+    }
+}
+
+/// Reads the output pipe to EOF, keeping up to MAX_CAPTURE bytes and streaming whole lines.
+fn capture(mut reader: std::io::PipeReader, mut on_line: Option<LineSink>) -> Vec<u8> {
+    let mut output = Vec::new();
+    let mut dropped = 0usize;
+    let mut line_start = 0usize;
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        if let Some(cb) = on_line.as_mut() {
+            pending.extend_from_slice(chunk);
+            while let Some(pos) = pending[line_start..].iter().position(|&b| b == b'\n') {
+                cb(&pending[line_start..line_start + pos]);
+                line_start += pos + 1;
+            }
+            pending.drain(..line_start);
+            line_start = 0;
+        }
+        let room = MAX_CAPTURE.saturating_sub(output.len());
+        output.extend_from_slice(&chunk[..room.min(n)]);
+        dropped += n.saturating_sub(room);
+    }
+    if let Some(cb) = on_line.as_mut()
+        && !pending.is_empty()
+    {
+        cb(&pending);
+    }
+    if dropped > 0 {
+        output.extend_from_slice(
+            format!("\n[preflight: {dropped} more bytes of output not kept]\n").as_bytes(),
+        );
+    }
+    output
+}

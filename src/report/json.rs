@@ -1,0 +1,56 @@
+//! `--format json`: one JSON object per line on stdout, for scripts and editors.
+
+use super::{Event, Reporter};
+use serde_json::json;
+use std::io::Write;
+
+pub struct Json;
+
+impl Json {
+    pub fn new() -> Self {
+        Json
+    }
+}
+
+impl Default for Json {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reporter for Json {
+    fn event(&mut self, event: Event) {
+        let value = match event {
+            Event::RunStarted { steps, jobs } => {
+                json!({"event": "run_started", "steps": steps, "jobs": jobs})
+            }
+            Event::StepStarted { name } => json!({"event": "step_started", "step": name}),
+            Event::StepOutput { name, line } => json!({
+                "event": "step_output", "step": name, "line": String::from_utf8_lossy(&line),
+            }),
+            Event::StepFinished(r) => json!({
+                "event": "step_finished",
+                "step": r.name,
+                "status": r.status.as_str(),
+                "duration_ms": r.duration.as_millis() as u64,
+                "exit_code": r.exit_code,
+                "detail": r.detail,
+                "output": String::from_utf8_lossy(&r.output),
+            }),
+            Event::RunFinished(s) => json!({
+                "event": "run_finished",
+                "passed": s.passed,
+                "failed": s.failed,
+                "skipped": s.skipped,
+                "not_run": s.not_run,
+                "cancelled": s.cancelled,
+                "interrupted": s.interrupted,
+                "success": s.success(),
+                "duration_ms": s.duration.as_millis() as u64,
+            }),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+}

@@ -1,0 +1,164 @@
+//! Everything preflight writes to the terminal. The engine sends `Event`s; a `Reporter`
+//! renders them: live and coloured on a terminal, plain lines in CI and pipes, or JSON lines.
+
+mod human;
+mod json;
+
+pub use human::Human;
+pub use json::Json;
+
+use std::time::Duration;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+    TimedOut,
+    /// Its files globs matched none of the run's files.
+    Skipped,
+    /// A step it needs did not pass, or the run stopped before it started.
+    NotRun,
+    /// Killed by --fail-fast or Ctrl-C while running.
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Skipped => "skipped",
+            Status::NotRun => "not_run",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the steps that need this one may run.
+    pub fn satisfies_dependents(self) -> bool {
+        matches!(self, Status::Passed | Status::Skipped)
+    }
+}
+
+/// The result of one step.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub name: String,
+    pub status: Status,
+    pub duration: Duration,
+    /// The exit code of the failing (or last) process, when there was one.
+    pub exit_code: Option<i32>,
+    /// Combined stdout and stderr of the step's processes, in batch order.
+    pub output: Vec<u8>,
+    /// Why it was skipped, not run, or failed without an exit code.
+    pub detail: Option<String>,
+}
+
+/// Totals for the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub not_run: usize,
+    pub cancelled: usize,
+    pub duration: Duration,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Passed => self.passed += 1,
+            Status::Failed | Status::TimedOut => self.failed += 1,
+            Status::Cancelled => self.cancelled += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::NotRun => self.not_run += 1,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.not_run == 0 && self.cancelled == 0 && !self.interrupted
+    }
+}
+
+/// What the engine tells the reporter, in the order it happens.
+#[derive(Debug)]
+pub enum Event {
+    RunStarted {
+        steps: usize,
+        jobs: usize,
+    },
+    StepStarted {
+        name: String,
+    },
+    /// One line of a step's output, sent only when output is streamed (`-v`).
+    StepOutput {
+        name: String,
+        line: Vec<u8>,
+    },
+    StepFinished(StepResult),
+    RunFinished(Summary),
+}
+
+pub trait Reporter {
+    fn event(&mut self, event: Event);
+}
+
+/// Which renderer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Options that shape human output.
+#[derive(Debug, Clone, Copy)]
+pub struct HumanOptions {
+    /// Stream every step's output live, prefixed with the step name.
+    pub verbose: bool,
+    /// Colours and the live view (a terminal that is not `dumb`).
+    pub color: bool,
+    pub live: bool,
+    /// GitHub Actions: fold each failed step's output in a group.
+    pub github: bool,
+}
+
+pub fn reporter(format: Format, options: HumanOptions) -> Box<dyn Reporter> {
+    match format {
+        Format::Human => Box::new(Human::new(options)),
+        Format::Json => Box::new(Json::new()),
+    }
+}
+
+/// Writes an error for the user on stderr. Config diagnostics arrive already rendered.
+pub fn error(message: &str, color: bool) {
+    let style = console::Style::new().red().bold().force_styling(color);
+    let text = message.trim_end();
+    if let Some(rest) = text.strip_prefix("error:") {
+        eprintln!("{}{rest}", style.apply_to("error:"));
+    } else {
+        eprintln!("{} {text}", style.apply_to("error:"));
+    }
+}
+
+/// Writes a line of normal command output on stdout (validate, list, graph).
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// `1.42s`, `85ms`, `2m05s`: short and stable.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}

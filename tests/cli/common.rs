@@ -1,0 +1,262 @@
+//! The test harness: a git repository in a temp dir, and the real binary run inside it.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_preflight");
+
+/// A git repository in a temporary folder, with a fixed identity and no user config.
+pub struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-test")
+            .tempdir()
+            .expect("temp dir");
+        let repo = Repo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    /// A repository holding `config` as preflight.toml.
+    pub fn with_config(config: &str) -> Self {
+        let repo = Repo::new();
+        repo.write("preflight.toml", config);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: impl AsRef<Path>, content: impl AsRef<[u8]>) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write");
+    }
+
+    pub fn read(&self, rel: impl AsRef<Path>) -> Vec<u8> {
+        std::fs::read(self.path().join(rel)).expect("read")
+    }
+
+    pub fn git(&self, args: &[&str]) -> Output {
+        let out = git_command(self.path())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Stages everything, so it becomes part of the run's file set.
+    pub fn add_all(&self) {
+        self.git(&["add", "-A"]);
+    }
+
+    /// The binary, with a clean environment: not in CI, no colours, run from the repo root.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.path())
+            .env_remove("CI")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("PREFLIGHT")
+            .env_remove("PREFLIGHT_SKIP")
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd().args(args).output().expect("preflight runs"))
+    }
+}
+
+pub fn git_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid");
+    cmd
+}
+
+/// What a run of the binary left: exit code, stdout, stderr.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing everything the run printed when it differs.
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The report line of a step, e.g. `   passed fmt (12ms)`.
+    #[track_caller]
+    pub fn line_of(&self, step: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| {
+                let l = l.trim_end();
+                !l.contains('│')
+                    && (l.ends_with(&format!(" {step}"))
+                        || l.contains(&format!(" {step} ("))
+                        || l.contains(&format!(" {step}: ")))
+            })
+            .unwrap_or_else(|| panic!("no report line for `{step}` in:\n{}", self.stdout))
+    }
+
+    /// The status word of a step's report line.
+    #[track_caller]
+    pub fn status_of(&self, step: &str) -> String {
+        let line = self.line_of(step).trim_start();
+        let end = line.find(&format!(" {step}")).expect("status before name");
+        line[..end].to_string()
+    }
+}
+
+/// Makes a relative path from raw bytes (for names that are not UTF-8).
+pub fn bytes_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+/// The processes now alive whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        panic!("/proc is needed to look for leftover processes");
+    };
+    for entry in entries.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(marker) {
+            // A zombie has an empty cmdline; a live match is a leftover.
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// External tools the tests need, installed once into target/tools from the registries.
+pub mod tools {
+    use super::*;
+
+    // One lock per installer, so that a slow `cargo install` does not hold up pip.
+    static PIP: Mutex<()> = Mutex::new(());
+    static CARGO: Mutex<()> = Mutex::new(());
+
+    pub fn dir() -> PathBuf {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let target = if target.is_absolute() {
+            target
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(target)
+        };
+        target.join("tools")
+    }
+
+    fn run_install(cmd: &mut Command, what: &str) {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start the install of {what}: {e}"));
+        assert!(
+            out.status.success(),
+            "installing {what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A Python virtualenv under target/tools with `package` installed; returns its bin folder.
+    pub fn pip(package: &str, program: &str) -> PathBuf {
+        let _guard = PIP.lock().unwrap_or_else(|e| e.into_inner());
+        let venv = dir().join("venv");
+        let bin = venv.join("bin");
+        if bin.join(program).is_file() {
+            return bin;
+        }
+        if !bin.join("pip").is_file() {
+            run_install(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "a Python venv",
+            );
+        }
+        run_install(
+            Command::new(bin.join("pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                package,
+            ]),
+            package,
+        );
+        assert!(
+            bin.join(program).is_file(),
+            "{package} did not install {program}"
+        );
+        bin
+    }
+
+    /// A crate's binary installed with `cargo install` into target/tools.
+    pub fn cargo(krate: &str, version: &str, program: &str) -> PathBuf {
+        let _guard = CARGO.lock().unwrap_or_else(|e| e.into_inner());
+        let bin = dir().join("bin").join(program);
+        if bin.is_file() {
+            return bin;
+        }
+        run_install(
+            Command::new(env!("CARGO"))
+                .args([
+                    "install",
+                    "--locked",
+                    "--quiet",
+                    "--version",
+                    version,
+                    "--root",
+                ])
+                .arg(dir())
+                .arg(krate),
+            krate,
+        );
+        bin
+    }
+}

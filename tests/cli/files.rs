@@ -1,0 +1,202 @@
+//! The run's file set, globs, `{files}` expansion, hostile names and batching.
+
+use crate::common::{Repo, bytes_path};
+use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStrExt;
+
+/// Names that break naive tools: options, spaces, quotes, shell syntax, newlines, non-UTF-8.
+fn hostile_names() -> Vec<Vec<u8>> {
+    vec![
+        b"-x.txt".to_vec(),
+        b"--help.txt".to_vec(),
+        b"a b.txt".to_vec(),
+        "ü.txt".as_bytes().to_vec(),
+        b"$(touch pwned).txt".to_vec(),
+        b"it's \"quoted\".txt".to_vec(),
+        b"semi;colon&amp.txt".to_vec(),
+        b"new\nline.txt".to_vec(),
+        b"sub dir/*.txt".to_vec(),
+        b"bad-\xff\xfe.txt".to_vec(),
+    ]
+}
+
+/// Reads NUL-separated names written by `printf '%s\0'`.
+fn nul_list(bytes: &[u8]) -> BTreeSet<Vec<u8>> {
+    bytes
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn expected(names: &[Vec<u8>]) -> BTreeSet<Vec<u8>> {
+    names
+        .iter()
+        .map(|n| {
+            if n.starts_with(b"-") {
+                [b"./", n.as_slice()].concat()
+            } else {
+                n.clone()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_names_reach_a_shell_command_intact() {
+    let repo = Repo::with_config(
+        "[steps.names]\nrun = \"printf '%s\\\\0' {files} > ../names.out\"\nfiles = [\"*.txt\"]\ndir = \"d\"\n",
+    );
+    let names = hostile_names();
+    for n in &names {
+        repo.write(bytes_path(&[b"d/", n.as_slice()].concat()), "x");
+    }
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    assert_eq!(nul_list(&repo.read("names.out")), expected(&names));
+    assert!(!repo.path().join("d/pwned").exists() && !repo.path().join("pwned").exists());
+}
+
+#[test]
+fn hostile_names_reach_an_argv_command_intact() {
+    let repo = Repo::with_config(
+        "[steps.names]\nrun = [\"sh\", \"-c\", \"printf '%s\\\\0' \\\"$@\\\" > names.out\", \"sh\", \"{files}\"]\nfiles = [\"*.txt\"]\n",
+    );
+    let names = hostile_names();
+    for n in &names {
+        repo.write(bytes_path(n), "x");
+    }
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    assert_eq!(nul_list(&repo.read("names.out")), expected(&names));
+}
+
+#[test]
+fn five_thousand_files_are_batched_and_each_is_passed_once() {
+    let repo = Repo::with_config(
+        "[steps.count]\nrun = \"echo batch >> batches.out; printf '%s\\\\n' {files} >> files.out\"\nfiles = [\"*.txt\"]\n",
+    );
+    let names: Vec<String> = (0..5000)
+        .map(|i| {
+            format!(
+                "folder-{:02}/a-rather-long-file-name-to-fill-batches-{i:05}.txt",
+                i % 50
+            )
+        })
+        .collect();
+    for n in &names {
+        repo.write(n, "");
+    }
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    let out = String::from_utf8(repo.read("files.out")).unwrap();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 5000, "every file exactly once");
+    let unique: BTreeSet<&str> = got.iter().copied().collect();
+    assert_eq!(unique, names.iter().map(String::as_str).collect());
+    let batches = String::from_utf8(repo.read("batches.out"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        batches > 1,
+        "5,000 long names must not fit one command line"
+    );
+}
+
+#[test]
+fn globs_select_files_and_a_step_with_none_is_skipped() {
+    let repo = Repo::with_config(
+        r#"
+[steps.rust]
+run = "printf '%s\n' {files} > rust.out"
+files = ["*.rs"]
+exclude = ["vendor/"]
+[steps.bin]
+run = "printf '%s\n' {files} > bin.out"
+files = ["bin/*"]
+[steps.python]
+run = "touch python-ran"
+files = ["*.py"]
+[steps.after-python]
+run = "touch after-python-ran"
+needs = ["python"]
+"#,
+    );
+    for f in [
+        "main.rs",
+        "src/lib.rs",
+        "vendor/dep/x.rs",
+        "bin/tool",
+        "bin/sub/deep",
+        "README.md",
+    ] {
+        repo.write(f, "x");
+    }
+    repo.write("untracked.rs", "x");
+    repo.add_all();
+    repo.git(&["rm", "-q", "--cached", "untracked.rs"]);
+    let run = repo.run(&["run"]);
+    run.code(0);
+    assert_eq!(repo.read("rust.out"), b"main.rs\nsrc/lib.rs\n");
+    assert_eq!(repo.read("bin.out"), b"bin/tool\n");
+    assert_eq!(run.status_of("python"), "skipped");
+    assert!(run.line_of("python").contains("no matching files"));
+    assert!(!repo.path().join("python-ran").exists());
+    // A skipped step does not hold back the steps that need it.
+    assert_eq!(run.status_of("after-python"), "passed");
+}
+
+#[test]
+fn files_flag_narrows_the_set_relative_to_the_current_folder() {
+    let repo = Repo::with_config(
+        "[steps.list]\nrun = \"printf '%s\\n' {files} > list.out\"\nfiles = [\"*.txt\"]\n",
+    );
+    for f in ["a.txt", "src/b.txt", "src/c.txt"] {
+        repo.write(f, "x");
+    }
+    repo.add_all();
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .current_dir(repo.path().join("src"))
+            .args(["run", "--files", "b.txt", "../a.txt"])
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert_eq!(repo.read("list.out"), b"src/b.txt\na.txt\n");
+    let outside = repo.run(&["run", "--files", "/etc/passwd"]);
+    outside.code(2);
+    assert!(
+        outside.stderr.contains("outside the repository"),
+        "{}",
+        outside.stderr
+    );
+}
+
+#[test]
+fn deleted_tracked_files_are_not_passed() {
+    let repo = Repo::with_config(
+        "[steps.list]\nrun = \"printf '%s\\n' {files} > list.out\"\nfiles = [\"*.txt\"]\n",
+    );
+    repo.write("keep.txt", "x");
+    repo.write("gone.txt", "x");
+    repo.add_all();
+    std::fs::remove_file(repo.path().join("gone.txt")).unwrap();
+    repo.run(&["run"]).code(0);
+    assert_eq!(repo.read("list.out"), b"keep.txt\n");
+}
+
+#[test]
+fn non_utf8_paths_survive_in_the_file_set() {
+    let repo = Repo::with_config(
+        "[steps.list]\nrun = \"printf '%s' {files} > list.out\"\nfiles = [\"*.bin\"]\n",
+    );
+    repo.write(bytes_path(b"\xe9t\xe9.bin"), "x");
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    assert_eq!(
+        repo.read("list.out"),
+        bytes_path(b"\xe9t\xe9.bin").as_os_str().as_bytes()
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real `preflight` binary in throwaway git repositories.
+
+mod common;
+
+mod book;
+mod config_errors;
+mod examples;
+mod files;
+mod inspect;
+mod processes;
+mod run;

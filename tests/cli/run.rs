@@ -1,0 +1,343 @@
+//! `preflight run`: the graph, parallelism, failures, output formats.
+
+use crate::common::Repo;
+use std::time::{Duration, Instant};
+
+#[test]
+fn eight_sleeping_steps_run_side_by_side() {
+    let mut config = String::new();
+    for i in 0..8 {
+        config.push_str(&format!("[steps.s{i}]\nrun = \"sleep 0.5\"\n"));
+    }
+    let repo = Repo::with_config(&config);
+    let start = Instant::now();
+    let run = repo.run(&["run", "-j", "8"]);
+    let wall = start.elapsed();
+    run.code(0);
+    assert!(
+        run.stdout.contains("8 passed, 0 failed, 0 skipped"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        wall < Duration::from_secs(1),
+        "8 × 0.5 s steps took {wall:?} with -j 8"
+    );
+}
+
+#[test]
+fn jobs_bounds_how_many_run_at_once() {
+    // Each step marks itself running and records how many steps are running at that moment.
+    let step = r#"run = "touch running/$PREFLIGHT_STEP; ls running | wc -l >> peaks; sleep 0.2; rm running/$PREFLIGHT_STEP""#;
+    let config: String = (0..6).map(|i| format!("[steps.s{i}]\n{step}\n")).collect();
+    let repo = Repo::with_config(&config);
+    repo.write("running/.keep", "");
+    repo.run(&["run", "-j", "2"]).code(0);
+    let peaks = String::from_utf8(repo.read("peaks")).unwrap();
+    let max: usize = peaks
+        .lines()
+        .map(|l| l.trim().parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(peaks.lines().count(), 6);
+    assert!(max <= 2, "more than 2 steps ran at once: {peaks}");
+}
+
+#[test]
+fn needs_orders_steps_and_failures_stop_dependents() {
+    let repo = Repo::with_config(
+        r#"
+[steps.build]
+run = "echo built > built.txt"
+[steps.test]
+run = "test -f built.txt"
+needs = ["build"]
+[steps.lint]
+run = "echo 'lint: bad style' >&2; exit 3"
+[steps.docs]
+run = "touch docs-ran"
+needs = ["lint"]
+[steps.publish]
+run = "touch publish-ran"
+needs = ["docs", "test"]
+"#,
+    );
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert_eq!(run.status_of("build"), "passed");
+    assert_eq!(run.status_of("test"), "passed");
+    assert_eq!(run.status_of("lint"), "failed");
+    assert!(run.line_of("lint").contains("exit code 3"));
+    assert_eq!(run.status_of("docs"), "not run");
+    assert!(run.line_of("docs").contains("needs `lint`, which failed"));
+    assert!(
+        run.line_of("publish")
+            .contains("needs `docs`, which did not run")
+    );
+    assert!(!repo.path().join("docs-ran").exists());
+    assert!(!repo.path().join("publish-ran").exists());
+    // The failed step's output is shown once, as a block, and the summary counts everything.
+    assert!(
+        run.stdout.contains("── lint output ──\nlint: bad style\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("2 passed, 1 failed, 0 skipped, 2 not run in"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn named_steps_run_with_what_they_need_only() {
+    let repo = Repo::with_config(
+        r#"
+[steps.a]
+run = "touch a"
+[steps.b]
+run = "touch b"
+needs = ["a"]
+[steps.c]
+run = "touch c"
+"#,
+    );
+    repo.run(&["run", "b"]).code(0);
+    assert!(repo.path().join("a").exists() && repo.path().join("b").exists());
+    assert!(!repo.path().join("c").exists());
+}
+
+#[test]
+fn fail_fast_stops_running_steps_and_starts_nothing_new() {
+    let repo = Repo::with_config(
+        r#"
+[steps.quick-fail]
+run = "sleep 0.2; exit 1"
+[steps.slow]
+run = "sleep 20"
+[steps.later]
+run = "touch later-ran"
+needs = ["slow"]
+"#,
+    );
+    let start = Instant::now();
+    let run = repo.run(&["run", "--fail-fast", "-j", "2"]);
+    run.code(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "fail-fast did not stop `slow`"
+    );
+    assert_eq!(run.status_of("quick-fail"), "failed");
+    assert_eq!(run.status_of("slow"), "cancelled");
+    assert!(run.line_of("slow").contains("--fail-fast"));
+    assert_eq!(run.status_of("later"), "not run");
+    assert!(!repo.path().join("later-ran").exists());
+}
+
+#[test]
+fn settings_fail_fast_works_like_the_flag() {
+    let repo = Repo::with_config(
+        "[settings]\nfail_fast = true\njobs = 2\n[steps.f]\nrun = \"exit 1\"\n[steps.s]\nrun = \"sleep 20\"\n",
+    );
+    let start = Instant::now();
+    repo.run(&["run"]).code(1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn steps_get_env_dir_and_their_name() {
+    let repo = Repo::with_config(
+        r#"
+[env]
+GLOBAL = "g"
+SHARED = "from-global"
+[steps.show]
+run = "echo \"$GLOBAL $SHARED $LOCAL $PREFLIGHT_STEP $(basename \"$PWD\")\" > ../out.txt"
+dir = "sub"
+env = { SHARED = "from-step", LOCAL = 7 }
+"#,
+    );
+    repo.write("sub/.keep", "");
+    repo.run(&["run"]).code(0);
+    assert_eq!(repo.read("out.txt"), b"g from-step 7 show sub\n");
+}
+
+#[test]
+fn a_missing_dir_fails_the_step_with_a_reason() {
+    let repo = Repo::with_config("[steps.x]\nrun = \"true\"\ndir = \"nowhere\"\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("x")
+            .contains("working directory `nowhere` does not exist")
+    );
+}
+
+#[test]
+fn array_commands_run_without_a_shell() {
+    let repo = Repo::with_config(
+        "[steps.x]\nrun = [\"sh\", \"-c\", \"echo $0 > out.txt\", \"$HOME;*\"]\n",
+    );
+    repo.run(&["run"]).code(0);
+    assert_eq!(repo.read("out.txt"), b"$HOME;*\n");
+}
+
+#[test]
+fn a_missing_program_says_so() {
+    let repo = Repo::with_config("[steps.x]\nrun = [\"no-such-program-here\"]\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("x")
+            .contains("cannot run `no-such-program-here`: not found"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn json_format_prints_one_event_per_line() {
+    let repo = Repo::with_config(
+        "[steps.ok]\nrun = \"echo hi\"\n[steps.bad]\nrun = \"exit 4\"\n[steps.none]\nrun = \"true\"\nfiles = [\"*.nothing\"]\n",
+    );
+    let run = repo.run(&["run", "--format", "json"]);
+    run.code(1);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events[0]["steps"], 3);
+    let finished = |step: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "step_finished" && e["step"] == step)
+            .unwrap_or_else(|| panic!("no step_finished for {step}"))
+    };
+    assert_eq!(finished("ok")["status"], "passed");
+    assert_eq!(finished("ok")["output"], "hi\n");
+    assert_eq!(finished("bad")["status"], "failed");
+    assert_eq!(finished("bad")["exit_code"], 4);
+    assert_eq!(finished("none")["status"], "skipped");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "step_started" && e["step"] == "ok")
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(
+        (
+            last["passed"].as_u64(),
+            last["failed"].as_u64(),
+            last["skipped"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(last["success"], false);
+}
+
+#[test]
+fn verbose_streams_output_with_the_step_name() {
+    let repo = Repo::with_config("[steps.talk]\nrun = \"echo one; echo two >&2\"\n");
+    let run = repo.run(&["run", "-v"]);
+    run.code(0);
+    assert!(run.stdout.contains("talk │ one\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("talk │ two\n"), "{}", run.stdout);
+}
+
+#[test]
+fn plain_output_has_no_escape_codes_and_github_gets_groups() {
+    let repo = Repo::with_config("[steps.bad]\nrun = \"echo broken; exit 1\"\n");
+    let run = repo.run(&["run"]);
+    assert!(!run.stdout.contains('\x1b'), "{:?}", run.stdout);
+    let gh = crate::common::Run::from(
+        repo.cmd()
+            .args(["run"])
+            .env("GITHUB_ACTIONS", "true")
+            .output()
+            .unwrap(),
+    );
+    gh.code(1);
+    assert!(
+        gh.stdout
+            .contains("::group::bad output\nbroken\n::endgroup::"),
+        "{}",
+        gh.stdout
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_run_nothing() {
+    let repo = Repo::with_config("[steps.test]\nrun = \"touch ran\"\n");
+    let run = repo.run(&["run", "tset"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("no step named `tset`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `test`?"),
+        "{}",
+        run.stderr
+    );
+    repo.run(&["run", "--jobs", "many"]).code(2);
+    assert!(!repo.path().join("ran").exists());
+}
+
+#[test]
+fn config_is_found_from_a_subfolder_and_can_be_named() {
+    let repo = Repo::with_config("[steps.root]\nrun = \"touch at-root\"\n");
+    repo.write("deep/er/file.txt", "x");
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .current_dir(repo.path().join("deep/er"))
+            .arg("run")
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert!(
+        repo.path().join("at-root").exists(),
+        "steps run from the repository root"
+    );
+
+    repo.write("other.toml", "[steps.other]\nrun = \"touch other-ran\"\n");
+    repo.run(&["run", "--config", "other.toml"]).code(0);
+    assert!(repo.path().join("other-ran").exists());
+
+    let hidden = Repo::new();
+    hidden.write(".preflight.toml", "[steps.h]\nrun = \"true\"\n");
+    hidden.run(&["run"]).code(0);
+}
+
+#[test]
+fn outside_a_repository_or_without_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::common::Run::from(
+        std::process::Command::new(crate::common::BIN)
+            .arg("run")
+            .current_dir(dir.path())
+            .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
+            .output()
+            .unwrap(),
+    );
+    out.code(2);
+    assert!(
+        out.stderr.contains("not inside a git repository"),
+        "{}",
+        out.stderr
+    );
+
+    let repo = Repo::new();
+    let run = repo.run(&["run"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("no preflight.toml found"),
+        "{}",
+        run.stderr
+    );
+}
