@@ -41,6 +41,21 @@ pub enum Command {
     /// List the steps with what they need, their file globs and the hooks that use them
     #[command(after_help = "Example:\n  preflight list")]
     List,
+    /// Install git hook shims for the hooks in [hooks] (and --hook NAME)
+    #[command(
+        after_help = "Examples:\n  preflight install\n  preflight install --hook commit-msg\n  \
+                            preflight install --check"
+    )]
+    Install(InstallArgs),
+    /// Remove preflight's hook shims and put back the hooks they replaced
+    Uninstall,
+    /// Say which hooks are installed, stale or shadowed (same as `install --check`)
+    Doctor,
+    /// Run the steps bound to a git hook (what the installed shims call)
+    #[command(
+        after_help = "Example (what .git/hooks/pre-commit runs):\n  preflight hook pre-commit"
+    )]
+    Hook(HookArgs),
     /// Print the step graph (Graphviz DOT or Mermaid)
     #[command(
         after_help = "Examples:\n  preflight graph | dot -Tsvg > steps.svg\n  \
@@ -66,6 +81,30 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", num_args = 1..)]
     pub files: Vec<PathBuf>,
 
+    /// Run on the staged files (what a pre-commit hook sees)
+    #[arg(long, conflicts_with_all = ["files", "from", "all_files"])]
+    pub staged: bool,
+
+    /// Run on the files changed since the fork point with REV (with --to, default HEAD)
+    #[arg(long, value_name = "REV", conflicts_with_all = ["files", "all_files"])]
+    pub from: Option<String>,
+
+    /// The end of the --from range
+    #[arg(long, value_name = "REV", requires = "from")]
+    pub to: Option<String>,
+
+    /// Run on every tracked file (the default; useful with --hook)
+    #[arg(long)]
+    pub all_files: bool,
+
+    /// Run the steps of this hook in [hooks] (with its `fix` setting)
+    #[arg(long, value_name = "NAME")]
+    pub hook: Option<String>,
+
+    /// Run each step's `fix` command instead of its check, where it has one
+    #[arg(long)]
+    pub fix: bool,
+
     /// Stream every step's output live, each line prefixed with the step name
     #[arg(short, long)]
     pub verbose: bool,
@@ -73,6 +112,31 @@ pub struct RunArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Also install this hook (repeatable), besides those in [hooks]
+    #[arg(long, value_name = "NAME")]
+    pub hook: Vec<String>,
+
+    /// Install even though core.hooksPath in your global git config points elsewhere
+    #[arg(long)]
+    pub use_global_hooks_path: bool,
+
+    /// Only report what is installed, stale or shadowed; exit 1 if anything is off
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    /// The git hook (pre-commit, pre-push, commit-msg, ...)
+    pub name: String,
+
+    /// The arguments git gave the hook
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1,9 +1,15 @@
-//! The repository, read through gix: where the work tree is and which files git tracks.
-//! This is the only module that talks to git.
+//! The repository, read through gix: where the work tree and the hooks are, which files git
+//! tracks, which are staged, which changed between two commits or in a push. This is the only
+//! module that uses gix. What gix cannot do (apply a patch, rewrite the index) goes through the
+//! `git` program, via `GitCli`.
 
 use crate::error::{Error, Result};
+use gix::ObjectId;
+use gix::index::entry::{Flags, Mode};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// A git repository with a work tree.
 pub struct Repo {
@@ -12,15 +18,19 @@ pub struct Repo {
     inner: gix::Repository,
 }
 
-/// Finds the repository that contains `dir`.
+/// Finds the repository that contains `dir`, honouring GIT_DIR, GIT_WORK_TREE and
+/// GIT_INDEX_FILE as git does (hooks run with them set, e.g. during `git commit -a`).
 pub fn discover(dir: &Path) -> Result<Repo> {
-    let inner = gix::discover(dir).map_err(|e| {
-        Error::Setup(format!(
-            "{} is not inside a git repository ({e})\n\
-             help: run preflight inside a git work tree, or `git init` first",
-            dir.display()
-        ))
-    })?;
+    let inner: gix::Repository =
+        gix::ThreadSafeRepository::discover_with_environment_overrides(dir)
+            .map_err(|e| {
+                Error::Setup(format!(
+                    "{} is not inside a git repository ({e})\n\
+                 help: run preflight inside a git work tree, or `git init` first",
+                    dir.display()
+                ))
+            })?
+            .into();
     let root = inner
         .workdir()
         .ok_or_else(|| {
@@ -35,24 +45,93 @@ pub fn discover(dir: &Path) -> Result<Repo> {
     Ok(Repo { root, inner })
 }
 
+/// Where git looks for hooks, and why.
+#[derive(Debug, Clone)]
+pub struct HooksDir {
+    pub path: PathBuf,
+    /// `core.hooksPath` when it is set, with the scope of the file that sets it.
+    pub hooks_path: Option<(String, ConfigScope)>,
+}
+
+/// Which configuration file a setting comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigScope {
+    /// The repository's own `.git/config` or a worktree's `config.worktree`.
+    Repository,
+    /// `~/.gitconfig`, `$XDG_CONFIG_HOME/git/config`, the system file, or the environment.
+    Global,
+}
+
+/// One line of what git gives a pre-push hook on stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushUpdate {
+    pub local_ref: String,
+    pub local_sha: String,
+    pub remote_ref: String,
+    pub remote_sha: String,
+}
+
+impl PushUpdate {
+    /// Parses `<local ref> <local sha> <remote ref> <remote sha>` lines.
+    pub fn parse_lines(text: &str) -> Result<Vec<PushUpdate>> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                match parts.as_slice() {
+                    [lr, ls, rr, rs] => Ok(PushUpdate {
+                        local_ref: lr.to_string(),
+                        local_sha: ls.to_string(),
+                        remote_ref: rr.to_string(),
+                        remote_sha: rs.to_string(),
+                    }),
+                    _ => Err(Error::Usage(format!(
+                        "unexpected pre-push input line: {line:?}"
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    pub fn is_deletion(&self) -> bool {
+        is_null_sha(&self.local_sha)
+    }
+}
+
+fn is_null_sha(sha: &str) -> bool {
+    !sha.is_empty() && sha.bytes().all(|b| b == b'0')
+}
+
+/// The empty tree, for diffs against "nothing" (an unborn branch, a root commit).
+fn empty_tree() -> ObjectId {
+    ObjectId::empty_tree(gix::hash::Kind::Sha1)
+}
+
 impl Repo {
+    /// This work tree's git dir (`.git`, or `.git/worktrees/NAME` for a linked worktree).
+    pub fn git_dir(&self) -> &Path {
+        self.inner.git_dir()
+    }
+
+    /// The git dir shared by all worktrees.
+    pub fn common_dir(&self) -> &Path {
+        self.inner.common_dir()
+    }
+
+    fn index(&self) -> Result<gix::worktree::Index> {
+        self.inner
+            .index_or_empty()
+            .map_err(|e| Error::Setup(format!("cannot read the git index: {e}")))
+    }
+
     /// Every file in the index that is present as a file in the work tree: no submodules,
     /// no sparse directories, no skip-worktree entries, each path once even during a merge.
     pub fn tracked_files(&self) -> Result<Vec<PathBuf>> {
-        let index = self
-            .inner
-            .index_or_empty()
-            .map_err(|e| Error::Setup(format!("cannot read the git index: {e}")))?;
+        let index = self.index()?;
         let mut files: Vec<PathBuf> = Vec::with_capacity(index.entries().len());
         let mut last: Option<&[u8]> = None;
         for entry in index.entries() {
-            let mode = entry.mode;
-            if mode == gix::index::entry::Mode::COMMIT
-                || mode.is_sparse()
-                || entry
-                    .flags
-                    .contains(gix::index::entry::Flags::SKIP_WORKTREE)
-            {
+            if !is_file_entry(entry) {
                 continue;
             }
             let path: &[u8] = entry.path(&index);
@@ -61,8 +140,305 @@ impl Repo {
                 continue;
             }
             last = Some(path);
-            files.push(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+            files.push(to_path(path));
         }
         Ok(files)
+    }
+
+    /// Files whose index version differs from HEAD: added, copied, modified, renamed (the new
+    /// name), type-changed. Deleted files are not in the list. With no HEAD, everything staged.
+    pub fn staged_files(&self) -> Result<Vec<PathBuf>> {
+        let head_tree = self
+            .inner
+            .head_tree_id_or_empty()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
+            .detach();
+        let index = self.index()?;
+        let base = self.tree_as_index(head_tree)?;
+        Ok(changed_entries(&base, &index))
+    }
+
+    /// Files present in `to` that differ from `from` (`None`: from nothing).
+    pub fn changed_between(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<PathBuf>> {
+        let from = match from {
+            Some(c) => self.tree_of(c)?,
+            None => empty_tree(),
+        };
+        let to = self.tree_of(to)?;
+        Ok(changed_entries(
+            &self.tree_as_index(from)?,
+            &self.tree_as_index(to)?,
+        ))
+    }
+
+    /// Resolves a revision (`main`, `HEAD~2`, a sha) to a commit id.
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
+        let id = self
+            .inner
+            .rev_parse_single(rev)
+            .map_err(|e| Error::Usage(format!("cannot resolve `{rev}`: {e}")))?;
+        let commit = id
+            .object()
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|e| Error::Usage(format!("`{rev}` does not name a commit: {e}")))?;
+        Ok(commit.id)
+    }
+
+    /// Files changed on `to` since it forked from `from` (like `git diff from...to`).
+    pub fn changed_since_fork(&self, from: ObjectId, to: ObjectId) -> Result<Vec<PathBuf>> {
+        let base = self
+            .inner
+            .merge_base(from, to)
+            .map_err(|e| Error::Setup(format!("cannot find a merge base: {e}")))?
+            .map(|id| id.detach());
+        self.changed_between(base, to)
+    }
+
+    /// The files a push sends: for each updated ref, what changed between what the remote has
+    /// and what is pushed. A new branch counts the commits that no remote-tracking ref of
+    /// `remote` has; a deleted ref contributes nothing.
+    pub fn pushed_files(&self, remote: &str, updates: &[PushUpdate]) -> Result<Vec<PathBuf>> {
+        let mut files = std::collections::BTreeSet::new();
+        for update in updates.iter().filter(|u| !u.is_deletion()) {
+            let local = self.object_id(&update.local_sha)?;
+            let Some(local) = self.peel_commit(local) else {
+                continue; // A tag pointing at a tree or blob: no files to check.
+            };
+            let known_remote = (!is_null_sha(&update.remote_sha))
+                .then(|| self.object_id(&update.remote_sha).ok())
+                .flatten()
+                .and_then(|id| self.peel_commit(id));
+            let changed = match known_remote {
+                Some(remote_commit) => self.changed_since_fork(remote_commit, local)?,
+                None => self.new_on_remote(remote, local)?,
+            };
+            files.extend(changed);
+        }
+        Ok(files.into_iter().collect())
+    }
+
+    /// What commits reachable from `local` but from no `refs/remotes/<remote>/*` change.
+    fn new_on_remote(&self, remote: &str, local: ObjectId) -> Result<Vec<PathBuf>> {
+        let prefix = format!("refs/remotes/{remote}/");
+        let mut hidden = Vec::new();
+        let refs = self.inner.references().map_err(git_error)?;
+        for r in refs.all().map_err(git_error)?.flatten() {
+            if r.name().as_bstr().starts_with(prefix.as_bytes())
+                && let Ok(id) = r.into_fully_peeled_id()
+                && let Some(commit) = self.peel_commit(id.detach())
+            {
+                hidden.push(commit);
+            }
+        }
+        let walk = self
+            .inner
+            .rev_walk([local])
+            .with_hidden(hidden)
+            .all()
+            .map_err(git_error)?;
+        let mut new_commits = Vec::new();
+        for info in walk {
+            new_commits.push(info.map_err(git_error)?.id);
+        }
+        // Each new commit against its first parent (nothing, for a root commit).
+        let mut files = std::collections::BTreeSet::new();
+        for id in new_commits {
+            let commit = self.inner.find_commit(id).map_err(git_error)?;
+            let parent = commit.parent_ids().next().map(|p| p.detach());
+            files.extend(self.changed_between(parent, id)?);
+        }
+        Ok(files.into_iter().collect())
+    }
+
+    fn object_id(&self, sha: &str) -> Result<ObjectId> {
+        ObjectId::from_hex(sha.as_bytes())
+            .map_err(|e| Error::Usage(format!("`{sha}` is not an object id: {e}")))
+    }
+
+    fn peel_commit(&self, id: ObjectId) -> Option<ObjectId> {
+        let object = self.inner.find_object(id).ok()?;
+        object.peel_to_commit().ok().map(|c| c.id)
+    }
+
+    fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let commit = self.inner.find_commit(commit).map_err(git_error)?;
+        commit.tree_id().map(|t| t.detach()).map_err(git_error)
+    }
+
+    fn tree_as_index(&self, tree: ObjectId) -> Result<gix::index::State> {
+        if tree == empty_tree() {
+            return Ok(gix::index::State::new(gix::hash::Kind::Sha1));
+        }
+        self.inner
+            .index_from_tree(&tree)
+            .map(Into::into)
+            .map_err(git_error)
+    }
+
+    /// Files added with `git add -N`: in the index, but with no content staged yet.
+    pub fn intent_to_add_files(&self) -> Result<Vec<PathBuf>> {
+        let index = self.index()?;
+        Ok(index
+            .entries()
+            .iter()
+            .filter(|e| e.flags.contains(Flags::INTENT_TO_ADD))
+            .map(|e| to_path(e.path(&index)))
+            .collect())
+    }
+
+    /// True when no tracked file can differ from its index version, judged by the index's
+    /// stat data (a cheap check that needs no process). Racily clean entries count as dirty.
+    pub fn work_tree_matches_index(&self) -> Result<bool> {
+        let index = self.index()?;
+        let index_time = index.timestamp();
+        let options = gix::index::entry::stat::Options::default();
+        for entry in index.entries() {
+            if entry.flags.contains(Flags::INTENT_TO_ADD) || entry.stage_raw() != 0 {
+                return Ok(false);
+            }
+            if !is_file_entry(entry) {
+                continue;
+            }
+            let path = self.root.join(to_path(entry.path(&index)));
+            let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(&path) else {
+                return Ok(false); // Deleted from the work tree.
+            };
+            let Ok(stat) = gix::index::entry::Stat::from_fs(&meta) else {
+                return Ok(false);
+            };
+            if !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The folder git runs hooks from: `core.hooksPath` when set, else the common git dir's
+    /// `hooks` (shared by linked worktrees).
+    pub fn hooks_dir(&self) -> HooksDir {
+        let config = self.inner.config_snapshot();
+        let file = config.plumbing();
+        let mut setting = None;
+        if let Some(sections) = file.sections_by_name("core") {
+            for section in sections {
+                if let Some(value) = section.value("hooksPath") {
+                    let scope = match section.meta().source {
+                        gix::config::Source::Local | gix::config::Source::Worktree => {
+                            ConfigScope::Repository
+                        }
+                        _ => ConfigScope::Global,
+                    };
+                    // Later files win, as in git.
+                    setting = Some((String::from_utf8_lossy(value.as_ref()).into_owned(), scope));
+                }
+            }
+        }
+        let path = match &setting {
+            Some((value, _)) => {
+                let expanded = match value.strip_prefix("~/") {
+                    Some(rest) => std::env::home_dir().unwrap_or_default().join(rest),
+                    None => PathBuf::from(value),
+                };
+                // A relative hooksPath is relative to where hooks run: the work tree root.
+                self.root.join(expanded)
+            }
+            None => self.common_dir().join("hooks"),
+        };
+        HooksDir {
+            path,
+            hooks_path: setting,
+        }
+    }
+
+    /// The `git` program, run in the work tree with the caller's environment.
+    pub fn cli(&self) -> Result<GitCli> {
+        let program = which::which("git").map_err(|_| {
+            Error::Setup("the `git` program is not on PATH; preflight needs it to save and restore unstaged changes".into())
+        })?;
+        Ok(GitCli {
+            program,
+            root: self.root.clone(),
+        })
+    }
+}
+
+fn git_error(e: impl std::fmt::Display) -> Error {
+    Error::Setup(format!("git: {e}"))
+}
+
+fn to_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+fn is_file_entry(entry: &gix::index::Entry) -> bool {
+    entry.mode != Mode::COMMIT
+        && !entry.mode.is_sparse()
+        && !entry.flags.contains(Flags::SKIP_WORKTREE)
+}
+
+/// Paths whose entry in `new` differs from `old` (by id or mode), or is new. Both are sorted
+/// by path, so one merge pass does it.
+fn changed_entries(old: &gix::index::State, new: &gix::index::State) -> Vec<PathBuf> {
+    let mut old_iter = old.entries().iter().peekable();
+    let mut out = Vec::new();
+    let mut last: Option<&[u8]> = None;
+    for entry in new.entries() {
+        if !is_file_entry(entry) {
+            continue;
+        }
+        let path: &[u8] = entry.path(new);
+        while let Some(o) = old_iter.peek() {
+            if <&[u8]>::from(o.path(old)) < path {
+                old_iter.next();
+            } else {
+                break;
+            }
+        }
+        let same = old_iter.peek().is_some_and(|o| {
+            <&[u8]>::from(o.path(old)) == path && o.id == entry.id && o.mode == entry.mode
+        });
+        if !same && last != Some(path) {
+            out.push(to_path(path));
+            last = Some(path);
+        }
+    }
+    out
+}
+
+/// The `git` program, for what gix does not do: patches and index rewrites.
+pub struct GitCli {
+    program: PathBuf,
+    root: PathBuf,
+}
+
+impl GitCli {
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.current_dir(&self.root).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs git and returns its stdout; a failure carries git's own words.
+    pub fn run(&self, args: &[&OsStr]) -> Result<Vec<u8>> {
+        let out = self.output(args)?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(Error::Setup(format!(
+                "`git {}` failed: {}",
+                args.iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    pub fn output(&self, args: &[&OsStr]) -> Result<Output> {
+        self.command()
+            .args(args)
+            .output()
+            .map_err(|e| Error::io("cannot run git", e))
     }
 }

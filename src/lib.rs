@@ -10,6 +10,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod git;
+pub mod hooks;
 pub mod plan;
 pub mod process;
 pub mod report;

@@ -1,9 +1,10 @@
 //! The plan of a run: which steps, in which dependency order, each with the files it is about.
 //! Pure: no I/O, no processes.
 
-use crate::config::{Config, Step, did_you_mean};
+use crate::config::{Command, Config, Step, did_you_mean};
 use crate::error::{Error, Result};
 use crate::files::relative_to_dir;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The steps of one run, in the order they appear in the configuration.
@@ -15,15 +16,36 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct PlannedStep {
     pub step: Step,
+    /// What runs: the step's `run`, or its `fix` in fix mode.
+    pub command: Command,
+    /// Whether `command` is a fixer (it may change files).
+    pub fixes: bool,
     /// Positions in `Plan::steps` of the steps this one needs.
     pub needs: Vec<usize>,
+    /// Steps that must have finished first, whatever their result: a fixer and another step
+    /// on the same files never run at the same time.
+    pub after: Vec<usize>,
     /// The step's files, relative to its `dir`; `None` when the step has no `files` globs.
     pub files: Option<Vec<PathBuf>>,
+    /// Set when the step is skipped on purpose (`PREFLIGHT_SKIP`), with the reason.
+    pub skip: Option<String>,
+}
+
+/// Which steps a run takes, and how.
+#[derive(Debug, Default)]
+pub struct Selection<'a> {
+    /// Step names (empty: all steps).
+    pub names: &'a [String],
+    /// Run `fix` commands where steps have one.
+    pub fix: bool,
+    /// Steps to skip, and what asked for it (`PREFLIGHT_SKIP`).
+    pub skip: &'a [String],
 }
 
 /// Picks the named steps (all when `names` is empty) plus everything they need, and attaches
 /// to each the files of `file_set` (repository-relative paths) that its globs select.
-pub fn build(config: &Config, names: &[String], file_set: &[PathBuf]) -> Result<Plan> {
+pub fn build(config: &Config, selection: &Selection, file_set: &[PathBuf]) -> Result<Plan> {
+    let names = selection.names;
     let mut wanted = vec![names.is_empty(); config.steps.len()];
     let mut stack = Vec::new();
     for name in names {
@@ -56,25 +78,72 @@ pub fn build(config: &Config, names: &[String], file_set: &[PathBuf]) -> Result<
         position[i] = steps.len();
         steps.push(step);
     }
-    let steps = steps
+    let mut steps: Vec<PlannedStep> = steps
         .into_iter()
-        .map(|step| PlannedStep {
-            needs: step
-                .needs
-                .iter()
-                .map(|n| position[config.steps.get_index_of(n).expect("validated")])
-                .collect(),
-            files: step.matcher.as_ref().map(|m| {
-                let selected = m.select(file_set);
-                relative_to_dir(&selected, step.dir.as_deref())
-                    .into_iter()
-                    .map(Path::to_path_buf)
-                    .collect()
-            }),
-            step: step.clone(),
+        .map(|step| {
+            let fix = if selection.fix {
+                step.fix.clone()
+            } else {
+                None
+            };
+            PlannedStep {
+                needs: step
+                    .needs
+                    .iter()
+                    .map(|n| position[config.steps.get_index_of(n).expect("validated")])
+                    .collect(),
+                after: Vec::new(),
+                files: step.matcher.as_ref().map(|m| {
+                    let selected = m.select(file_set);
+                    relative_to_dir(&selected, step.dir.as_deref())
+                        .into_iter()
+                        .map(Path::to_path_buf)
+                        .collect()
+                }),
+                fixes: fix.is_some(),
+                command: fix.unwrap_or_else(|| step.run.clone()),
+                skip: selection
+                    .skip
+                    .contains(&step.name)
+                    .then(|| "PREFLIGHT_SKIP".to_string()),
+                step: step.clone(),
+            }
         })
         .collect();
+    order_fixers(&mut steps);
     Ok(Plan { steps })
+}
+
+/// Puts a fixer and any other step on overlapping files one after the other, in
+/// configuration order, so that no step reads or writes a file while a fixer rewrites it.
+fn order_fixers(steps: &mut [PlannedStep]) {
+    if !steps.iter().any(|s| s.fixes) {
+        return;
+    }
+    let repo_files: Vec<Option<HashSet<PathBuf>>> = steps
+        .iter()
+        .map(|s| {
+            s.files.as_ref().map(|files| match &s.step.dir {
+                Some(dir) => files.iter().map(|f| dir.join(f)).collect(),
+                None => files.iter().cloned().collect(),
+            })
+        })
+        .collect();
+    let overlap = |a: &Option<HashSet<PathBuf>>, b: &Option<HashSet<PathBuf>>| match (a, b) {
+        // A step without `files` may touch any file.
+        (None, _) | (_, None) => true,
+        (Some(a), Some(b)) => !a.is_disjoint(b),
+    };
+    for j in 0..steps.len() {
+        for i in 0..j {
+            if (steps[i].fixes || steps[j].fixes)
+                && overlap(&repo_files[i], &repo_files[j])
+                && !steps[j].needs.contains(&i)
+            {
+                steps[j].after.push(i);
+            }
+        }
+    }
 }
 
 fn unknown_step(config: &Config, name: &str) -> Error {
@@ -115,7 +184,7 @@ run = "true"
 
     #[test]
     fn all_steps_by_default() {
-        let plan = build(&config(GRAPH), &[], &[]).unwrap();
+        let plan = build(&config(GRAPH), &Selection::default(), &[]).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
         assert_eq!(names, ["fmt", "build", "test", "lint"]);
         assert_eq!(plan.steps[2].needs, vec![1]);
@@ -123,7 +192,15 @@ run = "true"
 
     #[test]
     fn a_named_step_brings_what_it_needs() {
-        let plan = build(&config(GRAPH), &["test".into()], &[]).unwrap();
+        let plan = build(
+            &config(GRAPH),
+            &Selection {
+                names: &["test".into()],
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
         assert_eq!(names, ["fmt", "build", "test"]);
         assert_eq!(plan.steps[1].needs, vec![0]);
@@ -131,15 +208,62 @@ run = "true"
 
     #[test]
     fn an_unknown_step_is_a_usage_error_with_a_suggestion() {
-        let err = build(&config(GRAPH), &["tset".into()], &[]).unwrap_err();
+        let err = build(
+            &config(GRAPH),
+            &Selection {
+                names: &["tset".into()],
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("did you mean `test`?"), "{err}");
     }
 
     #[test]
     fn files_are_attached_by_glob() {
         let files = vec![PathBuf::from("src/a.rs"), PathBuf::from("README.md")];
-        let plan = build(&config(GRAPH), &[], &files).unwrap();
+        let plan = build(&config(GRAPH), &Selection::default(), &files).unwrap();
         assert_eq!(plan.steps[0].files, Some(vec![PathBuf::from("src/a.rs")]));
         assert_eq!(plan.steps[1].files, None);
+    }
+
+    #[test]
+    fn fixers_on_shared_files_run_one_after_the_other() {
+        let c = config(
+            r#"
+[steps.fmt]
+run = "check-fmt"
+fix = "fmt"
+files = ["*.rs"]
+[steps.lint]
+run = "lint"
+files = ["*.rs"]
+[steps.docs]
+run = "docs"
+files = ["*.md"]
+[steps.imports]
+run = "check-imports"
+fix = "fix-imports"
+files = ["*.rs"]
+"#,
+        );
+        let files = vec![PathBuf::from("a.rs"), PathBuf::from("b.md")];
+        let fixing = Selection {
+            fix: true,
+            ..Default::default()
+        };
+        let plan = build(&c, &fixing, &files).unwrap();
+        assert_eq!(plan.steps[0].command, Command::Shell("fmt".into()));
+        assert_eq!(plan.steps[1].after, vec![0], "lint reads what fmt writes");
+        assert!(plan.steps[2].after.is_empty(), "docs shares no file");
+        assert_eq!(plan.steps[3].after, vec![0, 1]);
+        let checking = build(&c, &Selection::default(), &files).unwrap();
+        assert!(
+            checking
+                .steps
+                .iter()
+                .all(|s| s.after.is_empty() && !s.fixes)
+        );
     }
 }

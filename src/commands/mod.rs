@@ -1,6 +1,8 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
+mod hook;
 mod inspect;
+mod install;
 mod run;
 
 use crate::cli::{Cli, ColorChoice, Command};
@@ -42,6 +44,18 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Validate => inspect::validate(cli),
         Command::List => inspect::list(cli),
         Command::Graph(args) => inspect::graph(cli, args.format),
+        Command::Install(args) => install::install(cli, args, color),
+        Command::Doctor => install::install(
+            cli,
+            &crate::cli::InstallArgs {
+                hook: Vec::new(),
+                use_global_hooks_path: false,
+                check: true,
+            },
+            color,
+        ),
+        Command::Uninstall => install::uninstall(cli, color),
+        Command::Hook(args) => hook::hook(cli, args, color),
     }
 }
 

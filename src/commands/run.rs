@@ -1,58 +1,146 @@
-//! `preflight run`: load, plan, execute, report.
+//! `preflight run`: load, pick the file set, plan, execute, report. The pipeline after the
+//! file set is shared with `preflight hook`.
 
 use super::current_dir;
 use crate::cli::{Cli, OutputFormat, RunArgs};
-use crate::config;
+use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::exec;
-use crate::git;
-use crate::plan;
+use crate::git::{self, Repo};
+use crate::hooks::stash;
+use crate::plan::{self, Selection};
 use crate::process::Canceller;
-use crate::report::{self, Format, HumanOptions};
+use crate::report::{self, Format, HumanOptions, Summary};
 use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+/// How the steps of a run are shown and bounded, from the command line.
+pub struct Output {
+    pub jobs: Option<usize>,
+    pub fail_fast: bool,
+    pub verbose: bool,
+    pub format: OutputFormat,
+    pub color: bool,
+}
+
 pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
-    let config_path = match &cli.config {
-        Some(path) => path.clone(),
-        None => config::locate(&repo.root)?,
+    recover_unstaged(&repo, color);
+    let config = load(cli, &repo)?;
+
+    // --hook NAME: that hook's steps (and its fix setting), unless steps are named too.
+    let hook = match &args.hook {
+        Some(name) => Some(config.hooks.get(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "no hook named `{name}` in [hooks] of {}",
+                config::display_path(&config.path)
+            ))
+        })?),
+        None => None,
     };
-    let config = config::load(&config_path)?;
-    let file_set = if args.files.is_empty() {
-        repo.tracked_files()?
-    } else {
+    let names: Vec<String> = match hook {
+        Some(h) if args.steps.is_empty() => h.steps.clone(),
+        _ => args.steps.clone(),
+    };
+    let fix = args.fix || hook.is_some_and(|h| h.fix);
+
+    let file_set = if !args.files.is_empty() {
         args.files
             .iter()
             .map(|f| repo_relative(&repo.root, &cwd, f))
             .collect::<Result<_>>()?
+    } else if args.staged {
+        repo.staged_files()?
+    } else if let Some(from) = &args.from {
+        let to = repo.resolve(args.to.as_deref().unwrap_or("HEAD"))?;
+        repo.changed_since_fork(repo.resolve(from)?, to)?
+    } else {
+        repo.tracked_files()?
     };
-    let plan = plan::build(&config, &args.steps, &file_set)?;
+    let output = Output {
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
+        verbose: args.verbose,
+        format: args.format,
+        color,
+    };
+    let skip = skip_list(&config, color);
+    let selection = Selection {
+        names: &names,
+        fix,
+        skip: &skip,
+    };
+    let plan = plan::build(&config, &selection, &file_set)?;
+    let summary = execute(&repo, &config, plan, &output, None)?;
+    Ok(exit_code(&summary))
+}
 
-    let jobs = match args.jobs.or(Some(config.settings.jobs)) {
+/// The configuration named by --config, or found at the root of `repo`.
+pub fn load(cli: &Cli, repo: &Repo) -> Result<Config> {
+    let path = match &cli.config {
+        Some(path) => path.clone(),
+        None => config::locate(&repo.root)?,
+    };
+    config::load(&path)
+}
+
+/// Steps named in PREFLIGHT_SKIP (comma-separated); unknown names are reported, not fatal.
+pub fn skip_list(config: &Config, color: bool) -> Vec<String> {
+    let Some(value) = std::env::var_os("PREFLIGHT_SKIP") else {
+        return Vec::new();
+    };
+    let value = value.to_string_lossy();
+    let names: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    for name in names
+        .iter()
+        .filter(|n| !config.steps.contains_key(n.as_str()))
+    {
+        report::warn(
+            &format!("PREFLIGHT_SKIP names `{name}`, which is not a step"),
+            color,
+        );
+    }
+    names
+}
+
+/// Runs a plan with Ctrl-C handling and the reporter the output options ask for.
+pub fn execute(
+    repo: &Repo,
+    config: &Config,
+    plan: plan::Plan,
+    output: &Output,
+    msg_file: Option<PathBuf>,
+) -> Result<Summary> {
+    let jobs = match output.jobs.or(Some(config.settings.jobs)) {
         Some(0) | None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(n) => n,
     };
     let options = exec::Options {
         jobs,
-        fail_fast: args.fail_fast || config.settings.fail_fast,
-        stream_output: args.verbose,
+        fail_fast: output.fail_fast || config.settings.fail_fast,
+        stream_output: output.verbose,
+        msg_file,
     };
     let canceller = Canceller::new();
     watch_signals(&canceller)?;
 
     let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     let human = HumanOptions {
-        verbose: args.verbose,
-        color,
+        verbose: output.verbose,
+        color: output.color,
         live: std::io::stdout().is_terminal()
             && !in_ci
             && std::env::var("TERM").map_or(true, |t| t != "dumb"),
         github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
     };
-    let format = match args.format {
+    let format = match output.format {
         OutputFormat::Human => Format::Human,
         OutputFormat::Json => Format::Json,
     };
@@ -62,22 +150,57 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let summary = exec::execute(
+    Ok(exec::execute(
         plan,
         &repo.root,
         env,
         &options,
-        Arc::clone(&canceller),
+        canceller,
         reporter.as_mut(),
-    );
+    ))
+}
 
-    Ok(if summary.interrupted {
+pub fn exit_code(summary: &Summary) -> i32 {
+    if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.success() {
         exit::SUCCESS
     } else {
         exit::STEPS_FAILED
-    })
+    }
+}
+
+/// Puts back unstaged work that a killed pre-commit run left saved, or says how.
+pub fn recover_unstaged(repo: &Repo, color: bool) {
+    match stash::recover(repo) {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    stash::Recovery::Restored(patch) => report::warn(
+                        &format!(
+                            "an interrupted pre-commit run had set your unstaged changes aside; \
+                             they are back in the work tree (from {})",
+                            patch.display()
+                        ),
+                        color,
+                    ),
+                    stash::Recovery::NeedsHelp(patch) => report::warn(
+                        &format!(
+                            "an interrupted pre-commit run left your unstaged changes in {0}, and \
+                             they no longer apply cleanly.\nhelp: look at it, then `git apply --3way {0}` \
+                             to get them back, and delete the file when done",
+                            patch.display()
+                        ),
+                        color,
+                    ),
+                }
+            }
+        }
+        Err(e) => report::warn(
+            &format!("cannot check for saved unstaged changes: {e}"),
+            color,
+        ),
+    }
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP stop the run: the first asks running steps to stop, a second
@@ -100,7 +223,7 @@ fn watch_signals(canceller: &Arc<Canceller>) -> Result<()> {
 }
 
 /// A path given on the command line, made relative to the repository root.
-fn repo_relative(root: &Path, cwd: &Path, path: &Path) -> Result<PathBuf> {
+pub fn repo_relative(root: &Path, cwd: &Path, path: &Path) -> Result<PathBuf> {
     let joined = cwd.join(path);
     let mut normal = PathBuf::new();
     for c in joined.components() {

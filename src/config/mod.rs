@@ -49,8 +49,33 @@ pub enum Command {
 
 /// The placeholder that expands to a step's files.
 pub const FILES_PLACEHOLDER: &str = "{files}";
+/// The placeholder for the commit message file in commit-msg and prepare-commit-msg hooks.
+pub const MSG_FILE_PLACEHOLDER: &str = "{msg_file}";
 
 impl Command {
+    pub fn uses_msg_file(&self) -> bool {
+        match self {
+            Command::Shell(s) => s.contains(MSG_FILE_PLACEHOLDER),
+            Command::Argv(args) => args.iter().any(|a| a.contains(MSG_FILE_PLACEHOLDER)),
+        }
+    }
+
+    /// The command with `{msg_file}` replaced by `path` (shell-quoted in a shell string).
+    pub fn with_msg_file(&self, path: &std::path::Path) -> Command {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            Command::Shell(s) => {
+                let quoted = crate::exec::invocation::shell_quote(path.as_os_str().as_bytes());
+                Command::Shell(s.replace(MSG_FILE_PLACEHOLDER, &String::from_utf8_lossy(&quoted)))
+            }
+            Command::Argv(args) => Command::Argv(
+                args.iter()
+                    .map(|a| a.replace(MSG_FILE_PLACEHOLDER, &path.to_string_lossy()))
+                    .collect(),
+            ),
+        }
+    }
+
     pub fn uses_files(&self) -> bool {
         match self {
             Command::Shell(s) => s.contains(FILES_PLACEHOLDER),

@@ -23,6 +23,8 @@ pub struct Options {
     pub fail_fast: bool,
     /// Send each output line to the reporter as it arrives.
     pub stream_output: bool,
+    /// The commit message file, for `{msg_file}` (commit-msg, prepare-commit-msg).
+    pub msg_file: Option<PathBuf>,
 }
 
 /// What every step of a run shares.
@@ -33,6 +35,7 @@ struct Shared {
     env: Vec<(String, String)>,
     canceller: Arc<Canceller>,
     stream_output: bool,
+    msg_file: Option<PathBuf>,
 }
 
 enum Message {
@@ -53,7 +56,9 @@ pub fn execute(
 ) -> Summary {
     let started = Instant::now();
     let jobs = options.jobs.max(1);
-    let mut scheduler = Scheduler::new(plan.steps.iter().map(|s| s.needs.clone()).collect());
+    let needs: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.needs.clone()).collect();
+    let after: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.after.clone()).collect();
+    let mut scheduler = Scheduler::new(&needs, &after);
     let names: Vec<String> = plan.steps.iter().map(|s| s.step.name.clone()).collect();
     let mut statuses: Vec<Option<Status>> = vec![None; names.len()];
     let shared = Arc::new(Shared {
@@ -62,6 +67,7 @@ pub fn execute(
         env,
         canceller: Arc::clone(&canceller),
         stream_output: options.stream_output,
+        msg_file: options.msg_file.clone(),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -171,6 +177,29 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         detail,
     };
 
+    if let Some(reason) = &planned.skip {
+        return result(
+            Status::Skipped,
+            None,
+            Vec::new(),
+            Some(format!("skipped by {reason}")),
+        );
+    }
+    let command = match (&shared.msg_file, planned.command.uses_msg_file()) {
+        (Some(msg_file), true) => planned.command.with_msg_file(msg_file),
+        (None, true) => {
+            return result(
+                Status::Failed,
+                None,
+                Vec::new(),
+                Some(
+                    "{msg_file} is only known in the commit-msg and prepare-commit-msg hooks"
+                        .into(),
+                ),
+            );
+        }
+        (_, false) => planned.command.clone(),
+    };
     let cwd = match &step.dir {
         Some(dir) => shared.root.join(dir),
         None => shared.root.clone(),
@@ -205,7 +234,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     let mut env = shared.env.clone();
     env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.push(("PREFLIGHT_STEP".into(), step.name.clone()));
-    let invocations = invocation::invocations(&step.run, files.as_deref());
+    let invocations = invocation::invocations(&command, files.as_deref());
     let deadline = step.timeout.map(|t| started + t);
 
     let finished: Vec<process::Finished> = invocations

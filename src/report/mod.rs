@@ -143,6 +143,12 @@ pub fn error(message: &str, color: bool) {
     }
 }
 
+/// Writes a warning or a notice for the user on stderr, prefixed with `preflight:`.
+pub fn warn(message: &str, color: bool) {
+    let style = console::Style::new().yellow().bold().force_styling(color);
+    eprintln!("{} {}", style.apply_to("preflight:"), message.trim_end());
+}
+
 /// Writes a line of normal command output on stdout (validate, list, graph).
 pub fn print(text: &str) {
     use std::io::Write;

@@ -1,0 +1,139 @@
+//! `preflight hook NAME [ARGS]`: what the installed shims call. Runs the steps `[hooks]` binds
+//! to NAME on that hook's files; around pre-commit, unstaged work is set aside and put back.
+
+use super::current_dir;
+use super::run::{self, Output};
+use crate::cli::{Cli, HookArgs, OutputFormat};
+use crate::config;
+use crate::error::{Result, exit};
+use crate::git::{self, PushUpdate, Repo};
+use crate::hooks::stash::Stash;
+use crate::plan::{self, Selection};
+use crate::report;
+use std::io::Read as _;
+use std::path::PathBuf;
+
+pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
+    let name = args.name.as_str();
+    if std::env::var_os("PREFLIGHT").is_some_and(|v| v == "0") {
+        report::warn(
+            &format!("PREFLIGHT=0 is set, skipping the {name} hook"),
+            color,
+        );
+        return Ok(exit::SUCCESS);
+    }
+    let cwd = current_dir()?;
+    let repo = git::discover(&cwd)?;
+    run::recover_unstaged(&repo, color);
+    // A shim in a shared hooks folder also fires in repositories without a config.
+    if cli.config.is_none() && config::locate(&repo.root).is_err() {
+        return Ok(exit::SUCCESS);
+    }
+    let config = run::load(cli, &repo)?;
+    let Some(binding) = config.hooks.get(name) else {
+        return Ok(exit::SUCCESS);
+    };
+
+    let mut msg_file = None;
+    let file_set = match name {
+        "pre-commit" | "pre-merge-commit" => repo.staged_files()?,
+        "pre-push" => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
+            let updates = PushUpdate::parse_lines(&input)?;
+            let remote = args.args.first().map_or("origin", String::as_str);
+            repo.pushed_files(remote, &updates)?
+        }
+        "commit-msg" | "prepare-commit-msg" => {
+            msg_file = args.args.first().map(|f| cwd.join(f));
+            Vec::new()
+        }
+        "post-checkout" => match args.args.as_slice() {
+            [from, to, ..] => changed(&repo, from, to)?,
+            _ => Vec::new(),
+        },
+        "post-merge" => changed(&repo, "ORIG_HEAD", "HEAD")?,
+        _ => repo.tracked_files()?,
+    };
+
+    let skip = run::skip_list(&config, color);
+    let selection = Selection {
+        names: &binding.steps,
+        fix: binding.fix,
+        skip: &skip,
+    };
+    let plan = plan::build(&config, &selection, &file_set)?;
+    let fixers = plan.steps.iter().any(|s| s.fixes);
+    let output = Output {
+        jobs: None,
+        fail_fast: false,
+        verbose: false,
+        format: OutputFormat::Human,
+        color,
+    };
+
+    if !matches!(name, "pre-commit" | "pre-merge-commit") {
+        let summary = run::execute(&repo, &config, plan, &output, msg_file)?;
+        return Ok(run::exit_code(&summary));
+    }
+
+    // pre-commit: the steps see exactly what will be committed.
+    let stash = Stash::save(&repo)?;
+    let summary = run::execute(&repo, &config, plan, &output, None);
+    let passed = summary.as_ref().is_ok_and(|s| s.success());
+    let restored = stash.restore(fixers, if passed { &file_set } else { &[] })?;
+    let summary = summary?;
+    if !restored.rolled_back.is_empty() {
+        report::warn(
+            &format!(
+                "the fixes to {} collided with your unstaged changes in the same files, so they \
+                 were undone; your unstaged changes are back as they were.\n\
+                 help: stage those files fully (`git add`) or stash your unstaged changes, then commit again",
+                list(&restored.rolled_back)
+            ),
+            color,
+        );
+        return Ok(exit::STEPS_FAILED);
+    }
+    if !restored.staged.is_empty() {
+        report::warn(
+            &format!("staged the fixes to {}", list(&restored.staged)),
+            color,
+        );
+    }
+    if !restored.left_unstaged.is_empty() {
+        report::warn(
+            &format!(
+                "fixers also changed {}, which are not part of this commit (left unstaged)",
+                list(&restored.left_unstaged)
+            ),
+            color,
+        );
+    }
+    Ok(run::exit_code(&summary))
+}
+
+fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {
+    let to = repo.resolve(to)?;
+    let from = if from.bytes().all(|b| b == b'0') {
+        None
+    } else {
+        Some(repo.resolve(from)?)
+    };
+    repo.changed_between(from, to)
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > SHOWN {
+        names.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    names.join(", ")
+}

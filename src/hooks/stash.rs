@@ -1,0 +1,293 @@
+//! Keeping unstaged work safe while pre-commit steps look at exactly what will be committed.
+//!
+//! Before the work tree is touched, the unstaged changes are written as a binary patch under
+//! the git dir and synced to disk; then tracked files are reset to their staged content. After
+//! the steps, fixer edits to staged files are staged, and the patch is applied back. If it
+//! does not apply (a fixer edited lines the user had changed too), the fixer edits are rolled
+//! back to the tree as it was before the hooks ran and the patch is applied to that, so the
+//! user's work always comes back. A patch left by a killed run is found and restored by the
+//! next preflight command.
+
+use crate::error::{Error, Result};
+use crate::git::{GitCli, Repo};
+use std::ffi::{OsStr, OsString};
+use std::io::Write as _;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Unstaged work saved for the length of a pre-commit run.
+pub struct Stash {
+    git: GitCli,
+    saved: Option<Saved>,
+    /// Intent-to-add files, taken out of the index for the run and put back after.
+    intent_to_add: Vec<PathBuf>,
+}
+
+/// One saved patch under `<git dir>/preflight/unstaged/`.
+struct Saved {
+    patch: PathBuf,
+    /// The index as a tree, before any step ran: what a rollback returns to.
+    tree_before: OsString,
+}
+
+/// How putting the work back went.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Files whose fixer edits were staged.
+    pub staged: Vec<PathBuf>,
+    /// Files fixers changed that were not staged (left as unstaged changes).
+    pub left_unstaged: Vec<PathBuf>,
+    /// Set when fixer edits collided with the unstaged work and were rolled back.
+    pub rolled_back: Vec<PathBuf>,
+}
+
+fn backup_dir(repo: &Repo) -> PathBuf {
+    repo.git_dir().join("preflight").join("unstaged")
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Splits NUL-separated git output into paths.
+fn nul_paths(bytes: &[u8]) -> Vec<PathBuf> {
+    bytes
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(OsString::from_vec(p.to_vec())))
+        .collect()
+}
+
+fn with_paths<'a>(args: &[&'a OsStr], paths: &'a [PathBuf]) -> Vec<&'a OsStr> {
+    let mut all = args.to_vec();
+    all.push(os("--"));
+    all.extend(paths.iter().map(|p| p.as_os_str()));
+    all
+}
+
+impl Stash {
+    /// Saves the unstaged changes and leaves tracked files as they are staged.
+    pub fn save(repo: &Repo) -> Result<Stash> {
+        let git = repo.cli()?;
+        let intent_to_add = repo.intent_to_add_files()?;
+        if !intent_to_add.is_empty() {
+            git.run(&with_paths(
+                &[os("rm"), os("--cached"), os("--quiet")],
+                &intent_to_add,
+            ))?;
+        }
+        let mut stash = Stash {
+            git,
+            saved: None,
+            intent_to_add,
+        };
+        // The common case, no unstaged changes, is decided from the index's stat data alone.
+        if repo.work_tree_matches_index()? {
+            return Ok(stash);
+        }
+        let out = stash.git.output(&[
+            os("diff"),
+            os("--ignore-submodules"),
+            os("--binary"),
+            os("--exit-code"),
+            os("--no-color"),
+            os("--no-ext-diff"),
+            os("--"),
+        ])?;
+        match out.status.code() {
+            Some(0) => return Ok(stash),
+            Some(1) => {}
+            _ => {
+                return Err(Error::Setup(format!(
+                    "cannot save unstaged changes: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        let tree_before = trim(stash.git.run(&[os("write-tree")])?);
+        let patch = write_durably(&backup_dir(repo), &out.stdout, &stash.intent_to_add)?;
+        stash.saved = Some(Saved { patch, tree_before });
+        // Only now, with the patch safe on disk, are tracked files reset to their staged content.
+        stash.git.run(&[
+            os("-c"),
+            os("submodule.recurse=0"),
+            os("checkout"),
+            os("--"),
+            os("."),
+        ])?;
+        Ok(stash)
+    }
+
+    /// Whether unstaged changes were set aside.
+    pub fn saved_changes(&self) -> bool {
+        self.saved.is_some()
+    }
+
+    /// Puts the unstaged work back. When fixers ran, their edits to the files in `stage` are
+    /// staged first; their edits elsewhere stay as unstaged changes.
+    pub fn restore(self, fixers_ran: bool, stage: &[PathBuf]) -> Result<Restored> {
+        let mut restored = Restored::default();
+        // Since the save, tracked files matched the index: any difference now is a fixer's.
+        let changed = if fixers_ran {
+            nul_paths(&self.git.run(&[
+                os("diff"),
+                os("--name-only"),
+                os("-z"),
+                os("--no-ext-diff"),
+            ])?)
+        } else {
+            Vec::new()
+        };
+        let (to_stage, others): (Vec<PathBuf>, Vec<PathBuf>) = changed
+            .into_iter()
+            .partition(|p| stage.iter().any(|s| s == p));
+        if !to_stage.is_empty() {
+            self.git.run(&with_paths(&[os("add")], &to_stage))?;
+        }
+        restored.left_unstaged = others;
+        restored.staged = to_stage;
+
+        if let Some(saved) = &self.saved
+            && self.apply(&saved.patch).is_err()
+        {
+            // The fixers' edits collide with the user's: undo them, index and files alike.
+            restored.rolled_back = std::mem::take(&mut restored.staged);
+            restored.rolled_back.append(&mut restored.left_unstaged);
+            self.git.run(&[os("read-tree"), &saved.tree_before])?;
+            self.git.run(&[
+                os("-c"),
+                os("submodule.recurse=0"),
+                os("checkout"),
+                os("--"),
+                os("."),
+            ])?;
+            self.apply(&saved.patch).map_err(|e| {
+                Error::Setup(format!(
+                    "{e}\nyour unstaged changes are safe in {}; put them back with: git apply {0}",
+                    saved.patch.display()
+                ))
+            })?;
+        }
+        if !self.intent_to_add.is_empty() {
+            self.git.run(&with_paths(
+                &[os("add"), os("--intent-to-add")],
+                &self.intent_to_add,
+            ))?;
+        }
+        if let Some(saved) = &self.saved {
+            discard(&saved.patch);
+        }
+        Ok(restored)
+    }
+
+    fn apply(&self, patch: &Path) -> Result<()> {
+        self.git
+            .run(&[
+                os("apply"),
+                os("--whitespace=nowarn"),
+                os("--binary"),
+                patch.as_os_str(),
+            ])
+            .map(drop)
+    }
+}
+
+fn trim(mut bytes: Vec<u8>) -> OsString {
+    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+        bytes.pop();
+    }
+    OsString::from_vec(bytes)
+}
+
+/// Writes the patch (and the intent-to-add list beside it) and syncs both to disk.
+fn write_durably(dir: &Path, patch: &[u8], intent_to_add: &[PathBuf]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let name = format!("{stamp}-{}", std::process::id());
+    let path = dir.join(format!("{name}.patch"));
+    let mut ita = Vec::new();
+    for p in intent_to_add {
+        ita.extend_from_slice(p.as_os_str().as_bytes());
+        ita.push(0);
+    }
+    if !ita.is_empty() {
+        write_synced(dir, &dir.join(format!("{name}.ita")), &ita)?;
+    }
+    write_synced(dir, &path, patch)?;
+    Ok(path)
+}
+
+fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let context = || format!("cannot save unstaged changes to {}", path.display());
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
+    file.write_all(bytes).map_err(|e| Error::io(context(), e))?;
+    file.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(context(), e))?;
+    file.persist(path)
+        .map_err(|e| Error::io(context(), e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn discard(patch: &Path) {
+    let _ = std::fs::remove_file(patch);
+    let _ = std::fs::remove_file(patch.with_extension("ita"));
+}
+
+/// What became of patches left by a run that was killed before it could restore them.
+pub enum Recovery {
+    /// Applied to the work tree (or found already applied) and removed.
+    Restored(PathBuf),
+    /// Could not be applied; the user must look.
+    NeedsHelp(PathBuf),
+}
+
+/// Finds patches left by an interrupted pre-commit run and puts them back where that is safe.
+pub fn recover(repo: &Repo) -> Result<Vec<Recovery>> {
+    let dir = backup_dir(repo);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut patches: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    if patches.is_empty() {
+        return Ok(Vec::new());
+    }
+    patches.sort();
+    let git = repo.cli()?;
+    let mut outcomes = Vec::new();
+    for patch in patches {
+        let apply = |extra: &[&OsStr]| {
+            let mut args = vec![os("apply"), os("--whitespace=nowarn"), os("--binary")];
+            args.extend_from_slice(extra);
+            args.push(patch.as_os_str());
+            git.output(&args).is_ok_and(|o| o.status.success())
+        };
+        let done = if apply(&[os("--check")]) {
+            apply(&[])
+        } else {
+            // Already back in the work tree (killed after the restore, before the cleanup)?
+            apply(&[os("--check"), os("--reverse")])
+        };
+        if done {
+            if let Ok(list) = std::fs::read(patch.with_extension("ita")) {
+                let ita = nul_paths(&list);
+                let _ = git.run(&with_paths(&[os("add"), os("--intent-to-add")], &ita));
+            }
+            discard(&patch);
+            outcomes.push(Recovery::Restored(patch));
+        } else {
+            outcomes.push(Recovery::NeedsHelp(patch));
+        }
+    }
+    Ok(outcomes)
+}
