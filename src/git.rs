@@ -383,7 +383,8 @@ fn changed_entries(old: &gix::index::State, new: &gix::index::State) -> Vec<Path
     let mut out = Vec::new();
     let mut last: Option<&[u8]> = None;
     for entry in new.entries() {
-        if !is_file_entry(entry) {
+        // Intent-to-add entries have no content staged: git does not commit them.
+        if !is_file_entry(entry) || entry.flags.contains(Flags::INTENT_TO_ADD) {
             continue;
         }
         let path: &[u8] = entry.path(new);

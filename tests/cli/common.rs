@@ -60,6 +60,30 @@ impl Repo {
         out
     }
 
+    /// Runs git and returns what happened, failure included (a hook may refuse).
+    pub fn git_run(&self, args: &[&str]) -> Run {
+        Run::from(
+            git_command(self.path())
+                .args(args)
+                .output()
+                .expect("git runs"),
+        )
+    }
+
+    /// Commits through the installed hooks.
+    pub fn commit(&self, message: &str) -> Run {
+        self.git_run(&["commit", "-q", "-m", message])
+    }
+
+    /// A file's content at a revision (`:path` is the staged version).
+    pub fn show(&self, spec: &str) -> String {
+        String::from_utf8(self.git(&["show", spec]).stdout).expect("utf-8")
+    }
+
+    pub fn read_string(&self, rel: impl AsRef<Path>) -> String {
+        String::from_utf8(self.read(rel)).expect("utf-8")
+    }
+
     /// Stages everything, so it becomes part of the run's file set.
     pub fn add_all(&self) {
         self.git(&["add", "-A"]);
@@ -88,6 +112,11 @@ impl Repo {
 pub fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
+        .env_remove("PREFLIGHT")
+        .env_remove("PREFLIGHT_SKIP")
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_AUTHOR_NAME", "Test")

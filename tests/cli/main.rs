@@ -6,6 +6,8 @@ mod book;
 mod config_errors;
 mod examples;
 mod files;
+mod hooks;
 mod inspect;
 mod processes;
+mod push;
 mod run;
