@@ -136,7 +136,7 @@ fn a_failing_step_stops_the_push() {
     let p = pushing();
     p.repo.write(
         "preflight.toml",
-        &CONFIG.replace("echo ran >> .git/always", "exit 1"),
+        CONFIG.replace("echo ran >> .git/always", "exit 1"),
     );
     p.repo.git(&["commit", "-q", "--no-verify", "-am", "break"]);
     let run = p.push(&["origin", "main"]);
