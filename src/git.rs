@@ -286,31 +286,44 @@ impl Repo {
             .collect())
     }
 
-    /// True when no tracked file can differ from its index version, judged by the index's
-    /// stat data (a cheap check that needs no process). Racily clean entries count as dirty.
-    pub fn work_tree_matches_index(&self) -> Result<bool> {
+    /// True when no tracked file (or none of `only`, when given) can differ from its index
+    /// version, judged by the index's stat data: no process, one lstat per file, spread over
+    /// the cores. Racily clean entries count as dirty.
+    pub fn work_tree_matches_index(&self, only: Option<&[PathBuf]>) -> Result<bool> {
+        use rayon::prelude::*;
         let index = self.index()?;
         let index_time = index.timestamp();
         let options = gix::index::entry::stat::Options::default();
-        for entry in index.entries() {
-            if entry.flags.contains(Flags::INTENT_TO_ADD) || entry.stage_raw() != 0 {
-                return Ok(false);
-            }
+        let state: &gix::index::State = &index;
+        let root = &self.root;
+        let entries = state.entries();
+        if entries
+            .iter()
+            .any(|e| e.flags.contains(Flags::INTENT_TO_ADD) || e.stage_raw() != 0)
+        {
+            return Ok(false);
+        }
+        let differs = |entry: &gix::index::Entry| {
             if !is_file_entry(entry) {
-                continue;
+                return false;
             }
-            let path = self.root.join(to_path(entry.path(&index)));
+            let path = root.join(to_path(entry.path(state)));
             let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(&path) else {
-                return Ok(false); // Deleted from the work tree.
+                return true; // Deleted from the work tree.
             };
             let Ok(stat) = gix::index::entry::Stat::from_fs(&meta) else {
-                return Ok(false);
+                return true;
             };
-            if !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+            !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options)
+        };
+        let dirty = match only {
+            Some(paths) => paths.iter().any(|p| {
+                let key = gix::bstr::BStr::new(p.as_os_str().as_bytes());
+                state.entry_by_path(key).is_none_or(differs)
+            }),
+            None => entries.par_iter().with_min_len(256).any(differs),
+        };
+        Ok(!dirty)
     }
 
     /// The folder git runs hooks from: `core.hooksPath` when set, else the common git dir's

@@ -57,7 +57,6 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         "post-merge" => changed(&repo, "ORIG_HEAD", "HEAD")?,
         _ => repo.tracked_files()?,
     };
-
     let skip = run::skip_list(&config, color);
     let selection = Selection {
         names: &binding.steps,
@@ -80,7 +79,12 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     }
 
     // pre-commit: the steps see exactly what will be committed.
-    let stash = Stash::save(&repo)?;
+    // Steps that get files see only staged files; a step without `files` sees the whole tree.
+    let whole_tree = plan
+        .steps
+        .iter()
+        .any(|s| s.files.is_none() && s.skip.is_none());
+    let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()))?;
     let summary = run::execute(&repo, &config, plan, &output, None);
     let passed = summary.as_ref().is_ok_and(|s| s.success());
     let restored = stash.restore(fixers, if passed { &file_set } else { &[] })?;

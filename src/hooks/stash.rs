@@ -66,8 +66,10 @@ fn with_paths<'a>(args: &[&'a OsStr], paths: &'a [PathBuf]) -> Vec<&'a OsStr> {
 }
 
 impl Stash {
-    /// Saves the unstaged changes and leaves tracked files as they are staged.
-    pub fn save(repo: &Repo) -> Result<Stash> {
+    /// Saves the unstaged changes and leaves tracked files as they are staged. When every step
+    /// only looks at the files it is given, `scope` names those files: if none of them has
+    /// unstaged changes, nothing needs to be set aside and the work tree is left alone.
+    pub fn save(repo: &Repo, scope: Option<&[PathBuf]>) -> Result<Stash> {
         let git = repo.cli()?;
         let intent_to_add = repo.intent_to_add_files()?;
         if !intent_to_add.is_empty() {
@@ -82,7 +84,7 @@ impl Stash {
             intent_to_add,
         };
         // The common case, no unstaged changes, is decided from the index's stat data alone.
-        if repo.work_tree_matches_index()? {
+        if stash.intent_to_add.is_empty() && repo.work_tree_matches_index(scope)? {
             return Ok(stash);
         }
         let out = stash.git.output(&[

@@ -706,3 +706,15 @@ files = ["*.md"]
         "a fixer on other files runs alongside: {log}"
     );
 }
+
+#[test]
+fn a_step_without_files_sees_the_whole_tree_as_staged() {
+    let config = "[steps.whole]\nrun = \"cat b.txt > .git/b-seen\"\n[hooks]\npre-commit = [\"whole\"]\n";
+    let repo = hooked(config, &[("a.txt", "a\n"), ("b.txt", "b committed\n")]);
+    repo.write("a.txt", "a staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("b.txt", "b WIP, never staged\n");
+    repo.commit("whole tree").code(0);
+    assert_eq!(repo.read_string(".git/b-seen"), "b committed\n", "the step saw the tree being committed");
+    assert_eq!(repo.read_string("b.txt"), "b WIP, never staged\n");
+}
