@@ -709,12 +709,34 @@ files = ["*.md"]
 
 #[test]
 fn a_step_without_files_sees_the_whole_tree_as_staged() {
-    let config = "[steps.whole]\nrun = \"cat b.txt > .git/b-seen\"\n[hooks]\npre-commit = [\"whole\"]\n";
+    let config =
+        "[steps.whole]\nrun = \"cat b.txt > .git/b-seen\"\n[hooks]\npre-commit = [\"whole\"]\n";
     let repo = hooked(config, &[("a.txt", "a\n"), ("b.txt", "b committed\n")]);
     repo.write("a.txt", "a staged\n");
     repo.git(&["add", "a.txt"]);
     repo.write("b.txt", "b WIP, never staged\n");
     repo.commit("whole tree").code(0);
-    assert_eq!(repo.read_string(".git/b-seen"), "b committed\n", "the step saw the tree being committed");
+    assert_eq!(
+        repo.read_string(".git/b-seen"),
+        "b committed\n",
+        "the step saw the tree being committed"
+    );
     assert_eq!(repo.read_string("b.txt"), "b WIP, never staged\n");
+}
+
+#[test]
+fn post_checkout_and_post_merge_get_the_files_that_changed() {
+    let config = "[steps.record]\nrun = \"printf '%s\\\\n' {files} >> \\\"$(git rev-parse --git-dir)/seen\\\"\"\nfiles = [\"*\"]\n[hooks]\npost-checkout = [\"record\"]\npost-merge = [\"record\"]\n";
+    let repo = hooked(config, &[("a.txt", "1"), ("b.txt", "1")]);
+    repo.git(&["checkout", "-q", "-b", "side"]);
+    seen(&repo);
+    repo.write("b.txt", "2");
+    repo.write("c.txt", "new");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "side"]);
+    repo.git(&["checkout", "-q", "main"]);
+    // Back on main: b.txt differs from `side`; c.txt is not on main, so there is nothing to check.
+    assert_eq!(seen(&repo), ["b.txt"]);
+    repo.git(&["merge", "-q", "--ff-only", "side"]);
+    assert_eq!(seen(&repo), ["b.txt", "c.txt"]);
 }
