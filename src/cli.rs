@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "preflight",
     version,
     about = "Local-first CI as code: one preflight.toml runs your checks in parallel, \
-             in git hooks and in hosted CI",
+             by hand and from git hooks",
     after_help = "Examples:\n  preflight run                 run every step\n  \
                   preflight run test            run `test` and the steps it needs\n  \
                   preflight run -j 4 --fail-fast\n  preflight validate            check preflight.toml"
@@ -94,7 +94,7 @@ pub struct RunArgs {
     pub to: Option<String>,
 
     /// Run on every tracked file (the default; useful with --hook)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "files")]
     pub all_files: bool,
 
     /// Run the steps of this hook in [hooks] (with its `fix` setting)

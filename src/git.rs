@@ -217,19 +217,33 @@ impl Repo {
         Ok(files.into_iter().collect())
     }
 
-    /// What commits reachable from `local` but from no `refs/remotes/<remote>/*` change.
+    /// What commits reachable from `local` but from no `refs/remotes/<remote>/*` change. When
+    /// the push goes to a URL (or a remote with no tracking refs yet), every remote-tracking
+    /// ref counts, so a first push never means "all history" by accident.
     fn new_on_remote(&self, remote: &str, local: ObjectId) -> Result<Vec<PathBuf>> {
         let prefix = format!("refs/remotes/{remote}/");
-        let mut hidden = Vec::new();
+        let mut of_remote = Vec::new();
+        let mut all_remotes = Vec::new();
         let refs = self.inner.references().map_err(git_error)?;
         for r in refs.all().map_err(git_error)?.flatten() {
-            if r.name().as_bstr().starts_with(prefix.as_bytes())
-                && let Ok(id) = r.into_fully_peeled_id()
+            let name = r.name().as_bstr().to_vec();
+            if !name.starts_with(b"refs/remotes/") {
+                continue;
+            }
+            if let Ok(id) = r.into_fully_peeled_id()
                 && let Some(commit) = self.peel_commit(id.detach())
             {
-                hidden.push(commit);
+                if name.starts_with(prefix.as_bytes()) {
+                    of_remote.push(commit);
+                }
+                all_remotes.push(commit);
             }
         }
+        let hidden = if of_remote.is_empty() {
+            all_remotes
+        } else {
+            of_remote
+        };
         let walk = self
             .inner
             .rev_walk([local])

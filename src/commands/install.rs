@@ -28,6 +28,15 @@ pub fn install(cli: &Cli, args: &InstallArgs, color: bool) -> Result<i32> {
     let config = run::load(cli, &repo)?;
     let mut wanted: Vec<String> = config.hooks.keys().cloned().collect();
     for extra in &args.hook {
+        if !crate::config::GIT_HOOKS.contains(&extra.as_str()) {
+            let hint = match crate::config::did_you_mean(extra, crate::config::GIT_HOOKS) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "see `git help hooks` for the names".into(),
+            };
+            return Err(Error::Usage(format!(
+                "`{extra}` is not a git hook\nhelp: {hint}"
+            )));
+        }
         if !wanted.contains(extra) {
             wanted.push(extra.clone());
         }
@@ -70,7 +79,12 @@ pub fn uninstall(_cli: &Cli, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
     run::recover_unstaged(&repo, color);
     let dir = repo.hooks_dir();
-    let changes = hooks::uninstall(&dir.path)?;
+    let mut changes = hooks::uninstall(&dir.path)?;
+    // Shims left in the default folder after core.hooksPath was set go too.
+    let default_dir = repo.common_dir().join("hooks");
+    if default_dir != dir.path {
+        changes.extend(hooks::uninstall(&default_dir)?);
+    }
     let mut out = String::new();
     if changes.is_empty() {
         out.push_str("no preflight hooks installed\n");
@@ -100,7 +114,7 @@ fn check(
     match &dir.hooks_path {
         Some((value, git::ConfigScope::Global)) => {
             out.push_str(&format!(
-                " (core.hooksPath = {value}, from your global git config)\n"
+                " (core.hooksPath = {value}, set outside this repository)\n"
             ));
         }
         Some((value, git::ConfigScope::Repository)) => {
@@ -121,11 +135,16 @@ fn check(
         out.push_str(&line);
         out.push('\n');
     }
+    for hook in hooks::installed(&dir.path) {
+        if !wanted.contains(&hook) {
+            out.push_str(&format!("unused   {hook}: not in [hooks], so it does nothing (`preflight uninstall` removes all shims)\n"));
+        }
+    }
     let default_dir = repo.common_dir().join("hooks");
     for hook in hooks::shadowed(&default_dir, &dir.path) {
         healthy = false;
         out.push_str(&format!(
-            "shadowed {hook}: installed in {} but core.hooksPath makes git look in {}\n",
+            "shadowed {hook}: installed in {} but core.hooksPath makes git look in {} (`preflight uninstall` removes it)\n",
             default_dir.display(),
             dir.path.display()
         ));

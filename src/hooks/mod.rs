@@ -41,7 +41,7 @@ pub enum Change {
     InstalledKeepingPrevious,
     Updated,
     Unchanged,
-    /// Our shim removed (its hook is no longer in the config, or on uninstall).
+    /// Our shim removed.
     Removed,
     /// Our shim removed and the previous hook put back.
     Restored,
@@ -54,7 +54,7 @@ pub fn check_hooks_dir(dir: &HooksDir, allow_global: bool) -> Result<()> {
         && !allow_global
     {
         return Err(Error::Usage(format!(
-            "core.hooksPath is set in your global git config to `{value}`, so git runs hooks from \
+            "core.hooksPath is set outside this repository (global or system git config) to `{value}`, so git runs hooks from \
              {} for every repository, not from this one's .git/hooks.\n\
              help: to install into that shared folder anyway: preflight install --use-global-hooks-path\n\
              help: to use this repository's own hooks folder instead: \
@@ -65,8 +65,8 @@ pub fn check_hooks_dir(dir: &HooksDir, allow_global: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes (or refreshes) the shims for `hooks` in `dir`, and removes shims of ours for hooks
-/// no longer wanted. Installing twice changes nothing.
+/// Writes (or refreshes) the shims for `hooks` in `dir`. Installing twice changes nothing.
+/// Shims for hooks no longer in the config stay (they do nothing) until `uninstall`.
 pub fn install(dir: &Path, hooks: &[String], bin: &Path) -> Result<Vec<(String, Change)>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -104,18 +104,11 @@ pub fn install(dir: &Path, hooks: &[String], bin: &Path) -> Result<Vec<(String, 
         };
         changes.push((hook.clone(), change));
     }
-    for (hook, change) in remove_shims(dir, |name| !hooks.iter().any(|h| h == name))? {
-        changes.push((hook, change));
-    }
     Ok(changes)
 }
 
 /// Removes every shim of ours from `dir`, putting back the hooks they replaced.
 pub fn uninstall(dir: &Path) -> Result<Vec<(String, Change)>> {
-    remove_shims(dir, |_| true)
-}
-
-fn remove_shims(dir: &Path, wanted_gone: impl Fn(&str) -> bool) -> Result<Vec<(String, Change)>> {
     let mut changes = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(changes);
@@ -128,7 +121,7 @@ fn remove_shims(dir: &Path, wanted_gone: impl Fn(&str) -> bool) -> Result<Vec<(S
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        if !wanted_gone(&name) || !is_ours(&path) {
+        if !is_ours(&path) {
             continue;
         }
         std::fs::remove_file(&path)
@@ -200,12 +193,9 @@ pub fn health(dir: &Path, hook: &str, bin: &Path) -> Health {
     }
 }
 
-/// Our shims that sit in a folder git does not use (after `core.hooksPath` was set).
-pub fn shadowed(default_dir: &Path, used_dir: &Path) -> Vec<String> {
-    if default_dir == used_dir {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir(default_dir) else {
+/// Our shims in `dir` (sorted), whatever hooks they are for.
+pub fn installed(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut found: Vec<String> = entries
@@ -215,6 +205,14 @@ pub fn shadowed(default_dir: &Path, used_dir: &Path) -> Vec<String> {
         .collect();
     found.sort();
     found
+}
+
+/// Our shims that sit in a folder git does not use (after `core.hooksPath` was set).
+pub fn shadowed(default_dir: &Path, used_dir: &Path) -> Vec<String> {
+    if default_dir == used_dir {
+        return Vec::new();
+    }
+    installed(default_dir)
 }
 
 #[cfg(test)]

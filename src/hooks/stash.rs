@@ -21,6 +21,10 @@ pub struct Stash {
     saved: Option<Saved>,
     /// Intent-to-add files, taken out of the index for the run and put back after.
     intent_to_add: Vec<PathBuf>,
+    /// The list of those files on disk, so a killed run can be repaired.
+    intent_to_add_file: Option<PathBuf>,
+    /// Held from save to restore, so that no other preflight "recovers" this run's patch.
+    _lock: std::fs::File,
 }
 
 /// One saved patch under `<git dir>/preflight/unstaged/`.
@@ -43,6 +47,44 @@ pub struct Restored {
 
 fn backup_dir(repo: &Repo) -> PathBuf {
     repo.git_dir().join("preflight").join("unstaged")
+}
+
+/// Opens and locks `<git dir>/preflight/unstaged.lock`; `wait = false` gives up if it is held.
+fn lock(repo: &Repo, wait: bool) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let dir = repo.git_dir().join("preflight");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let path = dir.join("unstaged.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mode = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own; the lock goes with the file when it is dropped.
+    let r = unsafe { libc::flock(file.as_raw_fd(), mode) };
+    if r != 0 {
+        let err = std::io::Error::last_os_error();
+        if !wait && err.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(Error::io(format!("cannot lock {}", path.display()), err));
+    }
+    Ok(Some(file))
+}
+
+/// A name for this run's files: time, then process id.
+fn run_name() -> String {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{stamp}-{}", std::process::id())
 }
 
 fn os(s: &str) -> &OsStr {
@@ -70,9 +112,22 @@ impl Stash {
     /// only looks at the files it is given, `scope` names those files: if none of them has
     /// unstaged changes, nothing needs to be set aside and the work tree is left alone.
     pub fn save(repo: &Repo, scope: Option<&[PathBuf]>) -> Result<Stash> {
+        let lock = lock(repo, true)?.expect("a waiting lock is always taken");
         let git = repo.cli()?;
+        let dir = backup_dir(repo);
+        let name = run_name();
         let intent_to_add = repo.intent_to_add_files()?;
+        let mut intent_to_add_file = None;
         if !intent_to_add.is_empty() {
+            // Written before the index changes, so a killed run can put them back.
+            let path = dir.join(format!("{name}.ita"));
+            let mut list = Vec::new();
+            for p in &intent_to_add {
+                list.extend_from_slice(p.as_os_str().as_bytes());
+                list.push(0);
+            }
+            write_synced(&dir, &path, &list)?;
+            intent_to_add_file = Some(path);
             git.run(&with_paths(
                 &[os("rm"), os("--cached"), os("--quiet")],
                 &intent_to_add,
@@ -82,6 +137,8 @@ impl Stash {
             git,
             saved: None,
             intent_to_add,
+            intent_to_add_file,
+            _lock: lock,
         };
         // The common case, no unstaged changes, is decided from the index's stat data alone.
         if stash.intent_to_add.is_empty() && repo.work_tree_matches_index(scope)? {
@@ -107,7 +164,8 @@ impl Stash {
             }
         }
         let tree_before = trim(stash.git.run(&[os("write-tree")])?);
-        let patch = write_durably(&backup_dir(repo), &out.stdout, &stash.intent_to_add)?;
+        let patch = dir.join(format!("{name}.patch"));
+        write_synced(&dir, &patch, &out.stdout)?;
         stash.saved = Some(Saved { patch, tree_before });
         // Only now, with the patch safe on disk, are tracked files reset to their staged content.
         stash.git.run(&[
@@ -165,7 +223,7 @@ impl Stash {
             ])?;
             self.apply(&saved.patch).map_err(|e| {
                 Error::Setup(format!(
-                    "{e}\nyour unstaged changes are safe in {}; put them back with: git apply {0}",
+                    "{e}\nyour unstaged changes are safe in {}; put them back with: git apply --3way {0}",
                     saved.patch.display()
                 ))
             })?;
@@ -177,7 +235,10 @@ impl Stash {
             ))?;
         }
         if let Some(saved) = &self.saved {
-            discard(&saved.patch);
+            let _ = std::fs::remove_file(&saved.patch);
+        }
+        if let Some(list) = &self.intent_to_add_file {
+            let _ = std::fs::remove_file(list);
         }
         Ok(restored)
     }
@@ -201,28 +262,10 @@ fn trim(mut bytes: Vec<u8>) -> OsString {
     OsString::from_vec(bytes)
 }
 
-/// Writes the patch (and the intent-to-add list beside it) and syncs both to disk.
-fn write_durably(dir: &Path, patch: &[u8], intent_to_add: &[PathBuf]) -> Result<PathBuf> {
+/// Writes through a temp file, syncs it and its folder: it is on disk before we go on.
+fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let name = format!("{stamp}-{}", std::process::id());
-    let path = dir.join(format!("{name}.patch"));
-    let mut ita = Vec::new();
-    for p in intent_to_add {
-        ita.extend_from_slice(p.as_os_str().as_bytes());
-        ita.push(0);
-    }
-    if !ita.is_empty() {
-        write_synced(dir, &dir.join(format!("{name}.ita")), &ita)?;
-    }
-    write_synced(dir, &path, patch)?;
-    Ok(path)
-}
-
-fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let context = || format!("cannot save unstaged changes to {}", path.display());
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
     file.write_all(bytes).map_err(|e| Error::io(context(), e))?;
@@ -237,11 +280,6 @@ fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn discard(patch: &Path) {
-    let _ = std::fs::remove_file(patch);
-    let _ = std::fs::remove_file(patch.with_extension("ita"));
-}
-
 /// What became of patches left by a run that was killed before it could restore them.
 pub enum Recovery {
     /// Applied to the work tree (or found already applied) and removed.
@@ -250,28 +288,39 @@ pub enum Recovery {
     NeedsHelp(PathBuf),
 }
 
-/// Finds patches left by an interrupted pre-commit run and puts them back where that is safe.
+/// Finds what an interrupted pre-commit run left set aside and puts it back where that is safe.
 pub fn recover(repo: &Repo) -> Result<Vec<Recovery>> {
     let dir = backup_dir(repo);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
-    let mut patches: Vec<PathBuf> = entries
+    let mut left: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .filter(|p| p.extension().is_some_and(|e| e == "patch" || e == "ita"))
         .collect();
-    if patches.is_empty() {
+    if left.is_empty() {
         return Ok(Vec::new());
     }
-    patches.sort();
+    // A pre-commit run in progress holds the lock: what is there is its own, not left over.
+    let Some(_lock) = lock(repo, false)? else {
+        return Ok(Vec::new());
+    };
+    left.sort();
     let git = repo.cli()?;
     let mut outcomes = Vec::new();
-    for patch in patches {
+    for path in left {
+        if path.extension().is_some_and(|e| e == "ita") {
+            if !path.with_extension("patch").exists() {
+                readd_intent_to_add(&git, &path);
+                outcomes.push(Recovery::Restored(path));
+            }
+            continue;
+        }
         let apply = |extra: &[&OsStr]| {
             let mut args = vec![os("apply"), os("--whitespace=nowarn"), os("--binary")];
             args.extend_from_slice(extra);
-            args.push(patch.as_os_str());
+            args.push(path.as_os_str());
             git.output(&args).is_ok_and(|o| o.status.success())
         };
         let done = if apply(&[os("--check")]) {
@@ -281,15 +330,21 @@ pub fn recover(repo: &Repo) -> Result<Vec<Recovery>> {
             apply(&[os("--check"), os("--reverse")])
         };
         if done {
-            if let Ok(list) = std::fs::read(patch.with_extension("ita")) {
-                let ita = nul_paths(&list);
-                let _ = git.run(&with_paths(&[os("add"), os("--intent-to-add")], &ita));
-            }
-            discard(&patch);
-            outcomes.push(Recovery::Restored(patch));
+            let _ = std::fs::remove_file(&path);
+            readd_intent_to_add(&git, &path.with_extension("ita"));
+            outcomes.push(Recovery::Restored(path));
         } else {
-            outcomes.push(Recovery::NeedsHelp(patch));
+            outcomes.push(Recovery::NeedsHelp(path));
         }
     }
     Ok(outcomes)
+}
+
+/// Marks the files listed in `list` as intent-to-add again, and removes the list.
+fn readd_intent_to_add(git: &GitCli, list: &Path) {
+    if let Ok(bytes) = std::fs::read(list) {
+        let files = nul_paths(&bytes);
+        let _ = git.run(&with_paths(&[os("add"), os("--intent-to-add")], &files));
+        let _ = std::fs::remove_file(list);
+    }
 }

@@ -70,21 +70,31 @@ fn install_is_idempotent_and_uninstall_cleans_up() {
             && doctor.stdout.contains("ok       pre-push")
     );
 
-    // A hook dropped from [hooks] is removed by the next install.
+    // A hook dropped from [hooks] keeps its (now idle) shim, and doctor says so.
     repo.write(
         "preflight.toml",
         "[steps.a]\nrun = \"true\"\n[hooks]\npre-commit = [\"a\"]\n",
     );
-    let third = repo.run(&["install"]);
+    repo.run(&["install"]).code(0);
+    let doctor = repo.run(&["doctor"]);
     assert!(
-        third.stdout.contains("removed pre-push"),
+        doctor.stdout.contains("unused   pre-push: not in [hooks]"),
         "{}",
-        third.stdout
+        doctor.stdout
     );
-    assert!(!repo.path().join(".git/hooks/pre-push").exists());
+    let bad = repo.run(&["install", "--hook", "pre-comit"]);
+    bad.code(2);
+    assert!(
+        bad.stderr.contains("did you mean `pre-commit`?"),
+        "{}",
+        bad.stderr
+    );
+    repo.run(&["install", "--hook", "../escape"]).code(2);
+    assert!(!repo.path().join(".git/escape").exists());
 
     repo.run(&["uninstall"]).code(0);
     assert!(!hook.exists());
+    assert!(!repo.path().join(".git/hooks/pre-push").exists());
     let doctor = repo.run(&["install", "--check"]);
     doctor.code(1);
     assert!(
@@ -173,7 +183,7 @@ fn a_global_hooks_path_is_reported_not_fought() {
     run.code(2);
     assert!(
         run.stderr
-            .contains("core.hooksPath is set in your global git config"),
+            .contains("core.hooksPath is set outside this repository"),
         "{}",
         run.stderr
     );
@@ -372,9 +382,19 @@ fn fixes_to_staged_files_are_staged() {
     repo.write("far.txt", "1  x\n2\n3\n4\n5\n6\n7\n8\n9\n");
     repo.add_all();
     repo.write("far.txt", "1  x\n2\n3\n4\n5\n6\n7\n8\n9 WIP\n");
+    repo.write("untouched.md", "unrelated  unstaged work\n");
     let run = repo.commit("fixed");
     run.code(0);
     assert!(run.stderr.contains("staged the fixes to"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("untouched.md"),
+        "no fixer touched it: {}",
+        run.stderr
+    );
+    assert_eq!(
+        repo.read_string("untouched.md"),
+        "unrelated  unstaged work\n"
+    );
     assert_eq!(repo.show("HEAD:a.txt"), "too many spaces\n");
     assert_eq!(
         repo.show("HEAD:far.txt"),
