@@ -41,6 +41,12 @@ pub enum Command {
     /// List the steps with what they need, their file globs and the hooks that use them
     #[command(after_help = "Example:\n  preflight list")]
     List,
+    /// Run steps, then again whenever files they care about change
+    #[command(
+        after_help = "Examples:\n  preflight watch\n  preflight watch lint test --clear\n  \
+                            preflight watch --poll   (network drives, containers)"
+    )]
+    Watch(WatchArgs),
     /// Install git hook shims for the hooks in [hooks] (and --hook NAME)
     #[command(
         after_help = "Examples:\n  preflight install\n  preflight install --hook commit-msg\n  \
@@ -104,6 +110,40 @@ pub struct RunArgs {
     /// Run each step's `fix` command instead of its check, where it has one
     #[arg(long)]
     pub fix: bool,
+
+    /// Stream every step's output live, each line prefixed with the step name
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Steps to watch (default: all); the steps they need run too
+    pub steps: Vec<String>,
+
+    /// Milliseconds to wait for more changes before starting a run
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub debounce: u64,
+
+    /// When files change during a run, let it finish and run again after (default: restart it)
+    #[arg(long)]
+    pub no_restart: bool,
+
+    /// Clear the screen before each run (on a terminal)
+    #[arg(long)]
+    pub clear: bool,
+
+    /// Poll the file system instead of using OS events
+    #[arg(long)]
+    pub poll: bool,
+
+    /// How many steps run at once (default: settings.jobs, else one per core)
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
 
     /// Stream every step's output live, each line prefixed with the step name
     #[arg(short, long)]

@@ -14,3 +14,4 @@ pub mod hooks;
 pub mod plan;
 pub mod process;
 pub mod report;
+pub mod watch;

@@ -9,6 +9,7 @@ use crate::error::{Result, exit};
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
+use crate::process::Canceller;
 use crate::report;
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -73,8 +74,10 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         color,
     };
 
+    let canceller = Canceller::new();
+    run::watch_signals(&canceller)?;
     if !matches!(name, "pre-commit" | "pre-merge-commit") {
-        let summary = run::execute(&repo, &config, plan, &output, msg_file)?;
+        let summary = run::execute(&repo, &config, plan, &output, msg_file, canceller);
         return Ok(run::exit_code(&summary));
     }
 
@@ -85,10 +88,9 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         .iter()
         .any(|s| s.files.is_none() && s.skip.is_none());
     let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()))?;
-    let summary = run::execute(&repo, &config, plan, &output, None);
-    let passed = summary.as_ref().is_ok_and(|s| s.success());
-    let restored = stash.restore(fixers, if passed { &file_set } else { &[] })?;
-    let summary = summary?;
+    let summary = run::execute(&repo, &config, plan, &output, None, canceller);
+    let stage: &[PathBuf] = if summary.success() { &file_set } else { &[] };
+    let restored = stash.restore(fixers, stage)?;
     if !restored.rolled_back.is_empty() {
         report::warn(
             &format!(

@@ -4,6 +4,7 @@ mod hook;
 mod inspect;
 mod install;
 mod run;
+mod watch;
 
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::config::{self, Config};
@@ -56,6 +57,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         ),
         Command::Uninstall => install::uninstall(cli, color),
         Command::Hook(args) => hook::hook(cli, args, color),
+        Command::Watch(args) => watch::watch(cli, args, color),
     }
 }
 

@@ -73,7 +73,9 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         skip: &skip,
     };
     let plan = plan::build(&config, &selection, &file_set)?;
-    let summary = execute(&repo, &config, plan, &output, None)?;
+    let canceller = Canceller::new();
+    watch_signals(&canceller)?;
+    let summary = execute(&repo, &config, plan, &output, None, canceller);
     Ok(exit_code(&summary))
 }
 
@@ -110,14 +112,15 @@ pub fn skip_list(config: &Config, color: bool) -> Vec<String> {
     names
 }
 
-/// Runs a plan with Ctrl-C handling and the reporter the output options ask for.
+/// Runs a plan with the reporter the output options ask for; `canceller` stops it.
 pub fn execute(
     repo: &Repo,
     config: &Config,
     plan: plan::Plan,
     output: &Output,
     msg_file: Option<PathBuf>,
-) -> Result<Summary> {
+    canceller: Arc<Canceller>,
+) -> Summary {
     let jobs = match output.jobs.or(Some(config.settings.jobs)) {
         Some(0) | None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(n) => n,
@@ -128,16 +131,11 @@ pub fn execute(
         stream_output: output.verbose,
         msg_file,
     };
-    let canceller = Canceller::new();
-    watch_signals(&canceller)?;
 
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     let human = HumanOptions {
         verbose: output.verbose,
         color: output.color,
-        live: std::io::stdout().is_terminal()
-            && !in_ci
-            && std::env::var("TERM").map_or(true, |t| t != "dumb"),
+        live: interactive(),
         github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
     };
     let format = match output.format {
@@ -150,14 +148,20 @@ pub fn execute(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Ok(exec::execute(
+    exec::execute(
         plan,
         &repo.root,
         env,
         &options,
         canceller,
         reporter.as_mut(),
-    ))
+    )
+}
+
+/// Whether output goes to a terminal for a person (not CI, not a pipe).
+pub fn interactive() -> bool {
+    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    std::io::stdout().is_terminal() && !in_ci && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 pub fn exit_code(summary: &Summary) -> i32 {
@@ -205,7 +209,7 @@ pub fn recover_unstaged(repo: &Repo, color: bool) {
 
 /// Ctrl-C, SIGTERM and SIGHUP stop the run: the first asks running steps to stop, a second
 /// kills them at once. Either way preflight then reports and exits 130.
-fn watch_signals(canceller: &Arc<Canceller>) -> Result<()> {
+pub fn watch_signals(canceller: &Arc<Canceller>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::io("cannot install signal handlers", e))?;

@@ -149,6 +149,55 @@ pub fn warn(message: &str, color: bool) {
     eprintln!("{} {}", style.apply_to("preflight:"), message.trim_end());
 }
 
+/// Says why `preflight watch` starts a run: which changed paths, which steps.
+pub fn triggered(format: Format, color: bool, paths: &[std::path::PathBuf], steps: &[String]) {
+    if format == Format::Json {
+        let value = serde_json::json!({
+            "event": "watch_triggered",
+            "paths": paths.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
+            "steps": steps,
+        });
+        print(&format!("{value}\n"));
+        return;
+    }
+    const SHOWN: usize = 3;
+    let mut what: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > SHOWN {
+        what.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    let style = console::Style::new().cyan().bold().force_styling(color);
+    let line = if paths.is_empty() {
+        format!("watch: running {}", steps.join(", "))
+    } else {
+        format!(
+            "watch: {} changed; running {}",
+            what.join(", "),
+            steps.join(", ")
+        )
+    };
+    print(&format!("{}\n", style.apply_to(line)));
+}
+
+/// Says that `preflight watch` waits for changes.
+pub fn watching(format: Format, color: bool) {
+    if format == Format::Human {
+        let style = console::Style::new().dim().force_styling(color);
+        print(&format!(
+            "{}\n",
+            style.apply_to("watch: waiting for changes (Ctrl-C to stop)")
+        ));
+    }
+}
+
+/// Clears the terminal before a new watch run (`--clear`).
+pub fn clear_screen() {
+    let _ = console::Term::stdout().clear_screen();
+}
+
 /// Writes a line of normal command output on stdout (validate, list, graph).
 pub fn print(text: &str) {
     use std::io::Write;

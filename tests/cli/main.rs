@@ -11,3 +11,4 @@ mod inspect;
 mod processes;
 mod push;
 mod run;
+mod watch;

@@ -1,0 +1,287 @@
+//! Watching the work tree: one watch per folder git does not ignore, events filtered (`.git`,
+//! ignored paths, the steps' own outputs) and gathered over a short debounce into batches of
+//! repository-relative paths.
+
+use crate::error::{Error, Result};
+use crate::files::Matcher;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// What arrives on a watch's channel: a debounced batch of changed paths, an error the
+/// watcher met, or the request to stop (sent on Ctrl-C).
+pub enum Batch {
+    Changed(Vec<PathBuf>),
+    Failed(String),
+    Stop,
+}
+
+/// Watches `root` and sends batches of changed paths (repository-relative) on the returned
+/// channel. The watcher lives as long as the returned handle.
+pub fn start(
+    root: &Path,
+    ignore_outputs: Option<Matcher>,
+    debounce: Duration,
+    poll: bool,
+    batches: Sender<Batch>,
+) -> Result<Box<dyn std::any::Any + Send>> {
+    let (raw_tx, raw_rx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let rescan_tx = raw_tx.clone();
+    let mut watcher: Box<dyn Watcher + Send> = if poll {
+        // Modification times are compared to the second, so contents are compared too.
+        let config = notify::Config::default()
+            .with_poll_interval(Duration::from_millis(500))
+            .with_compare_contents(true);
+        Box::new(notify::PollWatcher::new(raw_tx, config).map_err(watch_error)?)
+    } else {
+        Box::new(notify::recommended_watcher(raw_tx).map_err(watch_error)?)
+    };
+    let ignored = Ignored::load(root);
+    for dir in folders(root, &ignored) {
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(watch_error)?;
+    }
+    let root = root.to_path_buf();
+    let (dir_tx, dir_rx) = mpsc::channel::<PathBuf>();
+    std::thread::spawn(move || {
+        debounce_loop(
+            &root,
+            raw_rx,
+            &dir_tx,
+            &ignored,
+            ignore_outputs.as_ref(),
+            debounce,
+            &batches,
+        )
+    });
+    // New folders must be watched too; the watcher is moved into a thread that adds them. Files
+    // made between the folder's creation and its watch are found by a look after the watch.
+    let holder = std::thread::spawn(move || {
+        for dir in dir_rx {
+            let _ = watcher.watch(&dir, RecursiveMode::NonRecursive);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let files: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect();
+            if !files.is_empty() {
+                let event = notify::Event::new(EventKind::Create(notify::event::CreateKind::File));
+                let _ = rescan_tx.send(Ok(files.into_iter().fold(event, notify::Event::add_path)));
+            }
+        }
+    });
+    Ok(Box::new(holder))
+}
+
+/// The error a user can act on when the OS refuses more watches.
+fn watch_error(e: notify::Error) -> Error {
+    let limit = matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC));
+    if limit {
+        Error::Setup(
+            "the system limit on watched folders is reached (inotify max_user_watches)\n\
+             help: raise it: sudo sysctl fs.inotify.max_user_watches=524288 \
+             (add it to /etc/sysctl.d/ to keep it), or use `preflight watch --poll`"
+                .into(),
+        )
+    } else {
+        Error::Setup(format!(
+            "cannot watch the work tree: {e}\nhelp: `preflight watch --poll` polls instead"
+        ))
+    }
+}
+
+/// Every folder of the work tree that git does not ignore (and not `.git`).
+fn folders(root: &Path, ignored: &Ignored) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        out.push(dir);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && entry.file_name() != ".git"
+                && !ignored.is_ignored(root, &path, true)
+            {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The .gitignore files of the work tree and `.git/info/exclude`, each applied from its folder.
+struct Ignored {
+    by_dir: HashMap<PathBuf, Gitignore>,
+}
+
+impl Ignored {
+    fn load(root: &Path) -> Self {
+        let mut by_dir = HashMap::new();
+        let mut top = GitignoreBuilder::new(root);
+        top.add(root.join(".git/info/exclude"));
+        top.add(root.join(".gitignore"));
+        if let Ok(g) = top.build() {
+            by_dir.insert(root.to_path_buf(), g);
+        }
+        let mut this = Ignored { by_dir };
+        this.load_below(root, root);
+        this
+    }
+
+    fn load_below(&mut self, root: &Path, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir())
+                || entry.file_name() == ".git"
+                || self.is_ignored(root, &path, true)
+            {
+                continue;
+            }
+            let file = path.join(".gitignore");
+            if file.is_file() {
+                let mut b = GitignoreBuilder::new(&path);
+                b.add(&file);
+                if let Ok(g) = b.build() {
+                    self.by_dir.insert(path.clone(), g);
+                }
+            }
+            self.load_below(root, &path);
+        }
+    }
+
+    /// Whether git ignores `path`: the deepest .gitignore with an opinion wins, and anything
+    /// inside an ignored folder is ignored.
+    fn is_ignored(&self, root: &Path, path: &Path, is_dir: bool) -> bool {
+        let Ok(rel) = path.strip_prefix(root) else {
+            return true;
+        };
+        let components: Vec<_> = rel.components().collect();
+        let mut current = root.to_path_buf();
+        for (i, c) in components.iter().enumerate() {
+            current.push(c);
+            let last = i + 1 == components.len();
+            if self.decide(&current, !last || is_dir) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The verdict of the .gitignore files above `path`, the deepest with an opinion winning.
+    fn decide(&self, path: &Path, is_dir: bool) -> bool {
+        let mut verdict = false;
+        for ancestor in path
+            .ancestors()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if let Some(g) = self.by_dir.get(ancestor) {
+                let m = g.matched(path, is_dir);
+                if m.is_ignore() {
+                    verdict = true;
+                } else if m.is_whitelist() {
+                    verdict = false;
+                }
+            }
+        }
+        verdict
+    }
+}
+
+fn debounce_loop(
+    root: &Path,
+    raw: Receiver<notify::Result<notify::Event>>,
+    new_dirs: &Sender<PathBuf>,
+    ignored: &Ignored,
+    outputs: Option<&Matcher>,
+    debounce: Duration,
+    batches: &Sender<Batch>,
+) {
+    let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
+    loop {
+        let event = if pending.is_empty() {
+            match raw.recv() {
+                Ok(e) => e,
+                Err(_) => return,
+            }
+        } else {
+            match raw.recv_timeout(debounce) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    let paths = std::mem::take(&mut pending).into_iter().collect();
+                    if batches.send(Batch::Changed(paths)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                let message = watch_error(e).to_string();
+                let _ = batches.send(Batch::Failed(message));
+                continue;
+            }
+        };
+        if matches!(event.kind, EventKind::Access(_)) {
+            continue;
+        }
+        for path in event.paths {
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            if rel
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str() == ".git")
+                || rel.as_os_str().is_empty()
+            {
+                continue;
+            }
+            let is_dir = path.is_dir();
+            if ignored.is_ignored(root, &path, is_dir) || outputs.is_some_and(|m| m.is_match(rel)) {
+                continue;
+            }
+            if is_dir {
+                // A new folder: watch it and everything already in it.
+                for dir in folders(&path, ignored) {
+                    let _ = new_dirs.send(dir.clone());
+                    if let Ok(entries) = std::fs::read_dir(&dir) {
+                        for f in entries
+                            .flatten()
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                        {
+                            let file = f.path();
+                            if let Ok(r) = file.strip_prefix(root)
+                                && !ignored.is_ignored(root, &file, false)
+                                && !outputs.is_some_and(|m| m.is_match(r))
+                            {
+                                pending.insert(r.to_path_buf());
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            pending.insert(rel.to_path_buf());
+        }
+    }
+}
