@@ -41,6 +41,22 @@ pub enum Command {
     /// List the steps with what they need, their file globs and the hooks that use them
     #[command(after_help = "Example:\n  preflight list")]
     List,
+    /// Write a starter preflight.toml for this repository
+    #[command(
+        after_help = "Examples:\n  preflight init\n  preflight init --install\n  \
+                            preflight init --force   (shows the difference, then replaces)"
+    )]
+    Init(InitArgs),
+    /// Print a JSON Schema of preflight.toml, for editor completion
+    #[command(after_help = "Example:\n  preflight schema > .preflight.schema.json")]
+    Schema,
+    /// Print shell completions
+    #[command(
+        after_help = "Examples:\n  preflight completions bash > ~/.local/share/bash-completion/completions/preflight\n  \
+                            preflight completions zsh > ~/.zfunc/_preflight\n  \
+                            preflight completions fish > ~/.config/fish/completions/preflight.fish"
+    )]
+    Completions(CompletionsArgs),
     /// Run steps, then again whenever files they care about change
     #[command(
         after_help = "Examples:\n  preflight watch\n  preflight watch lint test --clear\n  \
@@ -54,8 +70,10 @@ pub enum Command {
     )]
     Install(InstallArgs),
     /// Remove preflight's hook shims and put back the hooks they replaced
+    #[command(after_help = "Example:\n  preflight uninstall")]
     Uninstall,
     /// Say which hooks are installed, stale or shadowed (same as `install --check`)
+    #[command(after_help = "Example:\n  preflight doctor")]
     Doctor,
     /// Run the steps bound to a git hook (what the installed shims call)
     #[command(
@@ -118,6 +136,23 @@ pub struct RunArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Replace an existing preflight.toml (the difference is shown first)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also install the git hooks of the new config
+    #[arg(long)]
+    pub install: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod git;
 pub mod hooks;
+pub mod init;
 pub mod plan;
 pub mod process;
 pub mod report;

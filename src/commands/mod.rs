@@ -1,6 +1,7 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
 mod hook;
+mod init;
 mod inspect;
 mod install;
 mod run;
@@ -58,6 +59,18 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Uninstall => install::uninstall(cli, color),
         Command::Hook(args) => hook::hook(cli, args, color),
         Command::Watch(args) => watch::watch(cli, args, color),
+        Command::Init(args) => init::init(cli, args, color),
+        Command::Schema => {
+            report::print(crate::config::SCHEMA);
+            Ok(exit::SUCCESS)
+        }
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "preflight", &mut out);
+            report::print(&String::from_utf8_lossy(&out));
+            Ok(exit::SUCCESS)
+        }
     }
 }
 

@@ -16,6 +16,9 @@ use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A JSON Schema of preflight.toml, for editors (Taplo, Even Better TOML).
+pub const SCHEMA: &str = include_str!("../../templates/preflight.schema.json");
+
 /// The names a configuration file may have at the root of the work tree, in order of preference.
 pub const FILE_NAMES: [&str; 2] = ["preflight.toml", ".preflight.toml"];
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod adopt;
 mod book;
 mod config_errors;
 mod examples;

@@ -20,8 +20,15 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// A failed test still lets preflight stop its steps (SIGTERM) before it is killed.
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -40,7 +47,7 @@ fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 #[test]
 fn a_timeout_kills_the_whole_process_group() {
     // The step starts a grandchild in the background and waits; both must die at the timeout.
-    let marker = "4242.1717";
+    let marker = &format!("4242.{}", std::process::id());
     let repo = Repo::with_config(&format!(
         "[steps.hang]\nrun = \"sleep {marker} & sleep {marker}; wait\"\ntimeout = \"300ms\"\n[steps.fine]\nrun = \"true\"\n"
     ));
@@ -65,7 +72,7 @@ fn a_timeout_kills_the_whole_process_group() {
 
 #[test]
 fn ctrl_c_stops_every_step_and_leaves_no_process() {
-    let marker = "3131.4159";
+    let marker = &format!("3131.{}", std::process::id());
     let repo = Repo::with_config(&format!(
         r#"
 [steps.one]
@@ -116,7 +123,7 @@ needs = ["one"]
 
 #[test]
 fn sigterm_is_handled_like_ctrl_c() {
-    let marker = "2718.2818";
+    let marker = &format!("2718.{}", std::process::id());
     let repo = Repo::with_config(&format!(
         "[steps.wait]\nrun = \"touch started; sleep {marker}\"\n"
     ));

@@ -126,8 +126,15 @@ impl Watching {
 }
 
 impl Drop for Watching {
+    /// A failed test still lets preflight stop its steps (SIGTERM) before it is killed.
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -238,7 +245,8 @@ fn a_burst_of_changes_is_one_run() {
 
 #[test]
 fn a_change_during_a_run_restarts_it_and_ctrl_c_leaves_nothing() {
-    let marker = "5151.5151";
+    // Unique to this test process, so leftovers of another run cannot confuse it.
+    let marker = format!("5151.{}", std::process::id());
     let repo = Repo::with_config(&format!(
         "[steps.slow]\nrun = \"touch .git/started; sleep {marker}\"\nfiles = [\"*.rs\"]\n"
     ));
@@ -253,10 +261,17 @@ fn a_change_during_a_run_restarts_it_and_ctrl_c_leaves_nothing() {
     let trigger = w.next("watch_triggered");
     assert_eq!(trigger["steps"], serde_json::json!(["slow"]));
     w.next("step_started");
-    assert!(!processes_with(marker).is_empty());
+    let deadline = Instant::now() + LIMIT;
+    while processes_with(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted step never started its process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(w.interrupt(), 0);
     let deadline = Instant::now() + LIMIT;
-    while !processes_with(marker).is_empty() {
+    while !processes_with(&marker).is_empty() {
         assert!(Instant::now() < deadline, "a step outlived Ctrl-C");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,0 +1,95 @@
+//! `preflight init`: write a starter preflight.toml (never over an existing one without
+//! --force, and then only after showing the difference), and optionally install the hooks.
+
+use super::current_dir;
+use crate::cli::{Cli, InitArgs, InstallArgs};
+use crate::config;
+use crate::error::{Error, Result, exit};
+use crate::git;
+use crate::init;
+use crate::report;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
+    let repo = git::discover(&current_dir()?)?;
+    let existing = config::FILE_NAMES
+        .iter()
+        .map(|n| repo.root.join(n))
+        .find(|p| p.is_file());
+    let target = existing
+        .clone()
+        .unwrap_or_else(|| repo.root.join(config::FILE_NAMES[0]));
+    let files = repository_files(&repo.root);
+    let starter = init::starter(
+        &files,
+        |program| which::which(program).is_ok(),
+        |path| std::fs::read_to_string(repo.root.join(path)).ok(),
+    );
+    let shown = config::display_path(&target);
+    if let Some(path) = &existing {
+        let old = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
+        if !args.force {
+            return Err(Error::Usage(format!(
+                "{shown} already exists; preflight init leaves it alone\n\
+                 help: `preflight init --force` replaces it, after showing the difference"
+            )));
+        }
+        let diff = similar::TextDiff::from_lines(&old, &starter.text)
+            .unified_diff()
+            .header(&format!("{shown} (yours)"), &format!("{shown} (from init)"))
+            .to_string();
+        report::print(&diff);
+    }
+    write_atomically(&target, &starter.text)?;
+    // What init writes must load; a failure here is a bug worth hearing about at once.
+    config::load(&target)?;
+    let mut message = format!(
+        "wrote {shown}: {} kind{} of checks found",
+        starter.kinds,
+        if starter.kinds == 1 { "" } else { "s" }
+    );
+    if !starter.missing.is_empty() {
+        message.push_str(&format!(
+            "; not on PATH, so their steps are commented out: {}",
+            starter.missing.join(", ")
+        ));
+    }
+    report::print(&format!("{message}\n"));
+    if args.install {
+        let install = InstallArgs {
+            hook: Vec::new(),
+            use_global_hooks_path: false,
+            check: false,
+        };
+        return super::install::install(cli, &install, color);
+    }
+    report::print("next: `preflight run` to try it, `preflight install` to add the git hooks\n");
+    Ok(exit::SUCCESS)
+}
+
+/// The repository's files (tracked or not, but not ignored), a few folders deep: enough to
+/// recognise the kind of project.
+fn repository_files(root: &Path) -> Vec<PathBuf> {
+    ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .max_depth(Some(4))
+        .filter_entry(|e| e.file_name() != ".git")
+        .build()
+        .flatten()
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+        .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+        .collect()
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let context = || format!("cannot write {}", path.display());
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::io(context(), e))?;
+    file.persist(path)
+        .map_err(|e| Error::io(context(), e.error))?;
+    Ok(())
+}

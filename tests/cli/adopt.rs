@@ -1,0 +1,196 @@
+//! Getting started: `init`, the JSON Schema, shell completions and `--help`.
+
+use crate::common::{Repo, Run};
+use std::collections::BTreeSet;
+
+#[test]
+fn init_writes_a_config_that_runs_and_never_overwrites_without_force() {
+    let repo = Repo::new();
+    repo.write(
+        "Cargo.toml",
+        "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    repo.write("src/lib.rs", "pub fn f() {}\n");
+    repo.write("scripts/deploy.sh", "#!/bin/sh\necho \"$1\"\n");
+    let run = repo.run(&["init"]);
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains("wrote preflight.toml: 2 kinds of checks found"),
+        "{}",
+        run.stdout
+    );
+    let text = repo.read_string("preflight.toml");
+    assert!(
+        text.contains("[steps.fmt]") && text.contains("[steps.clippy]"),
+        "{text}"
+    );
+    assert!(text.contains("pre-commit = [\"fmt\""), "{text}");
+    repo.run(&["validate"]).code(0);
+    // markdownlint and shellcheck may be missing here; whatever is missing is commented out.
+    for program in ["shellcheck", "markdownlint"] {
+        if which::which(program).is_err() {
+            assert!(
+                text.contains(&format!("# `{program}` is not on PATH")) || !text.contains(program)
+            );
+        }
+    }
+
+    repo.write("preflight.toml", "[steps.mine]\nrun = \"true\"\n");
+    let again = repo.run(&["init"]);
+    again.code(2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(
+        repo.read_string("preflight.toml"),
+        "[steps.mine]\nrun = \"true\"\n"
+    );
+
+    let forced = repo.run(&["init", "--force"]);
+    forced.code(0);
+    assert!(
+        forced.stdout.contains("-[steps.mine]"),
+        "the diff is shown first: {}",
+        forced.stdout
+    );
+    assert!(forced.stdout.contains("+[steps.fmt]"), "{}", forced.stdout);
+    assert!(repo.read_string("preflight.toml").contains("[steps.fmt]"));
+}
+
+#[test]
+fn init_install_sets_up_the_hooks() {
+    let repo = Repo::new();
+    repo.write(
+        "Cargo.toml",
+        "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    let run = repo.run(&["init", "--install"]);
+    run.code(0);
+    assert!(
+        run.stdout.contains("installed pre-commit"),
+        "{}",
+        run.stdout
+    );
+    assert!(repo.path().join(".git/hooks/pre-push").is_file());
+}
+
+/// The keys a table accepts, as preflight itself reports them for an unknown key.
+fn accepted_keys(config: &str) -> BTreeSet<String> {
+    let repo = Repo::with_config(config);
+    let run = repo.run(&["validate"]);
+    run.code(2);
+    let line = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("valid keys here: ")
+                .map(|(_, keys)| keys.to_string())
+        })
+        .unwrap_or_else(|| panic!("no key list in:\n{}", run.stderr));
+    line.split(", ").map(String::from).collect()
+}
+
+fn schema_keys(schema: &serde_json::Value, pointer: &str) -> BTreeSet<String> {
+    schema
+        .pointer(pointer)
+        .and_then(|v| v.as_object())
+        .unwrap_or_else(|| panic!("no {pointer} in the schema"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_schema_matches_the_config_types() {
+    let run = Repo::new().run(&["schema"]);
+    run.code(0);
+    let schema: serde_json::Value = serde_json::from_str(&run.stdout).expect("the schema is JSON");
+    let cases = [
+        ("zzz = 1\n", "/properties"),
+        ("[settings]\nzzz = 1\n", "/properties/settings/properties"),
+        (
+            "[steps.a]\nrun = \"x\"\nzzz = 1\n",
+            "/definitions/step/properties",
+        ),
+        (
+            "[steps.a]\nrun = \"x\"\n[hooks]\npre-commit = { steps = [\"a\"], zzz = 1 }\n",
+            "/properties/hooks/additionalProperties/oneOf/1/properties",
+        ),
+        ("[ci]\nzzz = 1\n", "/properties/ci/properties"),
+        (
+            "[steps.a]\nrun = \"x\"\n[ci.jobs.j]\nsteps = [\"a\"]\nzzz = 1\n",
+            "/properties/ci/properties/jobs/additionalProperties/properties",
+        ),
+    ];
+    for (config, pointer) in cases {
+        assert_eq!(
+            schema_keys(&schema, pointer),
+            accepted_keys(config),
+            "schema at {pointer}"
+        );
+    }
+    // Every hook name the schema offers is one the config accepts.
+    for hook in schema
+        .pointer("/properties/hooks/propertyNames/enum")
+        .unwrap()
+        .as_array()
+        .unwrap()
+    {
+        let config = format!(
+            "[steps.a]\nrun = \"x\"\n[hooks]\n{} = [\"a\"]\n",
+            hook.as_str().unwrap()
+        );
+        Repo::with_config(&config).run(&["validate"]).code(0);
+    }
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let repo = Repo::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef preflight"),
+        ("fish", "complete -c preflight"),
+    ] {
+        let run = repo.run(&["completions", shell]);
+        run.code(0);
+        assert!(
+            run.stdout.contains(marker),
+            "{shell}: {}",
+            &run.stdout[..run.stdout.len().min(200)]
+        );
+        assert!(
+            run.stdout.contains("watch") && run.stdout.contains("install"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let repo = Repo::new();
+    let top = repo.run(&["--help"]);
+    top.code(0);
+    let commands: Vec<String> = top
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{commands:?}");
+    for command in commands {
+        let help = Run::from(
+            repo.cmd()
+                .args([command.as_str(), "--help"])
+                .output()
+                .unwrap(),
+        );
+        help.code(0);
+        assert!(
+            help.stdout.contains("Example"),
+            "`preflight {command} --help` has no example"
+        );
+    }
+}
