@@ -8,11 +8,13 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-const LIMIT: Duration = Duration::from_secs(20);
+const LIMIT: Duration = Duration::from_secs(30);
 
 struct Watching {
     child: Option<Child>,
     events: Receiver<Value>,
+    /// What preflight wrote on stderr, shown when an expected event does not come.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Watching {
@@ -22,7 +24,7 @@ impl Watching {
             .args(args)
             .args(["--format", "json"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, events) = mpsc::channel();
@@ -36,9 +38,21 @@ impl Watching {
                 }
             }
         });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err_pipe)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
         Watching {
             child: Some(child),
             events,
+            stderr,
         }
     }
 
@@ -47,10 +61,12 @@ impl Watching {
         let deadline = Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no `{name}` event in time"));
+            let v = self.events.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no `{name}` event in time; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                )
+            });
             if v["event"] == name {
                 return v;
             }
