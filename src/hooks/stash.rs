@@ -168,13 +168,7 @@ impl Stash {
         write_synced(&dir, &patch, &out.stdout)?;
         stash.saved = Some(Saved { patch, tree_before });
         // Only now, with the patch safe on disk, are tracked files reset to their staged content.
-        stash.git.run(&[
-            os("-c"),
-            os("submodule.recurse=0"),
-            os("checkout"),
-            os("--"),
-            os("."),
-        ])?;
+        checkout_index(&stash.git)?;
         Ok(stash)
     }
 
@@ -214,13 +208,7 @@ impl Stash {
             restored.rolled_back = std::mem::take(&mut restored.staged);
             restored.rolled_back.append(&mut restored.left_unstaged);
             self.git.run(&[os("read-tree"), &saved.tree_before])?;
-            self.git.run(&[
-                os("-c"),
-                os("submodule.recurse=0"),
-                os("checkout"),
-                os("--"),
-                os("."),
-            ])?;
+            checkout_index(&self.git)?;
             self.apply(&saved.patch).map_err(|e| {
                 Error::Setup(format!(
                     "{e}\nyour unstaged changes are safe in {}; put them back with: git apply --3way {0}",
@@ -253,6 +241,18 @@ impl Stash {
             ])
             .map(drop)
     }
+}
+
+/// Resets every tracked file to its staged content (submodules left alone).
+fn checkout_index(git: &GitCli) -> Result<()> {
+    git.run(&[
+        os("-c"),
+        os("submodule.recurse=0"),
+        os("checkout"),
+        os("--"),
+        os("."),
+    ])
+    .map(drop)
 }
 
 fn trim(mut bytes: Vec<u8>) -> OsString {

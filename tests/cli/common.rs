@@ -179,6 +179,19 @@ impl Run {
     }
 }
 
+/// Stops a preflight process the way a user would (SIGTERM, so it can stop its steps), and
+/// kills it if it does not end in time. Used when a test fails with preflight still running.
+pub fn stop_child(child: &mut std::process::Child) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Makes a relative path from raw bytes (for names that are not UTF-8).
 pub fn bytes_path(bytes: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(bytes))

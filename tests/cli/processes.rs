@@ -20,17 +20,9 @@ impl Running {
 }
 
 impl Drop for Running {
-    /// A failed test still lets preflight stop its steps (SIGTERM) before it is killed.
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::common::stop_child(child);
         }
     }
 }
