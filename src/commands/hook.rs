@@ -71,6 +71,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         verbose: false,
         format: OutputFormat::Human,
         color,
+        ci: false,
     };
 
     if !matches!(name, "pre-commit" | "pre-merge-commit") {

@@ -1,5 +1,6 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
+mod ci;
 mod hook;
 mod inspect;
 mod install;
@@ -56,6 +57,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         ),
         Command::Uninstall => install::uninstall(cli, color),
         Command::Hook(args) => hook::hook(cli, args, color),
+        Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args),
     }
 }
 

@@ -5,9 +5,14 @@
 //! references, cycles, durations, globs) and builds the typed `Config`. Every problem found is
 //! reported, not just the first.
 
+mod ci;
 mod diagnostic;
 mod raw;
 
+pub use ci::{
+    ActionsSettings, Artifacts, ArtifactsWhen, CI_TARGETS, Cache, Ci, CiJob, DEFAULT_JOB, Pin,
+    Triggers, needed_jobs,
+};
 pub use diagnostic::{Diagnostic, did_you_mean};
 
 use crate::error::{Error, Result};
@@ -119,23 +124,6 @@ pub struct Hook {
     /// Run the steps' `fix` commands instead of their checks where they have one.
     pub fix: bool,
 }
-
-/// The `[ci]` table, checked now and used by the hosted-CI generators.
-#[derive(Debug, Clone, Default)]
-pub struct Ci {
-    pub targets: Vec<String>,
-    pub matrix: IndexMap<String, Vec<String>>,
-    pub jobs: IndexMap<String, CiJob>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CiJob {
-    pub steps: Vec<String>,
-    pub needs: Vec<String>,
-}
-
-/// The hosted-CI services `[ci] targets` may name.
-pub const CI_TARGETS: [&str; 5] = ["github", "gitlab", "forgejo", "woodpecker", "buildkite"];
 
 /// The hooks git knows (githooks(5)); `[hooks]` may bind steps to any of them.
 pub const GIT_HOOKS: [&str; 22] = [
