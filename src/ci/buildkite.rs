@@ -42,9 +42,7 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                 Some(cmd) => cmd.replace('$', "$$"),
                 None => Common::cargo_install(None),
             };
-            commands.push(format!(
-                "command -v preflight >/dev/null 2>&1 || {{ {install}; }}"
-            ));
+            commands.push(Common::install_unless_present(&install));
             commands.push(
                 common.run_command(name, job, |axis| format!("{axis}={{{{matrix.{axis}}}}}")),
             );

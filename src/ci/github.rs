@@ -173,7 +173,7 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 retention_days: a.expire_days,
             });
             let install = match &common.custom_install {
-                Some(cmd) => format!("command -v preflight >/dev/null 2>&1 || {{ {cmd}; }}"),
+                Some(cmd) => Common::install_unless_present(cmd),
                 None => format!(
                     "command -v preflight >/dev/null 2>&1 || {}",
                     Common::cargo_install(None)

@@ -61,11 +61,11 @@ fn glob_regex(glob: &str) -> String {
     for c in glob.chars() {
         match c {
             '*' => re.push_str(".*"),
-            c if c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii() => re.push(c),
-            c => {
+            c if ".+?()|[]{}^$/\\".contains(c) => {
                 re.push('\\');
                 re.push(c);
             }
+            c => re.push(c),
         }
     }
     re.push_str("$/");
@@ -134,9 +134,7 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                 .collect();
             let bin_key = match &common.custom_install {
                 Some(cmd) => {
-                    script.push(format!(
-                        "command -v preflight >/dev/null 2>&1 || {{ {cmd}; }}"
-                    ));
+                    script.push(Common::install_unless_present(cmd));
                     None
                 }
                 None => {

@@ -246,6 +246,13 @@ impl Common {
         cmd
     }
 
+    /// A shell snippet that runs `install` unless preflight is already on the PATH (as on
+    /// a self-hosted runner, or in tests). The command gets lines of its own, so that
+    /// whatever it contains (a `#` comment, `;`) cannot reach the test around it.
+    pub fn install_unless_present(install: &str) -> String {
+        format!("if ! command -v preflight >/dev/null 2>&1; then\n  {install}\nfi")
+    }
+
     /// The default install, `cargo install` of this version (into `root` when given).
     pub fn cargo_install(root: Option<&str>) -> String {
         match root {

@@ -379,11 +379,29 @@ impl Checker<'_> {
         true
     }
 
-    fn ci_texts(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
-        list.iter()
-            .filter(|s| self.ci_text(s, what))
-            .map(|s| s.get_ref().clone())
-            .collect()
+    /// Branch and tag patterns: git ref names (git-check-ref-format) with `*` globs.
+    fn ref_patterns(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in list {
+            if !self.ci_text(s, what) {
+                continue;
+            }
+            let text = s.get_ref();
+            let bad = text
+                .chars()
+                .find(|c| matches!(c, ' ' | '~' | '^' | ':' | '?' | '[' | '\\'));
+            if bad.is_some() || text.contains("..") || text.contains("@{") {
+                let d = self.error(s.span(), format!("`{text}` is not a valid {what}"));
+                d.label = match bad {
+                    Some(c) => format!("git ref names cannot contain {c:?}"),
+                    None => "git ref names cannot contain `..` or `@{`".into(),
+                };
+                d.help = Some("use `*` to match any run of characters".into());
+                continue;
+            }
+            out.push(text.clone());
+        }
+        out
     }
 
     fn permissions(
@@ -458,6 +476,13 @@ impl Checker<'_> {
                     );
                 }
             }
+        }
+        if gitlab && c.key_files.len() > 2 {
+            self.error(
+                c.key_files[2].span(),
+                "GitLab keys a cache on at most two files",
+            )
+            .label = "GitLab's `cache:key:files` takes one or two files".into();
         }
         let key_files = self.paths(&c.key_files, "a cache key file");
         Some(Cache { paths, key_files })
@@ -623,9 +648,9 @@ pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String,
                 }
             }
             Triggers {
-                push: check.ci_texts(&t.push, "a branch"),
+                push: check.ref_patterns(&t.push, "branch pattern"),
                 pull_request: t.pull_request,
-                tags: check.ci_texts(&t.tags, "a tag pattern"),
+                tags: check.ref_patterns(&t.tags, "tag pattern"),
                 schedule: strings(&t.schedule),
                 manual: t.manual,
             }
