@@ -3,6 +3,7 @@
 mod common;
 
 mod book;
+mod ci;
 mod config_errors;
 mod examples;
 mod files;
