@@ -70,6 +70,8 @@ struct Job {
     /// Set when the job widens the workflow's permissions: the whole set it gets.
     permissions: Option<IndexMap<String, String>>,
     axes: Vec<Axis>,
+    /// `os` value → runner label, added to the matrix as `runner` (`[ci.github] os`).
+    runners: Vec<Runner>,
     /// `-${{ matrix.a }}-${{ matrix.b }}`: makes cache keys and artifact names unique.
     matrix_suffix: String,
     /// The key of the default install's cached binary; `None` for a custom install.
@@ -80,6 +82,12 @@ struct Job {
     secrets: Vec<String>,
     cache: Option<JobCache>,
     artifacts: Option<JobArtifacts>,
+}
+
+#[derive(Serialize)]
+struct Runner {
+    os: String,
+    label: String,
 }
 
 #[derive(Serialize)]
@@ -117,7 +125,21 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 .iter()
                 .map(|a| format!("-${{{{ matrix.{} }}}}", a.name))
                 .collect();
-            let runs_on = if job.matrix.iter().any(|a| a == "os") {
+            let os_axis = job.matrix.iter().any(|a| a == "os");
+            let runners: Vec<Runner> = if os_axis && !settings.os.is_empty() {
+                ci.matrix["os"]
+                    .iter()
+                    .map(|os| Runner {
+                        os: os.clone(),
+                        label: settings.os.get(os).unwrap_or(os).clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let runs_on = if !runners.is_empty() {
+                "${{ matrix.runner }}".to_string()
+            } else if os_axis {
                 "${{ matrix.os }}".to_string()
             } else {
                 settings
@@ -189,6 +211,7 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                     format!("\"{axis}=${}\"", super::matrix_env(axis))
                 }),
                 axes,
+                runners,
                 matrix_suffix,
                 bin_key: common
                     .custom_install

@@ -1,10 +1,14 @@
 //! GitLab CI: one stage per depth of the job graph, `needs` for the exact order,
 //! `parallel:matrix` for the matrix, `workflow:rules` for the triggers.
 
-use super::{Axis, CI_CACHE_DIR, Common, all_secrets, axes, depth, expand_axes, matrix_env};
+use super::{CI_CACHE_DIR, Common, all_secrets, axes, depth, expand_axes, matrix_env};
 use crate::config::Ci;
+use indexmap::IndexMap;
 use minijinja::Value;
 use serde::Serialize;
+
+/// The matrix variable that carries the runner tag of an `os` value.
+const RUNNER_TAG: &str = "PREFLIGHT_RUNNER_TAG";
 
 /// Where the default install puts preflight: inside the project, so GitLab can cache it.
 const INSTALL_ROOT: &str = ".preflight-ci";
@@ -32,7 +36,8 @@ struct Job {
     needs: Vec<String>,
     tags: Vec<String>,
     image: Option<String>,
-    axes: Vec<Axis>,
+    /// `parallel:matrix` entries: variable → values.
+    matrix: Vec<IndexMap<String, Vec<String>>>,
     timeout: Option<String>,
     bin_key: Option<String>,
     script: Vec<String>,
@@ -183,10 +188,32 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                     }
                 });
             }
-            let tags = if job.matrix.iter().any(|a| a == "os") {
-                vec![format!("${}", matrix_env("os"))]
+            let os_axis = job.matrix.iter().any(|a| a == "os");
+            let all: IndexMap<String, Vec<String>> = axes(ci, job)
+                .into_iter()
+                .map(|a| (a.env, a.values))
+                .collect();
+            // With `[ci.gitlab] os`, one matrix entry per os value carries its runner tag.
+            let (matrix, tags) = if os_axis && !ci.gitlab.os.is_empty() {
+                let entries = ci.matrix["os"]
+                    .iter()
+                    .map(|os| {
+                        let mut entry = all.clone();
+                        entry.insert(matrix_env("os"), vec![os.clone()]);
+                        entry.insert(
+                            RUNNER_TAG.into(),
+                            vec![ci.gitlab.os.get(os).unwrap_or(os).clone()],
+                        );
+                        entry
+                    })
+                    .collect();
+                (entries, vec![format!("${RUNNER_TAG}")])
+            } else if os_axis {
+                (vec![all], vec![format!("${}", matrix_env("os"))])
+            } else if all.is_empty() {
+                (Vec::new(), ci.gitlab.tags.clone())
             } else {
-                ci.gitlab.tags.clone()
+                (vec![all], ci.gitlab.tags.clone())
             };
             Job {
                 id: name.clone(),
@@ -202,7 +229,7 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                         }
                     })
                 }),
-                axes: axes(ci, job),
+                matrix,
                 timeout: job
                     .timeout
                     .map(|t| format!("{} minutes", t.as_secs().div_ceil(60))),

@@ -141,6 +141,8 @@ pub struct ActionsSettings {
     pub runs_on: Option<String>,
     /// `owner/repo` → pinned commit, overriding preflight's defaults.
     pub pins: IndexMap<String, Pin>,
+    /// Runner label for each value of the `os` axis that needs another name here.
+    pub os: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -149,6 +151,8 @@ pub struct GitlabSettings {
     pub image: Option<String>,
     /// Runner tags of jobs without an `os` axis.
     pub tags: Vec<String>,
+    /// Runner tag for each value of the `os` axis that needs another name here.
+    pub os: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -242,6 +246,8 @@ struct RawActions {
     runs_on: Option<Spanned<String>>,
     #[serde(default)]
     pins: IndexMap<Spanned<String>, Spanned<RawPin>>,
+    #[serde(default)]
+    os: IndexMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -250,6 +256,8 @@ struct RawGitlab {
     image: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<Spanned<String>>,
+    #[serde(default)]
+    os: IndexMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -539,7 +547,45 @@ impl Checker<'_> {
         })
     }
 
-    fn actions(&mut self, raw: &RawActions) -> ActionsSettings {
+    /// `os = { VALUE = "label" }`: each key a value of the `os` matrix axis.
+    fn os_map(
+        &mut self,
+        raw: &IndexMap<Spanned<String>, Spanned<String>>,
+        matrix: &IndexMap<String, Vec<String>>,
+    ) -> IndexMap<String, String> {
+        let mut out = IndexMap::new();
+        for (value, label) in raw {
+            let values = matrix.get("os");
+            if !values.is_some_and(|v| v.contains(value.get_ref())) {
+                let d = self.error(
+                    value.span(),
+                    format!(
+                        "`{}` is not a value of the `os` matrix axis",
+                        value.get_ref()
+                    ),
+                );
+                d.label = match values {
+                    Some(v) => match did_you_mean(value.get_ref(), v.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("its values: {}", v.join(", ")),
+                    },
+                    None => "`[ci.matrix]` has no `os` axis".into(),
+                };
+                continue;
+            }
+            if self.ci_text(label, "a runner label") {
+                out.insert(value.get_ref().clone(), label.get_ref().clone());
+            }
+        }
+        out
+    }
+
+    fn actions(
+        &mut self,
+        raw: &RawActions,
+        matrix: &IndexMap<String, Vec<String>>,
+    ) -> ActionsSettings {
+        let os = self.os_map(&raw.os, matrix);
         let runs_on = raw
             .runs_on
             .as_ref()
@@ -582,7 +628,7 @@ impl Checker<'_> {
                 },
             );
         }
-        ActionsSettings { runs_on, pins }
+        ActionsSettings { runs_on, pins, os }
     }
 }
 
@@ -865,6 +911,9 @@ pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String,
             .filter(|i| check.ci_text(i, "`image`"))
             .map(|i| i.get_ref().clone())
     };
+    let github = check.actions(&raw.github, &matrix);
+    let forgejo = check.actions(&raw.forgejo, &matrix);
+    let gitlab_os = check.os_map(&raw.gitlab.os, &matrix);
     Ci {
         targets,
         install,
@@ -875,11 +924,12 @@ pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String,
         matrix,
         cache,
         jobs,
-        github: check.actions(&raw.github),
-        forgejo: check.actions(&raw.forgejo),
+        github,
+        forgejo,
         gitlab: GitlabSettings {
             image: image(check, &raw.gitlab.image),
             tags: gitlab_tags,
+            os: gitlab_os,
         },
         woodpecker: WoodpeckerSettings {
             image: image(check, &raw.woodpecker.image),

@@ -373,7 +373,7 @@ fn generate_names_targets_and_rejects_unknown_ones() {
 
 const JOBS: &str = r#"
 [steps.fmt]
-run = "echo fmt >> order.log"
+run = "echo fmt | tee -a order.log"
 [steps.build]
 run = "echo build >> order.log"
 needs = ["fmt"]
@@ -430,9 +430,25 @@ fn run_ci_job_runs_that_jobs_steps_with_its_matrix_values() {
         "plain output: {:?}",
         run.stdout
     );
-    let fmt_line = run.stdout.find("passed fmt").unwrap();
-    let build_line = run.stdout.find("passed build").unwrap();
-    assert!(fmt_line < build_line, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("passed fmt (")
+            && run
+                .stdout
+                .contains("\n::group::fmt output\nfmt\n::endgroup::\n"),
+        "{}",
+        run.stdout
+    );
+    let group = run.stdout.find("::group::fmt output").unwrap();
+    assert!(
+        run.stdout.find("passed fmt").unwrap() < group,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        group < run.stdout.find("passed build").unwrap(),
+        "{}",
+        run.stdout
+    );
 
     // A failure is a non-zero exit.
     let failing = JOBS.replace(
