@@ -118,7 +118,7 @@ pub fn drift(config: &Config, root: &Path, skip: &[String]) -> Result<Vec<Drift>
     Ok(found)
 }
 
-pub fn generate(cli: &Cli, args: &CiGenerateArgs) -> Result<i32> {
+pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
     let config = load_config(cli)?;
     let repo = git::discover(&current_dir()?)?;
     let root = &repo.root;
@@ -161,7 +161,7 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs) -> Result<i32> {
             .map(|t| t.name().to_string())
             .collect();
         let drifted = drift(&config, root, &skip)?;
-        return Ok(report_drift(&drifted, &config, false));
+        return Ok(report_drift(&drifted, &config, false, color));
     }
 
     for (target, text) in render_all(&config, root, &chosen)? {
@@ -211,7 +211,7 @@ fn parse_target(name: &str) -> Result<Target> {
 }
 
 /// Prints the diffs and a summary; returns the exit code.
-fn report_drift(drifted: &[Drift], config: &Config, in_run: bool) -> i32 {
+fn report_drift(drifted: &[Drift], config: &Config, in_run: bool, color: bool) -> i32 {
     if drifted.is_empty() {
         if !in_run {
             report::print("the generated CI files are up to date\n");
@@ -237,15 +237,14 @@ fn report_drift(drifted: &[Drift], config: &Config, in_run: bool) -> i32 {
     if in_run {
         message.push_str(", or list the target in `[ci] allow_dirty`");
     }
-    report::error(&message, false);
+    report::error(&message, color);
     exit::STEPS_FAILED
 }
 
 /// The drift check `preflight run --ci` starts with; `Some(code)` stops the run.
 pub fn check_before_run(repo: &Repo, config: &Config, color: bool) -> Result<Option<i32>> {
-    let _ = color;
     let drifted = drift(config, &repo.root, &config.ci.allow_dirty)?;
-    match report_drift(&drifted, config, true) {
+    match report_drift(&drifted, config, true, color) {
         exit::SUCCESS => Ok(None),
         code => Ok(Some(code)),
     }

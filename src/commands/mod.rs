@@ -57,7 +57,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         ),
         Command::Uninstall => install::uninstall(cli, color),
         Command::Hook(args) => hook::hook(cli, args, color),
-        Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args),
+        Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
     }
 }
 
