@@ -176,7 +176,7 @@ pub(super) struct RawCi {
     cancel_in_progress: Option<bool>,
     permissions: Option<Spanned<IndexMap<Spanned<String>, Spanned<String>>>>,
     #[serde(default)]
-    triggers: Option<RawTriggers>,
+    triggers: Option<Spanned<RawTriggers>>,
     #[serde(default)]
     matrix: IndexMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
     cache: Option<Spanned<RawCache>>,
@@ -348,12 +348,21 @@ fn is_axis_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Matrix values appear in runner labels, job names and command lines.
+/// Matrix values appear in runner labels, job names, artifact names, cache keys and
+/// command lines: a small character set that is safe in all of them.
 fn is_matrix_value(value: &str) -> bool {
     !value.is_empty()
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-+:/@=".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+}
+
+/// One part of `owner/repo`.
+fn is_name_part(part: &str) -> bool {
+    !part.is_empty()
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn is_secret_name(name: &str) -> bool {
@@ -595,7 +604,7 @@ impl Checker<'_> {
         for (action, pin) in &raw.pins {
             let name = action.get_ref();
             let parts: Vec<&str> = name.split('/').collect();
-            if parts.len() < 2 || parts.iter().any(|p| !is_matrix_value(p) || p.contains('@')) {
+            if parts.len() < 2 || !parts.iter().all(|p| is_name_part(p)) {
                 self.error(action.span(), format!("`{name}` is not an action name"))
                     .label = "write it as owner/repository, as in `uses:`".into();
                 continue;
@@ -633,8 +642,15 @@ impl Checker<'_> {
 }
 
 pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String, Step>) -> Ci {
-    for t in &raw.targets {
-        if !CI_TARGETS.contains(&t.get_ref().as_str()) {
+    for (i, t) in raw.targets.iter().enumerate() {
+        if raw.targets[..i].iter().any(|u| u.get_ref() == t.get_ref()) {
+            check
+                .error(
+                    t.span(),
+                    format!("CI target `{}` is listed twice", t.get_ref()),
+                )
+                .label = "remove one".into();
+        } else if !CI_TARGETS.contains(&t.get_ref().as_str()) {
             let d = check.error(t.span(), format!("unknown CI target `{}`", t.get_ref()));
             d.label = match did_you_mean(t.get_ref(), CI_TARGETS) {
                 Some(s) => format!("did you mean `{s}`?"),
@@ -681,6 +697,22 @@ pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String,
             ..Triggers::default()
         },
         Some(t) => {
+            let span = t.span();
+            let t = t.get_ref();
+            if t.push.is_empty()
+                && !t.pull_request
+                && t.tags.is_empty()
+                && t.schedule.is_empty()
+                && !t.manual
+            {
+                let d = check.error(span, "`[ci.triggers]` starts CI on nothing");
+                d.label = "enable at least one trigger".into();
+                d.help = Some(
+                    "set `push`, `pull_request`, `tags`, `schedule` or `manual`; \
+                     to stop generating CI files, remove the targets"
+                        .into(),
+                );
+            }
             for cron in &t.schedule {
                 if check.ci_text(cron, "a schedule")
                     && cron.get_ref().split_whitespace().count() != 5
@@ -725,7 +757,7 @@ pub(super) fn validate(check: &mut Checker, raw: RawCi, steps: &IndexMap<String,
         for v in values.get_ref() {
             if !is_matrix_value(v.get_ref()) {
                 let d = check.error(v.span(), format!("invalid matrix value `{}`", v.get_ref()));
-                d.label = "use letters, digits and . _ - + : / @ =".into();
+                d.label = "use letters, digits and . _ - +".into();
                 d.help = Some("matrix values become runner labels, job names and arguments".into());
             } else if seen.contains(v.get_ref()) {
                 check

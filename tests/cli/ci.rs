@@ -645,3 +645,34 @@ fn the_examples_generated_files_are_in_sync() {
         );
     }
 }
+
+#[test]
+fn a_config_elsewhere_is_named_in_the_generated_commands() {
+    let repo = Repo::new();
+    repo.write(
+        "ci/preflight.toml",
+        "[steps.a]\nrun = \"true\"\n[ci]\ntargets = [\"github\"]\n",
+    );
+    repo.run(&["--config", "ci/preflight.toml", "ci", "generate"])
+        .code(0);
+    let text = repo.read_string(".github/workflows/preflight.yml");
+    assert!(
+        text.starts_with("# Generated from ci/preflight.toml by preflight."),
+        "{text}"
+    );
+    assert!(
+        text.contains("run: \"preflight --config ci/preflight.toml run --ci --job preflight\""),
+        "{text}"
+    );
+    repo.add_all();
+    let run = repo.run(&[
+        "--config",
+        "ci/preflight.toml",
+        "run",
+        "--ci",
+        "--job",
+        "preflight",
+    ]);
+    run.code(0);
+    assert_eq!(run.status_of("a"), "passed");
+}
