@@ -15,6 +15,8 @@ struct Context {
     header: String,
     when: Vec<When>,
     matrix: IndexMap<String, Vec<String>>,
+    /// Agent labels: with an `os` axis, each matrix instance asks for agents of its os.
+    labels: IndexMap<String, String>,
     steps: Vec<Step>,
 }
 
@@ -122,6 +124,11 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
             .iter()
             .map(|(axis, values)| (matrix_env(axis), values.clone()))
             .collect(),
+        labels: if ci.matrix.contains_key("os") {
+            IndexMap::from([("os".to_string(), format!("${{{}}}", matrix_env("os")))])
+        } else {
+            IndexMap::new()
+        },
         steps,
     })
 }
