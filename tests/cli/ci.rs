@@ -676,3 +676,51 @@ fn a_config_elsewhere_is_named_in_the_generated_commands() {
     run.code(0);
     assert_eq!(run.status_of("a"), "passed");
 }
+
+/// The YAML of one job: from its key line to the next line at the same indentation.
+fn job_block<'a>(text: &'a str, key_line: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n{key_line}\n"))
+        .unwrap_or_else(|| panic!("no `{key_line}` in:\n{text}"))
+        + 1;
+    let indent = key_line.len() - key_line.trim_start().len();
+    let rest = &text[start + key_line.len() + 1..];
+    let end = rest
+        .lines()
+        .scan(0, |pos, line| {
+            let at = *pos;
+            *pos += line.len() + 1;
+            Some((at, line))
+        })
+        .find(|(_, line)| !line.is_empty() && line.len() - line.trim_start().len() <= indent)
+        .map_or(rest.len(), |(at, _)| at);
+    &text[start..start + key_line.len() + 1 + end]
+}
+
+#[test]
+fn a_secret_reaches_only_the_jobs_that_name_it() {
+    let repo = generated(&full_config());
+    let github = repo.read_string(".github/workflows/preflight.yml");
+    let test = job_block(&github, "  test:");
+    assert!(
+        test.contains("CODECOV_TOKEN: \"${{ secrets.CODECOV_TOKEN }}\""),
+        "{test}"
+    );
+    assert!(!test.contains("LINT_TOKEN"), "{test}");
+    let docs = job_block(&github, "  docs:");
+    assert!(!docs.contains("secrets."), "{docs}");
+
+    // GitLab gives every job every variable: the jobs that do not name one unset it.
+    let gitlab = repo.read_string(".gitlab-ci.yml");
+    let check = job_block(&gitlab, "check:");
+    assert!(check.contains("\"unset CODECOV_TOKEN\""), "{check}");
+    assert!(!check.contains("unset LINT_TOKEN"), "{check}");
+    let docs = job_block(&gitlab, "docs:");
+    assert!(
+        docs.contains("\"unset CODECOV_TOKEN\"") && docs.contains("\"unset LINT_TOKEN\""),
+        "{docs}"
+    );
+
+    let woodpecker = repo.read_string(".woodpecker/preflight.yaml");
+    assert_eq!(woodpecker.matches("from_secret").count(), 2, "{woodpecker}");
+}
