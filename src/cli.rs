@@ -63,7 +63,10 @@ pub enum Command {
     )]
     Graph(GraphArgs),
     /// Hosted CI: write the CI files that run these steps, or check they are current
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  preflight ci generate\n  preflight ci generate --check"
+    )]
     Ci(CiCommand),
 }
 

@@ -724,3 +724,113 @@ fn a_secret_reaches_only_the_jobs_that_name_it() {
     let woodpecker = repo.read_string(".woodpecker/preflight.yaml");
     assert_eq!(woodpecker.matches("from_secret").count(), 2, "{woodpecker}");
 }
+
+/// The keys an unknown-key error lists as valid for the table `config` puts `zzz` in.
+fn accepted_keys(config: &str) -> Vec<String> {
+    let run = Repo::with_config(config).run(&["validate"]);
+    run.code(2);
+    let line = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("valid keys here: ")
+                .map(|(_, k)| k.to_string())
+        })
+        .unwrap_or_else(|| panic!("no key list in:\n{}", run.stderr));
+    let mut keys: Vec<String> = line.split(", ").map(String::from).collect();
+    keys.sort();
+    keys
+}
+
+fn ci_schema() -> serde_json::Value {
+    let text = std::fs::read_to_string(manifest_dir().join("templates/ci/ci.schema.json")).unwrap();
+    serde_json::from_str(&text).expect("the [ci] schema is JSON")
+}
+
+/// templates/ci/ci.schema.json describes `[ci]` for editors (it is the `ci` property of
+/// the whole file's schema): its keys are exactly the ones preflight accepts.
+#[test]
+fn the_ci_schema_has_the_keys_the_config_accepts() {
+    let schema = ci_schema();
+    let step = "[steps.a]\nrun = \"x\"\n";
+    let cases = [
+        ("[ci]\nzzz = 1\n".to_string(), "/properties"),
+        (
+            "[ci.triggers]\nzzz = 1\n".into(),
+            "/properties/triggers/properties",
+        ),
+        (
+            "[ci.cache]\npaths = []\nzzz = 1\n".into(),
+            "/properties/cache/properties",
+        ),
+        (
+            format!("{step}[ci.jobs.j]\nsteps = [\"a\"]\nzzz = 1\n"),
+            "/properties/jobs/additionalProperties/properties",
+        ),
+        (
+            format!("{step}[ci.jobs.j]\nsteps = [\"a\"]\nartifacts = {{ paths = [], zzz = 1 }}\n"),
+            "/properties/jobs/additionalProperties/properties/artifacts/properties",
+        ),
+        (
+            "[ci.github]\nzzz = 1\n".into(),
+            "/properties/github/properties",
+        ),
+        (
+            "[ci.forgejo]\nzzz = 1\n".into(),
+            "/properties/forgejo/properties",
+        ),
+        (
+            "[ci.gitlab]\nzzz = 1\n".into(),
+            "/properties/gitlab/properties",
+        ),
+        (
+            "[ci.woodpecker]\nzzz = 1\n".into(),
+            "/properties/woodpecker/properties",
+        ),
+        (
+            "[ci.buildkite]\nzzz = 1\n".into(),
+            "/properties/buildkite/properties",
+        ),
+    ];
+    for (config, pointer) in cases {
+        let mut keys: Vec<String> = schema
+            .pointer(pointer)
+            .and_then(|v| v.as_object())
+            .unwrap_or_else(|| panic!("no {pointer} in the schema"))
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        assert_eq!(keys, accepted_keys(&config), "schema at {pointer}");
+    }
+}
+
+#[test]
+fn the_examples_ci_tables_pass_the_ci_schema() {
+    let bin = tools::pip("check-jsonschema==0.39.0", "check-jsonschema");
+    let dir = tempfile::tempdir().unwrap();
+    let whole = serde_json::json!({ "type": "object", "properties": { "ci": ci_schema() } });
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, whole.to_string()).unwrap();
+    for file in [
+        manifest_dir().join("examples/dotfiles/preflight.toml"),
+        manifest_dir().join("examples/rust-crate/preflight.toml"),
+        manifest_dir().join("tests/cases/ci/full.toml"),
+    ] {
+        let run = run_tool(
+            Command::new(bin.join("check-jsonschema"))
+                .arg("--schemafile")
+                .arg(&schema)
+                .arg(&file),
+            "check-jsonschema",
+        );
+        assert_eq!(
+            run.code,
+            0,
+            "{}:\n{}{}",
+            file.display(),
+            run.stdout,
+            run.stderr
+        );
+    }
+}
