@@ -86,6 +86,38 @@ pub enum Command {
                             preflight graph --format mermaid"
     )]
     Graph(GraphArgs),
+    /// Hosted CI: write the CI files that run these steps, or check they are current
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  preflight ci generate\n  preflight ci generate --check"
+    )]
+    Ci(CiCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CiCommand {
+    /// Write the hosted-CI files of `[ci] targets` (or of the TARGETs named)
+    #[command(
+        after_help = "Examples:\n  preflight ci generate\n  preflight ci generate github\n  \
+                            preflight ci generate --check\n  \
+                            preflight ci generate --stdout buildkite | buildkite-agent pipeline upload"
+    )]
+    Generate(CiGenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CiGenerateArgs {
+    /// Targets to write (default: all of `[ci] targets`)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Write nothing: print a diff of what would change, and exit 1 if anything would
+    #[arg(long)]
+    pub check: bool,
+
+    /// Print one target's file on stdout instead of writing it
+    #[arg(long, value_name = "TARGET", conflicts_with_all = ["check", "targets"])]
+    pub stdout: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +168,18 @@ pub struct RunArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+
+    /// Run as hosted CI does: check the generated CI files first, plain output
+    #[arg(long)]
+    pub ci: bool,
+
+    /// With --ci: run the steps of this CI job of `[ci.jobs]`
+    #[arg(long, value_name = "NAME", requires = "ci", conflicts_with_all = ["steps", "hook"])]
+    pub job: Option<String>,
+
+    /// With --job: the value of a matrix axis, given to the steps as PREFLIGHT_MATRIX_<AXIS>
+    #[arg(long, value_name = "AXIS=VALUE", requires = "job")]
+    pub matrix: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -72,6 +72,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         verbose: false,
         format: OutputFormat::Human,
         color,
+        ci: false,
     };
 
     let canceller = Canceller::new();

@@ -1,5 +1,6 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
+mod ci;
 mod hook;
 mod init;
 mod inspect;
@@ -61,7 +62,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Watch(args) => watch::watch(cli, args, color),
         Command::Init(args) => init::init(cli, args, color),
         Command::Schema => {
-            report::print(crate::config::SCHEMA);
+            report::print(&crate::config::schema());
             Ok(exit::SUCCESS)
         }
         Command::Completions(args) => {
@@ -71,6 +72,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
             report::print(&String::from_utf8_lossy(&out));
             Ok(exit::SUCCESS)
         }
+        Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
     }
 }
 

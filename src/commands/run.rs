@@ -22,13 +22,28 @@ pub struct Output {
     pub verbose: bool,
     pub format: OutputFormat,
     pub color: bool,
+    /// `--ci`: plain lines, and on GitHub Actions each step's output folded in a group.
+    pub ci: bool,
 }
 
 pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
     recover_unstaged(&repo, color);
-    let config = load(cli, &repo)?;
+    let mut config = load(cli, &repo)?;
+    let job = match &args.job {
+        Some(name) => {
+            let job = super::ci::job_steps(&config, name, &args.matrix)?;
+            config.env.extend(job.env);
+            Some(job.steps)
+        }
+        None => None,
+    };
+    if args.ci
+        && let Some(code) = super::ci::check_before_run(&repo, &config, color)?
+    {
+        return Ok(code);
+    }
 
     // --hook NAME: that hook's steps (and its fix setting), unless steps are named too.
     let hook = match &args.hook {
@@ -40,8 +55,9 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         })?),
         None => None,
     };
-    let names: Vec<String> = match hook {
-        Some(h) if args.steps.is_empty() => h.steps.clone(),
+    let names: Vec<String> = match (hook, &job) {
+        (_, Some(steps)) => steps.clone(),
+        (Some(h), None) if args.steps.is_empty() => h.steps.clone(),
         _ => args.steps.clone(),
     };
     let fix = args.fix || hook.is_some_and(|h| h.fix);
@@ -65,6 +81,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         verbose: args.verbose,
         format: args.format,
         color,
+        ci: args.ci,
     };
     let skip = skip_list(&config, color);
     let selection = Selection {
@@ -72,7 +89,10 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         fix,
         skip: &skip,
     };
-    let plan = plan::build(&config, &selection, &file_set)?;
+    let mut plan = plan::build(&config, &selection, &file_set)?;
+    if let Some(steps) = &job {
+        plan = super::ci::only_steps(plan, steps);
+    }
     let canceller = Canceller::new();
     watch_signals(&canceller)?;
     let summary = execute(&repo, &config, plan, &output, None, canceller);
@@ -135,8 +155,9 @@ pub fn execute(
     let human = HumanOptions {
         verbose: output.verbose,
         color: output.color,
-        live: interactive(),
+        live: interactive() && !output.ci,
         github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        fold_each: output.ci,
     };
     let format = match output.format {
         OutputFormat::Human => Format::Human,

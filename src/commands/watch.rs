@@ -88,6 +88,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         verbose: args.verbose,
         format: args.format,
         color,
+        ci: false,
     };
     let mut steps: BTreeSet<String> = selected.iter().cloned().collect();
     let mut changed: Vec<PathBuf> = Vec::new();

@@ -5,9 +5,14 @@
 //! references, cycles, durations, globs) and builds the typed `Config`. Every problem found is
 //! reported, not just the first.
 
+mod ci;
 mod diagnostic;
 mod raw;
 
+pub use ci::{
+    ActionsSettings, Artifacts, ArtifactsWhen, CI_TARGETS, Cache, Ci, CiJob, DEFAULT_JOB, Pin,
+    Triggers, needed_jobs,
+};
 pub use diagnostic::{Diagnostic, did_you_mean};
 
 use crate::error::{Error, Result};
@@ -16,8 +21,18 @@ use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A JSON Schema of preflight.toml, for editors (Taplo, Even Better TOML).
-pub const SCHEMA: &str = include_str!("../../templates/preflight.schema.json");
+/// A JSON Schema of preflight.toml, for editors (Taplo, Even Better TOML): the file's schema
+/// with the `[ci]` part, which is kept beside the CI templates, put in its place.
+pub fn schema() -> String {
+    let mut whole: serde_json::Value =
+        serde_json::from_str(include_str!("../../templates/preflight.schema.json"))
+            .expect("valid JSON");
+    let ci: serde_json::Value =
+        serde_json::from_str(include_str!("../../templates/ci/ci.schema.json"))
+            .expect("valid JSON");
+    whole["properties"]["ci"] = ci;
+    serde_json::to_string_pretty(&whole).expect("serialisable") + "\n"
+}
 
 /// The names a configuration file may have at the root of the work tree, in order of preference.
 pub const FILE_NAMES: [&str; 2] = ["preflight.toml", ".preflight.toml"];
@@ -122,23 +137,6 @@ pub struct Hook {
     /// Run the steps' `fix` commands instead of their checks where they have one.
     pub fix: bool,
 }
-
-/// The `[ci]` table, checked now and used by the hosted-CI generators.
-#[derive(Debug, Clone, Default)]
-pub struct Ci {
-    pub targets: Vec<String>,
-    pub matrix: IndexMap<String, Vec<String>>,
-    pub jobs: IndexMap<String, CiJob>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CiJob {
-    pub steps: Vec<String>,
-    pub needs: Vec<String>,
-}
-
-/// The hosted-CI services `[ci] targets` may name.
-pub const CI_TARGETS: [&str; 5] = ["github", "gitlab", "forgejo", "woodpecker", "buildkite"];
 
 /// The hooks git knows (githooks(5)); `[hooks]` may bind steps to any of them.
 pub const GIT_HOOKS: [&str; 22] = [

@@ -1,8 +1,8 @@
 //! The serde view of `preflight.toml` (with spans) and its validation into `Config`.
 
 use super::{
-    CI_TARGETS, Ci, CiJob, Command, Config, Diagnostic, FILES_PLACEHOLDER, GIT_HOOKS, Hook,
-    Settings, Step, did_you_mean, parse_duration,
+    Command, Config, Diagnostic, FILES_PLACEHOLDER, GIT_HOOKS, Hook, Settings, Step, did_you_mean,
+    parse_duration,
 };
 use crate::files::Matcher;
 use indexmap::IndexMap;
@@ -25,7 +25,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     hooks: IndexMap<Spanned<String>, Spanned<RawHook>>,
     #[serde(default)]
-    ci: RawCi,
+    ci: super::ci::RawCi,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,25 +72,6 @@ struct RawHookTable {
     steps: Vec<Spanned<String>>,
     #[serde(default)]
     fix: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCi {
-    #[serde(default)]
-    targets: Vec<Spanned<String>>,
-    #[serde(default)]
-    matrix: IndexMap<String, Vec<String>>,
-    #[serde(default)]
-    jobs: IndexMap<Spanned<String>, RawCiJob>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCiJob {
-    steps: Vec<Spanned<String>>,
-    #[serde(default)]
-    needs: Vec<Spanned<String>>,
 }
 
 /// An environment value: TOML strings, numbers and booleans all become strings.
@@ -215,14 +196,14 @@ fn enclosing_table(source: &str, offset: usize) -> Option<String> {
     })
 }
 
-fn is_step_name(name: &str) -> bool {
+pub(super) fn is_step_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn strings(list: &[Spanned<String>]) -> Vec<String> {
+pub(super) fn strings(list: &[Spanned<String>]) -> Vec<String> {
     list.iter().map(|s| s.get_ref().clone()).collect()
 }
 
@@ -231,13 +212,13 @@ fn env_map(raw: IndexMap<String, EnvValue>) -> IndexMap<String, String> {
 }
 
 /// Collects diagnostics for one file.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     path: &'a Path,
     found: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn error(
+    pub(super) fn error(
         &mut self,
         span: std::ops::Range<usize>,
         message: impl Into<String>,
@@ -444,7 +425,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         );
     }
 
-    let ci = validate_ci(&mut check, raw.ci, &steps);
+    let ci = super::ci::validate(&mut check, raw.ci, &steps);
 
     if !check.found.is_empty() {
         check
@@ -465,54 +446,9 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
     })
 }
 
-fn validate_ci(check: &mut Checker, raw: RawCi, steps: &IndexMap<String, Step>) -> Ci {
-    for t in &raw.targets {
-        if !CI_TARGETS.contains(&t.get_ref().as_str()) {
-            let d = check.error(t.span(), format!("unknown CI target `{}`", t.get_ref()));
-            d.label = match did_you_mean(t.get_ref(), CI_TARGETS) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("one of: {}", CI_TARGETS.join(", ")),
-            };
-        }
-    }
-    let job_names: Vec<String> = raw.jobs.keys().map(|k| k.get_ref().clone()).collect();
-    let mut jobs = IndexMap::new();
-    for (name, job) in raw.jobs {
-        let name = name.into_inner();
-        check.step_refs_in(&job.steps, steps, |n| {
-            format!("CI job `{name}` runs `{n}`, which is not a step")
-        });
-        for n in &job.needs {
-            if !job_names.contains(n.get_ref()) {
-                check
-                    .error(
-                        n.span(),
-                        format!(
-                            "CI job `{name}` needs `{}`, which is not a CI job",
-                            n.get_ref()
-                        ),
-                    )
-                    .label = "no `[ci.jobs]` entry has this name".into();
-            }
-        }
-        jobs.insert(
-            name,
-            CiJob {
-                steps: strings(&job.steps),
-                needs: strings(&job.needs),
-            },
-        );
-    }
-    Ci {
-        targets: strings(&raw.targets),
-        matrix: raw.matrix,
-        jobs,
-    }
-}
-
 impl Checker<'_> {
     /// Checks that every name refers to a step, with a suggestion for near misses.
-    fn step_refs_in(
+    pub(super) fn step_refs_in(
         &mut self,
         refs: &[Spanned<String>],
         steps: &IndexMap<String, Step>,

@@ -30,6 +30,11 @@ impl Human {
         }
     }
 
+    /// Each step's output is shown, folded, as soon as it finishes.
+    fn folds_each(&self) -> bool {
+        self.options.github && self.options.fold_each && !self.options.verbose
+    }
+
     fn style(&self, style: Style) -> Style {
         style.force_styling(self.options.color)
     }
@@ -83,7 +88,7 @@ impl Human {
     fn output_blocks(&self) {
         let mut out = std::io::stdout().lock();
         for r in &self.failed {
-            if r.output.is_empty() || self.options.verbose {
+            if r.output.is_empty() || self.options.verbose || self.folds_each() {
                 continue;
             }
             if self.options.github {
@@ -176,6 +181,16 @@ impl Reporter for Human {
                     }
                 }
                 self.line(&self.finished_line(&result));
+                if self.folds_each() && !result.output.is_empty() {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "::group::{} output", result.name);
+                    let _ = out.write_all(&result.output);
+                    if !result.output.ends_with(b"\n") {
+                        let _ = writeln!(out);
+                    }
+                    let _ = writeln!(out, "::endgroup::");
+                    let _ = out.flush();
+                }
                 if matches!(result.status, Status::Failed | Status::TimedOut) {
                     self.failed.push(result);
                 }

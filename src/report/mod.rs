@@ -123,6 +123,8 @@ pub struct HumanOptions {
     pub live: bool,
     /// GitHub Actions: fold each failed step's output in a group.
     pub github: bool,
+    /// `run --ci` on GitHub Actions: fold every step's output in a group below its line.
+    pub fold_each: bool,
 }
 
 pub fn reporter(format: Format, options: HumanOptions) -> Box<dyn Reporter> {

@@ -223,6 +223,8 @@ pub mod tools {
     // One lock per installer, so that a slow `cargo install` does not hold up pip.
     static PIP: Mutex<()> = Mutex::new(());
     static CARGO: Mutex<()> = Mutex::new(());
+    static NPM: Mutex<()> = Mutex::new(());
+    static APT: Mutex<()> = Mutex::new(());
 
     pub fn dir() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -300,5 +302,73 @@ pub mod tools {
             krate,
         );
         bin
+    }
+
+    /// An npm package installed under target/tools/npm. Returns its `program` from
+    /// node_modules/.bin, or, for a library without one, the package folder itself.
+    pub fn npm(package: &str, program: &str) -> PathBuf {
+        let _guard = NPM.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = dir().join("npm");
+        let modules = prefix.join("node_modules");
+        let found = || {
+            [modules.join(".bin").join(program), modules.join(program)]
+                .into_iter()
+                .find(|p| p.exists())
+        };
+        let name = package.rsplit_once('@').map_or(package, |(n, _)| n);
+        let wanted = package.rsplit_once('@').map(|(_, v)| v);
+        let installed = std::fs::read_to_string(modules.join(name).join("package.json"))
+            .ok()
+            .is_some_and(|json| {
+                wanted.is_none_or(|v| json.contains(&format!("\"version\": \"{v}\"")))
+            });
+        if installed && let Some(path) = found() {
+            return path;
+        }
+        std::fs::create_dir_all(&prefix).expect("mkdir target/tools/npm");
+        run_install(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg(package),
+            package,
+        );
+        found().unwrap_or_else(|| panic!("{package} did not install {program}"))
+    }
+
+    /// A program from Debian's packages, installed with apt-get when it is missing.
+    pub fn apt(package: &str, program: &str) -> PathBuf {
+        let _guard = APT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(path) = which_program(program) {
+            return path;
+        }
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !install() {
+            run_install(
+                Command::new("apt-get").args(["update", "-q"]),
+                "the apt index",
+            );
+            run_install(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", package])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                package,
+            );
+        }
+        which_program(program)
+            .unwrap_or_else(|_| panic!("apt-get installed {package}, yet {program} is not on PATH"))
+    }
+
+    fn which_program(program: &str) -> Result<PathBuf, ()> {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+            .ok_or(())
     }
 }
