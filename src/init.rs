@@ -124,10 +124,13 @@ pub fn starter(
             &["make-test"],
         ));
     }
-    if files.iter().any(|f| {
-        f.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("Dockerfile"))
-    }) {
+    let dockerfile = |f: &PathBuf| {
+        f.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("Dockerfile") || n.ends_with(".Dockerfile")
+        })
+    };
+    if files.iter().any(dockerfile) {
         kinds.push(kind(
             "hadolint",
             include_str!("../templates/init/docker.toml"),

@@ -260,6 +260,11 @@ fn debounce_loop(
             if ignored.is_ignored(root, &path, is_dir) || outputs.is_some_and(|m| m.is_match(rel)) {
                 continue;
             }
+            if is_dir && !matches!(event.kind, EventKind::Create(_)) {
+                // A folder's own metadata changed (an entry added, a chmod): its files report
+                // for themselves.
+                continue;
+            }
             if is_dir {
                 // A new folder: watch it and everything already in it.
                 for dir in folders(&path, ignored) {

@@ -46,8 +46,9 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
     // What init writes must load; a failure here is a bug worth hearing about at once.
     config::load(&target)?;
     let mut message = format!(
-        "wrote {shown}: {} kind{} of checks found",
+        "wrote {shown}: {} kind{} of check{} found",
         starter.kinds,
+        if starter.kinds == 1 { "" } else { "s" },
         if starter.kinds == 1 { "" } else { "s" }
     );
     if !starter.missing.is_empty() {

@@ -104,7 +104,6 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
             .filter(|s| steps.contains(*s))
             .cloned()
             .collect();
-        report::triggered(format, color, &changed, &names);
         let mut file_set = repo.tracked_files()?;
         // New files not yet added to git count too while watching.
         for path in &changed {
@@ -120,6 +119,8 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
             },
             &file_set,
         )?;
+        let running: Vec<String> = plan.steps.iter().map(|s| s.step.name.clone()).collect();
+        report::triggered(format, color, &changed, &running);
         let canceller = Canceller::new();
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&canceller));
         run::execute(&repo, &config, plan, &output, None, Arc::clone(&canceller));
@@ -132,7 +133,11 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         let mut take = |batch: Batch, next: &mut BTreeSet<String>| match batch {
             Batch::Changed(p) => {
                 next.extend(affected(&interests, &p));
-                paths.extend(p);
+                // Only the paths some step cares about are worth naming.
+                paths.extend(
+                    p.into_iter()
+                        .filter(|path| concerns_a_step(&interests, path)),
+                );
                 true
             }
             Batch::Failed(message) => {
@@ -145,8 +150,11 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         while let Ok(batch) = work_rx.try_recv() {
             keep_going &= take(batch, &mut next);
         }
+        let mut said_waiting = false;
         while keep_going && next.is_empty() && !stopping.load(Ordering::SeqCst) {
-            report::watching(format, color);
+            if !std::mem::replace(&mut said_waiting, true) {
+                report::watching(format, color);
+            }
             match work_rx.recv() {
                 Ok(batch) => keep_going = take(batch, &mut next),
                 Err(_) => keep_going = false,
@@ -159,6 +167,13 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         changed = paths.into_iter().collect();
     }
     Ok(exit::SUCCESS)
+}
+
+/// Whether a change to `path` concerns any watched step.
+fn concerns_a_step(interests: &[Interest], path: &std::path::Path) -> bool {
+    interests
+        .iter()
+        .any(|i| i.matcher.as_ref().is_none_or(|m| m.is_match(path)))
 }
 
 /// The steps a change to any of `paths` concerns, and the steps that need them.
