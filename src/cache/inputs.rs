@@ -1,0 +1,308 @@
+//! The input files of a step and their digests.
+//!
+//! Every input file has one digest whatever its state: its git blob id (SHA-1 of
+//! `blob <len>\0<content>`, or of the link target for a symlink). A tracked file whose stat
+//! data still matches the index takes its id from the index without being read (unless the
+//! entry is "racy": modified in the same instant as the index was written, when equal stat
+//! data proves nothing). Dirty and untracked files are hashed, in parallel.
+
+use crate::git::{IndexFile, IndexSnapshot};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+use std::cell::RefCell;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// One input file as it goes into the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    pub path: RecordPath,
+    /// The git mode: `100644`, `100755` or `120000` (symlink).
+    pub mode: String,
+    /// The git blob id, in hex.
+    pub digest: String,
+}
+
+/// A repository-relative path in a record: a string when it is UTF-8, else its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecordPath {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl RecordPath {
+    pub fn new(path: &Path) -> Self {
+        match path.to_str() {
+            Some(s) => RecordPath::Text(s.to_string()),
+            None => RecordPath::Bytes(path.as_os_str().as_bytes().to_vec()),
+        }
+    }
+
+    pub fn to_path(&self) -> PathBuf {
+        match self {
+            RecordPath::Text(s) => PathBuf::from(s),
+            RecordPath::Bytes(b) => PathBuf::from(std::ffi::OsStr::from_bytes(b)),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RecordPath::Text(s) => s.as_bytes(),
+            RecordPath::Bytes(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Display for RecordPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.bytes()))
+    }
+}
+
+/// What hashing the inputs cost: for the explanation and for measuring.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HashStats {
+    /// Files whose digest came from the index.
+    pub from_index: usize,
+    /// Files read and hashed, and their bytes.
+    pub hashed: usize,
+    pub hashed_bytes: u64,
+}
+
+/// The digests of `paths` (repository-relative, sorted, unique). Paths that are gone from the
+/// work tree, or are folders, are left out.
+pub fn digest_all(
+    root: &Path,
+    index: &IndexSnapshot,
+    paths: &[PathBuf],
+) -> std::io::Result<(Vec<InputFile>, HashStats)> {
+    let results: Vec<std::io::Result<Option<Digested>>> = paths
+        .par_iter()
+        .with_min_len(64)
+        .map(|p| digest_one(root, index, p))
+        .collect();
+    let mut files = Vec::with_capacity(results.len());
+    let mut stats = HashStats::default();
+    for r in results {
+        if let Some((file, hashed)) = r? {
+            match hashed {
+                Some(bytes) => {
+                    stats.hashed += 1;
+                    stats.hashed_bytes += bytes;
+                }
+                None => stats.from_index += 1,
+            }
+            files.push(file);
+        }
+    }
+    Ok((files, stats))
+}
+
+fn lookup<'a>(index: &'a IndexSnapshot, path: &Path) -> Option<&'a IndexFile> {
+    let key = path.as_os_str().as_bytes();
+    index
+        .files
+        .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
+        .ok()
+        .map(|i| &index.files[i])
+}
+
+/// Whether the file's stat data says it is what the index recorded, and is not racy.
+fn clean(entry: &IndexFile, meta: &Metadata, written: (u64, u32)) -> bool {
+    let same_time = |(s, ns): (u32, u32), secs: i64, nsecs: i64| {
+        s == secs as u32 && (ns == 0 || ns == nsecs as u32)
+    };
+    let stat = &entry.stat;
+    let is_link = meta.file_type().is_symlink();
+    if is_link != entry.symlink
+        || (!is_link && (meta.mode() & 0o100 != 0) != entry.executable)
+        || stat.size != meta.size() as u32
+        || stat.ino != meta.ino() as u32
+        || !same_time(stat.mtime, meta.mtime(), meta.mtime_nsec())
+        || !same_time(stat.ctime, meta.ctime(), meta.ctime_nsec())
+    {
+        return false;
+    }
+    // Racy git: a file changed in the same instant the index was written may have changed
+    // again after it, with the same stat data. When the index keeps no nanoseconds, compare
+    // whole seconds.
+    let (ws, wns) = written;
+    let (ms, mns) = stat.mtime;
+    let racy = if mns == 0 {
+        u64::from(ms) >= ws
+    } else {
+        (u64::from(ms), mns) >= (ws, wns)
+    };
+    !racy
+}
+
+/// An input and, when it was read, how many bytes were hashed.
+type Digested = (InputFile, Option<u64>);
+
+fn digest_one(
+    root: &Path,
+    index: &IndexSnapshot,
+    path: &Path,
+) -> std::io::Result<Option<Digested>> {
+    let full = root.join(path);
+    let meta = match full.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(with_path(e, path)),
+    };
+    let kind = meta.file_type();
+    if !(kind.is_file() || kind.is_symlink()) {
+        return Ok(None);
+    }
+    let mode = if kind.is_symlink() {
+        "120000"
+    } else if meta.permissions().mode() & 0o100 != 0 {
+        "100755"
+    } else {
+        "100644"
+    };
+    if index.sha1
+        && let Some(entry) = lookup(index, path)
+        && clean(entry, &meta, index.written)
+    {
+        return Ok(Some((
+            InputFile {
+                path: RecordPath::new(path),
+                mode: mode.into(),
+                digest: hex(&entry.id),
+            },
+            None,
+        )));
+    }
+    let (id, bytes) = if kind.is_symlink() {
+        let target = std::fs::read_link(&full).map_err(|e| with_path(e, path))?;
+        let bytes = target.as_os_str().as_bytes();
+        (git_blob_id(bytes), bytes.len() as u64)
+    } else {
+        hash_file(&full, meta.len()).map_err(|e| with_path(e, path))?
+    };
+    Ok(Some((
+        InputFile {
+            path: RecordPath::new(path),
+            mode: mode.into(),
+            digest: hex(&id),
+        },
+        Some(bytes),
+    )))
+}
+
+fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// The git blob id of some bytes.
+pub fn git_blob_id(content: &[u8]) -> [u8; 20] {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content);
+    h.finalize().into()
+}
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 256 * 1024]);
+}
+
+/// The git blob id of a file, read once in large blocks. The header needs the length first:
+/// if the file grows or shrinks while it is read, it is read again.
+fn hash_file(path: &Path, len_hint: u64) -> std::io::Result<([u8; 20], u64)> {
+    BUFFER.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let mut expected = len_hint;
+        for _ in 0..3 {
+            let mut file = std::fs::File::open(path)?;
+            let mut h = Sha1::new();
+            h.update(format!("blob {expected}\0").as_bytes());
+            let mut total = 0u64;
+            loop {
+                let n = match file.read(&mut buf[..]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                h.update(&buf[..n]);
+                total += n as u64;
+            }
+            if total == expected {
+                return Ok((h.finalize().into(), total));
+            }
+            expected = total;
+        }
+        Err(std::io::Error::other(
+            "the file kept changing while it was read",
+        ))
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// The paths below which the files matching `globs` can be: each glob's literal leading
+/// part (`src/**/*.rs` → `src`); `None` when some glob can match anywhere.
+pub fn glob_roots(globs: &[String]) -> Option<Vec<PathBuf>> {
+    let mut roots = Vec::new();
+    for glob in globs {
+        let g = crate::files::normalize_glob(glob);
+        let mut literal = PathBuf::new();
+        for part in g.split('/') {
+            if part.contains(['*', '?', '[', '{', '\\']) {
+                break;
+            }
+            literal.push(part);
+        }
+        if literal.as_os_str().is_empty() {
+            return None;
+        }
+        roots.push(literal);
+    }
+    roots.sort();
+    roots.dedup();
+    Some(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            hex(&git_blob_id(b"hello\n")),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_eq!(
+            hex(&git_blob_id(b"")),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+    }
+
+    #[test]
+    fn roots_are_the_literal_folders() {
+        let g = |v: &[&str]| glob_roots(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            g(&["src/**/*.rs", "tests/data/"]),
+            Some(vec![PathBuf::from("src"), PathBuf::from("tests/data")])
+        );
+        assert_eq!(g(&["*.rs"]), None);
+        assert_eq!(g(&["docs/"]), None);
+        assert_eq!(g(&["/Cargo.toml"]), Some(vec![PathBuf::from("Cargo.toml")]));
+    }
+}
