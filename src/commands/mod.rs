@@ -1,5 +1,6 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
+mod cache;
 mod inspect;
 mod run;
 
@@ -42,6 +43,8 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Validate => inspect::validate(cli),
         Command::List => inspect::list(cli),
         Command::Graph(args) => inspect::graph(cli, args.format),
+        Command::Explain(args) => cache::explain(cli, args, color),
+        Command::Cache(command) => cache::cache(cli, command),
     }
 }
 

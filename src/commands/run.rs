@@ -30,6 +30,10 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
             .collect::<Result<_>>()?
     };
     let plan = plan::build(&config, &args.steps, &file_set)?;
+    let cache = super::cache::session(&config, &repo, args)?;
+    if args.dry_run {
+        return super::cache::dry_run(&plan, &cache, args.format);
+    }
 
     let jobs = match args.jobs.or(Some(config.settings.jobs)) {
         Some(0) | None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -39,6 +43,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         jobs,
         fail_fast: args.fail_fast || config.settings.fail_fast,
         stream_output: args.verbose,
+        cache: Some(Arc::new(cache)),
     };
     let canceller = Canceller::new();
     watch_signals(&canceller)?;

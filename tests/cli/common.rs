@@ -74,6 +74,11 @@ impl Repo {
             .env_remove("PREFLIGHT")
             .env_remove("PREFLIGHT_SKIP")
             .env("NO_COLOR", "1")
+            // Each test repository has its own cache, inside its git folder.
+            .env(
+                "PREFLIGHT_CACHE_DIR",
+                self.path().join(".git/preflight-cache"),
+            )
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .stdin(Stdio::null());
