@@ -294,6 +294,46 @@ mod tests {
         );
     }
 
+    fn entry_for(meta: &Metadata) -> IndexFile {
+        IndexFile {
+            path: PathBuf::from("f"),
+            id: [0; 20],
+            symlink: false,
+            executable: false,
+            stat: crate::git::IndexStat {
+                mtime: (meta.mtime() as u32, meta.mtime_nsec() as u32),
+                ctime: (meta.ctime() as u32, meta.ctime_nsec() as u32),
+                ino: meta.ino() as u32,
+                size: meta.size() as u32,
+            },
+        }
+    }
+
+    #[test]
+    fn racy_entries_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "same").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let meta = path.symlink_metadata().unwrap();
+        let entry = entry_for(&meta);
+        let mtime = (meta.mtime() as u64, meta.mtime_nsec() as u32);
+        // Index written after the file: its stat data can be trusted.
+        assert!(clean(&entry, &meta, (mtime.0 + 1, 0)));
+        // Index written in the same instant: the file may have changed since, unseen.
+        assert!(!clean(&entry, &meta, mtime));
+        // Index keeps whole seconds only: the same second is racy too.
+        let mut coarse = entry.clone();
+        coarse.stat.mtime.1 = 0;
+        coarse.stat.ctime.1 = 0;
+        assert!(!clean(&coarse, &meta, (mtime.0, 0)));
+        assert!(clean(&coarse, &meta, (mtime.0 + 1, 0)));
+        // Any stat difference means dirty.
+        let mut other = entry.clone();
+        other.stat.size += 1;
+        assert!(!clean(&other, &meta, (mtime.0 + 1, 0)));
+    }
+
     #[test]
     fn roots_are_the_literal_folders() {
         let g = |v: &[&str]| glob_roots(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());

@@ -276,7 +276,8 @@ impl Store {
         })
     }
 
-    /// Whether the blob is present and its content matches its digest.
+    /// Whether the blob is present and its content matches its digest (a damaged one is
+    /// removed).
     pub fn verify(&self, d: &Digest) -> bool {
         let Ok(mut file) = File::open(self.blob_path(&d.hash)) else {
             return false;
@@ -295,14 +296,27 @@ impl Store {
                 Err(_) => return false,
             }
         }
-        size == d.size_bytes && hex(&hasher.finalize()) == d.hash
+        let ok = size == d.size_bytes && hex(&hasher.finalize()) == d.hash;
+        if !ok {
+            self.discard(d);
+        }
+        ok
+    }
+
+    /// Removes a blob found damaged, so that the next store writes it afresh.
+    fn discard(&self, d: &Digest) {
+        let _ = std::fs::remove_file(self.blob_path(&d.hash));
     }
 
     /// A blob's bytes, when present and intact.
     pub fn read_verified(&self, d: &Digest) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.blob_path(&d.hash)).ok()?;
-        (bytes.len() as u64 == d.size_bytes && hex(&Sha256::digest(&bytes)) == d.hash)
-            .then_some(bytes)
+        if bytes.len() as u64 == d.size_bytes && hex(&Sha256::digest(&bytes)) == d.hash {
+            Some(bytes)
+        } else {
+            self.discard(d);
+            None
+        }
     }
 
     /// Where a verified blob lives, to copy it out.

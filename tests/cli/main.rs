@@ -3,6 +3,7 @@
 mod common;
 
 mod book;
+mod cache;
 mod config_errors;
 mod examples;
 mod files;
