@@ -11,10 +11,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::cell::RefCell;
-use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// One input file as it goes into the key.
@@ -28,7 +26,7 @@ pub struct InputFile {
 }
 
 /// A repository-relative path in a record: a string when it is UTF-8, else its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordPath {
     Text(String),
@@ -58,6 +56,19 @@ impl RecordPath {
     }
 }
 
+/// Paths sort by their bytes, as git sorts them, whatever their form.
+impl Ord for RecordPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl PartialOrd for RecordPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl std::fmt::Display for RecordPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(self.bytes()))
@@ -74,22 +85,59 @@ pub struct HashStats {
     pub hashed_bytes: u64,
 }
 
-/// The digests of `paths` (repository-relative, sorted, unique). Paths that are gone from the
-/// work tree, or are folders, are left out.
+/// A file that may be an input: its repository-relative path and, when git tracks it, its
+/// index entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub path: &'a Path,
+    pub entry: Option<&'a IndexFile>,
+}
+
+impl<'a> Candidate<'a> {
+    /// A path whose index entry, if any, is looked up.
+    pub fn lookup(index: &'a IndexSnapshot, path: &'a Path) -> Self {
+        let key = path.as_os_str().as_bytes();
+        let entry = index
+            .files
+            .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
+            .ok()
+            .map(|i| &index.files[i]);
+        Candidate { path, entry }
+    }
+}
+
+/// How many files of one folder one task takes on.
+const GROUP: usize = 256;
+
+/// The digests of `candidates` (sorted by path, unique). Paths that are gone from the work
+/// tree, or are folders, are left out. Files are examined folder by folder, relative to an
+/// open handle on the folder, so that the kernel does not walk the whole path each time.
 pub fn digest_all(
     root: &Path,
     index: &IndexSnapshot,
-    paths: &[PathBuf],
+    candidates: &[Candidate],
 ) -> std::io::Result<(Vec<InputFile>, HashStats)> {
-    let results: Vec<std::io::Result<Option<Digested>>> = paths
+    let mut groups: Vec<&[Candidate]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=candidates.len() {
+        if i == candidates.len()
+            || i - start == GROUP
+            || candidates[i].path.parent() != candidates[start].path.parent()
+        {
+            if i > start {
+                groups.push(&candidates[start..i]);
+            }
+            start = i;
+        }
+    }
+    let results: Vec<std::io::Result<Vec<Digested>>> = groups
         .par_iter()
-        .with_min_len(64)
-        .map(|p| digest_one(root, index, p))
+        .map(|g| digest_group(root, index, g))
         .collect();
-    let mut files = Vec::with_capacity(results.len());
+    let mut files = Vec::with_capacity(candidates.len());
     let mut stats = HashStats::default();
     for r in results {
-        if let Some((file, hashed)) = r? {
+        for (file, hashed) in r? {
             match hashed {
                 Some(bytes) => {
                     stats.hashed += 1;
@@ -103,28 +151,45 @@ pub fn digest_all(
     Ok((files, stats))
 }
 
-fn lookup<'a>(index: &'a IndexSnapshot, path: &Path) -> Option<&'a IndexFile> {
-    let key = path.as_os_str().as_bytes();
-    index
-        .files
-        .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
-        .ok()
-        .map(|i| &index.files[i])
+/// The stat data preflight compares with the index.
+#[derive(Debug, Clone, Copy)]
+struct FileStat {
+    symlink: bool,
+    regular: bool,
+    mode: u32,
+    size: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStat {
+    fn from_libc(st: &libc::stat) -> Self {
+        let kind = st.st_mode & libc::S_IFMT;
+        FileStat {
+            symlink: kind == libc::S_IFLNK,
+            regular: kind == libc::S_IFREG,
+            mode: st.st_mode,
+            size: st.st_size as u64,
+            ino: st.st_ino,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
 }
 
 /// Whether the file's stat data says it is what the index recorded, and is not racy.
-fn clean(entry: &IndexFile, meta: &Metadata, written: (u64, u32)) -> bool {
-    let same_time = |(s, ns): (u32, u32), secs: i64, nsecs: i64| {
+fn clean(entry: &IndexFile, st: &FileStat, written: (u64, u32)) -> bool {
+    let same_time = |(s, ns): (u32, u32), (secs, nsecs): (i64, i64)| {
         s == secs as u32 && (ns == 0 || ns == nsecs as u32)
     };
     let stat = &entry.stat;
-    let is_link = meta.file_type().is_symlink();
-    if is_link != entry.symlink
-        || (!is_link && (meta.mode() & 0o100 != 0) != entry.executable)
-        || stat.size != meta.size() as u32
-        || stat.ino != meta.ino() as u32
-        || !same_time(stat.mtime, meta.mtime(), meta.mtime_nsec())
-        || !same_time(stat.ctime, meta.ctime(), meta.ctime_nsec())
+    if st.symlink != entry.symlink
+        || (!st.symlink && (st.mode & 0o100 != 0) != entry.executable)
+        || stat.size != st.size as u32
+        || stat.ino != st.ino as u32
+        || !same_time(stat.mtime, st.mtime)
+        || !same_time(stat.ctime, st.ctime)
     {
         return false;
     }
@@ -144,56 +209,126 @@ fn clean(entry: &IndexFile, meta: &Metadata, written: (u64, u32)) -> bool {
 /// An input and, when it was read, how many bytes were hashed.
 type Digested = (InputFile, Option<u64>);
 
-fn digest_one(
+fn cstring(name: &std::ffi::OsStr) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in a path"))
+}
+
+fn gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+        || e.kind() == std::io::ErrorKind::NotFound
+}
+
+/// The files of one folder.
+fn digest_group(
     root: &Path,
     index: &IndexSnapshot,
-    path: &Path,
-) -> std::io::Result<Option<Digested>> {
-    let full = root.join(path);
-    let meta = match full.symlink_metadata() {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(with_path(e, path)),
-    };
-    let kind = meta.file_type();
-    if !(kind.is_file() || kind.is_symlink()) {
-        return Ok(None);
-    }
-    let mode = if kind.is_symlink() {
-        "120000"
-    } else if meta.permissions().mode() & 0o100 != 0 {
-        "100755"
-    } else {
-        "100644"
-    };
-    if index.sha1
-        && let Some(entry) = lookup(index, path)
-        && clean(entry, &meta, index.written)
+    group: &[Candidate],
+) -> std::io::Result<Vec<Digested>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+    let parent = group[0].path.parent().unwrap_or(Path::new(""));
+    let dir = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root.join(parent))
     {
-        return Ok(Some((
-            InputFile {
-                path: RecordPath::new(path),
-                mode: mode.into(),
-                digest: hex(&entry.id),
-            },
-            None,
-        )));
-    }
-    let (id, bytes) = if kind.is_symlink() {
-        let target = std::fs::read_link(&full).map_err(|e| with_path(e, path))?;
-        let bytes = target.as_os_str().as_bytes();
-        (git_blob_id(bytes), bytes.len() as u64)
-    } else {
-        hash_file(&full, meta.len()).map_err(|e| with_path(e, path))?
+        Ok(d) => d,
+        Err(e) if gone(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(with_path(e, parent)),
     };
-    Ok(Some((
-        InputFile {
-            path: RecordPath::new(path),
-            mode: mode.into(),
-            digest: hex(&id),
-        },
-        Some(bytes),
-    )))
+    let dirfd = dir.as_raw_fd();
+    let mut out = Vec::with_capacity(group.len());
+    for c in group {
+        let Some(name) = c.path.file_name() else {
+            continue;
+        };
+        let cname = cstring(name)?;
+        let mut raw = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid descriptor, a NUL-terminated name, and a buffer of the right type.
+        let r = unsafe {
+            libc::fstatat(
+                dirfd,
+                cname.as_ptr(),
+                raw.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if gone(&e) {
+                continue;
+            }
+            return Err(with_path(e, c.path));
+        }
+        // SAFETY: fstatat succeeded, so it filled the buffer.
+        let raw = unsafe { raw.assume_init() };
+        let st = FileStat::from_libc(&raw);
+        if !(st.regular || st.symlink) {
+            continue;
+        }
+        let mode = if st.symlink {
+            "120000"
+        } else if st.mode & 0o100 != 0 {
+            "100755"
+        } else {
+            "100644"
+        };
+        if index.sha1
+            && let Some(entry) = c.entry
+            && clean(entry, &st, index.written)
+        {
+            out.push((
+                InputFile {
+                    path: RecordPath::new(c.path),
+                    mode: mode.into(),
+                    digest: hex(&entry.id),
+                },
+                None,
+            ));
+            continue;
+        }
+        let (id, bytes) = if st.symlink {
+            let mut buf = vec![0u8; 4096];
+            // SAFETY: a valid descriptor and name, and a buffer of the given length.
+            let n = unsafe {
+                libc::readlinkat(dirfd, cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            };
+            if n < 0 {
+                return Err(with_path(std::io::Error::last_os_error(), c.path));
+            }
+            buf.truncate(n as usize);
+            (git_blob_id(&buf), buf.len() as u64)
+        } else {
+            // SAFETY: a valid descriptor and name; the new descriptor is owned by the File.
+            let fd = unsafe {
+                libc::openat(
+                    dirfd,
+                    cname.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                )
+            };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                if gone(&e) {
+                    continue;
+                }
+                return Err(with_path(e, c.path));
+            }
+            // SAFETY: fd was just opened and nothing else owns it.
+            let file = unsafe { std::fs::File::from_raw_fd(fd) };
+            hash_file(file, st.size).map_err(|e| with_path(e, c.path))?
+        };
+        out.push((
+            InputFile {
+                path: RecordPath::new(c.path),
+                mode: mode.into(),
+                digest: hex(&id),
+            },
+            Some(bytes),
+        ));
+    }
+    Ok(out)
 }
 
 fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
@@ -212,14 +347,17 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 256 * 1024]);
 }
 
-/// The git blob id of a file, read once in large blocks. The header needs the length first:
-/// if the file grows or shrinks while it is read, it is read again.
-fn hash_file(path: &Path, len_hint: u64) -> std::io::Result<([u8; 20], u64)> {
+/// The git blob id of an open file, read once in large blocks. The header needs the length
+/// first: if the file grows or shrinks while it is read, it is read again.
+fn hash_file(mut file: std::fs::File, len_hint: u64) -> std::io::Result<([u8; 20], u64)> {
+    use std::io::Seek;
     BUFFER.with(|buf| {
         let mut buf = buf.borrow_mut();
         let mut expected = len_hint;
-        for _ in 0..3 {
-            let mut file = std::fs::File::open(path)?;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                file.seek(std::io::SeekFrom::Start(0))?;
+            }
             let mut h = Sha1::new();
             h.update(format!("blob {expected}\0").as_bytes());
             let mut total = 0u64;
@@ -280,6 +418,20 @@ pub fn glob_roots(globs: &[String]) -> Option<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Metadata;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn from_meta(meta: &Metadata) -> FileStat {
+        FileStat {
+            symlink: meta.file_type().is_symlink(),
+            regular: meta.file_type().is_file(),
+            mode: meta.mode(),
+            size: meta.size(),
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 
     #[test]
     fn blob_ids_match_git() {
@@ -318,6 +470,7 @@ mod tests {
         let meta = path.symlink_metadata().unwrap();
         let entry = entry_for(&meta);
         let mtime = (meta.mtime() as u64, meta.mtime_nsec() as u32);
+        let meta = from_meta(&meta);
         // Index written after the file: its stat data can be trusted.
         assert!(clean(&entry, &meta, (mtime.0 + 1, 0)));
         // Index written in the same instant: the file may have changed since, unseen.

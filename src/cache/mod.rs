@@ -15,8 +15,9 @@ use crate::config::{Config, Step};
 use crate::error::{Error, Result};
 use crate::git::{self, IndexSnapshot};
 use indexmap::IndexMap;
-use inputs::{HashStats, InputFile, glob_roots};
+use inputs::{Candidate, HashStats, glob_roots};
 use key::{CommandRecord, InputsFrom, KEY_VERSION, KeyCommand, KeyRecord, sha256_hex};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -185,22 +186,48 @@ impl Session {
         files: Option<&[PathBuf]>,
         needs: BTreeMap<String, String>,
     ) -> Result<Keyed> {
-        let (inputs_from, paths) = match (&step.input_matcher, files) {
+        let (inputs_from, inputs, stats) = match (&step.input_matcher, files) {
             (Some(matcher), _) => {
+                // Git lists the untracked files while the tracked ones are checked.
                 let roots = glob_roots(&step.inputs);
-                let untracked = self.untracked(roots)?;
-                let mut paths: Vec<PathBuf> = self
-                    .index
-                    .files
+                let (tracked, untracked) = std::thread::scope(|scope| {
+                    let listing = scope.spawn(|| self.untracked(roots));
+                    let tracked: Vec<Candidate> = self
+                        .index
+                        .files
+                        .par_iter()
+                        .filter(|f| matcher.is_match(&f.path))
+                        .map(|f| Candidate {
+                            path: &f.path,
+                            entry: Some(f),
+                        })
+                        .collect();
+                    let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
+                    let untracked = listing.join().expect("the listing thread does not panic");
+                    (tracked, untracked)
+                });
+                let (mut inputs, mut stats) =
+                    tracked.map_err(|e| Error::io("cannot read an input file", e))?;
+                let untracked = untracked?;
+                let extra: Vec<Candidate> = untracked
                     .iter()
-                    .map(|f| &f.path)
-                    .chain(untracked.iter())
                     .filter(|p| matcher.is_match(p))
-                    .cloned()
+                    .map(|p| Candidate {
+                        path: p,
+                        entry: None,
+                    })
                     .collect();
-                paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-                paths.dedup();
-                (InputsFrom::Inputs, paths)
+                if !extra.is_empty() {
+                    let (more, more_stats) = inputs::digest_all(&self.root, &self.index, &extra)
+                        .map_err(|e| Error::io("cannot read an input file", e))?;
+                    inputs.extend(more);
+                    stats.hashed += more_stats.hashed;
+                    stats.hashed_bytes += more_stats.hashed_bytes;
+                    stats.from_index += more_stats.from_index;
+                }
+                inputs.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+                inputs.dedup_by(|a, b| a.path == b.path);
+                (InputsFrom::Inputs, inputs, stats)
             }
             (None, Some(files)) => {
                 let mut paths: Vec<PathBuf> = files
@@ -212,14 +239,16 @@ impl Session {
                     .collect();
                 paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
                 paths.dedup();
-                (InputsFrom::Files, paths)
+                let candidates: Vec<Candidate> = paths
+                    .iter()
+                    .map(|p| Candidate::lookup(&self.index, p))
+                    .collect();
+                let (inputs, stats) = inputs::digest_all(&self.root, &self.index, &candidates)
+                    .map_err(|e| Error::io("cannot read an input file", e))?;
+                (InputsFrom::Files, inputs, stats)
             }
-            (None, None) => (InputsFrom::Nothing, Vec::new()),
+            (None, None) => (InputsFrom::Nothing, Vec::new(), HashStats::default()),
         };
-        let (inputs, stats): (Vec<InputFile>, HashStats) =
-            inputs::digest_all(&self.root, &self.index, &paths)
-                .map_err(|e| Error::io("cannot read an input file", e))?;
-
         let mut merged = self.env.clone();
         merged.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let key_env = step
