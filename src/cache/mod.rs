@@ -105,6 +105,9 @@ type Listing = (u64, Arc<Vec<PathBuf>>);
 pub struct Session {
     root: PathBuf,
     store: Store,
+    /// The store's folder relative to the root, when it is inside the work tree: its files
+    /// are never inputs.
+    store_inside: Option<PathBuf>,
     index: IndexSnapshot,
     salt: String,
     max: u64,
@@ -136,6 +139,10 @@ impl Session {
         Ok(Session {
             root: repo.root.clone(),
             store: Store::new(dir),
+            store_inside: std::path::absolute(dir)
+                .ok()
+                .and_then(|d| d.strip_prefix(&repo.root).ok().map(Path::to_path_buf))
+                .filter(|d| !d.as_os_str().is_empty()),
             index,
             salt: config.settings.salt.clone(),
             max: config.settings.cache_max,
@@ -178,6 +185,12 @@ impl Session {
         Ok(files)
     }
 
+    fn in_store(&self, path: &Path) -> bool {
+        self.store_inside
+            .as_ref()
+            .is_some_and(|d| path.starts_with(d))
+    }
+
     /// The key of `step`, whose `files` the plan selected (relative to its `dir`), given the
     /// keys of the steps it needs.
     pub fn key(
@@ -196,7 +209,7 @@ impl Session {
                         .index
                         .files
                         .par_iter()
-                        .filter(|f| matcher.is_match(&f.path))
+                        .filter(|f| matcher.is_match(&f.path) && !self.in_store(&f.path))
                         .map(|f| Candidate {
                             path: &f.path,
                             entry: Some(f),
@@ -211,7 +224,7 @@ impl Session {
                 let untracked = untracked?;
                 let extra: Vec<Candidate> = untracked
                     .iter()
-                    .filter(|p| matcher.is_match(p))
+                    .filter(|p| matcher.is_match(p) && !self.in_store(p))
                     .map(|p| Candidate {
                         path: p,
                         entry: None,

@@ -769,3 +769,51 @@ fn cache_commands_work_outside_a_repository() {
     run.code(0);
     assert!(run.stdout.contains("entries:  0"), "{}", run.stdout);
 }
+
+#[test]
+fn a_cache_inside_the_work_tree_is_never_an_input() {
+    let config = r#"
+[settings]
+cache_dir = ".cache-here"
+
+[steps.build]
+run = "echo run >> runs.log"
+inputs = ["**"]
+"#;
+    let repo = repo_with(config);
+    // Not ignored on purpose: the store's own files must still not count.
+    repo.write(".gitignore", "runs.log\n");
+    let run = |repo: &Repo| {
+        Run::from(
+            repo.cmd()
+                .arg("run")
+                .env_remove("PREFLIGHT_CACHE_DIR")
+                .output()
+                .unwrap(),
+        )
+    };
+    run(&repo).code(0);
+    assert!(repo.path().join(".cache-here/v1/ac").is_dir());
+    assert_eq!(run(&repo).status_of("build"), "cached");
+}
+
+#[test]
+fn inputs_with_names_that_are_not_utf8_are_keyed() {
+    use std::os::unix::ffi::OsStrExt;
+    let repo = repo_with(BUILD);
+    let name = std::ffi::OsStr::from_bytes(b"src/caf\xe9.txt");
+    std::fs::write(repo.path().join(name), "latin-1\n").unwrap();
+    repo.run(&["run"]).code(0);
+    assert_eq!(repo.run(&["run"]).status_of("build"), "cached");
+    std::fs::write(repo.path().join(name), "changed\n").unwrap();
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("build"), "passed");
+    assert!(
+        run.stdout.contains("files changed: src/caf"),
+        "{}",
+        run.stdout
+    );
+    // Staged, the same content gives the same key.
+    repo.add_all();
+    assert_eq!(repo.run(&["run"]).status_of("build"), "cached");
+}
