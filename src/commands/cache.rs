@@ -91,6 +91,9 @@ fn keys(plan: &Plan, session: &Session, root: &std::path::Path) -> Vec<StepKey> 
                 state: KeyState::NotCached,
                 reasons: vec![format!("not cached: {why}")],
                 inputs: Vec::new(),
+                from_index: 0,
+                hashed: 0,
+                hashed_bytes: 0,
             },
             Ok(keyed) => {
                 let (state, reasons) = if skipped {
@@ -110,6 +113,9 @@ fn keys(plan: &Plan, session: &Session, root: &std::path::Path) -> Vec<StepKey> 
                     state,
                     reasons,
                     inputs: keyed.record.inputs.clone(),
+                    from_index: keyed.stats.from_index,
+                    hashed: keyed.stats.hashed,
+                    hashed_bytes: keyed.stats.hashed_bytes,
                 };
                 computed[i] = Some(keyed);
                 s

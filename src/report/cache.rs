@@ -16,6 +16,10 @@ pub struct StepKey {
     pub state: KeyState,
     pub reasons: Vec<String>,
     pub inputs: Vec<InputFile>,
+    /// Inputs whose digest came from git's index, and those read and hashed (with bytes).
+    pub from_index: usize,
+    pub hashed: usize,
+    pub hashed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +60,11 @@ pub fn dry_run(steps: &[StepKey], json: bool) {
                 "cache": s.state.as_str(),
                 "reasons": s.reasons,
                 "inputs": inputs,
+                "digests": {
+                    "from_index": s.from_index,
+                    "hashed": s.hashed,
+                    "hashed_bytes": s.hashed_bytes,
+                },
             });
             let _ = writeln!(out, "{line}");
             continue;
@@ -73,12 +82,22 @@ pub fn dry_run(steps: &[StepKey], json: bool) {
         for (n, why) in s.reasons.iter().enumerate() {
             let _ = writeln!(out, "  {:<7} {why}", if n == 0 { "why" } else { "" });
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  inputs  {} file{}",
             s.inputs.len(),
             if s.inputs.len() == 1 { "" } else { "s" }
         );
+        if s.hashed > 0 {
+            let _ = write!(
+                out,
+                " ({} hashed, {}; {} from git's index)",
+                s.hashed,
+                format_size(s.hashed_bytes),
+                s.from_index
+            );
+        }
+        let _ = writeln!(out);
         for i in &s.inputs {
             let _ = writeln!(out, "          {}", i.path);
         }
