@@ -76,23 +76,15 @@ pub struct KeyCommand {
 }
 
 impl KeyRecord {
-    /// The key: SHA-256 of the record's canonical JSON, in hex.
+    /// The record's canonical JSON, and the key: the SHA-256 of that JSON, in hex.
+    pub fn canonical(&self) -> (Vec<u8>, String) {
+        let bytes = serde_json::to_vec(self).expect("a record serialises");
+        let key = sha256_hex(&bytes);
+        (bytes, key)
+    }
+
     pub fn key(&self) -> String {
-        let mut hasher = Writer(Sha256::new());
-        serde_json::to_writer(&mut hasher, self).expect("a record serialises");
-        super::inputs::hex(&hasher.0.finalize())
-    }
-}
-
-struct Writer(Sha256);
-
-impl std::io::Write for Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.canonical().1
     }
 }
 

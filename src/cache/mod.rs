@@ -76,6 +76,8 @@ pub struct Mode {
 pub struct Keyed {
     pub key: String,
     pub record: KeyRecord,
+    /// The record as hashed, stored beside the entry.
+    pub bytes: Vec<u8>,
     pub stats: HashStats,
 }
 
@@ -304,9 +306,11 @@ impl Session {
             inputs_from,
             inputs,
         };
+        let (bytes, key) = record.canonical();
         Ok(Keyed {
-            key: record.key(),
+            key,
             record,
+            bytes,
             stats,
         })
     }
@@ -483,7 +487,7 @@ impl Session {
             },
         };
         self.store
-            .put(&keyed.key, &entry, &keyed.record)
+            .put(&keyed.key, &entry, &keyed.bytes)
             .map_err(|e| format!("cannot write the cache entry: {e}"))?;
         self.store.set_last_key(&self.root, &step.name, &keyed.key);
         self.stored.store(true, Ordering::SeqCst);

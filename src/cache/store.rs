@@ -337,9 +337,8 @@ impl Store {
     }
 
     /// Writes a key's entry and record (its blobs must be stored already).
-    pub fn put(&self, key: &str, entry: &ActionResult, record: &KeyRecord) -> std::io::Result<()> {
-        let record_bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-        self.write_atomic(&self.record_path(key), &record_bytes)?;
+    pub fn put(&self, key: &str, entry: &ActionResult, record: &[u8]) -> std::io::Result<()> {
+        self.write_atomic(&self.record_path(key), record)?;
         let entry_bytes = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
         self.write_atomic(&self.entry_path(key), &entry_bytes)
     }

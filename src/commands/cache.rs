@@ -30,7 +30,24 @@ pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Sess
         force: args.force.iter().cloned().collect(),
         explain: args.explain || args.dry_run,
     };
-    Session::open(config, repo, &cache::cache_dir(config, &repo.root)?, mode)
+    let dir = match cache::cache_dir(config, &repo.root) {
+        Ok(dir) => dir,
+        // Without cached steps, a missing cache folder does not matter.
+        Err(_) if !config.steps.values().any(cache::is_cached) => {
+            return Session::open(
+                config,
+                repo,
+                &repo.root,
+                Mode {
+                    read: false,
+                    write: false,
+                    ..mode
+                },
+            );
+        }
+        Err(e) => return Err(e),
+    };
+    Session::open(config, repo, &dir, mode)
 }
 
 /// Positions of the plan's steps, each after the steps it needs.
