@@ -23,19 +23,6 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     };
 
-    // A step whose files are all gone is skipped, never looked up.
-    let cwd = step
-        .dir
-        .as_ref()
-        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
-    if planned
-        .files
-        .as_ref()
-        .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
-    {
-        return super::run_step(shared, i, tx);
-    }
-
     let mut needs = BTreeMap::new();
     let mut missing_need = None;
     {
@@ -69,6 +56,20 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     };
     shared.keys.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(keyed.key.clone());
+
+    // A step whose files are all gone is skipped, never looked up (its key still counts for
+    // the steps that need it).
+    let cwd = step
+        .dir
+        .as_ref()
+        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
+    if planned
+        .files
+        .as_ref()
+        .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+    {
+        return super::run_step(shared, i, tx);
+    }
 
     let mut unusable = None;
     if !cache.mode.force.contains(&step.name) {

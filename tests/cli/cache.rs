@@ -817,3 +817,24 @@ fn inputs_with_names_that_are_not_utf8_are_keyed() {
     repo.add_all();
     assert_eq!(repo.run(&["run"]).status_of("build"), "cached");
 }
+
+#[test]
+fn a_step_after_a_skipped_one_is_still_cached() {
+    let config = r#"
+[steps.lint]
+run = "true"
+files = ["*.rs"]
+
+[steps.build]
+run = "echo run >> runs.log"
+needs = ["lint"]
+inputs = ["src/**"]
+"#;
+    let repo = repo_with(config);
+    let run = repo.run(&["run"]);
+    assert_eq!(run.status_of("lint"), "skipped");
+    assert_eq!(run.status_of("build"), "passed");
+    let run = repo.run(&["run"]);
+    assert_eq!(run.status_of("lint"), "skipped");
+    assert_eq!(run.status_of("build"), "cached");
+}
