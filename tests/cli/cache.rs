@@ -838,3 +838,31 @@ inputs = ["src/**"]
     assert_eq!(run.status_of("lint"), "skipped");
     assert_eq!(run.status_of("build"), "cached");
 }
+
+#[test]
+fn gc_evicts_the_least_recently_used_entries_first() {
+    let steps: String = (0..4)
+        .map(|i| {
+            format!(
+                "[steps.s{i}]\nrun = \"mkdir -p out; head -c 50000 /dev/urandom > out/{i}.bin\"\n\
+                 inputs = [\"src/**\"]\noutputs = [\"out/{i}.bin\"]\n"
+            )
+        })
+        .collect();
+    let repo = repo_with(&steps);
+    repo.run(&["run", "-j", "1"]).code(0);
+    // s0 is the oldest entry, but using it makes it the most recent.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(repo.run(&["run", "s0"]).status_of("s0"), "cached");
+    // A bound that fits about two entries.
+    repo.write(
+        "preflight.toml",
+        format!("[settings]\ncache_max = \"125kB\"\n{steps}"),
+    );
+    repo.run(&["cache", "gc"]).code(0);
+    let run = repo.run(&["run", "--dry-run"]);
+    assert!(run.stdout.contains("s0: hit"), "{}", run.stdout);
+    assert!(run.stdout.contains("s3: hit"), "{}", run.stdout);
+    assert!(run.stdout.contains("s1: miss"), "{}", run.stdout);
+    assert!(run.stdout.contains("s2: miss"), "{}", run.stdout);
+}
