@@ -370,6 +370,11 @@ fn hash_file(mut file: std::fs::File, len_hint: u64) -> std::io::Result<([u8; 20
                 };
                 h.update(&buf[..n]);
                 total += n as u64;
+                // A short read that reaches the size fstat gave is the end of a regular file:
+                // no need for one more read to see it.
+                if total == expected && n < buf.len() {
+                    break;
+                }
             }
             if total == expected {
                 return Ok((h.finalize().into(), total));
