@@ -866,3 +866,32 @@ fn gc_evicts_the_least_recently_used_entries_first() {
     assert!(run.stdout.contains("s1: miss"), "{}", run.stdout);
     assert!(run.stdout.contains("s2: miss"), "{}", run.stdout);
 }
+
+#[test]
+fn a_step_in_a_folder_is_keyed_on_its_files_by_their_repository_paths() {
+    let config = r#"
+[steps.web]
+dir = "web"
+run = "echo run >> ../runs.log; cat {files} > ../out.txt"
+files = ["web/*.js"]
+outputs = ["out.txt"]
+"#;
+    let repo = repo_with(config);
+    repo.write("web/a.js", "a\n");
+    repo.write("web/b.js", "b\n");
+    repo.write(".gitignore", "runs.log\nout.txt\n");
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    std::fs::remove_file(repo.path().join("out.txt")).unwrap();
+    assert_eq!(repo.run(&["run"]).status_of("web"), "cached");
+    assert_eq!(repo.read("out.txt"), b"a\nb\n");
+    repo.write("web/b.js", "B\n");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("web"), "passed");
+    assert!(
+        run.stdout.contains("files changed: web/b.js"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(runs(&repo), 2);
+}
