@@ -32,7 +32,10 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  preflight run\n  preflight run lint test -j 2\n  \
                             preflight run --files src/main.rs src/lib.rs\n  \
-                            preflight run --format json"
+                            preflight run --format json\n  \
+                            preflight run --explain\n  \
+                            preflight run --dry-run --format json\n  \
+                            preflight run --force build"
     )]
     Run(RunArgs),
     /// Check the configuration without running anything
@@ -86,6 +89,15 @@ pub enum Command {
                             preflight graph --format mermaid"
     )]
     Graph(GraphArgs),
+    /// Say why steps would run: what changed since the cache entry each last used
+    #[command(after_help = "Examples:\n  preflight explain build\n  preflight explain build test")]
+    Explain(ExplainArgs),
+    /// Inspect or trim the cache
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  preflight cache stats\n  preflight cache gc\n  preflight cache clear"
+    )]
+    Cache(CacheCommand),
     /// Hosted CI: write the CI files that run these steps, or check they are current
     #[command(
         subcommand,
@@ -118,6 +130,23 @@ pub struct CiGenerateArgs {
     /// Print one target's file on stdout instead of writing it
     #[arg(long, value_name = "TARGET", conflicts_with_all = ["check", "targets"])]
     pub stdout: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The steps to explain (the steps they need are keyed too)
+    #[arg(required = true, value_name = "STEP")]
+    pub steps: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Where the cache is, how many entries and bytes it holds, and its bound
+    Stats,
+    /// Evict least-recently-used entries until the cache is within `cache_max`
+    Gc,
+    /// Remove every entry and blob
+    Clear,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +198,21 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
 
+    /// Say why each step ran or came from the cache
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Print each step's cache key, hit or miss, and inputs; run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run every step and store nothing in the cache
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Run STEP even when the cache has its result (repeatable)
+    #[arg(long, value_name = "STEP")]
+    pub force: Vec<String>,
     /// Run as hosted CI does: check the generated CI files first, plain output
     #[arg(long)]
     pub ci: bool,

@@ -78,7 +78,16 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let canceller = Canceller::new();
     run::watch_signals(&canceller)?;
     if !matches!(name, "pre-commit" | "pre-merge-commit") {
-        let summary = run::execute(&repo, &config, plan, &output, msg_file, canceller);
+        let cache = super::cache::default_session(&config, &repo)?;
+        let summary = run::execute(
+            &repo,
+            &config,
+            plan,
+            &output,
+            msg_file,
+            Some(cache),
+            canceller,
+        );
         return Ok(run::exit_code(&summary));
     }
 
@@ -89,7 +98,8 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         .iter()
         .any(|s| s.files.is_none() && s.skip.is_none());
     let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()))?;
-    let summary = run::execute(&repo, &config, plan, &output, None, canceller);
+    let cache = super::cache::default_session(&config, &repo)?;
+    let summary = run::execute(&repo, &config, plan, &output, None, Some(cache), canceller);
     let stage: &[PathBuf] = if summary.success() { &file_set } else { &[] };
     let restored = stash.restore(fixers, stage)?;
     if !restored.rolled_back.is_empty() {

@@ -1,5 +1,6 @@
 //! The commands: each turns parsed arguments into work, and the outcome into an exit code.
 
+mod cache;
 mod ci;
 mod hook;
 mod init;
@@ -73,6 +74,8 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
         Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
+        Command::Explain(args) => cache::explain(cli, args, color),
+        Command::Cache(command) => cache::cache(cli, command),
     }
 }
 

@@ -93,9 +93,13 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     if let Some(steps) = &job {
         plan = super::ci::only_steps(plan, steps);
     }
+    let cache = super::cache::session(&config, &repo, args)?;
+    if args.dry_run {
+        return super::cache::dry_run(&plan, &cache, args.format);
+    }
     let canceller = Canceller::new();
     watch_signals(&canceller)?;
-    let summary = execute(&repo, &config, plan, &output, None, canceller);
+    let summary = execute(&repo, &config, plan, &output, None, Some(cache), canceller);
     Ok(exit_code(&summary))
 }
 
@@ -139,6 +143,7 @@ pub fn execute(
     plan: plan::Plan,
     output: &Output,
     msg_file: Option<PathBuf>,
+    cache: Option<crate::cache::Session>,
     canceller: Arc<Canceller>,
 ) -> Summary {
     let jobs = match output.jobs.or(Some(config.settings.jobs)) {
@@ -150,6 +155,7 @@ pub fn execute(
         fail_fast: output.fail_fast || config.settings.fail_fast,
         stream_output: output.verbose,
         msg_file,
+        cache: cache.map(Arc::new),
     };
 
     let human = HumanOptions {

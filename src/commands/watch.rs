@@ -123,7 +123,17 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         report::triggered(format, color, &changed, &running);
         let canceller = Canceller::new();
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&canceller));
-        run::execute(&repo, &config, plan, &output, None, Arc::clone(&canceller));
+        // A new session each run: the cache sees the files as they are now.
+        let cache = super::cache::default_session(&config, &repo)?;
+        run::execute(
+            &repo,
+            &config,
+            plan,
+            &output,
+            None,
+            Some(cache),
+            Arc::clone(&canceller),
+        );
         *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let restarted = canceller.is_cancelled() && !stopping.load(Ordering::SeqCst);
 
@@ -228,16 +238,20 @@ fn interests(config: &Config, selected: &[String]) -> Vec<Interest> {
         .collect()
 }
 
-/// The steps' declared outputs: writing them must not start another run.
+/// The steps' declared outputs (files or folders): writing them must not start another run.
 fn outputs_matcher(config: &Config, selected: &[String]) -> Option<Matcher> {
-    let outputs: Vec<&str> = selected
+    let globs: Vec<String> = selected
         .iter()
-        .flat_map(|n| config.steps[n].outputs.iter().map(String::as_str))
+        .flat_map(|n| config.steps[n].outputs.iter())
+        .flat_map(|o| {
+            let o = o.trim_end_matches('/');
+            [format!("/{o}"), format!("/{o}/**")]
+        })
         .collect();
-    if outputs.is_empty() {
+    if globs.is_empty() {
         return None;
     }
-    Matcher::new(&outputs, &[]).ok()
+    Matcher::new(&globs, &[]).ok()
 }
 
 /// Ctrl-C (or SIGTERM, SIGHUP) ends the watch: the run in progress is stopped, its processes

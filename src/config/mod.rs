@@ -5,10 +5,12 @@
 //! references, cycles, durations, globs) and builds the typed `Config`. Every problem found is
 //! reported, not just the first.
 
+mod cache_keys;
 mod ci;
 mod diagnostic;
 mod raw;
 
+pub use cache_keys::parse_size;
 pub use ci::{
     ActionsSettings, Artifacts, ArtifactsWhen, CI_TARGETS, Cache, Ci, CiJob, DEFAULT_JOB, Pin,
     Triggers, needed_jobs,
@@ -56,7 +58,17 @@ pub struct Settings {
     /// How many steps run at once; 0 means one per core.
     pub jobs: usize,
     pub fail_fast: bool,
+    /// Mixed into every cache key: changing it throws the whole cache away.
+    pub salt: String,
+    /// Where the cache lives (relative paths: from the repository root), unless
+    /// `PREFLIGHT_CACHE_DIR` says otherwise.
+    pub cache_dir: Option<PathBuf>,
+    /// The cache's size bound in bytes.
+    pub cache_max: u64,
 }
+
+/// The cache's size bound when `[settings] cache_max` is not given: 5 GB.
+pub const DEFAULT_CACHE_MAX: u64 = 5_000_000_000;
 
 /// What a step runs: a shell string (`sh -c`) or an argument vector run directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +139,10 @@ pub struct Step {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub key_env: Vec<String>,
+    /// Commands whose output is part of the cache key (e.g. `rustc -V`).
+    pub key_commands: Vec<String>,
+    /// The compiled `inputs` globs; `None` when the step has no `inputs`.
+    pub input_matcher: Option<Matcher>,
     pub timeout: Option<Duration>,
 }
 

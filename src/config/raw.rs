@@ -1,5 +1,6 @@
 //! The serde view of `preflight.toml` (with spans) and its validation into `Config`.
 
+use super::cache_keys::SizeValue;
 use super::{
     Command, Config, Diagnostic, FILES_PLACEHOLDER, GIT_HOOKS, Hook, Settings, Step, did_you_mean,
     parse_duration,
@@ -35,6 +36,10 @@ struct RawSettings {
     jobs: usize,
     #[serde(default)]
     fail_fast: bool,
+    #[serde(default)]
+    salt: String,
+    cache_dir: Option<Spanned<String>>,
+    cache_max: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +62,8 @@ struct RawStep {
     outputs: Vec<Spanned<String>>,
     #[serde(default)]
     key_env: Vec<Spanned<String>>,
+    #[serde(default)]
+    key_commands: Vec<Spanned<String>>,
     timeout: Option<Spanned<String>>,
 }
 
@@ -381,6 +388,14 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 inputs: strings(&s.inputs),
                 outputs: strings(&s.outputs),
                 key_env: strings(&s.key_env),
+                key_commands: strings(&s.key_commands),
+                input_matcher: super::cache_keys::check_step(
+                    &mut check,
+                    name,
+                    &s.inputs,
+                    &s.outputs,
+                    &s.key_commands,
+                ),
                 timeout,
             },
         );
@@ -426,6 +441,11 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
     }
 
     let ci = super::ci::validate(&mut check, raw.ci, &steps);
+    let cache_max = super::cache_keys::check_settings(
+        &mut check,
+        raw.settings.cache_dir.as_ref(),
+        raw.settings.cache_max.as_ref(),
+    );
 
     if !check.found.is_empty() {
         check
@@ -438,6 +458,12 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         settings: Settings {
             jobs: raw.settings.jobs,
             fail_fast: raw.settings.fail_fast,
+            salt: raw.settings.salt,
+            cache_dir: raw
+                .settings
+                .cache_dir
+                .map(|d| PathBuf::from(d.into_inner())),
+            cache_max: cache_max.unwrap_or(super::DEFAULT_CACHE_MAX),
         },
         env: env_map(raw.env),
         steps,

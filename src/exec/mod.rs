@@ -1,6 +1,7 @@
 //! The executor: walks the plan's graph on a rayon pool, starting each step as soon as the
 //! steps it needs have passed, and tells the reporter what happens.
 
+mod cached;
 pub mod invocation;
 pub mod scheduler;
 
@@ -10,8 +11,8 @@ use crate::report::{Event, Reporter, Status, StepResult, Summary};
 use rayon::prelude::*;
 use scheduler::Scheduler;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a run behaves.
@@ -25,6 +26,8 @@ pub struct Options {
     pub stream_output: bool,
     /// The commit message file, for `{msg_file}` (commit-msg, prepare-commit-msg).
     pub msg_file: Option<PathBuf>,
+    /// The cache, when steps may be skipped on a hit and stored after a pass.
+    pub cache: Option<Arc<crate::cache::Session>>,
 }
 
 /// What every step of a run shares.
@@ -36,11 +39,16 @@ struct Shared {
     canceller: Arc<Canceller>,
     stream_output: bool,
     msg_file: Option<PathBuf>,
+    cache: Option<Arc<crate::cache::Session>>,
+    /// Each step's cache key, once computed (its dependents' keys include it).
+    keys: Mutex<Vec<Option<String>>>,
 }
 
 enum Message {
     Started(usize),
     Line(usize, Vec<u8>),
+    /// Why the step ran or was cached (`--explain`).
+    Explain(usize, Vec<String>),
     Done(usize, StepResult),
 }
 
@@ -68,6 +76,8 @@ pub fn execute(
         canceller: Arc::clone(&canceller),
         stream_output: options.stream_output,
         msg_file: options.msg_file.clone(),
+        cache: options.cache.clone(),
+        keys: Mutex::new(vec![None; names.len()]),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -98,7 +108,7 @@ pub fn execute(
                 let shared = Arc::clone(&shared);
                 let tx = tx.clone();
                 pool.spawn(move || {
-                    let result = run_step(&shared, i, &tx);
+                    let result = cached::run_step(&shared, i, &tx);
                     let _ = tx.send(Message::Done(i, result));
                 });
             }
@@ -119,6 +129,10 @@ pub fn execute(
             Message::Line(i, line) => reporter.event(Event::StepOutput {
                 name: names[i].clone(),
                 line,
+            }),
+            Message::Explain(i, lines) => reporter.event(Event::StepExplained {
+                name: names[i].clone(),
+                lines,
             }),
             Message::Done(i, mut result) => {
                 running -= 1;
@@ -145,6 +159,9 @@ pub fn execute(
                 }
             }
         }
+    }
+    if let Some(cache) = &shared.cache {
+        cache.finish();
     }
     summary.duration = started.elapsed();
     summary.interrupted = canceller.was_interrupted();

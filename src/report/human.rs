@@ -14,6 +14,8 @@ pub struct Human {
     bars: HashMap<String, ProgressBar>,
     failed: Vec<StepResult>,
     name_width: usize,
+    /// `--explain` lines, printed under the step's line when it finishes.
+    explained: HashMap<String, Vec<String>>,
 }
 
 impl Human {
@@ -27,6 +29,7 @@ impl Human {
             bars: HashMap::new(),
             failed: Vec::new(),
             name_width: 0,
+            explained: HashMap::new(),
         }
     }
 
@@ -61,6 +64,7 @@ impl Human {
             Status::Skipped => ("skipped", Style::new().dim()),
             Status::NotRun => ("not run", Style::new().yellow()),
             Status::Cancelled => ("cancelled", Style::new().yellow()),
+            Status::Cached => ("cached", Style::new().cyan()),
         };
         let mut text = format!(
             "{} {}",
@@ -69,7 +73,7 @@ impl Human {
         );
         if matches!(
             r.status,
-            Status::Passed | Status::Failed | Status::TimedOut | Status::Cancelled
+            Status::Passed | Status::Failed | Status::TimedOut | Status::Cancelled | Status::Cached
         ) {
             text.push_str(&format!(" ({})", format_duration(r.duration)));
         }
@@ -134,6 +138,13 @@ impl Human {
                     .to_string(),
             );
         }
+        if s.cached > 0 {
+            parts.push(
+                self.style(Style::new().cyan())
+                    .apply_to(format!("{} cached", s.cached))
+                    .to_string(),
+            );
+        }
         if s.not_run > 0 {
             parts.push(
                 self.style(Style::new().yellow())
@@ -173,6 +184,9 @@ impl Reporter for Human {
                     .apply_to(format!("{name} │"));
                 self.line(&format!("{prefix} {}", String::from_utf8_lossy(&line)));
             }
+            Event::StepExplained { name, lines } => {
+                self.explained.insert(name, lines);
+            }
             Event::StepFinished(result) => {
                 if let Some(bar) = self.bars.remove(&result.name) {
                     bar.finish_and_clear();
@@ -181,6 +195,12 @@ impl Reporter for Human {
                     }
                 }
                 self.line(&self.finished_line(&result));
+                for why in self.explained.remove(&result.name).unwrap_or_default() {
+                    let text = self
+                        .style(Style::new().dim())
+                        .apply_to(format!("{:>9} {why}", "·"));
+                    self.line(&text.to_string());
+                }
                 if self.folds_each() && !result.output.is_empty() {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "::group::{} output", result.name);

@@ -28,6 +28,9 @@ impl Reporter for Json {
             Event::StepOutput { name, line } => json!({
                 "event": "step_output", "step": name, "line": String::from_utf8_lossy(&line),
             }),
+            Event::StepExplained { name, lines } => {
+                json!({"event": "step_explained", "step": name, "reasons": lines})
+            }
             Event::StepFinished(r) => json!({
                 "event": "step_finished",
                 "step": r.name,
@@ -44,6 +47,7 @@ impl Reporter for Json {
                 "skipped": s.skipped,
                 "not_run": s.not_run,
                 "cancelled": s.cancelled,
+                "cached": s.cached,
                 "interrupted": s.interrupted,
                 "success": s.success(),
                 "duration_ms": s.duration.as_millis() as u64,

@@ -1,9 +1,14 @@
 //! Everything preflight writes to the terminal. The engine sends `Event`s; a `Reporter`
 //! renders them: live and coloured on a terminal, plain lines in CI and pipes, or JSON lines.
 
+mod cache;
 mod human;
 mod json;
 
+pub use cache::{
+    KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,
+    stats as cache_stats,
+};
 pub use human::Human;
 pub use json::Json;
 
@@ -21,6 +26,8 @@ pub enum Status {
     NotRun,
     /// Killed by --fail-fast or Ctrl-C while running.
     Cancelled,
+    /// Not run: its inputs already passed, its outputs and log came back from the cache.
+    Cached,
 }
 
 impl Status {
@@ -32,12 +39,13 @@ impl Status {
             Status::Skipped => "skipped",
             Status::NotRun => "not_run",
             Status::Cancelled => "cancelled",
+            Status::Cached => "cached",
         }
     }
 
     /// Whether the steps that need this one may run.
     pub fn satisfies_dependents(self) -> bool {
-        matches!(self, Status::Passed | Status::Skipped)
+        matches!(self, Status::Passed | Status::Skipped | Status::Cached)
     }
 }
 
@@ -63,6 +71,7 @@ pub struct Summary {
     pub skipped: usize,
     pub not_run: usize,
     pub cancelled: usize,
+    pub cached: usize,
     pub duration: Duration,
     pub interrupted: bool,
 }
@@ -75,6 +84,7 @@ impl Summary {
             Status::Cancelled => self.cancelled += 1,
             Status::Skipped => self.skipped += 1,
             Status::NotRun => self.not_run += 1,
+            Status::Cached => self.cached += 1,
         }
     }
 
@@ -97,6 +107,11 @@ pub enum Event {
     StepOutput {
         name: String,
         line: Vec<u8>,
+    },
+    /// Why a step ran or came from the cache (`--explain`); sent before it finishes.
+    StepExplained {
+        name: String,
+        lines: Vec<String>,
     },
     StepFinished(StepResult),
     RunFinished(Summary),

@@ -100,6 +100,7 @@ impl Repo {
             .env("NO_COLOR", "1")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("PREFLIGHT_CACHE_DIR", cache_dir_for(self.path()))
             .stdin(Stdio::null());
         cmd
     }
@@ -109,9 +110,21 @@ impl Repo {
     }
 }
 
+/// A cache of its own for each test repository, inside its git folder (beside a linked
+/// worktree), so that tests with the same steps and files never see each other's results.
+pub fn cache_dir_for(dir: &Path) -> PathBuf {
+    if dir.join(".git").is_dir() {
+        return dir.join(".git/preflight-cache");
+    }
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".preflight-cache");
+    PathBuf::from(name)
+}
+
 pub fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
+        .env("PREFLIGHT_CACHE_DIR", cache_dir_for(dir))
         .env_remove("PREFLIGHT")
         .env_remove("PREFLIGHT_SKIP")
         .env_remove("CI")

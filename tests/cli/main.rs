@@ -4,6 +4,7 @@ mod common;
 
 mod adopt;
 mod book;
+mod cache;
 mod ci;
 mod config_errors;
 mod examples;

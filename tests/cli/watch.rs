@@ -173,7 +173,7 @@ inputs = ["Cargo.toml"]
 [steps.gen]
 run = "mkdir -p out && date +%s%N > out/stamp"
 inputs = ["gen/**"]
-outputs = ["out/**"]
+outputs = ["out"]
 "#;
 
 fn watched_repo() -> Repo {

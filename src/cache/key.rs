@@ -1,0 +1,131 @@
+//! The cache key: SHA-256 over a canonical, versioned record of everything a step's result
+//! depends on. The record itself is kept beside the entry so that a later miss can say
+//! exactly what changed.
+
+use super::inputs::InputFile;
+use crate::config::Command;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Bumped whenever the record's shape or meaning changes: old entries then stop matching.
+pub const KEY_VERSION: u32 = 1;
+
+/// Everything that goes into a step's key. Maps are sorted and inputs are sorted by path, so
+/// that the same facts always give the same bytes. Environment values appear only as their
+/// SHA-256: the record is stored, and secrets must not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub version: u32,
+    pub step: String,
+    /// `[settings] salt`.
+    pub salt: String,
+    pub os: String,
+    pub arch: String,
+    /// The step as written.
+    pub run: CommandRecord,
+    pub dir: Option<String>,
+    pub outputs: Vec<String>,
+    /// `[env]` and the step's `env`, merged: name → SHA-256 of the value.
+    pub env: BTreeMap<String, String>,
+    /// `key_env`: name → SHA-256 of the value, `None` when unset.
+    pub key_env: BTreeMap<String, Option<String>>,
+    /// `key_commands`, in order, with what each printed.
+    pub key_commands: Vec<KeyCommand>,
+    /// The keys of the steps it needs: name → key.
+    pub needs: BTreeMap<String, String>,
+    /// Where the input list came from: `inputs` globs or the step's `files`.
+    pub inputs_from: InputsFrom,
+    pub inputs: Vec<InputFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandRecord {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl From<&Command> for CommandRecord {
+    fn from(c: &Command) -> Self {
+        match c {
+            Command::Shell(s) => CommandRecord::Shell(s.clone()),
+            Command::Argv(a) => CommandRecord::Argv(a.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputsFrom {
+    Inputs,
+    Files,
+    /// Neither: the step is not cached, its key only names its definition.
+    Nothing,
+}
+
+/// The output of one `key_commands` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCommand {
+    pub command: String,
+    /// SHA-256 of its stdout and stderr, and its exit status.
+    pub digest: String,
+    pub exit_code: Option<i32>,
+    /// The first line it printed (for explanations), at most 200 characters.
+    pub first_line: String,
+}
+
+impl KeyRecord {
+    /// The record's canonical JSON, and the key: the SHA-256 of that JSON, in hex.
+    pub fn canonical(&self) -> (Vec<u8>, String) {
+        let bytes = serde_json::to_vec(self).expect("a record serialises");
+        let key = sha256_hex(&bytes);
+        (bytes, key)
+    }
+
+    pub fn key(&self) -> String {
+        self.canonical().1
+    }
+}
+
+/// SHA-256 of some bytes, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    super::inputs::hex(&Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> KeyRecord {
+        KeyRecord {
+            version: KEY_VERSION,
+            step: "build".into(),
+            salt: String::new(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            run: CommandRecord::Shell("make".into()),
+            dir: None,
+            outputs: vec!["out".into()],
+            env: BTreeMap::new(),
+            key_env: BTreeMap::new(),
+            key_commands: Vec::new(),
+            needs: BTreeMap::new(),
+            inputs_from: InputsFrom::Inputs,
+            inputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_key_is_stable_and_sees_every_field() {
+        let a = record();
+        assert_eq!(a.key(), record().key());
+        assert_eq!(a.key().len(), 64);
+        let mut b = record();
+        b.salt = "x".into();
+        assert_ne!(a.key(), b.key());
+        let mut c = record();
+        c.run = CommandRecord::Argv(vec!["make".into()]);
+        assert_ne!(a.key(), c.key());
+    }
+}

@@ -1,0 +1,616 @@
+//! The local store: content-addressed blobs plus one action entry per key.
+//!
+//! ```text
+//! <dir>/v1/blobs/sha256/ab/abcd…      file contents, logs, folder listings (by SHA-256)
+//! <dir>/v1/ac/ab/abcd….json           the ActionResult of a key (REAPI shape, JSON)
+//! <dir>/v1/keys/ab/abcd….json         the key record, for explanations
+//! <dir>/v1/last/<id>                  the key a step of a repository last used
+//! <dir>/v1/tmp/                       files being written
+//! <dir>/v1/lock                       shared while writing or restoring, exclusive for gc
+//! ```
+//!
+//! Every file is written under `tmp/` and renamed into place, so a reader sees a whole file
+//! or none, and a crash leaves at most an unreferenced temp file (removed by the next gc).
+//! Blobs are written before the entry that refers to them; an entry whose blob is missing or
+//! does not match its digest is a miss and is evicted.
+
+use super::inputs::{RecordPath, hex};
+use super::key::KeyRecord;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// A blob's address: its SHA-256 and size (REAPI `Digest`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest {
+    pub hash: String,
+    pub size_bytes: u64,
+}
+
+/// The result of a step, shaped like REAPI's `ActionResult` (field names as in the proto, so
+/// that a protobuf JSON parser reads it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActionResult {
+    #[serde(default)]
+    pub output_files: Vec<OutputFile>,
+    #[serde(default)]
+    pub output_symlinks: Vec<OutputSymlink>,
+    /// Declared outputs that are folders; `tree_digest` names a blob listing their
+    /// subfolders (files and links inside them are in `output_files`/`output_symlinks`).
+    #[serde(default)]
+    pub output_directories: Vec<OutputDirectory>,
+    pub exit_code: i32,
+    /// The step's combined output (preflight captures stdout and stderr together).
+    pub stdout_digest: Option<Digest>,
+    pub stderr_digest: Option<Digest>,
+    pub execution_metadata: ExecutionMetadata,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub path: RecordPath,
+    pub digest: Digest,
+    pub is_executable: bool,
+    pub node_properties: NodeProperties,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeProperties {
+    /// Permission bits (0o777 at most: setuid, setgid and sticky are never kept).
+    pub unix_mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputSymlink {
+    pub path: RecordPath,
+    pub target: RecordPath,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputDirectory {
+    pub path: RecordPath,
+    pub tree_digest: Digest,
+}
+
+/// The subfolders of an output folder, relative to it (`""` is the folder itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FolderListing {
+    pub directories: Vec<RecordPath>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecutionMetadata {
+    pub worker: String,
+    /// RFC 3339 timestamps.
+    pub execution_start_timestamp: String,
+    pub execution_completed_timestamp: String,
+}
+
+impl ActionResult {
+    /// Every blob the entry needs.
+    pub fn blobs(&self) -> Vec<&Digest> {
+        let mut all: Vec<&Digest> = self.output_files.iter().map(|f| &f.digest).collect();
+        all.extend(self.output_directories.iter().map(|d| &d.tree_digest));
+        all.extend(self.stdout_digest.iter());
+        all.extend(self.stderr_digest.iter());
+        all
+    }
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held lock on the store; released when dropped.
+pub struct Lock {
+    _file: File,
+}
+
+/// What `stats` found.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub entries: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Entries and key records.
+    pub entry_bytes: u64,
+    pub temp_files: u64,
+    pub oldest_use: Option<SystemTime>,
+    pub newest_use: Option<SystemTime>,
+}
+
+impl Stats {
+    pub fn total(&self) -> u64 {
+        self.blob_bytes + self.entry_bytes
+    }
+}
+
+/// What a gc did.
+#[derive(Debug, Default, Clone)]
+pub struct GcReport {
+    pub before: u64,
+    pub after: u64,
+    pub evicted_entries: u64,
+    pub removed_blobs: u64,
+    pub removed_temp: u64,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn two(hash: &str) -> &str {
+    hash.get(..2).unwrap_or("__")
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Store {
+    /// The store at `dir` (created when first written).
+    pub fn new(dir: &Path) -> Self {
+        Store {
+            root: dir.join("v1"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(two(hash)).join(hash)
+    }
+
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join("ac")
+            .join(two(key))
+            .join(format!("{key}.json"))
+    }
+
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join("keys")
+            .join(two(key))
+            .join(format!("{key}.json"))
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A new temp file under `tmp/`, open for writing.
+    fn temp_file(&self) -> std::io::Result<(PathBuf, File)> {
+        let dir = self.tmp_dir();
+        std::fs::create_dir_all(&dir)?;
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = dir.join(format!("{}-{n}-{nanos}.tmp", std::process::id()));
+            match File::options().write(true).create_new(true).open(&path) {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves a finished temp file into place (creating the folder), or removes it on error.
+    fn commit(&self, tmp: &Path, dest: &Path) -> std::io::Result<()> {
+        let result = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::rename(tmp, dest));
+        if result.is_err() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        result
+    }
+
+    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let (tmp, mut file) = self.temp_file()?;
+        if let Err(e) = file.write_all(bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        drop(file);
+        self.commit(&tmp, dest)
+    }
+
+    /// Stores some bytes as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> std::io::Result<Digest> {
+        let hash = hex(&Sha256::digest(bytes));
+        let dest = self.blob_path(&hash);
+        if !dest.exists() {
+            self.write_atomic(&dest, bytes)?;
+        }
+        Ok(Digest {
+            hash,
+            size_bytes: bytes.len() as u64,
+        })
+    }
+
+    /// Stores a file's content as a blob, hashing it as it is copied.
+    pub fn put_file(&self, src: &Path) -> std::io::Result<Digest> {
+        let mut input = File::open(src)?;
+        let (tmp, mut out) = self.temp_file()?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        let copied: std::io::Result<()> = (|| {
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                size += n as u64;
+            }
+        })();
+        drop(out);
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let hash = hex(&hasher.finalize());
+        let dest = self.blob_path(&hash);
+        if dest.exists() {
+            let _ = std::fs::remove_file(&tmp);
+        } else {
+            self.commit(&tmp, &dest)?;
+        }
+        Ok(Digest {
+            hash,
+            size_bytes: size,
+        })
+    }
+
+    /// Whether the blob is present and its content matches its digest (a damaged one is
+    /// removed).
+    pub fn verify(&self, d: &Digest) -> bool {
+        let Ok(mut file) = File::open(self.blob_path(&d.hash)) else {
+            return false;
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        let ok = size == d.size_bytes && hex(&hasher.finalize()) == d.hash;
+        if !ok {
+            self.discard(d);
+        }
+        ok
+    }
+
+    /// Removes a blob found damaged, so that the next store writes it afresh.
+    fn discard(&self, d: &Digest) {
+        let _ = std::fs::remove_file(self.blob_path(&d.hash));
+    }
+
+    /// A blob's bytes, when present and intact.
+    pub fn read_verified(&self, d: &Digest) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.blob_path(&d.hash)).ok()?;
+        if bytes.len() as u64 == d.size_bytes && hex(&Sha256::digest(&bytes)) == d.hash {
+            Some(bytes)
+        } else {
+            self.discard(d);
+            None
+        }
+    }
+
+    /// Where a verified blob lives, to copy it out.
+    pub fn blob_file(&self, d: &Digest) -> PathBuf {
+        self.blob_path(&d.hash)
+    }
+
+    /// The entry of a key, when there is a readable one.
+    pub fn get(&self, key: &str) -> Option<ActionResult> {
+        let bytes = std::fs::read(self.entry_path(key)).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(entry) => Some(entry),
+            Err(_) => {
+                self.evict(key);
+                None
+            }
+        }
+    }
+
+    /// Writes a key's entry and record (its blobs must be stored already).
+    pub fn put(&self, key: &str, entry: &ActionResult, record: &[u8]) -> std::io::Result<()> {
+        self.write_atomic(&self.record_path(key), record)?;
+        let entry_bytes = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
+        self.write_atomic(&self.entry_path(key), &entry_bytes)?;
+        // The kernel stamps files with a coarse clock: entries written within a few
+        // milliseconds would tie. Least-recently-used order needs the precise time.
+        self.touch(key);
+        Ok(())
+    }
+
+    /// Marks an entry as just used (least-recently-used eviction goes by this time).
+    pub fn touch(&self, key: &str) {
+        if let Ok(f) = File::options().write(true).open(self.entry_path(key)) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Removes an entry (its blobs go at the next gc if nothing else needs them).
+    pub fn evict(&self, key: &str) {
+        let _ = std::fs::remove_file(self.entry_path(key));
+        let _ = std::fs::remove_file(self.record_path(key));
+    }
+
+    pub fn record(&self, key: &str) -> Option<KeyRecord> {
+        let bytes = std::fs::read(self.record_path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn last_path(&self, repo: &Path, step: &str) -> PathBuf {
+        let mut id = repo.as_os_str().as_encoded_bytes().to_vec();
+        id.push(0);
+        id.extend_from_slice(step.as_bytes());
+        self.root.join("last").join(hex(&Sha256::digest(&id)))
+    }
+
+    /// The key the step of this repository last used (hit or stored).
+    pub fn last_key(&self, repo: &Path, step: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.last_path(repo, step)).ok()?;
+        let key = text.trim();
+        is_hex64(key).then(|| key.to_string())
+    }
+
+    pub fn set_last_key(&self, repo: &Path, step: &str, key: &str) {
+        if self.last_key(repo, step).as_deref() != Some(key) {
+            let _ = self.write_atomic(&self.last_path(repo, step), key.as_bytes());
+        }
+    }
+
+    fn lock(&self, op: i32) -> std::io::Result<Option<Lock>> {
+        std::fs::create_dir_all(&self.root)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))?;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+            if r == 0 {
+                return Ok(Some(Lock { _file: file }));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Held while storing or restoring: gc waits for it.
+    pub fn shared_lock(&self) -> std::io::Result<Lock> {
+        Ok(self
+            .lock(libc::LOCK_SH)?
+            .expect("a blocking lock is granted"))
+    }
+
+    /// For gc: waits for writers when `wait`, else gives up when one is busy.
+    pub fn exclusive_lock(&self, wait: bool) -> std::io::Result<Option<Lock>> {
+        self.lock(if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        })
+    }
+
+    /// Files below a folder of the store: (path, size, mtime).
+    fn walk(&self, sub: &str) -> Vec<(PathBuf, u64, SystemTime)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.join(sub)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push((
+                        e.path(),
+                        meta.len(),
+                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The size of the blobs and entries, without reading them.
+    pub fn size(&self) -> u64 {
+        ["blobs", "ac", "keys"]
+            .iter()
+            .flat_map(|s| self.walk(s))
+            .map(|(_, len, _)| len)
+            .sum()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for (_, len, mtime) in self.walk("ac") {
+            s.entries += 1;
+            s.entry_bytes += len;
+            s.oldest_use = Some(s.oldest_use.map_or(mtime, |o| o.min(mtime)));
+            s.newest_use = Some(s.newest_use.map_or(mtime, |o| o.max(mtime)));
+        }
+        s.entry_bytes += self.walk("keys").iter().map(|(_, l, _)| l).sum::<u64>();
+        for (_, len, _) in self.walk("blobs") {
+            s.blobs += 1;
+            s.blob_bytes += len;
+        }
+        s.temp_files = self.walk("tmp").len() as u64;
+        s
+    }
+
+    /// Evicts least-recently-used entries until the store is within `max` bytes (down to 90 %
+    /// of it, so that the next runs do not each evict again), then removes the blobs no entry
+    /// needs and leftover temp files. `wait`: wait for running writers instead of giving up.
+    pub fn gc(&self, max: u64, wait: bool) -> std::io::Result<Option<GcReport>> {
+        let Some(_lock) = self.exclusive_lock(wait)? else {
+            return Ok(None);
+        };
+        let mut report = GcReport::default();
+        // Nobody is writing: every temp file is a leftover.
+        for (path, _, _) in self.walk("tmp") {
+            if std::fs::remove_file(path).is_ok() {
+                report.removed_temp += 1;
+            }
+        }
+        let blobs: HashMap<String, (PathBuf, u64)> = self
+            .walk("blobs")
+            .into_iter()
+            .filter_map(|(p, len, _)| {
+                let name = p.file_name()?.to_str()?.to_string();
+                Some((name, (p, len)))
+            })
+            .collect();
+        let records: HashMap<String, u64> = self
+            .walk("keys")
+            .into_iter()
+            .filter_map(|(p, len, _)| {
+                let key = p.file_stem()?.to_str()?.to_string();
+                Some((key, len))
+            })
+            .collect();
+        struct Entry {
+            key: String,
+            path: PathBuf,
+            size: u64,
+            used: SystemTime,
+            blobs: Vec<String>,
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut ac_bytes = 0;
+        for (path, size, used) in self.walk("ac") {
+            ac_bytes += size;
+            let key = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let parsed: Option<ActionResult> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(parsed) = parsed else {
+                self.evict(&key);
+                report.evicted_entries += 1;
+                continue;
+            };
+            let blobs = parsed.blobs().into_iter().map(|d| d.hash.clone()).collect();
+            let size = size + records.get(&key).copied().unwrap_or(0);
+            entries.push(Entry {
+                key,
+                path,
+                size,
+                used,
+                blobs,
+            });
+        }
+        entries.sort_by_key(|e| e.used);
+        let mut refs: HashMap<&str, usize> = HashMap::new();
+        for e in &entries {
+            for b in &e.blobs {
+                *refs.entry(b.as_str()).or_default() += 1;
+            }
+        }
+        let referenced_bytes: u64 = refs
+            .keys()
+            .filter_map(|b| blobs.get(*b).map(|(_, len)| len))
+            .sum();
+        let entry_bytes: u64 = entries.iter().map(|e| e.size).sum();
+        report.before =
+            blobs.values().map(|(_, l)| l).sum::<u64>() + records.values().sum::<u64>() + ac_bytes;
+        let mut total = referenced_bytes + entry_bytes;
+        let mut evicted = 0;
+        if total > max {
+            let target = max / 10 * 9;
+            for e in &entries {
+                if total <= target {
+                    break;
+                }
+                total -= e.size;
+                for b in &e.blobs {
+                    let n = refs.get_mut(b.as_str()).expect("counted");
+                    *n -= 1;
+                    if *n == 0 {
+                        total -= blobs.get(b).map_or(0, |(_, len)| *len);
+                    }
+                }
+                evicted += 1;
+            }
+        }
+        for e in &entries[..evicted] {
+            let _ = std::fs::remove_file(&e.path);
+            let _ = std::fs::remove_file(self.record_path(&e.key));
+            report.evicted_entries += 1;
+        }
+        let live: std::collections::HashSet<&str> =
+            entries[evicted..].iter().map(|e| e.key.as_str()).collect();
+        for (hash, (path, _)) in &blobs {
+            if refs.get(hash.as_str()).is_none_or(|n| *n == 0) && std::fs::remove_file(path).is_ok()
+            {
+                report.removed_blobs += 1;
+            }
+        }
+        for key in records.keys() {
+            if !live.contains(key.as_str()) {
+                let _ = std::fs::remove_file(self.record_path(key));
+            }
+        }
+        report.after = self.size();
+        Ok(Some(report))
+    }
+
+    /// Removes everything (waiting for running writers).
+    pub fn clear(&self) -> std::io::Result<u64> {
+        let size = self.size();
+        if !self.root.exists() {
+            return Ok(0);
+        }
+        let _lock = self.exclusive_lock(true)?;
+        for sub in ["ac", "keys", "blobs", "last", "tmp"] {
+            match std::fs::remove_dir_all(self.root.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(size)
+    }
+}
+
+/// Now, as RFC 3339.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

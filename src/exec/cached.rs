@@ -1,0 +1,131 @@
+//! The cache around one step: its key (from its inputs and the keys of its needs), a lookup
+//! that restores outputs and replays the log on a hit, the reason it ran for `--explain`,
+//! and the store after a pass.
+
+use super::{Message, Shared};
+use crate::cache::Lookup;
+use crate::report::{Status, StepResult};
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+use std::time::{Instant, SystemTime};
+
+pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
+    let planned = &shared.plan.steps[i];
+    // A fixer changes its own inputs, and a commit message is no input the key knows of:
+    // neither result may stand for a later run. A step skipped on purpose has nothing to key.
+    let uncacheable = planned.fixes || planned.skip.is_some() || planned.command.uses_msg_file();
+    let Some(cache) = shared.cache.as_ref().filter(|c| c.active() && !uncacheable) else {
+        return super::run_step(shared, i, tx);
+    };
+    let step = &planned.step;
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let explain = |lines: Vec<String>| {
+        if cache.mode.explain {
+            let _ = tx.send(Message::Explain(i, lines));
+        }
+    };
+
+    let mut needs = BTreeMap::new();
+    let mut missing_need = None;
+    {
+        let keys = shared.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for &j in &planned.needs {
+            let name = shared.plan.steps[j].step.name.clone();
+            match &keys[j] {
+                Some(k) => {
+                    needs.insert(name, k.clone());
+                }
+                None => missing_need = Some(name),
+            }
+        }
+    }
+    if let Some(name) = missing_need {
+        explain(vec![format!("not cached: needed step `{name}` has no key")]);
+        let result = super::run_step(shared, i, tx);
+        cache.step_ran();
+        return result;
+    }
+    // Hashing runs on the cache's own pool. Waiting for it from a worker of the step pool
+    // would let that worker start other steps meanwhile (rayon keeps a waiting worker busy),
+    // so a plain thread waits instead.
+    let keyed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| cache.key(step, planned.files.as_deref(), needs))
+            .join()
+            .expect("computing a key does not panic")
+    });
+    let keyed = match keyed {
+        Ok(k) => k,
+        Err(e) => {
+            explain(vec![format!("not cached: {e}")]);
+            let mut result = super::run_step(shared, i, tx);
+            cache.step_ran();
+            if result.status == Status::Passed && result.detail.is_none() {
+                result.detail = Some(format!("not cached: {e}"));
+            }
+            return result;
+        }
+    };
+    shared.keys.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(keyed.key.clone());
+
+    // A step whose files are all gone is skipped, never looked up (its key still counts for
+    // the steps that need it).
+    let cwd = step
+        .dir
+        .as_ref()
+        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
+    if planned
+        .files
+        .as_ref()
+        .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+    {
+        return super::run_step(shared, i, tx);
+    }
+
+    let mut unusable = None;
+    if !cache.mode.force.contains(&step.name) {
+        match cache.lookup(step, &keyed) {
+            Lookup::Hit { log } => {
+                explain(vec![format!(
+                    "cache hit (key {}): outputs restored, log replayed",
+                    &keyed.key[..12]
+                )]);
+                if shared.stream_output {
+                    for line in log
+                        .strip_suffix(b"\n")
+                        .unwrap_or(&log)
+                        .split(|&b| b == b'\n')
+                    {
+                        let _ = tx.send(Message::Line(i, line.to_vec()));
+                    }
+                }
+                return StepResult {
+                    name: step.name.clone(),
+                    status: Status::Cached,
+                    duration: started.elapsed(),
+                    exit_code: Some(0),
+                    output: log,
+                    detail: None,
+                };
+            }
+            Lookup::Miss => {}
+            Lookup::Unusable(why) => unusable = Some(why),
+        }
+    }
+    if cache.mode.explain {
+        let lines = match &unusable {
+            Some(why) => vec![why.clone()],
+            None => cache.explain_miss(step, &keyed),
+        };
+        explain(lines);
+    }
+    let mut result = super::run_step(shared, i, tx);
+    cache.step_ran();
+    if result.status == Status::Passed
+        && let Err(why) = cache.save(step, &keyed, &result.output, started_at)
+    {
+        result.detail = Some(format!("not cached: {why}"));
+    }
+    result
+}
