@@ -106,6 +106,18 @@ impl<'a> Candidate<'a> {
     }
 }
 
+/// The threads that hash, one per core: a run with `-j 1` still hashes on every core.
+pub fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("preflight-hash-{i}"))
+            .build()
+            .expect("a thread pool can be built")
+    })
+}
+
 /// How many files of one folder one task takes on.
 const GROUP: usize = 256;
 
@@ -130,10 +142,12 @@ pub fn digest_all(
             start = i;
         }
     }
-    let results: Vec<std::io::Result<Vec<Digested>>> = groups
-        .par_iter()
-        .map(|g| digest_group(root, index, g))
-        .collect();
+    let results: Vec<std::io::Result<Vec<Digested>>> = pool().install(|| {
+        groups
+            .par_iter()
+            .map(|g| digest_group(root, index, g))
+            .collect()
+    });
     let mut files = Vec::with_capacity(candidates.len());
     let mut stats = HashStats::default();
     for r in results {

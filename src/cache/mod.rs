@@ -207,16 +207,17 @@ impl Session {
                 let roots = glob_roots(&step.inputs);
                 let (tracked, untracked) = std::thread::scope(|scope| {
                     let listing = scope.spawn(|| self.untracked(roots));
-                    let tracked: Vec<Candidate> = self
-                        .index
-                        .files
-                        .par_iter()
-                        .filter(|f| matcher.is_match(&f.path) && !self.in_store(&f.path))
-                        .map(|f| Candidate {
-                            path: &f.path,
-                            entry: Some(f),
-                        })
-                        .collect();
+                    let tracked: Vec<Candidate> = inputs::pool().install(|| {
+                        self.index
+                            .files
+                            .par_iter()
+                            .filter(|f| matcher.is_match(&f.path) && !self.in_store(&f.path))
+                            .map(|f| Candidate {
+                                path: &f.path,
+                                entry: Some(f),
+                            })
+                            .collect()
+                    });
                     let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
                     let untracked = listing.join().expect("the listing thread does not panic");
                     (tracked, untracked)

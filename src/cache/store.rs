@@ -340,7 +340,11 @@ impl Store {
     pub fn put(&self, key: &str, entry: &ActionResult, record: &[u8]) -> std::io::Result<()> {
         self.write_atomic(&self.record_path(key), record)?;
         let entry_bytes = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-        self.write_atomic(&self.entry_path(key), &entry_bytes)
+        self.write_atomic(&self.entry_path(key), &entry_bytes)?;
+        // The kernel stamps files with a coarse clock: entries written within a few
+        // milliseconds would tie. Least-recently-used order needs the precise time.
+        self.touch(key);
+        Ok(())
     }
 
     /// Marks an entry as just used (least-recently-used eviction goes by this time).

@@ -43,7 +43,16 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         cache.step_ran();
         return result;
     }
-    let keyed = match cache.key(step, planned.files.as_deref(), needs) {
+    // Hashing runs on the cache's own pool. Waiting for it from a worker of the step pool
+    // would let that worker start other steps meanwhile (rayon keeps a waiting worker busy),
+    // so a plain thread waits instead.
+    let keyed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| cache.key(step, planned.files.as_deref(), needs))
+            .join()
+            .expect("computing a key does not panic")
+    });
+    let keyed = match keyed {
         Ok(k) => k,
         Err(e) => {
             explain(vec![format!("not cached: {e}")]);
