@@ -895,3 +895,19 @@ outputs = ["out.txt"]
     );
     assert_eq!(runs(&repo), 2);
 }
+
+#[test]
+fn cached_steps_keep_jobs_and_order() {
+    // Each step marks itself running and records how many steps are running at that moment.
+    let step = r#"run = "touch running/$PREFLIGHT_STEP; ls running | wc -l >> peaks; echo $PREFLIGHT_STEP >> order; sleep 0.1; rm running/$PREFLIGHT_STEP"
+inputs = ["src/**"]"#;
+    let config: String = (0..4).map(|i| format!("[steps.s{i}]\n{step}\n")).collect();
+    let repo = repo_with(&config);
+    repo.write(".gitignore", "runs.log\npeaks\norder\nrunning/\n");
+    std::fs::create_dir(repo.path().join("running")).unwrap();
+    repo.run(&["run", "-j", "1"]).code(0);
+    let order = String::from_utf8(repo.read("order")).unwrap();
+    assert_eq!(order, "s0\ns1\ns2\ns3\n");
+    let peaks = String::from_utf8(repo.read("peaks")).unwrap();
+    assert!(peaks.lines().all(|l| l.trim() == "1"), "{peaks}");
+}
