@@ -43,7 +43,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Validate => inspect::validate(cli),
         Command::List => inspect::list(cli),
         Command::Graph(args) => inspect::graph(cli, args.format),
-        Command::Explain(args) => cache::explain(cli, args, color),
+        Command::Explain(args) => cache::explain(cli, args),
         Command::Cache(command) => cache::cache(cli, command),
     }
 }
