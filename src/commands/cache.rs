@@ -170,7 +170,7 @@ fn current_root() -> Result<std::path::PathBuf> {
 }
 
 /// `preflight explain STEP...`.
-pub fn explain(cli: &Cli, args: &ExplainArgs, _color: bool) -> Result<i32> {
+pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
     let config_path = match &cli.config {
         Some(path) => path.clone(),

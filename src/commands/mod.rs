@@ -74,7 +74,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
         Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
-        Command::Explain(args) => cache::explain(cli, args, color),
+        Command::Explain(args) => cache::explain(cli, args),
         Command::Cache(command) => cache::cache(cli, command),
     }
 }

@@ -911,3 +911,33 @@ inputs = ["src/**"]"#;
     let peaks = String::from_utf8(repo.read("peaks")).unwrap();
     assert!(peaks.lines().all(|l| l.trim() == "1"), "{peaks}");
 }
+
+#[test]
+fn a_missing_blob_is_a_miss_and_the_entry_is_evicted() {
+    let repo = repo_with(BUILD);
+    repo.run(&["run"]).code(0);
+    let entry_file = files_below(&cache_dir(&repo).join("v1/ac"))[0].clone();
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entry_file).unwrap()).unwrap();
+    let hash = entry["output_files"][0]["digest"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(
+        cache_dir(&repo)
+            .join("v1/blobs/sha256")
+            .join(&hash[..2])
+            .join(&hash),
+    )
+    .unwrap();
+    repo.write("out/all.txt", "stale\n");
+    // Seen by a dry run too: an entry without its blobs is no hit.
+    let dry = repo.run(&["run", "--dry-run"]);
+    assert!(dry.stdout.contains("build: miss"), "{}", dry.stdout);
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("build"), "passed");
+    assert!(run.stdout.contains("was removed"), "{}", run.stdout);
+    assert_eq!(repo.read("out/all.txt"), b"alpha\nbeta\n");
+    assert_eq!(runs(&repo), 2);
+    assert_eq!(repo.run(&["run"]).status_of("build"), "cached");
+}
