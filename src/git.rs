@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use gix::ObjectId;
 use gix::index::entry::{Flags, Mode};
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -21,7 +21,7 @@ pub struct Repo {
 /// Finds the repository that contains `dir`, honouring GIT_DIR, GIT_WORK_TREE and
 /// GIT_INDEX_FILE as git does (hooks run with them set, e.g. during `git commit -a`).
 pub fn discover(dir: &Path) -> Result<Repo> {
-    let inner: gix::Repository =
+    let mut inner: gix::Repository =
         gix::ThreadSafeRepository::discover_with_environment_overrides(dir)
             .map_err(|e| {
                 Error::Setup(format!(
@@ -31,6 +31,12 @@ pub fn discover(dir: &Path) -> Result<Repo> {
                 ))
             })?
             .into();
+    // preflight only reads the index: checking its trailing SHA-1 (a collision-detecting one)
+    // would cost more than everything else a hook does. git writes it; git checks it.
+    {
+        let mut config = inner.config_snapshot_mut();
+        let _ = config.set_raw_value("index.skipHash", "true");
+    }
     let root = inner
         .workdir()
         .ok_or_else(|| {
@@ -331,9 +337,13 @@ impl Repo {
             !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options)
         };
         let dirty = match only {
+            // Few files: one whose stat data cannot decide (racily clean, or smudged by git
+            // for that reason) is compared by content, as git itself would.
             Some(paths) => paths.iter().any(|p| {
                 let key = gix::bstr::BStr::new(p.as_os_str().as_bytes());
-                state.entry_by_path(key).is_none_or(differs)
+                state
+                    .entry_by_path(key)
+                    .is_none_or(|e| differs(e) && !same_content(&root.join(p), e))
             }),
             None => entries.par_iter().with_min_len(256).any(differs),
         };
@@ -387,6 +397,34 @@ impl Repo {
             root: self.root.clone(),
         })
     }
+}
+
+/// Whether the file at `path` holds exactly the blob `entry` records (links: their target).
+fn same_content(path: &Path, entry: &gix::index::Entry) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let data = if meta.file_type().is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(target) => target.into_os_string().into_vec(),
+            Err(_) => return false,
+        }
+    } else if meta.is_file() {
+        // The executable bit is part of what is staged.
+        use std::os::unix::fs::PermissionsExt;
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        if executable != (entry.mode == Mode::FILE_EXECUTABLE) {
+            return false;
+        }
+        match std::fs::read(path) {
+            Ok(data) => data,
+            Err(_) => return false,
+        }
+    } else {
+        return false;
+    };
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &data)
+        .is_ok_and(|id| id == entry.id)
 }
 
 fn git_error(e: impl std::fmt::Display) -> Error {
