@@ -24,9 +24,10 @@ pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Sess
             )));
         }
     }
+    let no_cache = args.no_cache || no_cache_from_env();
     let mode = Mode {
-        read: !args.no_cache,
-        write: !args.no_cache && !args.dry_run,
+        read: !no_cache,
+        write: !no_cache && !args.dry_run,
         force: args.force.iter().cloned().collect(),
         explain: args.explain || args.dry_run,
     };
@@ -35,13 +36,19 @@ pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Sess
 
 /// The cache as hooks and watch mode use it: read and write, nothing forced.
 pub fn default_session(config: &Config, repo: &git::Repo) -> Result<Session> {
+    let use_cache = !no_cache_from_env();
     let mode = Mode {
-        read: true,
-        write: true,
+        read: use_cache,
+        write: use_cache,
         force: Default::default(),
         explain: false,
     };
     session_with(config, repo, mode)
+}
+
+/// `PREFLIGHT_NO_CACHE=1`: every run, hook and watch run behaves as with `--no-cache`.
+fn no_cache_from_env() -> bool {
+    std::env::var_os("PREFLIGHT_NO_CACHE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn session_with(config: &Config, repo: &git::Repo, mode: Mode) -> Result<Session> {

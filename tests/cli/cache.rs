@@ -941,3 +941,30 @@ fn a_missing_blob_is_a_miss_and_the_entry_is_evicted() {
     assert_eq!(runs(&repo), 2);
     assert_eq!(repo.run(&["run"]).status_of("build"), "cached");
 }
+
+#[test]
+fn preflight_no_cache_in_the_environment_runs_everything_and_stores_nothing() {
+    let repo = repo_with(BUILD);
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .arg("run")
+            .env("PREFLIGHT_NO_CACHE", "1")
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert_eq!(entries(&repo), 0, "nothing stored");
+    repo.run(&["run"]).code(0);
+    let again = crate::common::Run::from(
+        repo.cmd()
+            .arg("run")
+            .env("PREFLIGHT_NO_CACHE", "1")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        again.status_of("build"),
+        "passed",
+        "an entry exists, yet the step ran"
+    );
+}
