@@ -235,6 +235,11 @@ pub struct InitArgs {
     /// Also install the git hooks of the new config
     #[arg(long)]
     pub install: bool,
+
+    /// Also write the hosted-CI file for this service (repeatable: github, gitlab, forgejo,
+    /// woodpecker, buildkite)
+    #[arg(long, value_name = "TARGET")]
+    pub ci: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -26,6 +26,22 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         |program| which::which(program).is_ok(),
         |path| std::fs::read_to_string(repo.root.join(path)).ok(),
     );
+    let mut text = starter.text.clone();
+    if !args.ci.is_empty() {
+        for t in &args.ci {
+            if !config::CI_TARGETS.contains(&t.as_str()) {
+                return Err(Error::Usage(format!(
+                    "unknown CI target `{t}`\nhelp: one of: {}",
+                    config::CI_TARGETS.join(", ")
+                )));
+            }
+        }
+        let list: Vec<String> = args.ci.iter().map(|t| format!("{t:?}")).collect();
+        text.push_str(&format!(
+            "\n# Hosted CI runs the same steps: `preflight ci generate` writes its files.\n[ci]\ntargets = [{}]\n",
+            list.join(", ")
+        ));
+    }
     let shown = config::display_path(&target);
     if let Some(path) = &existing {
         let old = std::fs::read_to_string(path)
@@ -36,13 +52,13 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
                  help: `preflight init --force` replaces it, after showing the difference"
             )));
         }
-        let diff = similar::TextDiff::from_lines(&old, &starter.text)
+        let diff = similar::TextDiff::from_lines(&old, &text)
             .unified_diff()
             .header(&format!("{shown} (yours)"), &format!("{shown} (from init)"))
             .to_string();
         report::print(&diff);
     }
-    write_atomically(&target, &starter.text)?;
+    write_atomically(&target, &text)?;
     // What init writes must load; a failure here is a bug worth hearing about at once.
     config::load(&target)?;
     let mut message = format!(
@@ -58,6 +74,17 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         ));
     }
     report::print(&format!("{message}\n"));
+    if !args.ci.is_empty() {
+        let generate = crate::cli::CiGenerateArgs {
+            targets: Vec::new(),
+            check: false,
+            stdout: None,
+        };
+        let code = super::ci::generate(cli, &generate, color)?;
+        if code != exit::SUCCESS {
+            return Ok(code);
+        }
+    }
     if args.install {
         let install = InstallArgs {
             hook: Vec::new(),

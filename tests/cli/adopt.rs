@@ -57,13 +57,13 @@ fn init_writes_a_config_that_runs_and_never_overwrites_without_force() {
 }
 
 #[test]
-fn init_install_sets_up_the_hooks() {
+fn init_install_sets_up_the_hooks_and_ci_writes_the_workflow() {
     let repo = Repo::new();
     repo.write(
         "Cargo.toml",
         "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
     );
-    let run = repo.run(&["init", "--install"]);
+    let run = repo.run(&["init", "--install", "--ci", "github"]);
     run.code(0);
     assert!(
         run.stdout.contains("installed pre-commit"),
@@ -71,6 +71,14 @@ fn init_install_sets_up_the_hooks() {
         run.stdout
     );
     assert!(repo.path().join(".git/hooks/pre-push").is_file());
+    assert!(
+        repo.read_string("preflight.toml")
+            .contains("[ci]\ntargets = [\"github\"]")
+    );
+    let workflow = repo.read_string(".github/workflows/preflight.yml");
+    assert!(workflow.contains("preflight run --ci"), "{workflow}");
+    repo.run(&["ci", "generate", "--check"]).code(0);
+    repo.run(&["init", "--force", "--ci", "jenkins"]).code(2);
 }
 
 /// The keys a table accepts, as preflight itself reports them for an unknown key.
