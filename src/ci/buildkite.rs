@@ -33,16 +33,7 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
         .iter()
         .map(|name| {
             let job = &ci.jobs[name];
-            let mut commands: Vec<String> = secrets
-                .iter()
-                .filter(|s| !job.secrets.contains(s))
-                .map(|s| format!("unset {s}"))
-                .collect();
-            let install = match &common.custom_install {
-                Some(cmd) => cmd.replace('$', "$$"),
-                None => Common::cargo_install(None),
-            };
-            commands.push(Common::install_unless_present(&install));
+            let mut commands = common.job_prelude(&secrets, &job.secrets);
             commands.push(
                 common.run_command(name, job, |axis| format!("{axis}={{{{matrix.{axis}}}}}")),
             );

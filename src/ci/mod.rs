@@ -246,6 +246,23 @@ impl Common {
         cmd
     }
 
+    /// The first commands of a job on a service that runs one shell list per job (Buildkite,
+    /// Woodpecker): unset the secrets the job does not name, then install preflight unless it
+    /// is there. `$` in a custom install is doubled: both services substitute `$VAR` in it.
+    pub fn job_prelude(&self, secrets: &[String], job_secrets: &[String]) -> Vec<String> {
+        let mut commands: Vec<String> = secrets
+            .iter()
+            .filter(|s| !job_secrets.contains(s))
+            .map(|s| format!("unset {s}"))
+            .collect();
+        let install = match &self.custom_install {
+            Some(cmd) => cmd.replace('$', "$$"),
+            None => Common::cargo_install(None),
+        };
+        commands.push(Common::install_unless_present(&install));
+        commands
+    }
+
     /// A shell snippet that runs `install` unless preflight is already on the PATH (as on
     /// a self-hosted runner, or in tests). The command gets lines of its own, so that
     /// whatever it contains (a `#` comment, `;`) cannot reach the test around it.

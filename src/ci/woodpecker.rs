@@ -38,11 +38,6 @@ struct Step {
     only: IndexMap<String, String>,
 }
 
-/// Woodpecker substitutes `$VAR` and `${VAR}` in the whole file; `$$` is a literal `$`.
-fn escape_dollars(s: &str) -> String {
-    s.replace('$', "$$")
-}
-
 pub(super) fn context(ci: &Ci, common: &Common) -> Value {
     let t = &ci.triggers;
     let mut when = Vec::new();
@@ -88,16 +83,7 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
         .iter()
         .map(|name| {
             let job = &ci.jobs[name];
-            let mut commands: Vec<String> = secrets
-                .iter()
-                .filter(|s| !job.secrets.contains(s))
-                .map(|s| format!("unset {s}"))
-                .collect();
-            let install = match &common.custom_install {
-                Some(cmd) => escape_dollars(cmd),
-                None => Common::cargo_install(None),
-            };
-            commands.push(Common::install_unless_present(&install));
+            let mut commands = common.job_prelude(&secrets, &job.secrets);
             commands.push(common.run_command(name, job, |axis| {
                 format!("{axis}=${{{}}}", matrix_env(axis))
             }));

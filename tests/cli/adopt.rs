@@ -1,7 +1,6 @@
 //! Getting started: `init`, the JSON Schema, shell completions and `--help`.
 
-use crate::common::{Repo, Run};
-use std::collections::BTreeSet;
+use crate::common::{Repo, Run, accepted_keys, schema_keys};
 
 #[test]
 fn init_writes_a_config_that_runs_and_never_overwrites_without_force() {
@@ -79,32 +78,6 @@ fn init_install_sets_up_the_hooks_and_ci_writes_the_workflow() {
     assert!(workflow.contains("preflight run --ci"), "{workflow}");
     repo.run(&["ci", "generate", "--check"]).code(0);
     repo.run(&["init", "--force", "--ci", "jenkins"]).code(2);
-}
-
-/// The keys a table accepts, as preflight itself reports them for an unknown key.
-fn accepted_keys(config: &str) -> BTreeSet<String> {
-    let repo = Repo::with_config(config);
-    let run = repo.run(&["validate"]);
-    run.code(2);
-    let line = run
-        .stderr
-        .lines()
-        .find_map(|l| {
-            l.split_once("valid keys here: ")
-                .map(|(_, keys)| keys.to_string())
-        })
-        .unwrap_or_else(|| panic!("no key list in:\n{}", run.stderr));
-    line.split(", ").map(String::from).collect()
-}
-
-fn schema_keys(schema: &serde_json::Value, pointer: &str) -> BTreeSet<String> {
-    schema
-        .pointer(pointer)
-        .and_then(|v| v.as_object())
-        .unwrap_or_else(|| panic!("no {pointer} in the schema"))
-        .keys()
-        .cloned()
-        .collect()
 }
 
 #[test]

@@ -725,23 +725,6 @@ fn a_secret_reaches_only_the_jobs_that_name_it() {
     assert_eq!(woodpecker.matches("from_secret").count(), 2, "{woodpecker}");
 }
 
-/// The keys an unknown-key error lists as valid for the table `config` puts `zzz` in.
-fn accepted_keys(config: &str) -> Vec<String> {
-    let run = Repo::with_config(config).run(&["validate"]);
-    run.code(2);
-    let line = run
-        .stderr
-        .lines()
-        .find_map(|l| {
-            l.split_once("valid keys here: ")
-                .map(|(_, k)| k.to_string())
-        })
-        .unwrap_or_else(|| panic!("no key list in:\n{}", run.stderr));
-    let mut keys: Vec<String> = line.split(", ").map(String::from).collect();
-    keys.sort();
-    keys
-}
-
 fn ci_schema() -> serde_json::Value {
     let text = std::fs::read_to_string(manifest_dir().join("templates/ci/ci.schema.json")).unwrap();
     serde_json::from_str(&text).expect("the [ci] schema is JSON")
@@ -793,15 +776,12 @@ fn the_ci_schema_has_the_keys_the_config_accepts() {
         ),
     ];
     for (config, pointer) in cases {
-        let mut keys: Vec<String> = schema
-            .pointer(pointer)
-            .and_then(|v| v.as_object())
-            .unwrap_or_else(|| panic!("no {pointer} in the schema"))
-            .keys()
-            .cloned()
-            .collect();
-        keys.sort();
-        assert_eq!(keys, accepted_keys(&config), "schema at {pointer}");
+        let keys = crate::common::schema_keys(&schema, pointer);
+        assert_eq!(
+            keys,
+            crate::common::accepted_keys(&config),
+            "schema at {pointer}"
+        );
     }
 }
 

@@ -385,3 +385,32 @@ pub mod tools {
             .ok_or(())
     }
 }
+
+/// The keys a table accepts, as preflight itself reports them for an unknown key.
+pub fn accepted_keys(config: &str) -> std::collections::BTreeSet<String> {
+    let repo = Repo::with_config(config);
+    let run = repo.run(&["validate"]);
+    run.code(2);
+    let line = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("valid keys here: ")
+                .map(|(_, keys)| keys.to_string())
+        })
+        .unwrap_or_else(|| panic!("no key list in:\n{}", run.stderr));
+    line.split(", ").map(String::from).collect()
+}
+
+pub fn schema_keys(
+    schema: &serde_json::Value,
+    pointer: &str,
+) -> std::collections::BTreeSet<String> {
+    schema
+        .pointer(pointer)
+        .and_then(|v| v.as_object())
+        .unwrap_or_else(|| panic!("no {pointer} in the schema"))
+        .keys()
+        .cloned()
+        .collect()
+}
