@@ -62,7 +62,13 @@ pub fn start(
     // made between the folder's creation and its watch are found by a look after the watch.
     let holder = std::thread::spawn(move || {
         for dir in dir_rx {
-            let _ = watcher.watch(&dir, RecursiveMode::NonRecursive);
+            if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                // Said once per failure (the OS limit, say); the folder is then not watched.
+                if dir.exists() {
+                    let _ = rescan_tx.send(Err(e));
+                }
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
