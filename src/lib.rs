@@ -3,6 +3,7 @@
 //! Dependencies flow one way: `cli → commands → {plan, exec} → {process, git, config, report}`.
 //! Only `report` writes to the terminal; the engine sends it `report::Event` values.
 
+pub mod atomic;
 pub mod cache;
 pub mod ci;
 pub mod cli;

@@ -170,11 +170,7 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
             report::print(&format!("unchanged {}\n", target.path()));
             continue;
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        }
-        std::fs::write(&path, text)
+        crate::atomic::write(&path, text.as_bytes(), Default::default())
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         report::print(&format!("wrote {}\n", target.path()));
     }

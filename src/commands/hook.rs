@@ -30,7 +30,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     if cli.config.is_none() && config::locate(&repo.root).is_err() {
         return Ok(exit::SUCCESS);
     }
-    let config = run::load(cli, &repo)?;
+    let config = super::config_for(cli, &repo)?;
     let Some(binding) = config.hooks.get(name) else {
         return Ok(exit::SUCCESS);
     };

@@ -8,7 +8,6 @@ use crate::error::{Error, Result, exit};
 use crate::git;
 use crate::init;
 use crate::report;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
@@ -58,7 +57,8 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
             .to_string();
         report::print(&diff);
     }
-    write_atomically(&target, &text)?;
+    crate::atomic::write(&target, text.as_bytes(), Default::default())
+        .map_err(|e| Error::io(format!("cannot write {shown}"), e))?;
     // What init writes must load; a failure here is a bug worth hearing about at once.
     config::load(&target)?;
     let mut message = format!(
@@ -109,15 +109,4 @@ fn repository_files(root: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
         .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
         .collect()
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let context = || format!("cannot write {}", path.display());
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| Error::io(context(), e))?;
-    file.persist(path)
-        .map_err(|e| Error::io(context(), e.error))?;
-    Ok(())
 }

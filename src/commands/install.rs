@@ -25,7 +25,7 @@ fn shown(path: &std::path::Path, root: &std::path::Path) -> String {
 pub fn install(cli: &Cli, args: &InstallArgs, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
     run::recover_unstaged(&repo, color);
-    let config = run::load(cli, &repo)?;
+    let config = super::config_for(cli, &repo)?;
     let mut wanted: Vec<String> = config.hooks.keys().cloned().collect();
     for extra in &args.hook {
         if !crate::config::GIT_HOOKS.contains(&extra.as_str()) {

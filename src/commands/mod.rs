@@ -93,9 +93,17 @@ fn current_dir() -> Result<PathBuf> {
 
 /// The configuration named by --config, or found at the root of the current repository.
 fn load_config(cli: &Cli) -> Result<Config> {
+    match &cli.config {
+        Some(path) => config::load(path),
+        None => config_for(cli, &git::discover(&current_dir()?)?),
+    }
+}
+
+/// The configuration named by --config, or found at the root of `repo`.
+fn config_for(cli: &Cli, repo: &git::Repo) -> Result<Config> {
     let path = match &cli.config {
         Some(path) => path.clone(),
-        None => config::locate(&git::discover(&current_dir()?)?.root)?,
+        None => config::locate(&repo.root)?,
     };
     config::load(&path)
 }

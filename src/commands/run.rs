@@ -30,7 +30,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
     recover_unstaged(&repo, color);
-    let mut config = load(cli, &repo)?;
+    let mut config = super::config_for(cli, &repo)?;
     let job = match &args.job {
         Some(name) => {
             let job = super::ci::job_steps(&config, name, &args.matrix)?;
@@ -101,15 +101,6 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     watch_signals(&canceller)?;
     let summary = execute(&repo, &config, plan, &output, None, Some(cache), canceller);
     Ok(exit_code(&summary))
-}
-
-/// The configuration named by --config, or found at the root of `repo`.
-pub fn load(cli: &Cli, repo: &Repo) -> Result<Config> {
-    let path = match &cli.config {
-        Some(path) => path.clone(),
-        None => config::locate(&repo.root)?,
-    };
-    config::load(&path)
 }
 
 /// Steps named in PREFLIGHT_SKIP (comma-separated); unknown names are reported, not fatal.

@@ -27,7 +27,7 @@ struct Interest {
 
 pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
-    let config = run::load(cli, &repo)?;
+    let config = super::config_for(cli, &repo)?;
     // Validate the names (and learn the closure of needs) once, up front.
     let selected: Vec<String> = plan::build(
         &config,

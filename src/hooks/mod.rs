@@ -6,9 +6,7 @@ pub mod stash;
 use crate::error::{Error, Result};
 use crate::exec::invocation::shell_quote;
 use crate::git::{ConfigScope, HooksDir};
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The shim template, with `@HOOK@`, `@BIN@` and `@VERSION@` to fill in.
@@ -144,19 +142,14 @@ fn previous_path(hook: &Path) -> PathBuf {
     hook.with_file_name(name)
 }
 
-/// Writes through a temp file and a rename, so git never runs a half-written hook.
+/// Written whole or not at all, so git never runs a half-written hook.
 fn write_executable(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let context = || format!("cannot write {}", path.display());
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| Error::io(context(), e))?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::io(context(), e))?;
-    file.persist(path)
-        .map_err(|e| Error::io(context(), e.error))?;
-    Ok(())
+    let options = crate::atomic::Options {
+        mode: Some(0o755),
+        durable: false,
+    };
+    crate::atomic::write(path, text.as_bytes(), options)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 /// The state of one hook, for `install --check`.

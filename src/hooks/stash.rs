@@ -11,7 +11,6 @@
 use crate::error::{Error, Result};
 use crate::git::{GitCli, Repo};
 use std::ffi::{OsStr, OsString};
-use std::io::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -126,7 +125,7 @@ impl Stash {
                 list.extend_from_slice(p.as_os_str().as_bytes());
                 list.push(0);
             }
-            write_synced(&dir, &path, &list)?;
+            write_synced(&path, &list)?;
             intent_to_add_file = Some(path);
             git.run(&with_paths(
                 &[os("rm"), os("--cached"), os("--quiet")],
@@ -165,7 +164,7 @@ impl Stash {
         }
         let tree_before = trim(stash.git.run(&[os("write-tree")])?);
         let patch = dir.join(format!("{name}.patch"));
-        write_synced(&dir, &patch, &out.stdout)?;
+        write_synced(&patch, &out.stdout)?;
         stash.saved = Some(Saved { patch, tree_before });
         // Only now, with the patch safe on disk, are tracked files reset to their staged content.
         checkout_index(&stash.git)?;
@@ -262,22 +261,18 @@ fn trim(mut bytes: Vec<u8>) -> OsString {
     OsString::from_vec(bytes)
 }
 
-/// Writes through a temp file, syncs it and its folder: it is on disk before we go on.
-fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let context = || format!("cannot save unstaged changes to {}", path.display());
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(context(), e))?;
-    file.write_all(bytes).map_err(|e| Error::io(context(), e))?;
-    file.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(context(), e))?;
-    file.persist(path)
-        .map_err(|e| Error::io(context(), e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// Written whole and synced to disk before the caller goes on.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let options = crate::atomic::Options {
+        mode: None,
+        durable: true,
+    };
+    crate::atomic::write(path, bytes, options).map_err(|e| {
+        Error::io(
+            format!("cannot save unstaged changes to {}", path.display()),
+            e,
+        )
+    })
 }
 
 /// What became of patches left by a run that was killed before it could restore them.
