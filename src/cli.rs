@@ -104,6 +104,12 @@ pub enum Command {
         after_help = "Examples:\n  preflight ci generate\n  preflight ci generate --check"
     )]
     Ci(CiCommand),
+    /// Serve a REAPI build farm (BuildGrid, ...) as a worker: take actions, run them, send results
+    #[command(
+        after_help = "Examples:\n  preflight worker --endpoint grpc://127.0.0.1:50051\n  \
+                            preflight worker --endpoint grpc://farm:8980 --jobs 4 --property pool=large"
+    )]
+    Worker(WorkerArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,6 +230,66 @@ pub struct RunArgs {
     /// With --job: the value of a matrix axis, given to the steps as PREFLIGHT_MATRIX_<AXIS>
     #[arg(long, value_name = "AXIS=VALUE", requires = "job")]
     pub matrix: Vec<String>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Overrides of `[remote]` for one run.
+#[derive(Args, Debug, Default)]
+pub struct RemoteArgs {
+    /// Use the remote cache of [remote] this way (CI: read-write; laptops: read)
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "PREFLIGHT_REMOTE_CACHE",
+        value_parser = ["off", "read", "read-write"]
+    )]
+    pub remote_cache: Option<String>,
+
+    /// Run the steps that declare `inputs` on the build farm of [remote]
+    #[arg(long, conflicts_with = "no_remote")]
+    pub remote_execute: bool,
+
+    /// Run everything here and leave [remote] alone
+    #[arg(long)]
+    pub no_remote: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The REAPI server to take work from (grpc://host:port or grpcs://host:port)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+
+    /// The server's instance name
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub instance: String,
+
+    /// How many actions run at once
+    #[arg(short, long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+
+    /// A platform property this worker offers (repeatable); OSFamily and ISA are set
+    /// from this machine unless given
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
+
+    /// The worker's name as the server shows it (default: host name and process id)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Where actions are materialised (default: the system temp folder)
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// A PEM file of CA certificates to trust (grpcs endpoints)
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A header sent with every call, its value read from an environment variable
+    #[arg(long = "header", value_name = "NAME=VARIABLE")]
+    pub headers: Vec<String>,
 }
 
 #[derive(Args, Debug)]

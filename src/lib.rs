@@ -17,5 +17,6 @@ pub mod hooks;
 pub mod init;
 pub mod plan;
 pub mod process;
+pub mod remote;
 pub mod report;
 pub mod watch;

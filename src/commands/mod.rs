@@ -8,6 +8,7 @@ mod inspect;
 mod install;
 mod run;
 mod watch;
+mod worker;
 
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::config::{self, Config};
@@ -74,6 +75,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
         Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
+        Command::Worker(args) => worker::worker(args, color),
         Command::Explain(args) => cache::explain(cli, args),
         Command::Cache(command) => cache::cache(cli, command),
     }

@@ -9,12 +9,14 @@ mod cache_keys;
 mod ci;
 mod diagnostic;
 mod raw;
+mod remote;
 
 pub use cache_keys::parse_size;
 pub use ci::{
     ActionsSettings, Artifacts, ArtifactsWhen, CI_TARGETS, Cache, Ci, CiJob, DEFAULT_JOB, Pin,
     Triggers, needed_jobs,
 };
+pub use remote::{Remote, RemoteCache};
 pub use diagnostic::{Diagnostic, did_you_mean};
 
 use crate::error::{Error, Result};
@@ -51,6 +53,8 @@ pub struct Config {
     pub steps: IndexMap<String, Step>,
     pub hooks: IndexMap<String, Hook>,
     pub ci: Ci,
+    /// `[remote]`: a REAPI server for the cache and for running steps.
+    pub remote: Option<Remote>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,6 +148,10 @@ pub struct Step {
     /// The compiled `inputs` globs; `None` when the step has no `inputs`.
     pub input_matcher: Option<Matcher>,
     pub timeout: Option<Duration>,
+    /// Whether the step may use `[remote]` (its cache and its workers).
+    pub remote: bool,
+    /// Platform properties a remote worker must match (`OSFamily = "linux"`).
+    pub platform: std::collections::BTreeMap<String, String>,
 }
 
 /// The steps a git hook runs.

@@ -27,6 +27,7 @@ pub(super) struct RawConfig {
     hooks: IndexMap<Spanned<String>, Spanned<RawHook>>,
     #[serde(default)]
     ci: super::ci::RawCi,
+    remote: Option<Spanned<super::remote::RawRemote>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +66,10 @@ struct RawStep {
     #[serde(default)]
     key_commands: Vec<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    /// `false` keeps the step on this machine (no remote cache, no remote execution).
+    remote: Option<bool>,
+    #[serde(default)]
+    platform: std::collections::BTreeMap<String, String>,
 }
 
 /// `pre-commit = ["a", "b"]` or `pre-commit = { steps = ["a"], fix = true }`.
@@ -397,6 +402,8 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                     &s.key_commands,
                 ),
                 timeout,
+                remote: s.remote.unwrap_or(true),
+                platform: s.platform.clone(),
             },
         );
     }
@@ -441,6 +448,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
     }
 
     let ci = super::ci::validate(&mut check, raw.ci, &steps);
+    let remote = super::remote::validate(&mut check, raw.remote);
     let cache_max = super::cache_keys::check_settings(
         &mut check,
         raw.settings.cache_dir.as_ref(),
@@ -469,6 +477,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         steps,
         hooks,
         ci,
+        remote,
     })
 }
 

@@ -1,0 +1,225 @@
+//! A step as a REAPI Action: its Command (arguments, environment, output paths, working
+//! folder, platform), its input root (the Merkle tree of its inputs and of the outputs of the
+//! steps it needs) and a salt for what neither says. The same Action names the step's result
+//! in the remote cache and runs it on a worker, so a result built by a worker is a hit for a
+//! laptop that only reads the cache, and the other way round.
+
+use super::cas::Blobs;
+use super::proto::{encode, re};
+use super::tree::{self, MerkleTree, Node};
+use crate::cache::key::KeyRecord;
+use crate::config::{Remote, Step};
+use crate::process::Invocation;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the way a step becomes an Action changes.
+const ACTION_VERSION: u32 = 1;
+
+/// A step ready to be looked up, uploaded or run remotely.
+#[derive(Debug)]
+pub struct Prepared {
+    pub action_digest: re::Digest,
+    pub action: re::Action,
+    pub command: re::Command,
+    pub input_root: MerkleTree,
+    /// The step's folder (`dir`), which REAPI paths are relative to.
+    pub working_dir: PathBuf,
+    /// `Err(why)` when the step cannot run on a worker (it still uses the remote cache).
+    pub executable: Result<(), String>,
+}
+
+impl Prepared {
+    /// The Action and Command messages, to upload beside a result or before an execution.
+    pub fn action_blobs(&self) -> Blobs {
+        let mut blobs = Blobs::default();
+        blobs.add_message(&self.command);
+        blobs.add_message(&self.action);
+        blobs
+    }
+}
+
+/// What goes into the salt: what the key depends on that neither the Command nor the input
+/// root shows. Environment values appear as their hashes, as in the local key.
+#[derive(Serialize)]
+struct Salt<'a> {
+    version: u32,
+    salt: &'a str,
+    key_env: &'a BTreeMap<String, Option<String>>,
+    key_commands: Vec<&'a str>,
+    /// The machine the result comes from, when the step names no platform: a result built
+    /// on another OS or architecture is not this one's.
+    host: Option<String>,
+}
+
+/// Everything needed to describe a step as an Action.
+pub struct StepAction<'a> {
+    pub root: &'a Path,
+    pub step: &'a Step,
+    pub remote: &'a Remote,
+    /// The processes the step would start here.
+    pub invocations: &'a [Invocation],
+    /// The environment the step gets on top of the worker's: `[env]`, its own, PREFLIGHT_STEP.
+    pub env: &'a [(String, String)],
+    pub record: &'a KeyRecord,
+    /// Declared outputs of the steps it needs (directly or not), repository-relative.
+    pub needed_outputs: Vec<String>,
+}
+
+fn arguments(invocation: &Invocation) -> Result<Vec<String>, String> {
+    std::iter::once(&invocation.program)
+        .chain(invocation.args.iter())
+        .map(|a| {
+            a.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| "its command line is not UTF-8".to_string())
+        })
+        .collect()
+}
+
+/// `path` (repository-relative) relative to the working folder, when it is inside it.
+fn relative_to(path: &Path, dir: &Path) -> Option<PathBuf> {
+    path.strip_prefix(dir).ok().map(Path::to_path_buf)
+}
+
+pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
+    let step = s.step;
+    let working_dir = step.dir.clone().unwrap_or_default();
+    let mut executable: Result<(), String> = Ok(());
+    let mut not_here = |why: String| {
+        if executable.is_ok() {
+            executable = Err(why);
+        }
+    };
+    if step.input_matcher.is_none() {
+        not_here("it declares no `inputs`, so a worker would not know which files it reads".into());
+    }
+
+    // The input root: declared inputs, then outputs of the steps it needs.
+    let mut paths: Vec<PathBuf> = s.record.inputs.iter().map(|f| f.path.to_path()).collect();
+    for out in &s.needed_outputs {
+        let rel = PathBuf::from(out.trim_end_matches('/'));
+        let at = s.root.join(&rel);
+        match at.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => {
+                for (inner, _) in tree::scan(&at).map_err(|e| format!("cannot read {out}: {e}"))? {
+                    paths.push(rel.join(inner));
+                }
+            }
+            Ok(_) => paths.push(rel),
+            Err(_) => {}
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let mut entries: Vec<(PathBuf, Node)> = paths
+        .par_iter()
+        .map(|p| {
+            tree::node_at(&s.root.join(p))
+                .map(|node| (p.clone(), node))
+                .map_err(|e| format!("cannot read input {}: {e}", p.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    if !working_dir.as_os_str().is_empty() && !paths.iter().any(|p| p.starts_with(&working_dir)) {
+        entries.push((working_dir.clone(), Node::Folder));
+    }
+    let input_root = tree::build(entries)?;
+
+    // The Command.
+    let arguments = match s.invocations {
+        [one] => arguments(one)?,
+        _ => {
+            not_here("its files are split over several processes".into());
+            vec![
+                "preflight-batches".into(),
+                s.invocations
+                    .iter()
+                    .map(|i| {
+                        std::iter::once(&i.program)
+                            .chain(i.args.iter())
+                            .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ]
+        }
+    };
+    let mut env: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in s.env {
+        env.insert(k, v);
+    }
+    let mut output_paths = Vec::new();
+    for out in &step.outputs {
+        let out = Path::new(out.trim_end_matches('/'));
+        match relative_to(out, &working_dir) {
+            Some(rel) => output_paths.push(rel.to_string_lossy().into_owned()),
+            None => {
+                not_here(format!(
+                    "its output `{}` is outside its `dir`",
+                    out.display()
+                ));
+                output_paths.push(format!("../{}", out.display()));
+            }
+        }
+    }
+    output_paths.sort();
+    let platform = re::Platform {
+        properties: s
+            .remote
+            .platform_of(step)
+            .into_iter()
+            .map(|(name, value)| re::platform::Property { name, value })
+            .collect(),
+    };
+    // Servers older than REAPI 2.2 read the platform from the Command.
+    #[allow(deprecated)]
+    let command = re::Command {
+        arguments,
+        environment_variables: env
+            .into_iter()
+            .map(|(name, value)| re::command::EnvironmentVariable {
+                name: name.into(),
+                value: value.into(),
+            })
+            .collect(),
+        output_paths,
+        working_directory: working_dir.to_string_lossy().into_owned(),
+        platform: Some(platform.clone()),
+        ..Default::default()
+    };
+
+    let salt = Salt {
+        version: ACTION_VERSION,
+        salt: &s.record.salt,
+        key_env: &s.record.key_env,
+        key_commands: s.record.key_commands.iter().map(|k| k.digest.as_str()).collect(),
+        host: platform
+            .properties
+            .is_empty()
+            .then(|| format!("{}/{}", s.record.os, s.record.arch)),
+    };
+    let action = re::Action {
+        command_digest: Some(encode(&command).0),
+        input_root_digest: Some(input_root.root_digest.clone()),
+        timeout: step.timeout.map(|t| super::proto::pb::Duration {
+            seconds: t.as_secs() as i64,
+            nanos: t.subsec_nanos() as i32,
+        }),
+        do_not_cache: false,
+        salt: serde_json::to_vec(&salt).expect("the salt serialises"),
+        platform: Some(platform),
+    };
+    Ok(Prepared {
+        action_digest: encode(&action).0,
+        action,
+        command,
+        input_root,
+        working_dir,
+        executable,
+    })
+}

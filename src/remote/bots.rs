@@ -1,0 +1,1 @@
+//! Placeholder: the Remote Workers API messages.

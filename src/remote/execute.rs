@@ -1,0 +1,159 @@
+//! Running an Action on the farm: its blobs uploaded (only those missing), `Execute`
+//! followed as a stream of stages, resumed with `WaitExecution` when the stream drops.
+
+use super::action::Prepared;
+use super::connection::{Connection, RemoteError};
+use super::proto::{longrunning, re};
+use prost::Message;
+use std::time::Duration;
+
+/// Where a remote execution is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    Uploading,
+    Queued,
+    Executing,
+}
+
+impl Stage {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stage::Uploading => "uploading inputs",
+            Stage::Queued => "queued",
+            Stage::Executing => "executing",
+        }
+    }
+}
+
+/// What the farm answered.
+#[derive(Debug)]
+pub struct Executed {
+    pub result: re::ActionResult,
+    /// The server answered from its cache without running anything.
+    pub cached: bool,
+    pub worker: String,
+    pub uploaded: super::cas::Uploaded,
+}
+
+/// Why an execution gave no result.
+#[derive(Debug)]
+pub enum NotExecuted {
+    /// The step ran past its timeout on the worker.
+    TimedOut,
+    Failed(RemoteError),
+}
+
+impl From<RemoteError> for NotExecuted {
+    fn from(e: RemoteError) -> Self {
+        NotExecuted::Failed(e)
+    }
+}
+
+fn stage_of(operation: &longrunning::Operation) -> Option<Stage> {
+    let metadata = operation.metadata.as_ref()?;
+    let meta = re::ExecuteOperationMetadata::decode(metadata.value.as_slice()).ok()?;
+    match re::execution_stage::Value::try_from(meta.stage).ok()? {
+        re::execution_stage::Value::Queued => Some(Stage::Queued),
+        re::execution_stage::Value::Executing => Some(Stage::Executing),
+        _ => None,
+    }
+}
+
+/// Uploads what the Action needs, runs it and waits for the result. `on_stage` hears of
+/// each stage once.
+pub async fn execute(
+    connection: &Connection,
+    prepared: &Prepared,
+    wait: Duration,
+    on_stage: &(dyn Fn(Stage) + Sync),
+) -> Result<Executed, NotExecuted> {
+    on_stage(Stage::Uploading);
+    let mut blobs = prepared.input_root.blobs.clone();
+    blobs.extend(prepared.action_blobs());
+    let uploaded = connection.upload(&blobs).await?;
+
+    let what = "the remote execution failed";
+    let mut client = connection.execution_client();
+    let request = connection.request_with_timeout(
+        re::ExecuteRequest {
+            instance_name: connection.instance.clone(),
+            action_digest: Some(prepared.action_digest.clone()),
+            skip_cache_lookup: false,
+            ..Default::default()
+        },
+        wait,
+    );
+    let mut stream = client
+        .execute(request)
+        .await
+        .map_err(|s| RemoteError::status(what, &s))?
+        .into_inner();
+    let mut last_stage = None;
+    let mut name = String::new();
+    let mut resumed = false;
+    loop {
+        let next = match stream.message().await {
+            Ok(next) => next,
+            // A dropped stream is picked up again once, by the operation's name.
+            Err(status) if !resumed && !name.is_empty() => {
+                let _ = status;
+                resumed = true;
+                let request = connection.request_with_timeout(
+                    re::WaitExecutionRequest { name: name.clone() },
+                    wait,
+                );
+                stream = client
+                    .wait_execution(request)
+                    .await
+                    .map_err(|s| RemoteError::status(what, &s))?
+                    .into_inner();
+                continue;
+            }
+            Err(status) => return Err(RemoteError::status(what, &status).into()),
+        };
+        let Some(operation) = next else {
+            return Err(RemoteError::new(what, "the server closed the stream without a result").into());
+        };
+        name.clone_from(&operation.name);
+        if let Some(stage) = stage_of(&operation)
+            && last_stage.as_ref() != Some(&stage)
+        {
+            on_stage(stage.clone());
+            last_stage = Some(stage);
+        }
+        if !operation.done {
+            continue;
+        }
+        let response = match operation.result {
+            Some(longrunning::operation::Result::Response(any)) => {
+                re::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| {
+                    RemoteError::new(what, format!("the answer does not decode: {e}"))
+                })?
+            }
+            Some(longrunning::operation::Result::Error(status)) => {
+                return Err(RemoteError::new(what, status.message).into());
+            }
+            None => return Err(RemoteError::new(what, "the operation ended without a result").into()),
+        };
+        if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
+            if status.code == tonic::Code::DeadlineExceeded as i32 {
+                return Err(NotExecuted::TimedOut);
+            }
+            return Err(RemoteError::new(what, status.message.clone()).into());
+        }
+        let result = response
+            .result
+            .ok_or_else(|| RemoteError::new(what, "the answer holds no result"))?;
+        let worker = result
+            .execution_metadata
+            .as_ref()
+            .map(|m| m.worker.clone())
+            .unwrap_or_default();
+        return Ok(Executed {
+            result,
+            cached: response.cached_result,
+            worker,
+            uploaded,
+        });
+    }
+}

@@ -1,0 +1,271 @@
+//! `[remote]`: a REAPI v2 server (BuildGrid, Buildbarn, NativeLink, BuildBuddy, bazel-remote)
+//! as a cache shared between machines, as a farm that runs steps, and the worker that
+//! serves such a farm (`preflight worker`).
+//!
+//! A cache never fails a run: when the server is down, slow or refusing, the run says so
+//! once and goes on locally.
+
+pub mod action;
+pub mod bots;
+pub mod cas;
+pub mod connection;
+pub mod execute;
+pub mod proto;
+pub mod results;
+pub mod tree;
+pub mod worker;
+
+use crate::cache::store::{self, Store};
+use crate::config::{Remote, RemoteCache};
+use action::Prepared;
+use connection::{Connection, RemoteError};
+use proto::re;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The `--remote-cache`, `--remote-execute` and `--no-remote` flags.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub cache: Option<RemoteCache>,
+    pub execute: Option<bool>,
+    pub off: bool,
+}
+
+/// A problem to report: `None` when it was already reported (the server is down).
+pub type Warning = Option<String>;
+
+/// One run's use of the remote.
+pub struct Session {
+    runtime: tokio::runtime::Runtime,
+    pub config: Remote,
+    pub cache: RemoteCache,
+    pub execute: bool,
+    connection: OnceLock<Result<Connection, String>>,
+    /// Set at the first sign that the server is unreachable: the rest of the run is local.
+    down: AtomicBool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("endpoint", &self.config.endpoint)
+            .field("cache", &self.cache)
+            .field("execute", &self.execute)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The failures that mean the server cannot be used at all right now.
+fn unreachable(e: &RemoteError) -> bool {
+    match e.code {
+        None => true,
+        Some(code) => matches!(
+            code,
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+                | tonic::Code::Cancelled
+        ),
+    }
+}
+
+/// A remote hit or execution, as a local entry with its log.
+#[derive(Debug)]
+pub struct Fetched {
+    pub entry: store::ActionResult,
+    pub worker: String,
+}
+
+impl Session {
+    /// The run's remote, unless there is none or it is switched off.
+    pub fn open(remote: Option<&Remote>, overrides: &Overrides) -> crate::error::Result<Option<Session>> {
+        let Some(remote) = remote else {
+            return Ok(None);
+        };
+        if overrides.off {
+            return Ok(None);
+        }
+        let cache = overrides.cache.unwrap_or(remote.cache);
+        let execute = overrides.execute.unwrap_or(remote.execute);
+        if !cache.reads() && !execute {
+            return Ok(None);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("preflight-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| crate::error::Error::io("cannot start the remote client", e))?;
+        Ok(Some(Session {
+            runtime,
+            config: remote.clone(),
+            cache,
+            execute,
+            connection: OnceLock::new(),
+            down: AtomicBool::new(false),
+        }))
+    }
+
+    /// The connection, opened at first use; `Err` carries the warning to show (once).
+    fn connection(&self) -> Result<&Connection, Warning> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(None);
+        }
+        let opened = self.connection.get_or_init(|| {
+            self.runtime
+                .block_on(Connection::open(&self.config))
+                .map_err(|e| e.to_string())
+        });
+        match opened {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                if self.down.swap(true, Ordering::SeqCst) {
+                    Err(None)
+                } else {
+                    Err(Some(format!("{e}; the run goes on without the remote")))
+                }
+            }
+        }
+    }
+
+    /// Turns a failure into the warning to show, marking the server down when it is
+    /// unreachable (then only the first such failure is shown).
+    fn warn(&self, what: &str, e: &RemoteError) -> Warning {
+        if unreachable(e) {
+            if self.down.swap(true, Ordering::SeqCst) {
+                return None;
+            }
+            return Some(format!(
+                "the remote at {} stopped answering ({e}); the rest of the run is local",
+                self.config.endpoint
+            ));
+        }
+        Some(format!("{what}: {e}"))
+    }
+
+    /// Looks the Action up in the remote cache and, on a hit, downloads its outputs into
+    /// the local store. `Ok(None)` is a miss.
+    pub fn lookup(&self, prepared: &Prepared, store: &Store) -> Result<Option<Fetched>, Warning> {
+        if !self.cache.reads() {
+            return Ok(None);
+        }
+        let connection = self.connection()?;
+        let found = self.runtime.block_on(async {
+            let answer = connection
+                .action_cache_client()
+                .get_action_result(connection.request(re::GetActionResultRequest {
+                    instance_name: connection.instance.clone(),
+                    action_digest: Some(prepared.action_digest.clone()),
+                    ..Default::default()
+                }))
+                .await;
+            let result = match answer {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+                Err(s) => return Err(RemoteError::status("cannot ask the remote cache", &s)),
+            };
+            if result.exit_code != 0 {
+                return Ok(None);
+            }
+            let worker = result
+                .execution_metadata
+                .as_ref()
+                .map(|m| m.worker.clone())
+                .unwrap_or_default();
+            let entry = results::fetch(connection, &result, &prepared.working_dir, store).await?;
+            Ok(Some(Fetched { entry, worker }))
+        });
+        found.map_err(|e| self.warn("the remote cache entry could not be used", &e))
+    }
+
+    /// Uploads a result that passed here: the blobs the server lacks, then the result.
+    pub fn upload(
+        &self,
+        prepared: &Prepared,
+        entry: &store::ActionResult,
+        store: &Store,
+    ) -> Result<cas::Uploaded, Warning> {
+        if !self.cache.writes() {
+            return Ok(cas::Uploaded::default());
+        }
+        let (result, mut blobs) = results::to_remote(entry, &prepared.working_dir, store)
+            .map_err(|e| Some(format!("not uploaded to the remote cache: {e}")))?;
+        let connection = self.connection()?;
+        blobs.extend(prepared.action_blobs());
+        let uploaded = self.runtime.block_on(async {
+            let uploaded = connection.upload(&blobs).await?;
+            connection
+                .call("cannot store the result in the remote cache", || {
+                    let mut client = connection.action_cache_client();
+                    let request = connection.request(re::UpdateActionResultRequest {
+                        instance_name: connection.instance.clone(),
+                        action_digest: Some(prepared.action_digest.clone()),
+                        action_result: Some(result.clone()),
+                        ..Default::default()
+                    });
+                    async move { client.update_action_result(request).await }
+                })
+                .await?;
+            Ok(uploaded)
+        });
+        uploaded.map_err(|e| self.warn("not uploaded to the remote cache", &e))
+    }
+
+    /// Runs the step on the farm and downloads its outputs into the local store.
+    pub fn execute(
+        &self,
+        prepared: &Prepared,
+        timeout: Option<Duration>,
+        store: &Store,
+        on_stage: &(dyn Fn(execute::Stage) + Sync),
+    ) -> Result<Executed, Warning> {
+        let connection = self.connection()?;
+        if !connection.capabilities.execution {
+            self.down.store(true, Ordering::SeqCst);
+            return Err(Some(format!(
+                "the remote at {} does not run actions (no Execution service); steps run here",
+                self.config.endpoint
+            )));
+        }
+        // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
+        let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| t + Duration::from_secs(600));
+        let outcome = self.runtime.block_on(async {
+            let executed = execute::execute(connection, prepared, wait, on_stage).await;
+            match executed {
+                Ok(done) => {
+                    let entry =
+                        results::fetch(connection, &done.result, &prepared.working_dir, store)
+                            .await?;
+                    Ok(Ok((done, entry)))
+                }
+                Err(execute::NotExecuted::TimedOut) => Ok(Err(())),
+                Err(execute::NotExecuted::Failed(e)) => Err(e),
+            }
+        });
+        match outcome {
+            Ok(Ok((done, entry))) => Ok(Executed::Done {
+                exit_code: done.result.exit_code,
+                cached: done.cached,
+                worker: done.worker,
+                entry,
+            }),
+            Ok(Err(())) => Ok(Executed::TimedOut),
+            Err(e) => Err(self.warn("the step could not run remotely", &e)),
+        }
+    }
+}
+
+/// How a remote execution ended.
+#[derive(Debug)]
+pub enum Executed {
+    Done {
+        exit_code: i32,
+        /// Answered from the server's cache.
+        cached: bool,
+        worker: String,
+        entry: store::ActionResult,
+    },
+    TimedOut,
+}
