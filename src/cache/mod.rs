@@ -454,6 +454,20 @@ impl Session {
         }
     }
 
+    /// Files a result that came from elsewhere (the remote cache, a worker) as the entry
+    /// of this key; `lookup` then restores it.
+    pub fn import(&self, keyed: &Keyed, entry: &ActionResult) -> std::result::Result<(), String> {
+        let _lock = self
+            .store
+            .shared_lock()
+            .map_err(|e| format!("cannot lock the cache: {e}"))?;
+        self.store
+            .put(&keyed.key, entry, &keyed.bytes)
+            .map_err(|e| format!("cannot write the cache entry: {e}"))?;
+        self.stored.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Stores a passed step's outputs and log. `Err` says why it was not cached.
     pub fn save(
         &self,

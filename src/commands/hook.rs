@@ -73,6 +73,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         format: OutputFormat::Human,
         color,
         ci: false,
+        remote: Default::default(),
     };
 
     let canceller = Canceller::new();

@@ -24,6 +24,8 @@ pub struct Output {
     pub color: bool,
     /// `--ci`: plain lines, and on GitHub Actions each step's output folded in a group.
     pub ci: bool,
+    /// `--remote-cache`, `--remote-execute`, `--no-remote`.
+    pub remote: crate::remote::Overrides,
 }
 
 pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
@@ -82,6 +84,15 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         format: args.format,
         color,
         ci: args.ci,
+        remote: crate::remote::Overrides {
+            cache: args
+                .remote
+                .remote_cache
+                .as_deref()
+                .and_then(crate::config::RemoteCache::parse),
+            execute: args.remote.remote_execute.then_some(true),
+            off: args.remote.no_remote,
+        },
     };
     let skip = skip_list(&config, color);
     let selection = Selection {
@@ -141,12 +152,24 @@ pub fn execute(
         Some(0) | None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(n) => n,
     };
+    // Without the local cache there is nothing to restore a remote result into.
+    let remote = match cache.as_ref().filter(|c| c.active()) {
+        Some(_) => match crate::remote::Session::open(config.remote.as_ref(), &output.remote) {
+            Ok(session) => session.map(Arc::new),
+            Err(e) => {
+                report::warn(&format!("{e}; the run goes on without the remote"), output.color);
+                None
+            }
+        },
+        None => None,
+    };
     let options = exec::Options {
         jobs,
         fail_fast: output.fail_fast || config.settings.fail_fast,
         stream_output: output.verbose,
         msg_file,
         cache: cache.map(Arc::new),
+        remote,
     };
 
     let human = HumanOptions {

@@ -91,15 +91,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
                     "cache hit (key {}): outputs restored, log replayed",
                     &keyed.key[..12]
                 )]);
-                if shared.stream_output {
-                    for line in log
-                        .strip_suffix(b"\n")
-                        .unwrap_or(&log)
-                        .split(|&b| b == b'\n')
-                    {
-                        let _ = tx.send(Message::Line(i, line.to_vec()));
-                    }
-                }
+                replay(shared, i, &log, tx);
                 return StepResult {
                     name: step.name.clone(),
                     status: Status::Cached,
@@ -107,11 +99,24 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
                     exit_code: Some(0),
                     output: log,
                     detail: None,
+                    remote: None,
                 };
             }
             Lookup::Miss => {}
             Lookup::Unusable(why) => unusable = Some(why),
         }
+    }
+    let remote = super::remote::prepare(shared, i, &keyed, tx);
+    if let Some(remote) = &remote
+        && !cache.mode.force.contains(&step.name)
+        && let Some(result) = remote.lookup(shared, i, cache, &keyed, tx)
+    {
+        explain(vec![format!(
+            "remote cache hit (action {}): outputs restored, log replayed",
+            &remote.prepared.action_digest.hash[..12]
+        )]);
+        replay(shared, i, &result.output, tx);
+        return result;
     }
     if cache.mode.explain {
         let lines = match &unusable {
@@ -120,12 +125,32 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         };
         explain(lines);
     }
+    if let Some(remote) = &remote
+        && let Some(result) = remote.execute(shared, i, cache, &keyed, tx)
+    {
+        cache.step_ran();
+        return result;
+    }
     let mut result = super::run_step(shared, i, tx);
     cache.step_ran();
-    if result.status == Status::Passed
-        && let Err(why) = cache.save(step, &keyed, &result.output, started_at)
-    {
-        result.detail = Some(format!("not cached: {why}"));
+    if result.status == Status::Passed {
+        match cache.save(step, &keyed, &result.output, started_at) {
+            Err(why) => result.detail = Some(format!("not cached: {why}")),
+            Ok(()) => {
+                if let Some(remote) = &remote {
+                    remote.upload(cache, &keyed, tx);
+                }
+            }
+        }
     }
     result
+}
+
+/// Sends a cached log to the reporter line by line, when output is streamed.
+fn replay(shared: &Shared, i: usize, log: &[u8], tx: &Sender<Message>) {
+    if shared.stream_output {
+        for line in log.strip_suffix(b"\n").unwrap_or(log).split(|&b| b == b'\n') {
+            let _ = tx.send(Message::Line(i, line.to_vec()));
+        }
+    }
 }

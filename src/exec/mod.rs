@@ -3,6 +3,7 @@
 
 mod cached;
 pub mod invocation;
+mod remote;
 pub mod scheduler;
 
 use crate::plan::{Plan, PlannedStep};
@@ -28,6 +29,8 @@ pub struct Options {
     pub msg_file: Option<PathBuf>,
     /// The cache, when steps may be skipped on a hit and stored after a pass.
     pub cache: Option<Arc<crate::cache::Session>>,
+    /// `[remote]`, when the run uses it (its cache, its workers).
+    pub remote: Option<Arc<crate::remote::Session>>,
 }
 
 /// What every step of a run shares.
@@ -42,6 +45,7 @@ struct Shared {
     cache: Option<Arc<crate::cache::Session>>,
     /// Each step's cache key, once computed (its dependents' keys include it).
     keys: Mutex<Vec<Option<String>>>,
+    remote: Option<Arc<crate::remote::Session>>,
 }
 
 enum Message {
@@ -49,6 +53,9 @@ enum Message {
     Line(usize, Vec<u8>),
     /// Why the step ran or was cached (`--explain`).
     Explain(usize, Vec<String>),
+    /// A remote execution's stage.
+    Remote(usize, String),
+    Warning(String),
     Done(usize, StepResult),
 }
 
@@ -78,6 +85,7 @@ pub fn execute(
         msg_file: options.msg_file.clone(),
         cache: options.cache.clone(),
         keys: Mutex::new(vec![None; names.len()]),
+        remote: options.remote.clone(),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -134,6 +142,11 @@ pub fn execute(
                 name: names[i].clone(),
                 lines,
             }),
+            Message::Remote(i, stage) => reporter.event(Event::StepRemote {
+                name: names[i].clone(),
+                stage,
+            }),
+            Message::Warning(text) => reporter.event(Event::Warning(text)),
             Message::Done(i, mut result) => {
                 running -= 1;
                 if result.status == Status::Cancelled {
@@ -177,7 +190,16 @@ fn not_run(name: &str, detail: String) -> StepResult {
         exit_code: None,
         output: Vec::new(),
         detail: Some(detail),
+        remote: None,
     }
+}
+
+/// The environment a step gets on top of preflight's own: `[env]`, its `env`, its name.
+fn step_env(shared: &Shared, step: &crate::config::Step) -> Vec<(String, String)> {
+    let mut env = shared.env.clone();
+    env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.push(("PREFLIGHT_STEP".into(), step.name.clone()));
+    env
 }
 
 /// Runs one step: its files checked, its command expanded into batches run in parallel.
@@ -192,6 +214,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         exit_code,
         output,
         detail,
+        remote: None,
     };
 
     if let Some(reason) = &planned.skip {
@@ -248,9 +271,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     }
     let _ = tx.send(Message::Started(i));
 
-    let mut env = shared.env.clone();
-    env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.push(("PREFLIGHT_STEP".into(), step.name.clone()));
+    let env = step_env(shared, step);
     let invocations = invocation::invocations(&command, files.as_deref());
     let deadline = step.timeout.map(|t| started + t);
 

@@ -75,6 +75,9 @@ impl Blobs {
     }
 }
 
+/// A downloaded blob: its hash and bytes.
+type Downloaded = (String, Vec<u8>);
+
 /// What an upload did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Uploaded {
@@ -295,7 +298,7 @@ impl Connection {
         }
         let budget = self.capabilities.max_batch.saturating_sub(64 << 10).max(1 << 16);
         let limit = Arc::new(Semaphore::new(PARALLEL));
-        let mut tasks: JoinSet<RemoteResult<Vec<(String, Vec<u8>)>>> = JoinSet::new();
+        let mut tasks: JoinSet<RemoteResult<Vec<Downloaded>>> = JoinSet::new();
         let mut batch: Vec<re::Digest> = Vec::new();
         let mut batch_bytes = 0usize;
         let spawn_batch = |batch: Vec<re::Digest>, tasks: &mut JoinSet<_>| {
@@ -344,7 +347,7 @@ impl Connection {
         Ok(found)
     }
 
-    async fn batch_read(&self, digests: Vec<re::Digest>) -> RemoteResult<Vec<(String, Vec<u8>)>> {
+    async fn batch_read(&self, digests: Vec<re::Digest>) -> RemoteResult<Vec<Downloaded>> {
         let response = self
             .call("cannot download from the remote cache", || {
                 let mut client = self.cas_client();

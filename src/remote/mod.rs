@@ -249,7 +249,7 @@ impl Session {
                 exit_code: done.result.exit_code,
                 cached: done.cached,
                 worker: done.worker,
-                entry,
+                entry: Box::new(entry),
             }),
             Ok(Err(())) => Ok(Executed::TimedOut),
             Err(e) => Err(self.warn("the step could not run remotely", &e)),
@@ -265,7 +265,7 @@ pub enum Executed {
         /// Answered from the server's cache.
         cached: bool,
         worker: String,
-        entry: store::ActionResult,
+        entry: Box<store::ActionResult>,
     },
     TimedOut,
 }

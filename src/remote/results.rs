@@ -176,6 +176,16 @@ pub async fn fetch(
     Ok(entry)
 }
 
+/// This machine's name, to say where an uploaded result was built.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// A local entry as a REAPI result, with every blob it refers to (read from the store).
 pub fn to_remote(
     entry: &ActionResult,
@@ -273,7 +283,7 @@ pub fn to_remote(
         result.stdout_digest = Some(from_store(d));
     }
     result.execution_metadata = Some(re::ExecutedActionMetadata {
-        worker: entry.execution_metadata.worker.clone(),
+        worker: format!("preflight@{}", host_name()),
         ..Default::default()
     });
     Ok((result, blobs))

@@ -66,9 +66,13 @@ impl Human {
             Status::Cancelled => ("cancelled", Style::new().yellow()),
             Status::Cached => ("cached", Style::new().cyan()),
         };
+        let word = match &r.remote {
+            Some(_) => format!("{word} (remote)"),
+            None => format!("{word:>9}"),
+        };
         let mut text = format!(
             "{} {}",
-            self.style(style).apply_to(format!("{word:>9}")),
+            self.style(style).apply_to(word),
             self.style(Style::new().bold()).apply_to(&r.name)
         );
         if matches!(
@@ -80,6 +84,9 @@ impl Human {
         let detail = match (&r.detail, r.status, r.exit_code) {
             (Some(d), _, _) => Some(d.clone()),
             (None, Status::Failed, Some(code)) => Some(format!("exit code {code}")),
+            (None, _, _) if r.remote.as_ref().is_some_and(|o| o.executed && !o.worker.is_empty()) => {
+                r.remote.as_ref().map(|o| format!("on {}", o.worker))
+            }
             _ => None,
         };
         if let Some(d) = detail {
@@ -186,6 +193,17 @@ impl Reporter for Human {
             }
             Event::StepExplained { name, lines } => {
                 self.explained.insert(name, lines);
+            }
+            Event::StepRemote { name, stage } => match self.bars.get(&name) {
+                Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
+                None => {
+                    let text = format!("{:>9} {name}: {stage} (remote)", "·");
+                    self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
+                }
+            },
+            Event::Warning(message) => {
+                let text = format!("warning: {message}");
+                self.line(&self.style(Style::new().yellow()).apply_to(text).to_string());
             }
             Event::StepFinished(result) => {
                 if let Some(bar) = self.bars.remove(&result.name) {

@@ -31,6 +31,10 @@ impl Reporter for Json {
             Event::StepExplained { name, lines } => {
                 json!({"event": "step_explained", "step": name, "reasons": lines})
             }
+            Event::StepRemote { name, stage } => {
+                json!({"event": "step_remote", "step": name, "stage": stage})
+            }
+            Event::Warning(message) => json!({"event": "warning", "message": message}),
             Event::StepFinished(r) => json!({
                 "event": "step_finished",
                 "step": r.name,
@@ -38,6 +42,7 @@ impl Reporter for Json {
                 "duration_ms": r.duration.as_millis() as u64,
                 "exit_code": r.exit_code,
                 "detail": r.detail,
+                "remote": r.remote.as_ref().map(|o| json!({"executed": o.executed, "worker": o.worker})),
                 "output": String::from_utf8_lossy(&r.output),
             }),
             Event::RunFinished(s) => json!({

@@ -61,6 +61,17 @@ pub struct StepResult {
     pub output: Vec<u8>,
     /// Why it was skipped, not run, or failed without an exit code.
     pub detail: Option<String>,
+    /// Set when the result came from `[remote]`: its cache or one of its workers.
+    pub remote: Option<RemoteOrigin>,
+}
+
+/// Where a remote result came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOrigin {
+    /// Run by a worker in this run (else found in the remote cache).
+    pub executed: bool,
+    /// The worker that built it, as the server names it.
+    pub worker: String,
 }
 
 /// Totals for the end of a run.
@@ -113,6 +124,13 @@ pub enum Event {
         name: String,
         lines: Vec<String>,
     },
+    /// A step running on a remote worker changed stage (uploading, queued, executing).
+    StepRemote {
+        name: String,
+        stage: String,
+    },
+    /// Something the user should know that does not fail the run (the remote is down).
+    Warning(String),
     StepFinished(StepResult),
     RunFinished(Summary),
 }

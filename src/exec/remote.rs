@@ -1,0 +1,232 @@
+//! A step and `[remote]`: after a local miss, the remote cache is asked; a step that may
+//! run on the farm runs there; a step that passed here is uploaded. Every remote failure is
+//! a warning and the step runs (or stays) local: a remote never fails a run.
+
+use super::{Message, Shared, invocation};
+use crate::cache::{self, Keyed};
+use crate::remote::action::{self, Prepared, StepAction};
+use crate::remote::{self, Executed, Warning};
+use crate::report::{RemoteOrigin, Status, StepResult};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+/// A step's remote context, when the step uses the remote at all.
+pub(super) struct RemoteStep<'a> {
+    session: &'a remote::Session,
+    pub prepared: Prepared,
+}
+
+fn warn(tx: &Sender<Message>, warning: Warning) {
+    if let Some(text) = warning {
+        let _ = tx.send(Message::Warning(text));
+    }
+}
+
+/// The outputs declared by every step `i` needs, directly or not.
+fn needed_outputs(shared: &Shared, i: usize) -> Vec<String> {
+    let mut seen = vec![false; shared.plan.steps.len()];
+    let mut stack = shared.plan.steps[i].needs.clone();
+    let mut outputs = Vec::new();
+    while let Some(j) = stack.pop() {
+        if std::mem::replace(&mut seen[j], true) {
+            continue;
+        }
+        outputs.extend(shared.plan.steps[j].step.outputs.iter().cloned());
+        stack.extend(shared.plan.steps[j].needs.iter().copied());
+    }
+    outputs
+}
+
+/// Describes the step as an Action, when the run has a remote and the step may use it.
+pub(super) fn prepare<'a>(
+    shared: &'a Shared,
+    i: usize,
+    keyed: &Keyed,
+    tx: &Sender<Message>,
+) -> Option<RemoteStep<'a>> {
+    let session = shared.remote.as_deref()?;
+    let planned = &shared.plan.steps[i];
+    let step = &planned.step;
+    if !step.remote || !keyed.cacheable() {
+        return None;
+    }
+    let cwd = step
+        .dir
+        .as_ref()
+        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
+    let files: Option<Vec<&Path>> = planned.files.as_ref().map(|files| {
+        files
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|f| cwd.join(f).symlink_metadata().is_ok())
+            .collect()
+    });
+    let invocations = invocation::invocations(&planned.command, files.as_deref());
+    let env = super::step_env(shared, step);
+    let described = StepAction {
+        root: &shared.root,
+        step,
+        remote: &session.config,
+        invocations: &invocations,
+        env: &env,
+        record: &keyed.record,
+        needed_outputs: needed_outputs(shared, i),
+    };
+    match action::prepare(&described) {
+        Ok(prepared) => Some(RemoteStep { session, prepared }),
+        Err(why) => {
+            warn(tx, Some(format!("step `{}` stays local: {why}", step.name)));
+            None
+        }
+    }
+}
+
+impl RemoteStep<'_> {
+    /// A remote cache hit, restored into the work tree as a local hit is.
+    pub(super) fn lookup(
+        &self,
+        shared: &Shared,
+        i: usize,
+        cache: &cache::Session,
+        keyed: &Keyed,
+        tx: &Sender<Message>,
+    ) -> Option<StepResult> {
+        let step = &shared.plan.steps[i].step;
+        let started = Instant::now();
+        let fetched = match self.session.lookup(&self.prepared, cache.store()) {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(w) => {
+                warn(tx, w);
+                return None;
+            }
+        };
+        let log = restore(shared, i, cache, keyed, &fetched.entry, tx)?;
+        Some(StepResult {
+            name: step.name.clone(),
+            status: Status::Cached,
+            duration: started.elapsed(),
+            exit_code: Some(0),
+            output: log,
+            detail: None,
+            remote: Some(RemoteOrigin {
+                executed: false,
+                worker: fetched.worker,
+            }),
+        })
+    }
+
+    /// Runs the step on the farm; `None` when it must run here instead.
+    pub(super) fn execute(
+        &self,
+        shared: &Shared,
+        i: usize,
+        cache: &cache::Session,
+        keyed: &Keyed,
+        tx: &Sender<Message>,
+    ) -> Option<StepResult> {
+        if !self.session.execute {
+            return None;
+        }
+        let step = &shared.plan.steps[i].step;
+        if let Err(why) = &self.prepared.executable {
+            let _ = tx.send(Message::Explain(i, vec![format!("runs here: {why}")]));
+            let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+            return None;
+        }
+        let started = Instant::now();
+        let _ = tx.send(Message::Started(i));
+        let on_stage = |stage: remote::execute::Stage| {
+            let _ = tx.send(Message::Remote(i, stage.as_str().to_string()));
+        };
+        let executed =
+            self.session
+                .execute(&self.prepared, step.timeout, cache.store(), &on_stage);
+        let result = |status, exit_code, output, detail, worker: String| StepResult {
+            name: step.name.clone(),
+            status,
+            duration: started.elapsed(),
+            exit_code,
+            output,
+            detail,
+            remote: Some(RemoteOrigin {
+                executed: true,
+                worker,
+            }),
+        };
+        match executed {
+            Err(w) => {
+                warn(tx, w);
+                None
+            }
+            Ok(Executed::TimedOut) => {
+                let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
+                Some(result(
+                    Status::TimedOut,
+                    None,
+                    Vec::new(),
+                    Some(format!("killed after the {limit} timeout on the worker")),
+                    String::new(),
+                ))
+            }
+            Ok(Executed::Done {
+                exit_code,
+                worker,
+                entry,
+                ..
+            }) if exit_code != 0 => {
+                let log = entry
+                    .stdout_digest
+                    .as_ref()
+                    .and_then(|d| cache.store().read_verified(d))
+                    .unwrap_or_default();
+                Some(result(Status::Failed, Some(exit_code), log, None, worker))
+            }
+            Ok(Executed::Done { worker, entry, .. }) => {
+                let log = restore(shared, i, cache, keyed, &entry, tx)?;
+                Some(result(Status::Passed, Some(0), log, None, worker))
+            }
+        }
+    }
+
+    /// Uploads a result that passed here, when the remote cache takes writes.
+    pub(super) fn upload(&self, cache: &cache::Session, keyed: &Keyed, tx: &Sender<Message>) {
+        if !self.session.cache.writes() {
+            return;
+        }
+        let Some(entry) = cache.store().get(&keyed.key) else {
+            return;
+        };
+        if let Err(w) = self.session.upload(&self.prepared, &entry, cache.store()) {
+            warn(tx, w);
+        }
+    }
+}
+
+/// Files a remote result as the step's local entry and restores it; the log on success.
+fn restore(
+    shared: &Shared,
+    i: usize,
+    cache: &cache::Session,
+    keyed: &Keyed,
+    entry: &crate::cache::store::ActionResult,
+    tx: &Sender<Message>,
+) -> Option<Vec<u8>> {
+    let step = &shared.plan.steps[i].step;
+    if let Err(why) = cache.import(keyed, entry) {
+        warn(tx, Some(format!("step `{}`: {why}", step.name)));
+        return None;
+    }
+    match cache.lookup(step, keyed) {
+        cache::Lookup::Hit { log } => Some(log),
+        cache::Lookup::Miss => None,
+        cache::Lookup::Unusable(why) => {
+            warn(
+                tx,
+                Some(format!("step `{}`: the remote result {why}", step.name)),
+            );
+            None
+        }
+    }
+}
