@@ -372,6 +372,30 @@ impl Store {
         self.root.join("last").join(hex(&Sha256::digest(&id)))
     }
 
+    fn sha256_alias_path(&self, git_id: &str) -> Option<PathBuf> {
+        let valid = git_id.len() == 40 && git_id.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| self.root.join("sha256-of-git").join(two(git_id)).join(git_id))
+    }
+
+    /// The SHA-256 digest of content known by its git blob id, when computed before: the
+    /// index gives git ids for free, and REAPI names blobs by SHA-256.
+    pub fn sha256_of_git(&self, git_id: &str) -> Option<Digest> {
+        let text = std::fs::read_to_string(self.sha256_alias_path(git_id)?).ok()?;
+        let (hash, size) = text.trim().split_once(' ')?;
+        Some(Digest {
+            hash: hash.to_string(),
+            size_bytes: size.parse().ok()?,
+        })
+        .filter(|d| is_hex64(&d.hash))
+    }
+
+    pub fn remember_sha256_of_git(&self, git_id: &str, digest: &Digest) {
+        if let Some(path) = self.sha256_alias_path(git_id) {
+            let text = format!("{} {}", digest.hash, digest.size_bytes);
+            let _ = self.write_atomic(&path, text.as_bytes());
+        }
+    }
+
     /// The key the step of this repository last used (hit or stored).
     pub fn last_key(&self, repo: &Path, step: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.last_path(repo, step)).ok()?;

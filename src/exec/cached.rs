@@ -106,7 +106,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
             Lookup::Unusable(why) => unusable = Some(why),
         }
     }
-    let remote = super::remote::prepare(shared, i, &keyed, tx);
+    let remote = super::remote::prepare(shared, i, cache, &keyed, tx);
     if let Some(remote) = &remote
         && !cache.mode.force.contains(&step.name)
         && let Some(result) = remote.lookup(shared, i, cache, &keyed, tx)

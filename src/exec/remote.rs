@@ -42,6 +42,7 @@ fn needed_outputs(shared: &Shared, i: usize) -> Vec<String> {
 pub(super) fn prepare<'a>(
     shared: &'a Shared,
     i: usize,
+    cache: &cache::Session,
     keyed: &Keyed,
     tx: &Sender<Message>,
 ) -> Option<RemoteStep<'a>> {
@@ -71,6 +72,7 @@ pub(super) fn prepare<'a>(
         invocations: &invocations,
         env: &env,
         record: &keyed.record,
+        store: cache.store(),
         needed_outputs: needed_outputs(shared, i),
     };
     match action::prepare(&described) {
@@ -131,14 +133,13 @@ impl RemoteStep<'_> {
         }
         let step = &shared.plan.steps[i].step;
         if let Err(why) = &self.prepared.executable {
-            let _ = tx.send(Message::Explain(i, vec![format!("runs here: {why}")]));
             let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
             return None;
         }
         let started = Instant::now();
         let _ = tx.send(Message::Started(i));
         let on_stage = |stage: remote::execute::Stage| {
-            let _ = tx.send(Message::Remote(i, stage.as_str().to_string()));
+            let _ = tx.send(Message::Remote(i, stage.to_string()));
         };
         let executed =
             self.session

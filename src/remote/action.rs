@@ -8,6 +8,7 @@ use super::cas::Blobs;
 use super::proto::{encode, re};
 use super::tree::{self, MerkleTree, Node};
 use crate::cache::key::KeyRecord;
+use crate::cache::store::Store;
 use crate::config::{Remote, Step};
 use crate::process::Invocation;
 use rayon::prelude::*;
@@ -65,6 +66,8 @@ pub struct StepAction<'a> {
     /// The environment the step gets on top of the worker's: `[env]`, its own, PREFLIGHT_STEP.
     pub env: &'a [(String, String)],
     pub record: &'a KeyRecord,
+    /// The local store, which remembers the SHA-256 of contents by their git id.
+    pub store: &'a Store,
     /// Declared outputs of the steps it needs (directly or not), repository-relative.
     pub needed_outputs: Vec<String>,
 }
@@ -98,8 +101,37 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         not_here("it declares no `inputs`, so a worker would not know which files it reads".into());
     }
 
-    // The input root: declared inputs, then outputs of the steps it needs.
-    let mut paths: Vec<PathBuf> = s.record.inputs.iter().map(|f| f.path.to_path()).collect();
+    // The input root: declared inputs (hashed once per content: the git id the key already
+    // has finds the SHA-256), then outputs of the steps it needs.
+    let mut entries: Vec<(PathBuf, Node)> = s
+        .record
+        .inputs
+        .par_iter()
+        .map(|f| {
+            let path = f.path.to_path();
+            let at = s.root.join(&path);
+            let node = match f.mode.as_str() {
+                "120000" => tree::node_at(&at),
+                mode => {
+                    let digest = match s.store.sha256_of_git(&f.digest) {
+                        Some(d) => Ok(super::proto::from_store(&d)),
+                        None => tree::hash_file(&at).inspect(|d| {
+                            s.store
+                                .remember_sha256_of_git(&f.digest, &super::proto::to_store(d))
+                        }),
+                    };
+                    digest.map(|digest| Node::File {
+                        digest,
+                        executable: mode == "100755",
+                        source: at.clone(),
+                    })
+                }
+            };
+            node.map(|n| (path.clone(), n))
+                .map_err(|e| format!("cannot read input {}: {e}", path.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut paths: Vec<PathBuf> = Vec::new();
     for out in &s.needed_outputs {
         let rel = PathBuf::from(out.trim_end_matches('/'));
         let at = s.root.join(&rel);
@@ -113,9 +145,12 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
             Err(_) => {}
         }
     }
+    // An output of a needed step that is also a declared input is already there.
+    let known: std::collections::HashSet<PathBuf> = entries.iter().map(|(p, _)| p.clone()).collect();
+    paths.retain(|p| !known.contains(p));
     paths.sort();
     paths.dedup();
-    let mut entries: Vec<(PathBuf, Node)> = paths
+    let outputs: Vec<(PathBuf, Node)> = paths
         .par_iter()
         .map(|p| {
             tree::node_at(&s.root.join(p))
@@ -123,7 +158,10 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
                 .map_err(|e| format!("cannot read input {}: {e}", p.display()))
         })
         .collect::<Result<_, _>>()?;
-    if !working_dir.as_os_str().is_empty() && !paths.iter().any(|p| p.starts_with(&working_dir)) {
+    entries.extend(outputs);
+    if !working_dir.as_os_str().is_empty()
+        && !entries.iter().any(|(p, _)| p.starts_with(&working_dir))
+    {
         entries.push((working_dir.clone(), Node::Folder));
     }
     let input_root = tree::build(entries)?;

@@ -11,16 +11,33 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     Uploading,
+    /// The inputs are on the server: how many blobs it lacked, their bytes, the time taken.
+    Uploaded {
+        blobs: usize,
+        missing: usize,
+        bytes: u64,
+        took: Duration,
+    },
     Queued,
     Executing,
 }
 
-impl Stage {
-    pub fn as_str(&self) -> &'static str {
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stage::Uploading => "uploading inputs",
-            Stage::Queued => "queued",
-            Stage::Executing => "executing",
+            Stage::Uploading => f.write_str("uploading inputs"),
+            Stage::Uploaded {
+                blobs,
+                missing,
+                bytes,
+                took,
+            } => write!(
+                f,
+                "uploaded {missing} of {blobs} blobs ({bytes} bytes) in {}",
+                crate::report::format_duration(*took)
+            ),
+            Stage::Queued => f.write_str("queued"),
+            Stage::Executing => f.write_str("executing"),
         }
     }
 }
@@ -68,9 +85,16 @@ pub async fn execute(
     on_stage: &(dyn Fn(Stage) + Sync),
 ) -> Result<Executed, NotExecuted> {
     on_stage(Stage::Uploading);
+    let started = std::time::Instant::now();
     let mut blobs = prepared.input_root.blobs.clone();
     blobs.extend(prepared.action_blobs());
     let uploaded = connection.upload(&blobs).await?;
+    on_stage(Stage::Uploaded {
+        blobs: uploaded.blobs,
+        missing: uploaded.missing,
+        bytes: uploaded.bytes_sent,
+        took: started.elapsed(),
+    });
 
     let what = "the remote execution failed";
     let mut client = connection.execution_client();

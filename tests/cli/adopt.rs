@@ -105,6 +105,10 @@ fn the_schema_matches_the_config_types() {
         ),
         ("[ci]\nzzz = 1\n", "/properties/ci/properties"),
         (
+            "[remote]\nendpoint = \"grpc://127.0.0.1:1\"\nzzz = 1\n",
+            "/properties/remote/properties",
+        ),
+        (
             "[steps.a]\nrun = \"x\"\n[ci.jobs.j]\nsteps = [\"a\"]\nzzz = 1\n",
             "/properties/ci/properties/jobs/additionalProperties/properties",
         ),
