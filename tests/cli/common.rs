@@ -24,6 +24,27 @@ impl Repo {
         repo
     }
 
+    /// A fresh clone of another test repository: another machine with the same commits
+    /// and an empty cache of its own.
+    pub fn clone_of(other: &Repo) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-clone")
+            .tempdir()
+            .expect("temp dir");
+        let out = git_command(dir.path())
+            .args(["clone", "-q"])
+            .arg(other.path())
+            .arg(".")
+            .output()
+            .expect("git clone runs");
+        assert!(
+            out.status.success(),
+            "git clone failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Repo { dir }
+    }
+
     /// A repository holding `config` as preflight.toml.
     pub fn with_config(config: &str) -> Self {
         let repo = Repo::new();
@@ -412,5 +433,14 @@ pub fn schema_keys(
         .unwrap_or_else(|| panic!("no {pointer} in the schema"))
         .keys()
         .cloned()
+        .collect()
+}
+
+/// SHA-256 of some bytes, in hex (how REAPI servers name blobs).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod adopt;
 mod book;
+mod buildgrid;
 mod cache;
 mod ci;
 mod config_errors;
@@ -13,5 +14,6 @@ mod hooks;
 mod inspect;
 mod processes;
 mod push;
+mod remote;
 mod run;
 mod watch;
