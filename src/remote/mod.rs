@@ -37,7 +37,9 @@ pub type Warning = Option<String>;
 
 /// One run's use of the remote.
 pub struct Session {
-    runtime: tokio::runtime::Runtime,
+    /// Started at the first remote call: a run whose steps all hit the local cache (a
+    /// commit hook, mostly) pays nothing for having a remote.
+    runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
     pub config: Remote,
     pub cache: RemoteCache,
     pub execute: bool,
@@ -92,14 +94,8 @@ impl Session {
         if !cache.reads() && !execute {
             return Ok(None);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("preflight-remote")
-            .enable_all()
-            .build()
-            .map_err(|e| crate::error::Error::io("cannot start the remote client", e))?;
         Ok(Some(Session {
-            runtime,
+            runtime: OnceLock::new(),
             config: remote.clone(),
             cache,
             execute,
@@ -108,13 +104,28 @@ impl Session {
         }))
     }
 
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, Warning> {
+        let runtime = self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("preflight-remote")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the remote client: {e}"))
+        });
+        runtime.as_ref().map_err(|e| {
+            (!self.down.swap(true, Ordering::SeqCst)).then(|| e.clone())
+        })
+    }
+
     /// The connection, opened at first use; `Err` carries the warning to show (once).
     fn connection(&self) -> Result<&Connection, Warning> {
         if self.down.load(Ordering::SeqCst) {
             return Err(None);
         }
+        let runtime = self.runtime()?;
         let opened = self.connection.get_or_init(|| {
-            self.runtime
+            runtime
                 .block_on(Connection::open(&self.config))
                 .map_err(|e| e.to_string())
         });
@@ -152,7 +163,7 @@ impl Session {
             return Ok(None);
         }
         let connection = self.connection()?;
-        let found = self.runtime.block_on(async {
+        let found = self.runtime()?.block_on(async {
             let answer = connection
                 .action_cache_client()
                 .get_action_result(connection.request(re::GetActionResultRequest {
@@ -194,7 +205,7 @@ impl Session {
             .map_err(|e| Some(format!("not uploaded to the remote cache: {e}")))?;
         let connection = self.connection()?;
         blobs.extend(prepared.action_blobs());
-        let uploaded = self.runtime.block_on(async {
+        let uploaded = self.runtime()?.block_on(async {
             let uploaded = connection.upload(&blobs).await?;
             connection
                 .call("cannot store the result in the remote cache", || {
@@ -231,7 +242,7 @@ impl Session {
         }
         // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
         let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| t + Duration::from_secs(600));
-        let outcome = self.runtime.block_on(async {
+        let outcome = self.runtime()?.block_on(async {
             let executed = execute::execute(connection, prepared, wait, on_stage).await;
             match executed {
                 Ok(done) => {

@@ -197,7 +197,7 @@ impl Reporter for Human {
             Event::StepRemote { name, stage } => match self.bars.get(&name) {
                 Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
                 None => {
-                    let text = format!("{:>9} {name}: {stage} (remote)", "·");
+                    let text = format!("{:>9} remote {name} → {stage}", "·");
                     self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
                 }
             },
