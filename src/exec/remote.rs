@@ -49,7 +49,17 @@ pub(super) fn prepare<'a>(
     let session = shared.remote.as_deref()?;
     let planned = &shared.plan.steps[i];
     let step = &planned.step;
-    if !step.remote || !keyed.cacheable() {
+    if !step.remote {
+        return None;
+    }
+    if !keyed.cacheable() {
+        if session.execute {
+            let _ = tx.send(Message::Remote(
+                i,
+                "runs here: it declares no `inputs`, so a worker would not know which files it reads"
+                    .into(),
+            ));
+        }
         return None;
     }
     let cwd = step

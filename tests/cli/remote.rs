@@ -17,7 +17,7 @@ endpoint = "{endpoint}"
 cache = "{cache}"
 
 [steps.gen]
-run = "mkdir -p out/sub && for i in 1 2 3; do echo file $i > out/f$i.txt; done && echo deep > out/sub/d.txt && ln -sf f1.txt out/link && printf '#!/bin/sh\necho hi\n' > out/tool && chmod +x out/tool && echo generated"
+run = "mkdir -p out/sub && for i in 1 2 3; do echo file $i > out/f$i.txt; done && echo deep > out/sub/d.txt && ln -sf f1.txt out/link && printf '#!/bin/sh\necho hi\n' > out/tool && chmod +x out/tool && head -c 6000000 /dev/urandom > out/big.bin && echo generated"
 inputs = ["src/**"]
 outputs = ["out"]
 
@@ -78,6 +78,7 @@ fn a_clone_with_an_empty_cache_gets_the_results_of_another_machine() {
     );
 
     for file in [
+        "out/big.bin",
         "out/f1.txt",
         "out/f2.txt",
         "out/f3.txt",
@@ -296,11 +297,20 @@ platform = {{ pool = "{pool}" }}
 "#
         )
     };
+    // `sum` runs on a worker too, with the outputs of the two it needs in its input root.
     let config = format!(
-        "[remote]\nendpoint = \"{}\"\nexecute = true\n{}{}",
+        "[remote]\nendpoint = \"{}\"\nexecute = true\n{}{}{}",
         grid.endpoint(),
         step("first", "a"),
-        step("second", "b")
+        step("second", "b"),
+        r#"
+[steps.sum]
+run = "cat out/first.txt out/second.txt > total.txt"
+inputs = ["src/**"]
+outputs = ["total.txt"]
+needs = ["first", "second"]
+platform = { pool = "a" }
+"#
     );
     let repo = Repo::with_config(&config);
     repo.write("src/in.txt", "input\n");
@@ -324,6 +334,7 @@ platform = {{ pool = "{pool}" }}
         assert_eq!(event["output"], format!("ran {name}\n"), "{line}");
         assert_eq!(repo.read(format!("out/{name}.txt")), b"input\n");
     }
+    assert_eq!(repo.read("total.txt"), b"input\ninput\n");
     assert!(run.stdout.contains(r#""stage":"queued""#), "{}", run.stdout);
     assert!(
         run.stdout.contains(r#""stage":"executing""#),
@@ -343,7 +354,7 @@ platform = {{ pool = "{pool}" }}
     read.code(0);
     assert_eq!(
         read.stdout.matches(r#""status":"cached""#).count(),
-        2,
+        3,
         "{}",
         read.stdout
     );
@@ -372,7 +383,7 @@ execute = true
 run = "echo checking src/in.txt && exit 3"
 inputs = ["src/**"]
 
-[steps.here]
+[steps.lint]
 run = "echo no inputs"
 "#,
         grid.endpoint()
@@ -384,8 +395,14 @@ run = "echo no inputs"
     assert_eq!(run.status_of("check"), "failed (remote)", "{}", run.stdout);
     assert!(run.stdout.contains("checking src/in.txt"), "{}", run.stdout);
     assert_eq!(
-        run.status_of("here"),
+        run.status_of("lint"),
         "passed",
         "a step without inputs runs here"
+    );
+    assert!(
+        run.stdout
+            .contains("remote lint → runs here: it declares no `inputs`"),
+        "with a note saying why:\n{}",
+        run.stdout
     );
 }
