@@ -153,7 +153,13 @@ impl RemoteStep<'_> {
         };
         let executed =
             self.session
-                .execute(&self.prepared, step.timeout, cache.store(), &on_stage);
+                .execute(
+                    &self.prepared,
+                    step.timeout,
+                    cache.mode.force.contains(&step.name),
+                    cache.store(),
+                    &on_stage,
+                );
         let result = |status, exit_code, output, detail, worker: String| StepResult {
             name: step.name.clone(),
             status,

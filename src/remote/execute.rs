@@ -82,6 +82,7 @@ pub async fn execute(
     connection: &Connection,
     prepared: &Prepared,
     wait: Duration,
+    skip_cache_lookup: bool,
     on_stage: &(dyn Fn(Stage) + Sync),
 ) -> Result<Executed, NotExecuted> {
     on_stage(Stage::Uploading);
@@ -102,7 +103,7 @@ pub async fn execute(
         re::ExecuteRequest {
             instance_name: connection.instance.clone(),
             action_digest: Some(prepared.action_digest.clone()),
-            skip_cache_lookup: false,
+            skip_cache_lookup,
             ..Default::default()
         },
         wait,

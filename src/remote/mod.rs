@@ -229,6 +229,7 @@ impl Session {
         &self,
         prepared: &Prepared,
         timeout: Option<Duration>,
+        forced: bool,
         store: &Store,
         on_stage: &(dyn Fn(execute::Stage) + Sync),
     ) -> Result<Executed, Warning> {
@@ -243,7 +244,10 @@ impl Session {
         // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
         let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| t + Duration::from_secs(600));
         let outcome = self.runtime()?.block_on(async {
-            let executed = execute::execute(connection, prepared, wait, on_stage).await;
+            // The server answers from its cache unless the run may not read it, or the
+            // step is forced to run.
+            let skip_cache = forced || !self.cache.reads();
+            let executed = execute::execute(connection, prepared, wait, skip_cache, on_stage).await;
             match executed {
                 Ok(done) => {
                     let entry =

@@ -35,6 +35,29 @@ fn mode(executable: bool) -> NodeProperties {
     }
 }
 
+/// Blobs bigger than this go to disk as they arrive rather than through memory.
+const STREAM_TO_DISK: i64 = 16 << 20;
+
+/// Streams one big blob into a temp file beside the store, then files it there.
+async fn fetch_to_store(
+    connection: &Connection,
+    digest: &re::Digest,
+    store: &Store,
+) -> RemoteResult<()> {
+    let local = |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
+    std::fs::create_dir_all(store.dir()).map_err(local)?;
+    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(local)?;
+    connection.download_file(digest, tmp.path()).await?;
+    let stored = store.put_file(tmp.path()).map_err(local)?;
+    if stored != to_store(digest) {
+        return Err(RemoteError::new(
+            format!("blob {} from the remote cache", digest.hash),
+            "it changed on disk while it was filed",
+        ));
+    }
+    Ok(())
+}
+
 /// Downloads what a remote result refers to into the local store (blobs already there are
 /// not fetched again; every one fetched is checked against its digest) and returns the
 /// local entry it makes. Paths become repository-relative: REAPI's are relative to the
@@ -140,10 +163,13 @@ pub async fn fetch(
     }
     wanted.extend(log_parts.iter().cloned());
 
-    let missing: Vec<re::Digest> = wanted
+    let (large, missing): (Vec<re::Digest>, Vec<re::Digest>) = wanted
         .into_iter()
         .filter(|d| !store.blob_file(&to_store(d)).is_file())
-        .collect();
+        .partition(|d| d.size_bytes > STREAM_TO_DISK);
+    for digest in &large {
+        fetch_to_store(connection, digest, store).await?;
+    }
     let blobs = connection.read_blobs(missing).await?;
     for bytes in blobs.values() {
         store

@@ -17,7 +17,7 @@ endpoint = "{endpoint}"
 cache = "{cache}"
 
 [steps.gen]
-run = "mkdir -p out/sub && for i in 1 2 3; do echo file $i > out/f$i.txt; done && echo deep > out/sub/d.txt && ln -sf f1.txt out/link && printf '#!/bin/sh\necho hi\n' > out/tool && chmod +x out/tool && head -c 6000000 /dev/urandom > out/big.bin && echo generated"
+run = "mkdir -p out/sub && for i in 1 2 3; do echo file $i > out/f$i.txt; done && echo deep > out/sub/d.txt && ln -sf f1.txt out/link && printf '#!/bin/sh\necho hi\n' > out/tool && chmod +x out/tool && head -c 20000000 /dev/urandom > out/big.bin && echo generated"
 inputs = ["src/**"]
 outputs = ["out"]
 

@@ -1,0 +1,510 @@
+//! One lease, start to end: the Action from its payload, the Command and the input root
+//! from the CAS, the command run in a private folder in its own process group (killed at
+//! the Action's timeout), and its outputs, stdout and stderr uploaded as an ActionResult.
+
+use super::{outputs, sandbox};
+use crate::remote::cas::Blobs;
+use crate::remote::connection::{Connection, RemoteError};
+use crate::remote::proto::{self, pb, re};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+use tonic::Code;
+
+/// Why a lease gave no ActionResult: the status the server is told.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The server sent something unusable (a bad path, a payload of the wrong type).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure::new(Code::InvalidArgument, message)
+    }
+
+    /// A blob the action needs is not in the CAS: REAPI's answer is FAILED_PRECONDITION.
+    pub fn missing(what: String) -> Self {
+        Failure::new(Code::FailedPrecondition, format!("the CAS has no {what}"))
+    }
+
+    /// A CAS call failed: unreachable servers are worth a retry elsewhere (BuildGrid retries
+    /// UNAVAILABLE), a missing or damaged blob is not.
+    pub fn fetch(e: RemoteError) -> Self {
+        let code = match e.code {
+            Some(Code::NotFound) | None => Code::FailedPrecondition,
+            Some(
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::ResourceExhausted
+                | Code::Aborted
+                | Code::Cancelled,
+            ) => Code::Unavailable,
+            Some(code) => code,
+        };
+        Failure::new(code, e.to_string())
+    }
+
+    /// This machine failed (disk full, permissions): another worker may do better, and
+    /// BuildGrid retries INTERNAL.
+    pub fn local(path: &Path, e: std::io::Error) -> Self {
+        Failure::new(Code::Internal, format!("{}: {e}", path.display()))
+    }
+
+    pub fn internal(message: String) -> Self {
+        Failure::new(Code::Internal, message)
+    }
+
+    pub fn output(name: &str, why: String) -> Self {
+        Failure::new(
+            Code::FailedPrecondition,
+            format!("output `{name}` cannot be uploaded: {why}"),
+        )
+    }
+
+    /// The worker was stopped or the server took the lease back: UNAVAILABLE, so that the
+    /// action is run again elsewhere.
+    fn stopped() -> Self {
+        Failure::new(
+            Code::Unavailable,
+            "the worker stopped before the action finished",
+        )
+    }
+}
+
+/// The process groups of running actions, by lease, so that a lease the server takes back
+/// or a second Ctrl-C can kill its whole group.
+#[derive(Default)]
+pub struct Processes {
+    state: Mutex<Groups>,
+}
+
+#[derive(Default)]
+struct Groups {
+    running: HashMap<String, i32>,
+    cancelled: HashSet<String>,
+    all_cancelled: bool,
+}
+
+impl Processes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spawns under the lock, so that a cancel either sees the group or stops the spawn.
+    fn spawn(
+        &self,
+        lease: &str,
+        cmd: &mut std::process::Command,
+    ) -> Option<std::io::Result<Child>> {
+        let mut groups = self.lock();
+        if groups.all_cancelled || groups.cancelled.contains(lease) {
+            return None;
+        }
+        let child = cmd.spawn();
+        if let Ok(child) = &child {
+            groups.running.insert(lease.to_string(), child.id() as i32);
+        }
+        Some(child)
+    }
+
+    /// Forgets a lease; true when it was cancelled.
+    fn finish(&self, lease: &str) -> bool {
+        let mut groups = self.lock();
+        groups.running.remove(lease);
+        groups.cancelled.remove(lease) || groups.all_cancelled
+    }
+
+    /// Kills one lease's group now, or keeps it from starting.
+    pub fn cancel(&self, lease: &str) {
+        let mut groups = self.lock();
+        groups.cancelled.insert(lease.to_string());
+        if let Some(&pgid) = groups.running.get(lease) {
+            kill_group(pgid);
+        }
+    }
+
+    /// Kills every group now, and every one that would start.
+    pub fn cancel_all(&self) {
+        let mut groups = self.lock();
+        groups.all_cancelled = true;
+        for &pgid in groups.running.values() {
+            kill_group(pgid);
+        }
+    }
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// What every job shares.
+pub struct Context {
+    pub connection: Connection,
+    /// Written into each result's metadata: BuildGrid passes it on to clients as is.
+    pub bot_id: String,
+    pub work_dir: PathBuf,
+    pub processes: Processes,
+}
+
+/// The Action a lease names: sent whole, or as the digest of one in the CAS.
+#[derive(Debug, PartialEq)]
+pub enum Payload {
+    Action(re::Action),
+    Digest(re::Digest),
+}
+
+const ACTION: &str = "build.bazel.remote.execution.v2.Action";
+const DIGEST: &str = "build.bazel.remote.execution.v2.Digest";
+
+pub fn decode_payload(payload: Option<&pb::Any>) -> Result<Payload, Failure> {
+    let any = payload.ok_or_else(|| Failure::invalid("the lease has no payload"))?;
+    let bad = |e: prost::DecodeError| {
+        Failure::invalid(format!("the lease's payload does not decode: {e}"))
+    };
+    if proto::holds(any, ACTION) {
+        Ok(Payload::Action(
+            re::Action::decode(any.value.as_slice()).map_err(bad)?,
+        ))
+    } else if proto::holds(any, DIGEST) {
+        let digest = re::Digest::decode(any.value.as_slice()).map_err(bad)?;
+        if !proto::well_formed(&digest) {
+            return Err(Failure::invalid(
+                "the lease names a malformed Action digest",
+            ));
+        }
+        Ok(Payload::Digest(digest))
+    } else {
+        Err(Failure::invalid(format!(
+            "the lease holds a `{}`, not a REAPI Action",
+            any.type_url
+        )))
+    }
+}
+
+/// A short name for an action in messages: the first 12 digits of its digest.
+pub fn short(digest: &re::Digest) -> String {
+    digest.hash.chars().take(12).collect()
+}
+
+/// How a lease ended, to report and to show.
+#[derive(Debug)]
+pub struct Finished {
+    pub action: String,
+    pub outcome: Result<Ran, Failure>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug)]
+pub struct Ran {
+    pub result: re::ActionResult,
+    pub timed_out: Option<Duration>,
+}
+
+/// Runs one lease; `on_start` hears of the program and the action just before it starts.
+pub async fn run(
+    context: &Context,
+    lease: &str,
+    payload: Option<&pb::Any>,
+    on_start: &(dyn Fn(&str, &str) + Sync),
+) -> Finished {
+    let started = Instant::now();
+    let mut action = String::from("????????????");
+    let outcome = async {
+        let (a, digest) = load_action(context, decode_payload(payload)?).await?;
+        action = short(&digest);
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-action-")
+            .tempdir_in(&context.work_dir)
+            .map_err(|e| Failure::local(&context.work_dir, e))?
+            .keep();
+        let ran = run_in(context, lease, &a, &dir, &|program| {
+            on_start(program, &action)
+        })
+        .await;
+        let _ = tokio::task::spawn_blocking(move || sandbox::remove(&dir)).await;
+        ran
+    }
+    .await;
+    Finished {
+        action,
+        outcome,
+        elapsed: started.elapsed(),
+    }
+}
+
+async fn load_action(
+    context: &Context,
+    payload: Payload,
+) -> Result<(re::Action, re::Digest), Failure> {
+    match payload {
+        // BuildGrid re-encodes the Action it stored: its digest may differ from the
+        // client's, which only matters for the name shown.
+        Payload::Action(action) => {
+            let digest = proto::encode(&action).0;
+            Ok((action, digest))
+        }
+        Payload::Digest(digest) => {
+            let action = read_message(&context.connection, &digest, "Action").await?;
+            Ok((action, digest))
+        }
+    }
+}
+
+async fn read_message<M: Message + Default>(
+    connection: &Connection,
+    digest: &re::Digest,
+    what: &str,
+) -> Result<M, Failure> {
+    let blobs = connection
+        .read_blobs(vec![digest.clone()])
+        .await
+        .map_err(Failure::fetch)?;
+    let bytes = blobs
+        .get(&digest.hash)
+        .ok_or_else(|| Failure::missing(format!("{what} {}", digest.hash)))?;
+    M::decode(bytes.as_slice())
+        .map_err(|e| Failure::invalid(format!("the {what} {} does not decode: {e}", digest.hash)))
+}
+
+fn required(digest: &Option<re::Digest>, what: &str) -> Result<re::Digest, Failure> {
+    digest
+        .clone()
+        .filter(proto::well_formed)
+        .ok_or_else(|| Failure::invalid(format!("the Action has no valid {what} digest")))
+}
+
+/// Everything after the Action is known, in the action's folder `dir`.
+async fn run_in(
+    context: &Context,
+    lease: &str,
+    action: &re::Action,
+    dir: &Path,
+    on_start: &(dyn Fn(&str) + Sync),
+) -> Result<Ran, Failure> {
+    let connection = &context.connection;
+    let mut metadata = re::ExecutedActionMetadata {
+        worker: context.bot_id.clone(),
+        worker_start_timestamp: Some(now()),
+        input_fetch_start_timestamp: Some(now()),
+        ..Default::default()
+    };
+    let command: re::Command = read_message(
+        connection,
+        &required(&action.command_digest, "Command")?,
+        "Command",
+    )
+    .await?;
+    let working_dir = sandbox::relative(&command.working_directory, "working directory")?;
+    let wanted = outputs::wanted(&command)?;
+    let program = command
+        .arguments
+        .first()
+        .ok_or_else(|| Failure::invalid("the Command has no arguments"))?;
+
+    let root = dir.join("root");
+    let (top, folders) = sandbox::fetch_tree(
+        connection,
+        &required(&action.input_root_digest, "input root")?,
+    )
+    .await?;
+    sandbox::materialise(connection, &root, &top, &folders).await?;
+    sandbox::make_folders(&root, &working_dir)?;
+    let cwd = root.join(&working_dir);
+    for (rel, _) in &wanted {
+        if let Some(parent) = rel.parent() {
+            sandbox::make_folders(&cwd, parent)?;
+        }
+    }
+    metadata.input_fetch_completed_timestamp = Some(now());
+
+    let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
+    let mut cmd = process(&command, &cwd, &stdout, &stderr)?;
+    on_start(program);
+    metadata.execution_start_timestamp = Some(now());
+    let timeout = action
+        .timeout
+        .as_ref()
+        .filter(|t| t.seconds > 0 || t.nanos > 0)
+        .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32));
+    let (exit_code, timed_out) = wait(&context.processes, lease, &mut cmd, timeout).await?;
+    metadata.execution_completed_timestamp = Some(now());
+
+    metadata.output_upload_start_timestamp = Some(now());
+    let mut result = re::ActionResult {
+        exit_code,
+        ..Default::default()
+    };
+    let mut blobs = Blobs::default();
+    outputs::collect(&cwd, &wanted, &mut result, &mut blobs)?;
+    result.stdout_digest = Some(log(&stdout, &mut blobs)?);
+    result.stderr_digest = Some(log(&stderr, &mut blobs)?);
+    connection.upload(&blobs).await.map_err(Failure::fetch)?;
+    metadata.output_upload_completed_timestamp = Some(now());
+    metadata.worker_completed_timestamp = Some(now());
+    result.execution_metadata = Some(metadata);
+    Ok(Ran {
+        result,
+        timed_out: timed_out.then_some(timeout.unwrap_or_default()),
+    })
+}
+
+fn now() -> pb::Timestamp {
+    proto::timestamp(SystemTime::now())
+}
+
+fn log(path: &Path, blobs: &mut Blobs) -> Result<re::Digest, Failure> {
+    let digest = crate::remote::tree::hash_file(path).map_err(|e| Failure::local(path, e))?;
+    blobs.add_file(digest.clone(), path.to_path_buf());
+    Ok(digest)
+}
+
+/// The command as a process: arguments[0] found on the PATH the action will see (or
+/// relative to its working directory when it has a slash), the worker's environment plus
+/// the Command's, stdin closed, output into files outside the input root, its own process
+/// group.
+fn process(
+    command: &re::Command,
+    cwd: &Path,
+    stdout: &Path,
+    stderr: &Path,
+) -> Result<std::process::Command, Failure> {
+    let env: Vec<(&str, &str)> = command
+        .environment_variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    let path_var: Option<OsString> = env
+        .iter()
+        .rev()
+        .find(|(name, _)| *name == "PATH")
+        .map(|(_, value)| value.into())
+        .or_else(|| std::env::var_os("PATH"));
+    let arg0 = &command.arguments[0];
+    let program = if arg0.contains('/') {
+        cwd.join(arg0)
+    } else {
+        which::which_in(arg0, path_var, cwd).map_err(|_| {
+            Failure::new(
+                Code::FailedPrecondition,
+                format!("`{arg0}` is not on the worker's PATH"),
+            )
+        })?
+    };
+    let file = |path: &Path| std::fs::File::create(path).map_err(|e| Failure::local(path, e));
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&command.arguments[1..])
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(file(stdout)?)
+        .stderr(file(stderr)?)
+        .process_group(0);
+    Ok(cmd)
+}
+
+/// Runs the process to its end or its timeout; then kills what is left of its group, so
+/// that nothing outlives the action. Returns the exit code (128 + signal when killed) and
+/// whether the timeout struck.
+async fn wait(
+    processes: &Processes,
+    lease: &str,
+    cmd: &mut std::process::Command,
+    timeout: Option<Duration>,
+) -> Result<(i32, bool), Failure> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = match processes.spawn(lease, cmd) {
+        None => {
+            processes.finish(lease);
+            return Err(Failure::stopped());
+        }
+        Some(Err(e)) => {
+            processes.finish(lease);
+            return Err(Failure::new(
+                Code::FailedPrecondition,
+                format!("cannot run {program}: {e}"),
+            ));
+        }
+        Some(Ok(child)) => child,
+    };
+    let pgid = child.id() as i32;
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait());
+    let mut timed_out = false;
+    let status = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, &mut waiting).await {
+            Ok(status) => status,
+            Err(_) => {
+                timed_out = true;
+                kill_group(pgid);
+                waiting.await
+            }
+        },
+        None => waiting.await,
+    };
+    kill_group(pgid);
+    let cancelled = processes.finish(lease);
+    let status = status
+        .map_err(|e| Failure::internal(format!("waiting for {program} failed: {e}")))?
+        .map_err(|e| Failure::internal(format!("waiting for {program} failed: {e}")))?;
+    if cancelled {
+        return Err(Failure::stopped());
+    }
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok((code, timed_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_is_an_action_or_its_digest() {
+        let action = re::Action {
+            command_digest: Some(proto::digest_of(b"command")),
+            ..Default::default()
+        };
+        let packed = proto::pack(ACTION, &action);
+        assert_eq!(
+            decode_payload(Some(&packed)).unwrap(),
+            Payload::Action(action)
+        );
+        let digest = proto::digest_of(b"action");
+        let packed = proto::pack(DIGEST, &digest);
+        assert_eq!(
+            decode_payload(Some(&packed)).unwrap(),
+            Payload::Digest(digest)
+        );
+    }
+
+    #[test]
+    fn other_payloads_are_refused() {
+        let bad = re::Digest {
+            hash: "../../etc/passwd".into(),
+            size_bytes: 1,
+        };
+        let unsafe_digest = proto::pack(DIGEST, &bad);
+        let other = proto::pack("google.rpc.Status", &proto::rpc::Status::default());
+        for payload in [None, Some(&unsafe_digest), Some(&other)] {
+            let err = decode_payload(payload).unwrap_err();
+            assert_eq!(err.code, Code::InvalidArgument, "{}", err.message);
+        }
+    }
+}
