@@ -5,6 +5,7 @@
 //! <dir>/v1/ac/ab/abcd….json           the ActionResult of a key (REAPI shape, JSON)
 //! <dir>/v1/keys/ab/abcd….json         the key record, for explanations
 //! <dir>/v1/last/<id>                  the key a step of a repository last used
+//! <dir>/v1/sha256-of-git/ab/<git id>  the SHA-256 digest of that content (REAPI names)
 //! <dir>/v1/tmp/                       files being written
 //! <dir>/v1/lock                       shared while writing or restoring, exclusive for gc
 //! ```
@@ -140,6 +141,9 @@ pub struct GcReport {
     pub removed_blobs: u64,
     pub removed_temp: u64,
 }
+
+/// Where the SHA-256 of contents known by their git id are remembered (for REAPI).
+const ALIASES: &str = "sha256-of-git";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -374,7 +378,7 @@ impl Store {
 
     fn sha256_alias_path(&self, git_id: &str) -> Option<PathBuf> {
         let valid = git_id.len() == 40 && git_id.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| self.root.join("sha256-of-git").join(two(git_id)).join(git_id))
+        valid.then(|| self.root.join(ALIASES).join(two(git_id)).join(git_id))
     }
 
     /// The SHA-256 digest of content known by its git blob id, when computed before: the
@@ -612,6 +616,10 @@ impl Store {
                 let _ = std::fs::remove_file(self.record_path(key));
             }
         }
+        // The remembered SHA-256 digests are only a shortcut: dropped with what they served.
+        if report.evicted_entries > 0 {
+            let _ = std::fs::remove_dir_all(self.root.join(ALIASES));
+        }
         report.after = self.size();
         Ok(Some(report))
     }
@@ -623,7 +631,7 @@ impl Store {
             return Ok(0);
         }
         let _lock = self.exclusive_lock(true)?;
-        for sub in ["ac", "keys", "blobs", "last", "tmp"] {
+        for sub in ["ac", "keys", "blobs", "last", "tmp", ALIASES] {
             match std::fs::remove_dir_all(self.root.join(sub)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
