@@ -157,7 +157,10 @@ pub fn execute(
         Some(_) => match crate::remote::Session::open(config.remote.as_ref(), &output.remote) {
             Ok(session) => session.map(Arc::new),
             Err(e) => {
-                report::warn(&format!("{e}; the run goes on without the remote"), output.color);
+                report::warn(
+                    &format!("{e}; the run goes on without the remote"),
+                    output.color,
+                );
                 None
             }
         },

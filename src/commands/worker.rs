@@ -1,8 +1,238 @@
-//! `preflight worker`: serves a REAPI build farm through the Remote Workers API.
+//! `preflight worker`: serves a REAPI build farm through the Remote Workers API. This layer
+//! reads the flags, connects, turns signals into stops and prints what the worker does.
 
 use crate::cli::WorkerArgs;
-use crate::error::{Error, Result};
+use crate::config::{Remote, RemoteCache};
+use crate::error::{Error, Result, exit};
+use crate::remote::connection::Connection;
+use crate::remote::worker::{self, Event, Options, Stop};
+use crate::report::format_duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
-pub fn worker(_args: &WorkerArgs, _color: bool) -> Result<i32> {
-    Err(Error::Setup("preflight worker is being written".into()))
+pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
+    let options = options(args)?;
+    let remote = Remote {
+        endpoint: args.endpoint.clone(),
+        instance_name: args.instance.clone(),
+        ca_cert: args.ca_cert.clone(),
+        headers: pairs(&args.headers, "--header", "NAME=VARIABLE")?,
+        cache: RemoteCache::Off,
+        execute: false,
+        platform: BTreeMap::new(),
+        // One call may stream a large blob: the deadline is per call.
+        timeout: Duration::from_secs(300),
+        connect_timeout: Duration::from_secs(10),
+        retries: 3,
+    };
+    std::fs::create_dir_all(&options.work_dir).map_err(|e| {
+        Error::io(
+            format!("cannot create the work dir {}", options.work_dir.display()),
+            e,
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("preflight-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the worker's runtime", e))?;
+    runtime.block_on(async {
+        let (tx, rx) = watch::channel(Stop::Run);
+        tokio::spawn(signals(tx));
+        let connection = Connection::open(&remote).await.map_err(|e| {
+            Error::Setup(format!(
+                "{e}\nIs the server running, and is --endpoint its address? A worker needs a \
+                 REAPI server with remote execution (e.g. BuildGrid with an `!execution` \
+                 service)."
+            ))
+        })?;
+        let sink = printer(
+            options.name.clone(),
+            remote.endpoint.clone(),
+            &options,
+            color,
+        );
+        worker::serve(connection, options, rx, sink)
+            .await
+            .map_err(|e| Error::Setup(e.0))
+    })?;
+    Ok(exit::SUCCESS)
+}
+
+/// The worker's options from the flags: the name, and OSFamily and ISA of this machine
+/// unless given.
+fn options(args: &WorkerArgs) -> Result<Options> {
+    if args.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    let mut properties = pairs(&args.properties, "--property", "KEY=VALUE")?;
+    for (key, value) in [("OSFamily", std::env::consts::OS), ("ISA", isa())] {
+        if !properties.iter().any(|(k, _)| k == key) {
+            properties.push((key.to_string(), value.to_string()));
+        }
+    }
+    let name = match &args.name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(Error::Usage("--name must not be empty".into()));
+        }
+        Some(name) => name.clone(),
+        None => format!("{}-{}", host_name(), std::process::id()),
+    };
+    Ok(Options {
+        name,
+        jobs: args.jobs,
+        properties,
+        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+    })
+}
+
+/// `KEY=VALUE` flags as pairs.
+fn pairs(flags: &[String], flag: &str, shape: &str) -> Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(Error::Usage(format!("{flag} `{f}` is not {shape}"))),
+        })
+        .collect()
+}
+
+/// This machine's instruction set in the REAPI platform lexicon's words.
+fn isa() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "x86" => "x86-32",
+        "aarch64" => "arm-a64",
+        "arm" => "arm-a32",
+        other => other,
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, which is what gethostname is told.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "worker".to_string(),
+    }
+}
+
+/// Ctrl-C or SIGTERM: the first drains (running actions finish and are reported), the
+/// second kills them, a third leaves at once.
+async fn signals(tx: watch::Sender<Stop>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default action stops the worker; `tx` stays, so that the
+        // worker does not take a closed channel for a stop.
+        let _tx = tx;
+        return std::future::pending().await;
+    };
+    let mut stop = Stop::Run;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        stop = match stop {
+            Stop::Run => Stop::Drain,
+            Stop::Drain => Stop::Kill,
+            Stop::Kill => std::process::exit(exit::INTERRUPTED),
+        };
+        let _ = tx.send(stop);
+    }
+}
+
+/// One line on stderr per thing the worker does.
+fn printer(name: String, endpoint: String, options: &Options, color: bool) -> worker::Sink {
+    let prefix = console::Style::new()
+        .cyan()
+        .bold()
+        .force_styling(color)
+        .apply_to(format!("worker {name}:"))
+        .to_string();
+    let offers = options
+        .properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let jobs = options.jobs;
+    Arc::new(move |event: &Event| {
+        let line = match event {
+            Event::Ready => {
+                format!("serving {endpoint} ({jobs} at once; {offers}); Ctrl-C to stop")
+            }
+            Event::Running { action, program } => {
+                format!("running {program} (action {action})")
+            }
+            Event::Finished(f) => {
+                let took = format_duration(f.elapsed);
+                match &f.outcome {
+                    Ok(ran) if ran.timed_out.is_some() => {
+                        format!("timed out, killed in {took} (action {})", f.action)
+                    }
+                    Ok(ran) => format!(
+                        "done exit {} in {took} (action {})",
+                        ran.result.exit_code, f.action
+                    ),
+                    Err(e) => format!("failed in {took}: {} (action {})", e.message, f.action),
+                }
+            }
+            Event::Unreachable { error } => format!(
+                "the server at {endpoint} is not answering ({error}); trying again, every \
+                 30s at most, until it does (running actions go on)"
+            ),
+            Event::Reachable => format!("the server at {endpoint} answers again"),
+            Event::SessionLost { error, running } => format!(
+                "the server no longer knows this worker ({error}); starting a new session \
+                 ({running} running action(s) dropped: the server gives them to others)"
+            ),
+            Event::Draining { running } => format!(
+                "stopping: no new work; waiting for {running} running action(s) (Ctrl-C again \
+                 to kill them)"
+            ),
+            Event::Killing { running } => format!("killing {running} running action(s)"),
+        };
+        eprintln!("{prefix} {line}");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(properties: &[&str]) -> WorkerArgs {
+        WorkerArgs {
+            endpoint: "grpc://127.0.0.1:1".into(),
+            instance: String::new(),
+            jobs: 2,
+            properties: properties.iter().map(|p| p.to_string()).collect(),
+            name: Some("w".into()),
+            work_dir: None,
+            ca_cert: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn this_machine_is_described_unless_the_flags_say_otherwise() {
+        let o = options(&args(&["pool=a", "ISA=custom"])).unwrap();
+        assert_eq!(
+            o.properties,
+            [
+                ("pool".to_string(), "a".to_string()),
+                ("ISA".to_string(), "custom".to_string()),
+                ("OSFamily".to_string(), std::env::consts::OS.to_string()),
+            ]
+        );
+        assert!(options(&args(&["novalue"])).is_err());
+        assert!(options(&args(&["=x"])).is_err());
+    }
 }

@@ -16,8 +16,8 @@ pub use ci::{
     ActionsSettings, Artifacts, ArtifactsWhen, CI_TARGETS, Cache, Ci, CiJob, DEFAULT_JOB, Pin,
     Triggers, needed_jobs,
 };
-pub use remote::{Remote, RemoteCache};
 pub use diagnostic::{Diagnostic, did_you_mean};
+pub use remote::{Remote, RemoteCache};
 
 use crate::error::{Error, Result};
 use crate::files::Matcher;

@@ -102,15 +102,21 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn duration(check: &mut Checker, key: &str, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+fn duration(
+    check: &mut Checker,
+    key: &str,
+    value: Option<&Spanned<String>>,
+    default: Duration,
+) -> Duration {
     let Some(value) = value else {
         return default;
     };
     match parse_duration(value.get_ref()) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
-            check.error(value.span(), format!("`{key}` must be longer than zero")).label =
-                "a duration like \"30s\"".into();
+            check
+                .error(value.span(), format!("`{key}` must be longer than zero"))
+                .label = "a duration like \"30s\"".into();
             default
         }
         Err(e) => {
@@ -122,10 +128,7 @@ fn duration(check: &mut Checker, key: &str, value: Option<&Spanned<String>>, def
     }
 }
 
-pub(super) fn validate(
-    check: &mut Checker,
-    raw: Option<Spanned<RawRemote>>,
-) -> Option<Remote> {
+pub(super) fn validate(check: &mut Checker, raw: Option<Spanned<RawRemote>>) -> Option<Remote> {
     let raw = raw?;
     let table = raw.span();
     let raw = raw.into_inner();
@@ -150,14 +153,19 @@ pub(super) fn validate(
     if let Some(ca) = &raw.ca_cert
         && !tls
     {
-        check.error(ca.span(), "`ca_cert` needs a grpcs:// endpoint").label =
-            "a certificate is only used over TLS".into();
+        check
+            .error(ca.span(), "`ca_cert` needs a grpcs:// endpoint")
+            .label = "a certificate is only used over TLS".into();
     }
     let mut headers = Vec::new();
     for (name, variable) in &raw.headers {
         if !is_header_name(name.get_ref()) {
-            check.error(name.span(), format!("invalid header name `{}`", name.get_ref())).label =
-                "letters, digits, `-`, `_` and `.`".into();
+            check
+                .error(
+                    name.span(),
+                    format!("invalid header name `{}`", name.get_ref()),
+                )
+                .label = "letters, digits, `-`, `_` and `.`".into();
         }
         if !is_variable_name(variable.get_ref()) {
             let d = check.error(
@@ -195,7 +203,12 @@ pub(super) fn validate(
         cache,
         execute: raw.execute,
         platform: raw.platform,
-        timeout: duration(check, "timeout", raw.timeout.as_ref(), Duration::from_secs(60)),
+        timeout: duration(
+            check,
+            "timeout",
+            raw.timeout.as_ref(),
+            Duration::from_secs(60),
+        ),
         connect_timeout: duration(
             check,
             "connect_timeout",

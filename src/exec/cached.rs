@@ -149,7 +149,11 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
 /// Sends a cached log to the reporter line by line, when output is streamed.
 fn replay(shared: &Shared, i: usize, log: &[u8], tx: &Sender<Message>) {
     if shared.stream_output {
-        for line in log.strip_suffix(b"\n").unwrap_or(log).split(|&b| b == b'\n') {
+        for line in log
+            .strip_suffix(b"\n")
+            .unwrap_or(log)
+            .split(|&b| b == b'\n')
+        {
             let _ = tx.send(Message::Line(i, line.to_vec()));
         }
     }

@@ -151,15 +151,13 @@ impl RemoteStep<'_> {
         let on_stage = |stage: remote::execute::Stage| {
             let _ = tx.send(Message::Remote(i, stage.to_string()));
         };
-        let executed =
-            self.session
-                .execute(
-                    &self.prepared,
-                    step.timeout,
-                    cache.mode.force.contains(&step.name),
-                    cache.store(),
-                    &on_stage,
-                );
+        let executed = self.session.execute(
+            &self.prepared,
+            step.timeout,
+            cache.mode.force.contains(&step.name),
+            cache.store(),
+            &on_stage,
+        );
         let result = |status, exit_code, output, detail, worker: String| StepResult {
             name: step.name.clone(),
             status,

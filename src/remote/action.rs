@@ -146,7 +146,8 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         }
     }
     // An output of a needed step that is also a declared input is already there.
-    let known: std::collections::HashSet<PathBuf> = entries.iter().map(|(p, _)| p.clone()).collect();
+    let known: std::collections::HashSet<PathBuf> =
+        entries.iter().map(|(p, _)| p.clone()).collect();
     paths.retain(|p| !known.contains(p));
     paths.sort();
     paths.dedup();
@@ -235,7 +236,12 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         version: ACTION_VERSION,
         salt: &s.record.salt,
         key_env: &s.record.key_env,
-        key_commands: s.record.key_commands.iter().map(|k| k.digest.as_str()).collect(),
+        key_commands: s
+            .record
+            .key_commands
+            .iter()
+            .map(|k| k.digest.as_str())
+            .collect(),
         host: platform
             .properties
             .is_empty()

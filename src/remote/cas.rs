@@ -67,7 +67,10 @@ impl Blobs {
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.by_hash.values().map(|(d, _)| d.size_bytes as u64).sum()
+        self.by_hash
+            .values()
+            .map(|(d, _)| d.size_bytes as u64)
+            .sum()
     }
 
     fn digests(&self) -> Vec<re::Digest> {
@@ -140,7 +143,11 @@ impl Connection {
         let mut batch: Vec<(re::Digest, Source)> = Vec::new();
         let mut batch_bytes = 0usize;
         // Room for the digests and framing of each request inside the batch.
-        let budget = self.capabilities.max_batch.saturating_sub(64 << 10).max(1 << 16);
+        let budget = self
+            .capabilities
+            .max_batch
+            .saturating_sub(64 << 10)
+            .max(1 << 16);
         let flush = |batch: &mut Vec<(re::Digest, Source)>, tasks: &mut JoinSet<_>| {
             if batch.is_empty() {
                 return;
@@ -188,10 +195,12 @@ impl Connection {
             blobs
                 .iter()
                 .map(|(digest, source)| {
-                    read_source(digest, source).map(|data| re::batch_update_blobs_request::Request {
-                        digest: Some(digest.clone()),
-                        data: data.to_vec(),
-                        ..Default::default()
+                    read_source(digest, source).map(|data| {
+                        re::batch_update_blobs_request::Request {
+                            digest: Some(digest.clone()),
+                            data: data.to_vec(),
+                            ..Default::default()
+                        }
                     })
                 })
                 .collect::<RemoteResult<Vec<_>>>()
@@ -259,7 +268,11 @@ impl Connection {
                     ));
                 }
                 let request = bytestream::WriteRequest {
-                    resource_name: if first { resource.clone() } else { String::new() },
+                    resource_name: if first {
+                        resource.clone()
+                    } else {
+                        String::new()
+                    },
                     write_offset: offset,
                     finish_write: last,
                     data: chunk,
@@ -277,7 +290,9 @@ impl Connection {
         reader
             .await
             .map_err(|e| RemoteError::new(&what, e.to_string()))??;
-        let response = sent.map_err(|s| RemoteError::status(&what, &s))?.into_inner();
+        let response = sent
+            .map_err(|s| RemoteError::status(&what, &s))?
+            .into_inner();
         if response.committed_size != digest.size_bytes && response.committed_size != -1 {
             return Err(RemoteError::new(
                 &what,
@@ -296,7 +311,11 @@ impl Connection {
         for d in digests {
             unique.entry(d.hash.clone()).or_insert(d);
         }
-        let budget = self.capabilities.max_batch.saturating_sub(64 << 10).max(1 << 16);
+        let budget = self
+            .capabilities
+            .max_batch
+            .saturating_sub(64 << 10)
+            .max(1 << 16);
         let limit = Arc::new(Semaphore::new(PARALLEL));
         let mut tasks: JoinSet<RemoteResult<Vec<Downloaded>>> = JoinSet::new();
         let mut batch: Vec<re::Digest> = Vec::new();
@@ -381,7 +400,11 @@ impl Connection {
     }
 
     /// Streams one blob with ByteStream.Read into `out`, checking its digest at the end.
-    pub async fn read_stream(&self, digest: &re::Digest, out: &mut (dyn Write + Send)) -> RemoteResult<()> {
+    pub async fn read_stream(
+        &self,
+        digest: &re::Digest,
+        out: &mut (dyn Write + Send),
+    ) -> RemoteResult<()> {
         let what = format!("cannot download blob {}", digest.hash);
         let resource = self.resource(&format!("blobs/{}/{}", digest.hash, digest.size_bytes));
         let mut client = self.bytestream_client();
@@ -422,8 +445,13 @@ impl Connection {
     /// Downloads one blob into a file (created), checked against its digest.
     pub async fn download_file(&self, digest: &re::Digest, path: &Path) -> RemoteResult<()> {
         let what = format!("cannot write {}", path.display());
-        let mut file = std::fs::File::create(path).map_err(|e| RemoteError::new(&what, e.to_string()))?;
-        let budget = self.capabilities.max_batch.saturating_sub(64 << 10).max(1 << 16);
+        let mut file =
+            std::fs::File::create(path).map_err(|e| RemoteError::new(&what, e.to_string()))?;
+        let budget = self
+            .capabilities
+            .max_batch
+            .saturating_sub(64 << 10)
+            .max(1 << 16);
         if (digest.size_bytes as usize) < budget / 2 {
             let blobs = self.read_blobs(vec![digest.clone()]).await?;
             let bytes = blobs.get(&digest.hash).cloned().unwrap_or_default();
@@ -433,7 +461,8 @@ impl Connection {
         }
         let mut out = std::io::BufWriter::new(file);
         self.read_stream(digest, &mut out).await?;
-        out.flush().map_err(|e| RemoteError::new(&what, e.to_string()))
+        out.flush()
+            .map_err(|e| RemoteError::new(&what, e.to_string()))
     }
 }
 

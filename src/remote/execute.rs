@@ -123,10 +123,8 @@ pub async fn execute(
             Err(status) if !resumed && !name.is_empty() => {
                 let _ = status;
                 resumed = true;
-                let request = connection.request_with_timeout(
-                    re::WaitExecutionRequest { name: name.clone() },
-                    wait,
-                );
+                let request = connection
+                    .request_with_timeout(re::WaitExecutionRequest { name: name.clone() }, wait);
                 stream = client
                     .wait_execution(request)
                     .await
@@ -137,7 +135,9 @@ pub async fn execute(
             Err(status) => return Err(RemoteError::status(what, &status).into()),
         };
         let Some(operation) = next else {
-            return Err(RemoteError::new(what, "the server closed the stream without a result").into());
+            return Err(
+                RemoteError::new(what, "the server closed the stream without a result").into(),
+            );
         };
         name.clone_from(&operation.name);
         if let Some(stage) = stage_of(&operation)
@@ -158,7 +158,9 @@ pub async fn execute(
             Some(longrunning::operation::Result::Error(status)) => {
                 return Err(RemoteError::new(what, status.message).into());
             }
-            None => return Err(RemoteError::new(what, "the operation ended without a result").into()),
+            None => {
+                return Err(RemoteError::new(what, "the operation ended without a result").into());
+            }
         };
         if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
             if status.code == tonic::Code::DeadlineExceeded as i32 {

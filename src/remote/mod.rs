@@ -82,7 +82,10 @@ pub struct Fetched {
 
 impl Session {
     /// The run's remote, unless there is none or it is switched off.
-    pub fn open(remote: Option<&Remote>, overrides: &Overrides) -> crate::error::Result<Option<Session>> {
+    pub fn open(
+        remote: Option<&Remote>,
+        overrides: &Overrides,
+    ) -> crate::error::Result<Option<Session>> {
         let Some(remote) = remote else {
             return Ok(None);
         };
@@ -113,9 +116,9 @@ impl Session {
                 .build()
                 .map_err(|e| format!("cannot start the remote client: {e}"))
         });
-        runtime.as_ref().map_err(|e| {
-            (!self.down.swap(true, Ordering::SeqCst)).then(|| e.clone())
-        })
+        runtime
+            .as_ref()
+            .map_err(|e| (!self.down.swap(true, Ordering::SeqCst)).then(|| e.clone()))
     }
 
     /// The connection, opened at first use; `Err` carries the warning to show (once).
@@ -242,7 +245,9 @@ impl Session {
             )));
         }
         // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
-        let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| t + Duration::from_secs(600));
+        let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| {
+            t + Duration::from_secs(600)
+        });
         let outcome = self.runtime()?.block_on(async {
             // The server answers from its cache unless the run may not read it, or the
             // step is forced to run.

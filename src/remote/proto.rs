@@ -64,9 +64,7 @@ pub fn well_formed(d: &re::Digest) -> bool {
 
 /// A `google.protobuf.Timestamp` for a time.
 pub fn timestamp(t: std::time::SystemTime) -> pb::Timestamp {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     pb::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,

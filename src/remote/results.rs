@@ -8,8 +8,8 @@ use super::proto::{from_store, re, to_store, well_formed};
 use super::tree::{self, Flat, Node};
 use crate::cache::inputs::RecordPath;
 use crate::cache::store::{
-    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, OutputDirectory,
-    OutputFile, OutputSymlink, Store,
+    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, OutputDirectory, OutputFile,
+    OutputSymlink, Store,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -44,7 +44,8 @@ async fn fetch_to_store(
     digest: &re::Digest,
     store: &Store,
 ) -> RemoteResult<()> {
-    let local = |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
+    let local =
+        |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
     std::fs::create_dir_all(store.dir()).map_err(local)?;
     let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(local)?;
     connection.download_file(digest, tmp.path()).await?;
@@ -155,7 +156,10 @@ pub async fn fetch(
 
     // The log: stdout then stderr (preflight keeps one combined log).
     let mut log_parts: Vec<re::Digest> = Vec::new();
-    for d in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
+    for d in [&result.stdout_digest, &result.stderr_digest]
+        .into_iter()
+        .flatten()
+    {
         if !well_formed(d) {
             return Err(bad("a log has an invalid digest".into()));
         }
@@ -250,7 +254,10 @@ pub fn to_remote(
         };
         match folder_of(&path) {
             Some(i) => {
-                let rel = path.strip_prefix(&folders[i]).expect("inside").to_path_buf();
+                let rel = path
+                    .strip_prefix(&folders[i])
+                    .expect("inside")
+                    .to_path_buf();
                 inside.entry(i).or_default().push((rel, node));
             }
             None => {
@@ -269,8 +276,14 @@ pub fn to_remote(
         let target = text(&l.target.to_path())?;
         match folder_of(&path) {
             Some(i) => {
-                let rel = path.strip_prefix(&folders[i]).expect("inside").to_path_buf();
-                inside.entry(i).or_default().push((rel, Node::Symlink { target }));
+                let rel = path
+                    .strip_prefix(&folders[i])
+                    .expect("inside")
+                    .to_path_buf();
+                inside
+                    .entry(i)
+                    .or_default()
+                    .push((rel, Node::Symlink { target }));
             }
             None => result.output_symlinks.push(re::OutputSymlink {
                 path: text(&relative(&l.path)?)?,

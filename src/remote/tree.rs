@@ -232,8 +232,13 @@ fn scan_into(base: &Path, rel: &Path, found: &mut Vec<(PathBuf, Node)>) -> std::
 /// One entry of a tree read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Flat {
-    File { digest: re::Digest, executable: bool },
-    Symlink { target: String },
+    File {
+        digest: re::Digest,
+        executable: bool,
+    },
+    Symlink {
+        target: String,
+    },
     Folder,
 }
 
@@ -348,7 +353,10 @@ mod tests {
         let tree = one.to_tree();
         let flat = flatten(tree.root.as_ref().unwrap(), &tree_children(&tree)).unwrap();
         let paths: Vec<_> = flat.iter().map(|(p, _)| p.display().to_string()).collect();
-        assert_eq!(paths, ["a.txt", "b", "b/x.txt", "b/link", "c", "c/d", "c/d/e.txt"]);
+        assert_eq!(
+            paths,
+            ["a.txt", "b", "b/x.txt", "b/link", "c", "c/d", "c/d/e.txt"]
+        );
     }
 
     #[test]
@@ -374,4 +382,3 @@ mod tests {
         assert!(err.contains("both"), "{err}");
     }
 }
-

@@ -84,7 +84,11 @@ impl Human {
         let detail = match (&r.detail, r.status, r.exit_code) {
             (Some(d), _, _) => Some(d.clone()),
             (None, Status::Failed, Some(code)) => Some(format!("exit code {code}")),
-            (None, _, _) if r.remote.as_ref().is_some_and(|o| o.executed && !o.worker.is_empty()) => {
+            (None, _, _)
+                if r.remote
+                    .as_ref()
+                    .is_some_and(|o| o.executed && !o.worker.is_empty()) =>
+            {
                 r.remote.as_ref().map(|o| format!("on {}", o.worker))
             }
             _ => None,

@@ -17,3 +17,4 @@ mod push;
 mod remote;
 mod run;
 mod watch;
+mod worker;

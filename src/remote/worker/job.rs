@@ -2,17 +2,12 @@
 //! from the CAS, the command run in a private folder in its own process group (killed at
 //! the Action's timeout), and its outputs, stdout and stderr uploaded as an ActionResult.
 
-use super::{outputs, sandbox};
+use super::{outputs, sandbox, spawn};
 use crate::remote::cas::Blobs;
 use crate::remote::connection::{Connection, RemoteError};
 use crate::remote::proto::{self, pb, re};
 use prost::Message;
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use tonic::Code;
 
@@ -43,7 +38,7 @@ impl Failure {
 
     /// A CAS call failed: unreachable servers are worth a retry elsewhere (BuildGrid retries
     /// UNAVAILABLE), a missing or damaged blob is not.
-    pub fn fetch(e: RemoteError) -> Self {
+    pub fn cas(e: RemoteError) -> Self {
         let code = match e.code {
             Some(Code::NotFound) | None => Code::FailedPrecondition,
             Some(
@@ -77,80 +72,11 @@ impl Failure {
 
     /// The worker was stopped or the server took the lease back: UNAVAILABLE, so that the
     /// action is run again elsewhere.
-    fn stopped() -> Self {
+    pub fn stopped() -> Self {
         Failure::new(
             Code::Unavailable,
-            "the worker stopped before the action finished",
+            "stopped: the worker is stopping, or the server gave the action to another worker",
         )
-    }
-}
-
-/// The process groups of running actions, by lease, so that a lease the server takes back
-/// or a second Ctrl-C can kill its whole group.
-#[derive(Default)]
-pub struct Processes {
-    state: Mutex<Groups>,
-}
-
-#[derive(Default)]
-struct Groups {
-    running: HashMap<String, i32>,
-    cancelled: HashSet<String>,
-    all_cancelled: bool,
-}
-
-impl Processes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Spawns under the lock, so that a cancel either sees the group or stops the spawn.
-    fn spawn(
-        &self,
-        lease: &str,
-        cmd: &mut std::process::Command,
-    ) -> Option<std::io::Result<Child>> {
-        let mut groups = self.lock();
-        if groups.all_cancelled || groups.cancelled.contains(lease) {
-            return None;
-        }
-        let child = cmd.spawn();
-        if let Ok(child) = &child {
-            groups.running.insert(lease.to_string(), child.id() as i32);
-        }
-        Some(child)
-    }
-
-    /// Forgets a lease; true when it was cancelled.
-    fn finish(&self, lease: &str) -> bool {
-        let mut groups = self.lock();
-        groups.running.remove(lease);
-        groups.cancelled.remove(lease) || groups.all_cancelled
-    }
-
-    /// Kills one lease's group now, or keeps it from starting.
-    pub fn cancel(&self, lease: &str) {
-        let mut groups = self.lock();
-        groups.cancelled.insert(lease.to_string());
-        if let Some(&pgid) = groups.running.get(lease) {
-            kill_group(pgid);
-        }
-    }
-
-    /// Kills every group now, and every one that would start.
-    pub fn cancel_all(&self) {
-        let mut groups = self.lock();
-        groups.all_cancelled = true;
-        for &pgid in groups.running.values() {
-            kill_group(pgid);
-        }
-    }
-}
-
-fn kill_group(pgid: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 
@@ -160,7 +86,7 @@ pub struct Context {
     /// Written into each result's metadata: BuildGrid passes it on to clients as is.
     pub bot_id: String,
     pub work_dir: PathBuf,
-    pub processes: Processes,
+    pub processes: spawn::Processes,
 }
 
 /// The Action a lease names: sent whole, or as the digest of one in the CAS.
@@ -242,6 +168,8 @@ pub async fn run(
         ran
     }
     .await;
+    // A lease cancelled before its process started is forgotten here.
+    context.processes.finish(lease);
     Finished {
         action,
         outcome,
@@ -275,7 +203,7 @@ async fn read_message<M: Message + Default>(
     let blobs = connection
         .read_blobs(vec![digest.clone()])
         .await
-        .map_err(Failure::fetch)?;
+        .map_err(Failure::cas)?;
     let bytes = blobs
         .get(&digest.hash)
         .ok_or_else(|| Failure::missing(format!("{what} {}", digest.hash)))?;
@@ -335,7 +263,7 @@ async fn run_in(
     metadata.input_fetch_completed_timestamp = Some(now());
 
     let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
-    let mut cmd = process(&command, &cwd, &stdout, &stderr)?;
+    let mut cmd = spawn::process(&command, &cwd, &stdout, &stderr)?;
     on_start(program);
     metadata.execution_start_timestamp = Some(now());
     let timeout = action
@@ -343,7 +271,7 @@ async fn run_in(
         .as_ref()
         .filter(|t| t.seconds > 0 || t.nanos > 0)
         .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32));
-    let (exit_code, timed_out) = wait(&context.processes, lease, &mut cmd, timeout).await?;
+    let (exit_code, timed_out) = spawn::wait(&context.processes, lease, &mut cmd, timeout).await?;
     metadata.execution_completed_timestamp = Some(now());
 
     metadata.output_upload_start_timestamp = Some(now());
@@ -352,10 +280,15 @@ async fn run_in(
         ..Default::default()
     };
     let mut blobs = Blobs::default();
-    outputs::collect(&cwd, &wanted, &mut result, &mut blobs)?;
-    result.stdout_digest = Some(log(&stdout, &mut blobs)?);
-    result.stderr_digest = Some(log(&stderr, &mut blobs)?);
-    connection.upload(&blobs).await.map_err(Failure::fetch)?;
+    // Hashing outputs may take long: the runtime's other tasks (the heartbeat) move off
+    // this thread meanwhile.
+    tokio::task::block_in_place(|| {
+        outputs::collect(&cwd, &wanted, &mut result, &mut blobs)?;
+        result.stdout_digest = Some(log(&stdout, &mut blobs)?);
+        result.stderr_digest = Some(log(&stderr, &mut blobs)?);
+        Ok::<(), Failure>(())
+    })?;
+    connection.upload(&blobs).await.map_err(Failure::cas)?;
     metadata.output_upload_completed_timestamp = Some(now());
     metadata.worker_completed_timestamp = Some(now());
     result.execution_metadata = Some(metadata);
@@ -373,102 +306,6 @@ fn log(path: &Path, blobs: &mut Blobs) -> Result<re::Digest, Failure> {
     let digest = crate::remote::tree::hash_file(path).map_err(|e| Failure::local(path, e))?;
     blobs.add_file(digest.clone(), path.to_path_buf());
     Ok(digest)
-}
-
-/// The command as a process: arguments[0] found on the PATH the action will see (or
-/// relative to its working directory when it has a slash), the worker's environment plus
-/// the Command's, stdin closed, output into files outside the input root, its own process
-/// group.
-fn process(
-    command: &re::Command,
-    cwd: &Path,
-    stdout: &Path,
-    stderr: &Path,
-) -> Result<std::process::Command, Failure> {
-    let env: Vec<(&str, &str)> = command
-        .environment_variables
-        .iter()
-        .map(|v| (v.name.as_str(), v.value.as_str()))
-        .collect();
-    let path_var: Option<OsString> = env
-        .iter()
-        .rev()
-        .find(|(name, _)| *name == "PATH")
-        .map(|(_, value)| value.into())
-        .or_else(|| std::env::var_os("PATH"));
-    let arg0 = &command.arguments[0];
-    let program = if arg0.contains('/') {
-        cwd.join(arg0)
-    } else {
-        which::which_in(arg0, path_var, cwd).map_err(|_| {
-            Failure::new(
-                Code::FailedPrecondition,
-                format!("`{arg0}` is not on the worker's PATH"),
-            )
-        })?
-    };
-    let file = |path: &Path| std::fs::File::create(path).map_err(|e| Failure::local(path, e));
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(&command.arguments[1..])
-        .envs(env)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(file(stdout)?)
-        .stderr(file(stderr)?)
-        .process_group(0);
-    Ok(cmd)
-}
-
-/// Runs the process to its end or its timeout; then kills what is left of its group, so
-/// that nothing outlives the action. Returns the exit code (128 + signal when killed) and
-/// whether the timeout struck.
-async fn wait(
-    processes: &Processes,
-    lease: &str,
-    cmd: &mut std::process::Command,
-    timeout: Option<Duration>,
-) -> Result<(i32, bool), Failure> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = match processes.spawn(lease, cmd) {
-        None => {
-            processes.finish(lease);
-            return Err(Failure::stopped());
-        }
-        Some(Err(e)) => {
-            processes.finish(lease);
-            return Err(Failure::new(
-                Code::FailedPrecondition,
-                format!("cannot run {program}: {e}"),
-            ));
-        }
-        Some(Ok(child)) => child,
-    };
-    let pgid = child.id() as i32;
-    let mut waiting = tokio::task::spawn_blocking(move || child.wait());
-    let mut timed_out = false;
-    let status = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, &mut waiting).await {
-            Ok(status) => status,
-            Err(_) => {
-                timed_out = true;
-                kill_group(pgid);
-                waiting.await
-            }
-        },
-        None => waiting.await,
-    };
-    kill_group(pgid);
-    let cancelled = processes.finish(lease);
-    let status = status
-        .map_err(|e| Failure::internal(format!("waiting for {program} failed: {e}")))?
-        .map_err(|e| Failure::internal(format!("waiting for {program} failed: {e}")))?;
-    if cancelled {
-        return Err(Failure::stopped());
-    }
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok((code, timed_out))
 }
 
 #[cfg(test)]

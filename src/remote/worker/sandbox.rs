@@ -8,7 +8,7 @@ use crate::remote::connection::Connection;
 use crate::remote::proto::re;
 use crate::remote::tree::{self, Flat};
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -48,6 +48,7 @@ pub async fn fetch_tree(
     root: &re::Digest,
 ) -> Result<(re::Directory, HashMap<String, re::Directory>), Failure> {
     let mut folders: HashMap<String, re::Directory> = HashMap::new();
+    let mut asked: HashSet<String> = HashSet::from([root.hash.clone()]);
     let mut wanted = vec![root.clone()];
     let mut depth = 0;
     while !wanted.is_empty() {
@@ -60,7 +61,7 @@ pub async fn fetch_tree(
         let blobs = connection
             .read_blobs(wanted.clone())
             .await
-            .map_err(Failure::fetch)?;
+            .map_err(Failure::cas)?;
         let mut next = Vec::new();
         for digest in wanted {
             let bytes = blobs
@@ -77,7 +78,7 @@ pub async fn fetch_tree(
                     .ok_or_else(|| {
                         Failure::invalid(format!("folder `{}` has no digest", child.name))
                     })?;
-                if !folders.contains_key(&d.hash) && !next.contains(&d) {
+                if asked.insert(d.hash.clone()) {
                     next.push(d);
                 }
             }
@@ -99,8 +100,31 @@ pub async fn materialise(
     folders: &HashMap<String, re::Directory>,
 ) -> Result<(), Failure> {
     let entries = tree::flatten(top, folders).map_err(Failure::invalid)?;
+    let (files, links) = tokio::task::block_in_place(|| lay_out(root, entries))?;
+    let (large, small): (Vec<_>, Vec<_>) = files
+        .into_values()
+        .partition(|(d, _)| d.size_bytes >= LARGE);
+    write_small(connection, small).await?;
+    write_large(connection, large).await?;
+    for (path, target) in links {
+        std::os::unix::fs::symlink(&target, &path).map_err(|e| Failure::local(&path, e))?;
+    }
+    Ok(())
+}
+
+/// A blob to write and the files that hold it.
+type Copies = (re::Digest, Vec<PathBuf>);
+/// Links to make: where, and their targets.
+type Links = Vec<(PathBuf, String)>;
+
+/// Makes the folders and the (empty) files; returns the files by content and the links,
+/// which come last.
+fn lay_out(
+    root: &Path,
+    entries: Vec<(PathBuf, Flat)>,
+) -> Result<(HashMap<String, Copies>, Links), Failure> {
     std::fs::create_dir(root).map_err(|e| Failure::local(root, e))?;
-    let mut files: HashMap<String, (re::Digest, Vec<(PathBuf, bool)>)> = HashMap::new();
+    let mut files: HashMap<String, Copies> = HashMap::new();
     let mut links = Vec::new();
     for (rel, flat) in entries {
         let path = root.join(&rel);
@@ -114,24 +138,16 @@ pub async fn materialise(
                     .entry(digest.hash.clone())
                     .or_insert_with(|| (digest, Vec::new()))
                     .1
-                    .push((path, executable));
+                    .push(path);
             }
             Flat::Symlink { target } => links.push((path, target)),
         }
     }
-    let (large, small): (Vec<_>, Vec<_>) = files
-        .into_values()
-        .partition(|(d, _)| d.size_bytes >= LARGE);
-    write_small(connection, small).await?;
-    write_large(connection, large).await?;
-    for (path, target) in links {
-        std::os::unix::fs::symlink(&target, &path).map_err(|e| Failure::local(&path, e))?;
-    }
-    Ok(())
+    Ok((files, links))
 }
 
 /// An empty file with its mode, refusing a name that exists.
-fn create_new(path: &Path, executable: bool) -> Result<std::fs::File, Failure> {
+fn create_new(path: &Path, executable: bool) -> Result<(), Failure> {
     let mode = if executable { 0o755 } else { 0o644 };
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -141,11 +157,8 @@ fn create_new(path: &Path, executable: bool) -> Result<std::fs::File, Failure> {
         .map_err(|e| Failure::local(path, e))?;
     // The umask may have taken bits away.
     file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Failure::local(path, e))?;
-    Ok(file)
+        .map_err(|e| Failure::local(path, e))
 }
-
-type Copies = (re::Digest, Vec<(PathBuf, bool)>);
 
 /// Small files in batched reads, a bounded number of bytes per round.
 async fn write_small(connection: &Connection, mut files: Vec<Copies>) -> Result<(), Failure> {
@@ -160,22 +173,25 @@ async fn write_small(connection: &Connection, mut files: Vec<Copies>) -> Result<
             }
         }
         let digests = round.iter().map(|(d, _)| d.clone()).collect();
-        let blobs = connection
-            .read_blobs(digests)
-            .await
-            .map_err(Failure::fetch)?;
-        for (digest, paths) in round {
-            let content = blobs
-                .get(&digest.hash)
-                .ok_or_else(|| Failure::missing(format!("blob {}", digest.hash)))?;
-            for (path, _) in paths {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| Failure::local(&path, e))?;
-                file.write_all(content)
-                    .map_err(|e| Failure::local(&path, e))?;
-            }
+        let blobs = connection.read_blobs(digests).await.map_err(Failure::cas)?;
+        // Writing may take long: the runtime's other tasks move off this thread meanwhile.
+        tokio::task::block_in_place(|| write_round(&blobs, round))?;
+    }
+    Ok(())
+}
+
+fn write_round(blobs: &HashMap<String, Arc<Vec<u8>>>, round: Vec<Copies>) -> Result<(), Failure> {
+    for (digest, paths) in round {
+        let content = blobs
+            .get(&digest.hash)
+            .ok_or_else(|| Failure::missing(format!("blob {}", digest.hash)))?;
+        for path in paths {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Failure::local(&path, e))?;
+            file.write_all(content)
+                .map_err(|e| Failure::local(&path, e))?;
         }
     }
     Ok(())
@@ -190,12 +206,12 @@ async fn write_large(connection: &Connection, files: Vec<Copies>) -> Result<(), 
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let (first, _) = &paths[0];
+            let first = &paths[0];
             connection
                 .download_file(&digest, first)
                 .await
-                .map_err(Failure::fetch)?;
-            for (path, _) in &paths[1..] {
+                .map_err(Failure::cas)?;
+            for path in &paths[1..] {
                 std::fs::copy(first, path).map_err(|e| Failure::local(path, e))?;
             }
             Ok::<(), Failure>(())
@@ -258,6 +274,34 @@ mod tests {
         for bad in ["/etc/passwd", "../x", "a/../../x", "a/.."] {
             let err = relative(bad, "output").unwrap_err();
             assert!(err.message.contains(bad), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn a_name_the_server_sends_twice_is_refused() {
+        let file = || Flat::File {
+            digest: crate::remote::proto::digest_of(b"x"),
+            executable: true,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) =
+            lay_out(&dir.path().join("ok"), vec![(PathBuf::from("a"), file())]).unwrap();
+        assert_eq!(files.len(), 1);
+        let mode = std::fs::metadata(dir.path().join("ok/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        for twice in [
+            vec![(PathBuf::from("a"), file()), (PathBuf::from("a"), file())],
+            vec![
+                (PathBuf::from("a"), file()),
+                (PathBuf::from("a"), Flat::Folder),
+            ],
+        ] {
+            let root = dir.path().join(format!("r{}", twice.len()));
+            let _ = std::fs::remove_dir_all(&root);
+            assert!(lay_out(&root, twice).is_err());
         }
     }
 
