@@ -39,10 +39,97 @@ pub struct BuildGrid {
     bgd: PathBuf,
     // Declared before `dir`: the database stops before its files are removed.
     postgres: Option<Postgres>,
+    /// Serving TLS with a certificate for 127.0.0.1 and localhost, signed by `ca_pem()`.
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
 impl BuildGrid {
+    /// The cache over TLS (`grpcs://`), with a certificate from a private CA made for it:
+    /// a client must be given that CA to connect.
+    pub fn cache_only_tls() -> BuildGrid {
+        let mut grid = BuildGrid::new();
+        grid.make_certificates();
+        grid.tls = true;
+        grid.start();
+        grid
+    }
+
+    /// The private CA's certificate (PEM), for `ca_cert`.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    fn make_certificates(&self) {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).expect("mkdir tls");
+        std::fs::write(
+            tls.join("san.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write san.cnf");
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=preflight test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.cnf",
+                "-out",
+                "server.pem",
+            ],
+        ];
+        let openssl = crate::common::tools::apt("openssl", "openssl");
+        for args in steps {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(&tls)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}:\n{}",
+                output_text(&out)
+            );
+        }
+    }
+
     /// CAS + ByteStream + ActionCache, no database. Blobs live on disk in the temp dir, so a
     /// test can corrupt one; the action cache accepts updates from clients.
     pub fn cache_only() -> BuildGrid {
@@ -77,7 +164,8 @@ impl BuildGrid {
 
     /// The address clients are given, e.g. `grpc://127.0.0.1:41234`.
     pub fn endpoint(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "grpcs" } else { "grpc" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -139,6 +227,7 @@ impl BuildGrid {
             port: 0,
             bgd,
             postgres: None,
+            tls: false,
             dir,
         }
     }
@@ -209,10 +298,16 @@ impl BuildGrid {
     }
 
     fn capabilities_call(&self) -> Output {
-        Command::new(&self.bgd)
-            .args(["capabilities", "--remote"])
-            .arg(format!("http://127.0.0.1:{}", self.port))
-            .stdin(Stdio::null())
+        let mut call = Command::new(&self.bgd);
+        call.args(["capabilities", "--remote"]);
+        if self.tls {
+            call.arg(format!("https://127.0.0.1:{}", self.port))
+                .arg("--server-cert")
+                .arg(self.ca_pem());
+        } else {
+            call.arg(format!("http://127.0.0.1:{}", self.port));
+        }
+        call.stdin(Stdio::null())
             .output()
             .expect("bgd capabilities runs")
     }
@@ -230,11 +325,21 @@ grpc-server-options:
 server:
   - !channel
     address: "127.0.0.1:{port}"
-    insecure-mode: true
+{security}
 authorization:
   method: none
 "#,
-            port = self.port
+            port = self.port,
+            security = if self.tls {
+                let tls = self.dir.path().join("tls");
+                format!(
+                    "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      tls-server-cert: {}",
+                    tls.join("server.key").display(),
+                    tls.join("server.pem").display()
+                )
+            } else {
+                "    insecure-mode: true".to_string()
+            }
         );
         if let Some(postgres) = &self.postgres {
             config.push_str(&format!(

@@ -406,3 +406,46 @@ run = "echo no inputs"
         run.stdout
     );
 }
+
+#[test]
+fn a_tls_server_is_trusted_through_the_ca_it_is_given() {
+    let grid = BuildGrid::cache_only_tls();
+    assert!(grid.endpoint().starts_with("grpcs://"));
+    let ca = grid.ca_pem().display().to_string();
+    let with_ca = |repo: &Repo, ca: Option<&str>| {
+        let ca_line = ca
+            .map(|c| format!("ca_cert = \"{c}\"\n"))
+            .unwrap_or_default();
+        repo.write(
+            "preflight.toml",
+            config(&grid.endpoint(), "read-write").replace(
+                "cache = \"read-write\"\n",
+                &format!("cache = \"read-write\"\n{ca_line}"),
+            ),
+        );
+    };
+    let laptop = repo_with(&grid.endpoint(), "read-write");
+    // Without the CA the server's certificate is not trusted: one warning, a local run.
+    with_ca(&laptop, None);
+    let untrusted = laptop.run(&["run", "gen"]);
+    untrusted.code(0);
+    assert_eq!(
+        untrusted.stdout.matches("warning:").count(),
+        1,
+        "{}",
+        untrusted.stdout
+    );
+    assert!(
+        untrusted.stdout.contains("cannot reach the remote"),
+        "{}",
+        untrusted.stdout
+    );
+
+    with_ca(&laptop, Some(&ca));
+    laptop.run(&["run", "--force", "gen"]).code(0);
+    let other = Repo::clone_of(&laptop);
+    with_ca(&other, Some(&ca));
+    let run = other.run(&["run", "gen"]);
+    run.code(0);
+    assert_eq!(run.status_of("gen"), "cached (remote)", "{}", run.stdout);
+}
