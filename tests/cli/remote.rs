@@ -449,3 +449,39 @@ fn a_tls_server_is_trusted_through_the_ca_it_is_given() {
     run.code(0);
     assert_eq!(run.status_of("gen"), "cached (remote)", "{}", run.stdout);
 }
+
+#[test]
+fn a_header_takes_its_value_from_the_variable_it_names() {
+    let grid = BuildGrid::cache_only();
+    let repo = repo_with(&grid.endpoint(), "read-write");
+    let config = repo.read_string("preflight.toml").replace(
+        "cache = \"read-write\"\n",
+        "cache = \"read-write\"\nheaders = { x-api-key = \"TEST_REMOTE_KEY\" }\n",
+    );
+    repo.write("preflight.toml", config);
+    let unset = repo
+        .cmd()
+        .args(["run", "gen"])
+        .env_remove("TEST_REMOTE_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&unset.stdout);
+    assert!(unset.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .contains("header `x-api-key` takes its value from $TEST_REMOTE_KEY, which is not set"),
+        "{stdout}"
+    );
+    let set = repo
+        .cmd()
+        .args(["run", "--force", "gen"])
+        .env("TEST_REMOTE_KEY", "k-123")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&set.stdout);
+    assert!(
+        set.status.success() && !stdout.contains("warning"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("k-123"), "the value is never printed");
+}
