@@ -242,6 +242,24 @@ impl Store {
         })
     }
 
+    /// A folder for files on their way into the store (a leftover is removed by gc).
+    pub fn scratch_dir(&self) -> std::io::Result<PathBuf> {
+        let dir = self.tmp_dir();
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Moves a file of the scratch folder whose content was checked against `d` into the
+    /// store as that blob, without copying it.
+    pub fn adopt(&self, checked: &Path, d: &Digest) -> std::io::Result<()> {
+        let dest = self.blob_path(&d.hash);
+        if dest.exists() {
+            let _ = std::fs::remove_file(checked);
+            return Ok(());
+        }
+        self.commit(checked, &dest)
+    }
+
     /// Stores a file's content as a blob, hashing it as it is copied.
     pub fn put_file(&self, src: &Path) -> std::io::Result<Digest> {
         let mut input = File::open(src)?;

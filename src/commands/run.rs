@@ -153,7 +153,7 @@ pub fn execute(
         Some(n) => n,
     };
     // Without the local cache there is nothing to restore a remote result into.
-    let remote = match cache.as_ref().filter(|c| c.active()) {
+    let remote = match cache.as_ref().filter(|c| c.mode.read && c.mode.write) {
         Some(_) => match crate::remote::Session::open(config.remote.as_ref(), &output.remote) {
             Ok(session) => session.map(Arc::new),
             Err(e) => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
-    let options = options(args)?;
+    let mut options = options(args)?;
     let remote = Remote {
         endpoint: args.endpoint.clone(),
         instance_name: args.instance.clone(),
@@ -27,6 +27,9 @@ pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
         connect_timeout: Duration::from_secs(10),
         retries: 3,
     };
+    // The worker's credentials stay with the worker: actions run code from anyone who can
+    // submit to the farm.
+    options.hidden_env = remote.headers.iter().map(|(_, var)| var.clone()).collect();
     std::fs::create_dir_all(&options.work_dir).map_err(|e| {
         Error::io(
             format!("cannot create the work dir {}", options.work_dir.display()),
@@ -68,7 +71,7 @@ fn options(args: &WorkerArgs) -> Result<Options> {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     let mut properties = pairs(&args.properties, "--property", "KEY=VALUE")?;
-    for (key, value) in [("OSFamily", std::env::consts::OS), ("ISA", isa())] {
+    for (key, value) in crate::remote::host::platform() {
         if !properties.iter().any(|(k, _)| k == key) {
             properties.push((key.to_string(), value.to_string()));
         }
@@ -78,9 +81,10 @@ fn options(args: &WorkerArgs) -> Result<Options> {
             return Err(Error::Usage("--name must not be empty".into()));
         }
         Some(name) => name.clone(),
-        None => format!("{}-{}", host_name(), std::process::id()),
+        None => format!("{}-{}", crate::remote::host::name(), std::process::id()),
     };
     Ok(Options {
+        hidden_env: Vec::new(),
         name,
         jobs: args.jobs,
         properties,
@@ -97,28 +101,6 @@ fn pairs(flags: &[String], flag: &str, shape: &str) -> Result<Vec<(String, Strin
             _ => Err(Error::Usage(format!("{flag} `{f}` is not {shape}"))),
         })
         .collect()
-}
-
-/// This machine's instruction set in the REAPI platform lexicon's words.
-fn isa() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "x86-64",
-        "x86" => "x86-32",
-        "aarch64" => "arm-a64",
-        "arm" => "arm-a32",
-        other => other,
-    }
-}
-
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, which is what gethostname is told.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
-        _ => "worker".to_string(),
-    }
 }
 
 /// Ctrl-C or SIGTERM: the first drains (running actions finish and are reported), the

@@ -71,14 +71,9 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
 
     // A step whose files are all gone is skipped, never looked up (its key still counts for
     // the steps that need it).
-    let cwd = step
-        .dir
-        .as_ref()
-        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
-    if planned
-        .files
-        .as_ref()
-        .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+    if super::present_files(shared, planned)
+        .1
+        .is_some_and(|files| files.is_empty())
     {
         return super::run_step(shared, i, tx);
     }
@@ -108,6 +103,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     }
     let remote = super::remote::prepare(shared, i, cache, &keyed, tx);
     if let Some(remote) = &remote
+        && cache.mode.read
         && !cache.mode.force.contains(&step.name)
         && let Some(result) = remote.lookup(shared, i, cache, &keyed, tx)
     {

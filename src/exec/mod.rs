@@ -194,6 +194,26 @@ fn not_run(name: &str, detail: String) -> StepResult {
     }
 }
 
+/// A step's working folder, and its files that are still there: tracked files deleted from
+/// the work tree are not handed to commands.
+fn present_files<'a>(
+    shared: &Shared,
+    planned: &'a PlannedStep,
+) -> (PathBuf, Option<Vec<&'a Path>>) {
+    let cwd = match &planned.step.dir {
+        Some(dir) => shared.root.join(dir),
+        None => shared.root.clone(),
+    };
+    let files = planned.files.as_ref().map(|files| {
+        files
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|f| cwd.join(f).symlink_metadata().is_ok())
+            .collect()
+    });
+    (cwd, files)
+}
+
 /// The environment a step gets on top of preflight's own: `[env]`, its `env`, its name.
 fn step_env(shared: &Shared, step: &crate::config::Step) -> Vec<(String, String)> {
     let mut env = shared.env.clone();
@@ -240,18 +260,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         }
         (_, false) => planned.command.clone(),
     };
-    let cwd = match &step.dir {
-        Some(dir) => shared.root.join(dir),
-        None => shared.root.clone(),
-    };
-    // Tracked files deleted from the work tree are not handed to commands.
-    let files: Option<Vec<&Path>> = planned.files.as_ref().map(|files| {
-        files
-            .iter()
-            .map(PathBuf::as_path)
-            .filter(|f| cwd.join(f).symlink_metadata().is_ok())
-            .collect()
-    });
+    let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
         return result(
             Status::Skipped,

@@ -7,7 +7,6 @@ use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
 use crate::remote::{self, Executed, Warning};
 use crate::report::{RemoteOrigin, Status, StepResult};
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -62,17 +61,7 @@ pub(super) fn prepare<'a>(
         }
         return None;
     }
-    let cwd = step
-        .dir
-        .as_ref()
-        .map_or_else(|| shared.root.clone(), |d| shared.root.join(d));
-    let files: Option<Vec<&Path>> = planned.files.as_ref().map(|files| {
-        files
-            .iter()
-            .map(PathBuf::as_path)
-            .filter(|f| cwd.join(f).symlink_metadata().is_ok())
-            .collect()
-    });
+    let (_, files) = super::present_files(shared, planned);
     let invocations = invocation::invocations(&planned.command, files.as_deref());
     let env = super::step_env(shared, step);
     let described = StepAction {
@@ -87,8 +76,14 @@ pub(super) fn prepare<'a>(
     };
     match action::prepare(&described) {
         Ok(prepared) => Some(RemoteStep { session, prepared }),
+        // The step cannot be an Action: it stays here, and says why when asked.
         Err(why) => {
-            warn(tx, Some(format!("step `{}` stays local: {why}", step.name)));
+            if cache.mode.explain {
+                let _ = tx.send(Message::Explain(i, vec![format!("not remote: {why}")]));
+            }
+            if session.execute {
+                let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+            }
             None
         }
     }
@@ -106,6 +101,9 @@ impl RemoteStep<'_> {
     ) -> Option<StepResult> {
         let step = &shared.plan.steps[i].step;
         let started = Instant::now();
+        // Held from the download to the restore, so that a gc elsewhere cannot remove the
+        // blobs in between.
+        let _lock = cache.store().shared_lock().ok()?;
         let fetched = match self.session.lookup(&self.prepared, cache.store()) {
             Ok(Some(f)) => f,
             Ok(None) => return None,
@@ -157,6 +155,7 @@ impl RemoteStep<'_> {
             cache.mode.force.contains(&step.name),
             cache.store(),
             &on_stage,
+            &|| shared.canceller.is_cancelled(),
         );
         let result = |status, exit_code, output, detail, worker: String| StepResult {
             name: step.name.clone(),
@@ -175,6 +174,13 @@ impl RemoteStep<'_> {
                 warn(tx, w);
                 None
             }
+            Ok(Executed::Cancelled) => Some(result(
+                Status::Cancelled,
+                None,
+                Vec::new(),
+                None,
+                String::new(),
+            )),
             Ok(Executed::TimedOut) => {
                 let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
                 Some(result(
@@ -189,7 +195,6 @@ impl RemoteStep<'_> {
                 exit_code,
                 worker,
                 entry,
-                ..
             }) if exit_code != 0 => {
                 let log = entry
                     .stdout_digest
@@ -208,6 +213,16 @@ impl RemoteStep<'_> {
     /// Uploads a result that passed here, when the remote cache takes writes.
     pub(super) fn upload(&self, cache: &cache::Session, keyed: &Keyed, tx: &Sender<Message>) {
         if !self.session.cache.writes() {
+            return;
+        }
+        // A result built here stands for the Action only when this machine has the OS and
+        // instruction set the Action names.
+        let platform = self.prepared.action.platform.iter().flat_map(|p| {
+            p.properties
+                .iter()
+                .map(|p| (p.name.as_str(), p.value.as_str()))
+        });
+        if !remote::host::satisfies(platform) {
             return;
         }
         let Some(entry) = cache.store().get(&keyed.key) else {

@@ -51,9 +51,6 @@ struct Salt<'a> {
     salt: &'a str,
     key_env: &'a BTreeMap<String, Option<String>>,
     key_commands: Vec<&'a str>,
-    /// The machine the result comes from, when the step names no platform: a result built
-    /// on another OS or architecture is not this one's.
-    host: Option<String>,
 }
 
 /// Everything needed to describe a step as an Action.
@@ -115,9 +112,14 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
                 mode => {
                     let digest = match s.store.sha256_of_git(&f.digest) {
                         Some(d) => Ok(super::proto::from_store(&d)),
-                        None => tree::hash_file(&at).inspect(|d| {
-                            s.store
-                                .remember_sha256_of_git(&f.digest, &super::proto::to_store(d))
+                        // Remembered only when the bytes read are those the key saw (a file
+                        // edited meanwhile, or one git filters, has other bytes on disk).
+                        None => tree::hash_file_with_git_id(&at).map(|(git_id, d)| {
+                            if git_id == f.digest {
+                                s.store
+                                    .remember_sha256_of_git(&f.digest, &super::proto::to_store(&d));
+                            }
+                            d
                         }),
                     };
                     digest.map(|digest| Node::File {
@@ -197,20 +199,26 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         let out = Path::new(out.trim_end_matches('/'));
         match relative_to(out, &working_dir) {
             Some(rel) => output_paths.push(rel.to_string_lossy().into_owned()),
+            // REAPI output paths stay inside the working folder.
             None => {
-                not_here(format!(
+                return Err(format!(
                     "its output `{}` is outside its `dir`",
                     out.display()
                 ));
-                output_paths.push(format!("../{}", out.display()));
             }
         }
     }
     output_paths.sort();
+    // A step that names no OS or instruction set gets this machine's: a result built on
+    // another OS or architecture is not this one's, and a worker must match it to run it.
+    let mut properties = s.remote.platform_of(step);
+    for (name, value) in super::host::platform() {
+        properties
+            .entry(name.to_string())
+            .or_insert_with(|| value.to_string());
+    }
     let platform = re::Platform {
-        properties: s
-            .remote
-            .platform_of(step)
+        properties: properties
             .into_iter()
             .map(|(name, value)| re::platform::Property { name, value })
             .collect(),
@@ -242,10 +250,6 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
             .iter()
             .map(|k| k.digest.as_str())
             .collect(),
-        host: platform
-            .properties
-            .is_empty()
-            .then(|| format!("{}/{}", s.record.os, s.record.arch)),
     };
     let action = re::Action {
         command_digest: Some(encode(&command).0),

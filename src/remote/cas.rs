@@ -12,8 +12,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Blobs this big or bigger go through ByteStream rather than a batch.
+/// The size of each message of a ByteStream transfer. (Blobs of half a batch or more go
+/// through ByteStream rather than in a batch.)
 const STREAM_CHUNK: usize = 1 << 20;
+/// What each entry of a batch adds to its blob's bytes: its digest and framing.
+const ENTRY_OVERHEAD: usize = 128;
 /// Digests per FindMissingBlobs call.
 const FIND_CHUNK: usize = 5_000;
 /// Batches or streams in flight at once.
@@ -64,13 +67,6 @@ impl Blobs {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
-    }
-
-    pub fn total_bytes(&self) -> u64 {
-        self.by_hash
-            .values()
-            .map(|(d, _)| d.size_bytes as u64)
-            .sum()
     }
 
     fn digests(&self) -> Vec<re::Digest> {
@@ -143,11 +139,7 @@ impl Connection {
         let mut batch: Vec<(re::Digest, Source)> = Vec::new();
         let mut batch_bytes = 0usize;
         // Room for the digests and framing of each request inside the batch.
-        let budget = self
-            .capabilities
-            .max_batch
-            .saturating_sub(64 << 10)
-            .max(1 << 16);
+        let budget = self.capabilities.batch_budget();
         let flush = |batch: &mut Vec<(re::Digest, Source)>, tasks: &mut JoinSet<_>| {
             if batch.is_empty() {
                 return;
@@ -176,11 +168,11 @@ impl Connection {
                 });
                 continue;
             }
-            if batch_bytes + size > budget {
+            if batch_bytes + size + ENTRY_OVERHEAD > budget {
                 flush(&mut batch, &mut tasks);
                 batch_bytes = 0;
             }
-            batch_bytes += size;
+            batch_bytes += size + ENTRY_OVERHEAD;
             batch.push((digest, source.clone()));
         }
         flush(&mut batch, &mut tasks);
@@ -285,7 +277,10 @@ impl Connection {
             }
         });
         let mut client = self.bytestream_client();
-        let request = self.request(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let request = self.request_with_timeout(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            self.stream_timeout(digest.size_bytes),
+        );
         let sent = client.write(request).await;
         reader
             .await
@@ -311,11 +306,7 @@ impl Connection {
         for d in digests {
             unique.entry(d.hash.clone()).or_insert(d);
         }
-        let budget = self
-            .capabilities
-            .max_batch
-            .saturating_sub(64 << 10)
-            .max(1 << 16);
+        let budget = self.capabilities.batch_budget();
         let limit = Arc::new(Semaphore::new(PARALLEL));
         let mut tasks: JoinSet<RemoteResult<Vec<Downloaded>>> = JoinSet::new();
         let mut batch: Vec<re::Digest> = Vec::new();
@@ -331,6 +322,7 @@ impl Connection {
         for digest in unique.into_values() {
             let size = digest.size_bytes as usize;
             if size == 0 {
+                verify(&digest, &[])?;
                 tasks.spawn(async move { Ok(vec![(digest.hash, Vec::new())]) });
                 continue;
             }
@@ -339,17 +331,18 @@ impl Connection {
                 let limit = Arc::clone(&limit);
                 tasks.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    let mut bytes = Vec::with_capacity(size);
+                    // The size is the server's word: grow as bytes arrive, not before.
+                    let mut bytes = Vec::with_capacity(size.min(STREAM_CHUNK));
                     connection.read_stream(&digest, &mut bytes).await?;
                     Ok(vec![(digest.hash, bytes)])
                 });
                 continue;
             }
-            if batch_bytes + size > budget {
+            if batch_bytes + size + ENTRY_OVERHEAD > budget {
                 spawn_batch(std::mem::take(&mut batch), &mut tasks);
                 batch_bytes = 0;
             }
-            batch_bytes += size;
+            batch_bytes += size + ENTRY_OVERHEAD;
             batch.push(digest);
         }
         if !batch.is_empty() {
@@ -378,9 +371,22 @@ impl Connection {
                 async move { client.batch_read_blobs(request).await }
             })
             .await?;
+        // Every blob asked for comes back once, and nothing else.
+        let mut asked: HashMap<&str, &re::Digest> =
+            digests.iter().map(|d| (d.hash.as_str(), d)).collect();
         let mut blobs = Vec::with_capacity(digests.len());
         for answer in response.responses {
             let digest = answer.digest.unwrap_or_default();
+            let Some(wanted) = asked.remove(digest.hash.as_str()) else {
+                return Err(RemoteError::new(
+                    "cannot download from the remote cache",
+                    format!(
+                        "the server sent blob {}, which was not asked for",
+                        digest.hash
+                    ),
+                ));
+            };
+            let digest = wanted.clone();
             if let Some(status) = answer.status.filter(|s| s.code != 0) {
                 return Err(RemoteError::new(
                     format!("the remote cache has no blob {}", digest.hash),
@@ -390,7 +396,7 @@ impl Connection {
             verify(&digest, &answer.data)?;
             blobs.push((digest.hash, answer.data));
         }
-        if blobs.len() != digests.len() {
+        if !asked.is_empty() {
             return Err(RemoteError::new(
                 "cannot download from the remote cache",
                 "the server left some blobs out of its answer",
@@ -409,11 +415,14 @@ impl Connection {
         let resource = self.resource(&format!("blobs/{}/{}", digest.hash, digest.size_bytes));
         let mut client = self.bytestream_client();
         let mut stream = client
-            .read(self.request(bytestream::ReadRequest {
-                resource_name: resource,
-                read_offset: 0,
-                read_limit: 0,
-            }))
+            .read(self.request_with_timeout(
+                bytestream::ReadRequest {
+                    resource_name: resource,
+                    read_offset: 0,
+                    read_limit: 0,
+                },
+                self.stream_timeout(digest.size_bytes),
+            ))
             .await
             .map_err(|s| RemoteError::status(&what, &s))?
             .into_inner();
@@ -447,14 +456,13 @@ impl Connection {
         let what = format!("cannot write {}", path.display());
         let mut file =
             std::fs::File::create(path).map_err(|e| RemoteError::new(&what, e.to_string()))?;
-        let budget = self
-            .capabilities
-            .max_batch
-            .saturating_sub(64 << 10)
-            .max(1 << 16);
+        let budget = self.capabilities.batch_budget();
         if (digest.size_bytes as usize) < budget / 2 {
             let blobs = self.read_blobs(vec![digest.clone()]).await?;
-            let bytes = blobs.get(&digest.hash).cloned().unwrap_or_default();
+            let bytes = blobs
+                .get(&digest.hash)
+                .cloned()
+                .ok_or_else(|| RemoteError::new(&what, "the server did not send the blob"))?;
             file.write_all(&bytes)
                 .map_err(|e| RemoteError::new(&what, e.to_string()))?;
             return Ok(());

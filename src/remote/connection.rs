@@ -85,6 +85,13 @@ fn transient(code: Code) -> bool {
     )
 }
 
+impl Capabilities {
+    /// The bytes of blobs one batch may carry, leaving room for the request's own framing.
+    pub fn batch_budget(&self) -> usize {
+        self.max_batch.saturating_sub(64 << 10).max(1 << 16)
+    }
+}
+
 impl Connection {
     /// Connects and asks the server what it supports: a server that is down or is no REAPI
     /// server fails here, once, rather than at every step.
@@ -193,6 +200,12 @@ impl Connection {
         *request.metadata_mut() = self.headers.clone();
         request.set_timeout(timeout);
         request
+    }
+
+    /// A deadline for a ByteStream transfer of `size` bytes: the call's own, plus a second
+    /// per MiB (a transfer slower than 1 MiB/s is taken for a stalled one).
+    pub fn stream_timeout(&self, size: i64) -> Duration {
+        self.timeout + Duration::from_secs(size.max(0) as u64 >> 20)
     }
 
     /// Makes a call, again after a short pause when it failed in a way that may pass.

@@ -44,12 +44,11 @@ impl std::fmt::Display for Stage {
 
 /// What the farm answered.
 #[derive(Debug)]
-pub struct Executed {
+pub struct Finished {
     pub result: re::ActionResult,
     /// The server answered from its cache without running anything.
     pub cached: bool,
     pub worker: String,
-    pub uploaded: super::cas::Uploaded,
 }
 
 /// Why an execution gave no result.
@@ -84,7 +83,7 @@ pub async fn execute(
     wait: Duration,
     skip_cache_lookup: bool,
     on_stage: &(dyn Fn(Stage) + Sync),
-) -> Result<Executed, NotExecuted> {
+) -> Result<Finished, NotExecuted> {
     on_stage(Stage::Uploading);
     let started = std::time::Instant::now();
     let mut blobs = prepared.input_root.blobs.clone();
@@ -176,11 +175,10 @@ pub async fn execute(
             .as_ref()
             .map(|m| m.worker.clone())
             .unwrap_or_default();
-        return Ok(Executed {
+        return Ok(Finished {
             result,
             cached: response.cached_result,
             worker,
-            uploaded,
         });
     }
 }

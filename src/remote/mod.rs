@@ -10,6 +10,7 @@ pub mod bots;
 pub mod cas;
 pub mod connection;
 pub mod execute;
+pub mod host;
 pub mod proto;
 pub mod results;
 pub mod tree;
@@ -46,6 +47,9 @@ pub struct Session {
     connection: OnceLock<Result<Connection, String>>,
     /// Set at the first sign that the server is unreachable: the rest of the run is local.
     down: AtomicBool,
+    /// Set when the server turns out to have no Execution service: steps run here, the
+    /// cache is still used.
+    no_execution: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -61,7 +65,8 @@ impl std::fmt::Debug for Session {
 /// The failures that mean the server cannot be used at all right now.
 fn unreachable(e: &RemoteError) -> bool {
     match e.code {
-        None => true,
+        // Errors without a gRPC code are about one blob or one result, not the server.
+        None => false,
         Some(code) => matches!(
             code,
             tonic::Code::Unavailable
@@ -104,6 +109,7 @@ impl Session {
             execute,
             connection: OnceLock::new(),
             down: AtomicBool::new(false),
+            no_execution: AtomicBool::new(false),
         }))
     }
 
@@ -235,45 +241,62 @@ impl Session {
         forced: bool,
         store: &Store,
         on_stage: &(dyn Fn(execute::Stage) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Executed, Warning> {
         let connection = self.connection()?;
         if !connection.capabilities.execution {
-            self.down.store(true, Ordering::SeqCst);
-            return Err(Some(format!(
-                "the remote at {} does not run actions (no Execution service); steps run here",
-                self.config.endpoint
-            )));
+            let first = !self.no_execution.swap(true, Ordering::SeqCst);
+            return Err(first.then(|| {
+                format!(
+                    "the remote at {} does not run actions (no Execution service); steps run here",
+                    self.config.endpoint
+                )
+            }));
         }
         // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
         let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| {
             t + Duration::from_secs(600)
         });
-        let outcome = self.runtime()?.block_on(async {
-            // The server answers from its cache unless the run may not read it, or the
-            // step is forced to run.
-            let skip_cache = forced || !self.cache.reads();
-            let executed = execute::execute(connection, prepared, wait, skip_cache, on_stage).await;
-            match executed {
-                Ok(done) => {
+        // The server answers from its cache unless the run may not read it, or the step is
+        // forced to run.
+        let skip_cache = forced || !self.cache.reads();
+        let run = async {
+            let mut done = execute::execute(connection, prepared, wait, skip_cache, on_stage).await;
+            // A failure the server kept in its cache may have been a flaky one: run it again.
+            if let Ok(finished) = &done
+                && finished.cached
+                && finished.result.exit_code != 0
+            {
+                done = execute::execute(connection, prepared, wait, true, on_stage).await;
+            }
+            match done {
+                Ok(finished) => {
                     let entry =
-                        results::fetch(connection, &done.result, &prepared.working_dir, store)
+                        results::fetch(connection, &finished.result, &prepared.working_dir, store)
                             .await?;
-                    Ok(Ok((done, entry)))
+                    Ok(Executed::Done {
+                        exit_code: finished.result.exit_code,
+                        worker: finished.worker,
+                        entry: Box::new(entry),
+                    })
                 }
-                Err(execute::NotExecuted::TimedOut) => Ok(Err(())),
+                Err(execute::NotExecuted::TimedOut) => Ok(Executed::TimedOut),
                 Err(execute::NotExecuted::Failed(e)) => Err(e),
             }
+        };
+        // Ctrl-C and --fail-fast stop waiting for the farm (the worker may still finish).
+        let stop = async {
+            while !cancelled() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let outcome = self.runtime()?.block_on(async {
+            tokio::select! {
+                outcome = run => outcome,
+                () = stop => Ok(Executed::Cancelled),
+            }
         });
-        match outcome {
-            Ok(Ok((done, entry))) => Ok(Executed::Done {
-                exit_code: done.result.exit_code,
-                cached: done.cached,
-                worker: done.worker,
-                entry: Box::new(entry),
-            }),
-            Ok(Err(())) => Ok(Executed::TimedOut),
-            Err(e) => Err(self.warn("the step could not run remotely", &e)),
-        }
+        outcome.map_err(|e| self.warn("the step could not run remotely", &e))
     }
 }
 
@@ -282,10 +305,10 @@ impl Session {
 pub enum Executed {
     Done {
         exit_code: i32,
-        /// Answered from the server's cache.
-        cached: bool,
         worker: String,
         entry: Box<store::ActionResult>,
     },
     TimedOut,
+    /// The run was stopped while it waited.
+    Cancelled,
 }

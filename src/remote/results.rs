@@ -37,6 +37,10 @@ fn mode(executable: bool) -> NodeProperties {
 
 /// Blobs bigger than this go to disk as they arrive rather than through memory.
 const STREAM_TO_DISK: i64 = 16 << 20;
+/// Smaller blobs are fetched in rounds of about this many bytes.
+const ROUND_BYTES: i64 = 64 << 20;
+/// A Tree message (the listing of an output folder) bigger than this is refused.
+const MAX_TREE: i64 = 64 << 20;
 
 /// Streams one big blob into a temp file beside the store, then files it there.
 async fn fetch_to_store(
@@ -46,17 +50,12 @@ async fn fetch_to_store(
 ) -> RemoteResult<()> {
     let local =
         |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
-    std::fs::create_dir_all(store.dir()).map_err(local)?;
-    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(local)?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(store.scratch_dir().map_err(local)?).map_err(local)?;
+    // Checked against its digest as it arrives, then moved in without another copy.
     connection.download_file(digest, tmp.path()).await?;
-    let stored = store.put_file(tmp.path()).map_err(local)?;
-    if stored != to_store(digest) {
-        return Err(RemoteError::new(
-            format!("blob {} from the remote cache", digest.hash),
-            "it changed on disk while it was filed",
-        ));
-    }
-    Ok(())
+    let path = tmp.into_temp_path().keep().map_err(|e| local(e.error))?;
+    store.adopt(&path, &to_store(digest)).map_err(local)
 }
 
 /// Downloads what a remote result refers to into the local store (blobs already there are
@@ -77,6 +76,12 @@ pub async fn fetch(
         .map(|d| d.tree_digest.clone().filter(well_formed))
         .collect::<Option<_>>()
         .ok_or_else(|| bad("an output folder has no valid tree digest".into()))?;
+    if let Some(huge) = tree_digests.iter().find(|d| d.size_bytes > MAX_TREE) {
+        return Err(bad(format!(
+            "an output folder's tree is {} bytes, more than preflight reads",
+            huge.size_bytes
+        )));
+    }
     let trees = connection.read_blobs(tree_digests.clone()).await?;
 
     let mut entry = ActionResult {
@@ -174,18 +179,34 @@ pub async fn fetch(
     for digest in &large {
         fetch_to_store(connection, digest, store).await?;
     }
-    let blobs = connection.read_blobs(missing).await?;
-    for bytes in blobs.values() {
-        store
-            .put_bytes(bytes)
-            .map_err(|e| RemoteError::new("cannot write to the local cache", e.to_string()))?;
+    // In rounds, so that a result of many files never sits in memory whole.
+    let local =
+        |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
+    let mut round: Vec<re::Digest> = Vec::new();
+    let mut round_bytes = 0i64;
+    let mut rest = missing.into_iter().peekable();
+    while let Some(digest) = rest.next() {
+        round_bytes += digest.size_bytes;
+        round.push(digest);
+        if round_bytes >= ROUND_BYTES || rest.peek().is_none() {
+            for bytes in connection
+                .read_blobs(std::mem::take(&mut round))
+                .await?
+                .values()
+            {
+                store.put_bytes(bytes).map_err(local)?;
+            }
+            round_bytes = 0;
+        }
     }
     let mut log = result.stdout_raw.clone();
     for d in &log_parts {
-        let bytes = match blobs.get(&d.hash) {
-            Some(b) => b.to_vec(),
-            None => store.read_verified(&to_store(d)).unwrap_or_default(),
-        };
+        let bytes = store.read_verified(&to_store(d)).ok_or_else(|| {
+            RemoteError::new(
+                "cannot read the log of a remote result",
+                "it is not in the local cache",
+            )
+        })?;
         log.extend_from_slice(&bytes);
     }
     log.extend_from_slice(&result.stderr_raw);
@@ -204,16 +225,6 @@ pub async fn fetch(
         execution_completed_timestamp: String::new(),
     };
     Ok(entry)
-}
-
-/// This machine's name, to say where an uploaded result was built.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// A local entry as a REAPI result, with every blob it refers to (read from the store).
@@ -322,7 +333,7 @@ pub fn to_remote(
         result.stdout_digest = Some(from_store(d));
     }
     result.execution_metadata = Some(re::ExecutedActionMetadata {
-        worker: format!("preflight@{}", host_name()),
+        worker: format!("preflight@{}", super::host::name()),
         ..Default::default()
     });
     Ok((result, blobs))

@@ -184,6 +184,40 @@ pub fn hash_file(path: &Path) -> std::io::Result<re::Digest> {
     })
 }
 
+/// A file's SHA-256 digest and its git blob id, from one read: the pair is only worth
+/// remembering when both describe the same bytes.
+pub fn hash_file_with_git_id(path: &Path) -> std::io::Result<(String, re::Digest)> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut sha256 = Sha256::new();
+    let mut sha1 = sha1::Sha1::new();
+    sha1.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                sha256.update(&buf[..n]);
+                sha1.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if size != len {
+        return Err(std::io::Error::other("the file changed while it was read"));
+    }
+    Ok((
+        crate::cache::inputs::hex(&sha1.finalize()),
+        re::Digest {
+            hash: crate::cache::inputs::hex(&sha256.finalize()),
+            size_bytes: size as i64,
+        },
+    ))
+}
+
 /// The node for what is at `path` (not following a symlink), hashing a file.
 pub fn node_at(path: &Path) -> std::io::Result<Node> {
     let meta = path.symlink_metadata()?;

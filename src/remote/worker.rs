@@ -49,6 +49,8 @@ pub struct Options {
     pub properties: Vec<(String, String)>,
     /// Where each action gets its folder.
     pub work_dir: PathBuf,
+    /// Environment variables actions must not see (those holding the worker's credentials).
+    pub hidden_env: Vec<String>,
 }
 
 /// How far a stop has gone: a first signal drains, a second kills.
@@ -134,6 +136,7 @@ pub async fn serve(
         connection,
         bot_id: options.name.clone(),
         work_dir: options.work_dir.clone(),
+        hidden_env: options.hidden_env.clone(),
         processes: spawn::Processes::default(),
     });
     let mut worker = Worker {

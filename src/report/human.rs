@@ -196,7 +196,7 @@ impl Reporter for Human {
                 self.line(&format!("{prefix} {}", String::from_utf8_lossy(&line)));
             }
             Event::StepExplained { name, lines } => {
-                self.explained.insert(name, lines);
+                self.explained.entry(name).or_default().extend(lines);
             }
             Event::StepRemote { name, stage } => match self.bars.get(&name) {
                 Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),

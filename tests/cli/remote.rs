@@ -103,6 +103,17 @@ fn a_clone_with_an_empty_cache_gets_the_results_of_another_machine() {
     let reader = Repo::clone_of(&laptop);
     let no_remote = reader.run(&["run", "--no-remote", "gen"]);
     assert_eq!(no_remote.status_of("gen"), "passed", "{}", no_remote.stdout);
+    // --no-cache leaves both caches alone: nothing is fetched into the local one.
+    let bare = Repo::clone_of(&laptop);
+    let no_cache = bare.run(&["run", "--no-cache", "gen"]);
+    assert_eq!(no_cache.status_of("gen"), "passed", "{}", no_cache.stdout);
+    let local_only = bare.run(&["run", "--no-remote", "gen"]);
+    assert_eq!(
+        local_only.status_of("gen"),
+        "passed",
+        "{}",
+        local_only.stdout
+    );
 }
 
 #[test]
@@ -165,6 +176,11 @@ fn a_corrupt_blob_in_the_remote_cache_is_refused() {
         run.stdout
     );
     assert_eq!(other.read("out/f2.txt"), b"file 2\n");
+    assert!(
+        !run.stdout.contains("the rest of the run is local"),
+        "one bad blob does not turn the remote off:\n{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -484,4 +500,59 @@ fn a_header_takes_its_value_from_the_variable_it_names() {
         "{stdout}"
     );
     assert!(!stdout.contains("k-123"), "the value is never printed");
+}
+
+#[test]
+fn ctrl_c_stops_waiting_for_the_farm() {
+    use std::io::BufRead;
+    let grid = BuildGrid::with_execution();
+    let _workers = Workers::start(&grid.endpoint(), &[("worker-slow", "pool=slow")]);
+    let repo = Repo::with_config(&format!(
+        r#"
+[remote]
+endpoint = "{}"
+execute = true
+
+[steps.long]
+run = "sleep 60"
+inputs = ["src/**"]
+"#,
+        grid.endpoint()
+    ));
+    repo.write("src/in.txt", "input\n");
+    repo.add_all();
+    let mut child = repo
+        .cmd()
+        .args(["run", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(r#""stage":"executing""#) {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("executing")),
+        "{seen:#?}"
+    );
+    let asked = Instant::now();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "it stopped waiting at once"
+    );
+    assert!(!status.success());
+    let finished = rest
+        .iter()
+        .find(|l| l.contains("step_finished"))
+        .expect("a result");
+    assert!(finished.contains(r#""status":"cancelled""#), "{finished}");
 }

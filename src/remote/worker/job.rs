@@ -86,6 +86,8 @@ pub struct Context {
     /// Written into each result's metadata: BuildGrid passes it on to clients as is.
     pub bot_id: String,
     pub work_dir: PathBuf,
+    /// Variables of the worker's environment that actions do not get.
+    pub hidden_env: Vec<String>,
     pub processes: spawn::Processes,
 }
 
@@ -195,11 +197,21 @@ async fn load_action(
     }
 }
 
+/// The biggest Action, Command or Directory message a worker reads: a bigger one is a
+/// mistake or an attack, and would only exhaust memory.
+pub const MAX_MESSAGE_BLOB: i64 = 64 << 20;
+
 async fn read_message<M: Message + Default>(
     connection: &Connection,
     digest: &re::Digest,
     what: &str,
 ) -> Result<M, Failure> {
+    if digest.size_bytes > MAX_MESSAGE_BLOB {
+        return Err(Failure::invalid(format!(
+            "the {what} {} is {} bytes, more than a worker reads",
+            digest.hash, digest.size_bytes
+        )));
+    }
     let blobs = connection
         .read_blobs(vec![digest.clone()])
         .await
@@ -264,6 +276,9 @@ async fn run_in(
 
     let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
     let mut cmd = spawn::process(&command, &cwd, &stdout, &stderr)?;
+    for name in &context.hidden_env {
+        cmd.env_remove(name);
+    }
     on_start(program);
     metadata.execution_start_timestamp = Some(now());
     let timeout = action

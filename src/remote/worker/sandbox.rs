@@ -58,6 +58,15 @@ pub async fn fetch_tree(
                 "the input root is deeper than 256 folders",
             ));
         }
+        if let Some(huge) = wanted
+            .iter()
+            .find(|d| d.size_bytes > super::job::MAX_MESSAGE_BLOB)
+        {
+            return Err(Failure::invalid(format!(
+                "folder {} of the input root is {} bytes, more than a worker reads",
+                huge.hash, huge.size_bytes
+            )));
+        }
         let blobs = connection
             .read_blobs(wanted.clone())
             .await
@@ -232,6 +241,17 @@ pub fn make_folders(base: &Path, rel: &Path) -> Result<(), Failure> {
         at.push(part);
         match at.symlink_metadata() {
             Ok(meta) if meta.is_dir() => {}
+            // A link here could lead the action's folder (or an output's) out of the
+            // sandbox: refused rather than followed.
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Failure::new(
+                    tonic::Code::InvalidArgument,
+                    format!(
+                        "`{}` is a symlink in the input root: no folder is made through it",
+                        at.strip_prefix(base).unwrap_or(&at).display()
+                    ),
+                ));
+            }
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir(&at).map_err(|e| Failure::local(&at, e))?;
