@@ -255,7 +255,14 @@ pub fn to_remote(
         .map(|d| d.path.to_path())
         .collect();
     let mut inside: HashMap<usize, Vec<(PathBuf, Node)>> = HashMap::new();
-    let folder_of = |p: &Path| folders.iter().position(|f| p.starts_with(f));
+    // Which output folder holds a path (then it goes into that folder's Tree), and where
+    // inside it.
+    let place = |p: &Path| {
+        folders
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| p.strip_prefix(f).ok().map(|rel| (i, rel.to_path_buf())))
+    };
     for f in &entry.output_files {
         let path = f.path.to_path();
         let node = Node::File {
@@ -263,14 +270,8 @@ pub fn to_remote(
             executable: f.is_executable,
             source: store.blob_file(&f.digest),
         };
-        match folder_of(&path) {
-            Some(i) => {
-                let rel = path
-                    .strip_prefix(&folders[i])
-                    .expect("inside")
-                    .to_path_buf();
-                inside.entry(i).or_default().push((rel, node));
-            }
+        match place(&path) {
+            Some((i, rel)) => inside.entry(i).or_default().push((rel, node)),
             None => {
                 blobs.add_file(from_store(&f.digest), store.blob_file(&f.digest));
                 result.output_files.push(re::OutputFile {
@@ -285,17 +286,11 @@ pub fn to_remote(
     for l in &entry.output_symlinks {
         let path = l.path.to_path();
         let target = text(&l.target.to_path())?;
-        match folder_of(&path) {
-            Some(i) => {
-                let rel = path
-                    .strip_prefix(&folders[i])
-                    .expect("inside")
-                    .to_path_buf();
-                inside
-                    .entry(i)
-                    .or_default()
-                    .push((rel, Node::Symlink { target }));
-            }
+        match place(&path) {
+            Some((i, rel)) => inside
+                .entry(i)
+                .or_default()
+                .push((rel, Node::Symlink { target })),
             None => result.output_symlinks.push(re::OutputSymlink {
                 path: text(&relative(&l.path)?)?,
                 target,
