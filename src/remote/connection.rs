@@ -161,12 +161,17 @@ impl Connection {
             endpoint: remote.endpoint.clone(),
         };
         let instance = connection.instance.clone();
+        // The first call proves the server is alive: it gets the connect deadline, so that
+        // a server that accepts connections but never answers costs seconds, not minutes.
         let caps = connection
             .call("cannot ask the remote what it supports", || {
                 let mut client = connection.capabilities_client();
-                let request = connection.request(re::GetCapabilitiesRequest {
-                    instance_name: instance.clone(),
-                });
+                let request = connection.request_with_timeout(
+                    re::GetCapabilitiesRequest {
+                        instance_name: instance.clone(),
+                    },
+                    remote.connect_timeout,
+                );
                 async move { client.get_capabilities(request).await }
             })
             .await?;

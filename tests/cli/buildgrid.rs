@@ -41,6 +41,8 @@ pub struct BuildGrid {
     postgres: Option<Postgres>,
     /// Serving TLS with a certificate for 127.0.0.1 and localhost, signed by `ca_pem()`.
     tls: bool,
+    /// The name of the one instance the server serves (`""` by default).
+    instance: String,
     dir: tempfile::TempDir,
 }
 
@@ -51,6 +53,15 @@ impl BuildGrid {
         let mut grid = BuildGrid::new();
         grid.make_certificates();
         grid.tls = true;
+        grid.start();
+        grid
+    }
+
+    /// The cache under a named instance: clients must give `instance_name`, and resource
+    /// names (ByteStream) carry it.
+    pub fn cache_only_instance(name: &str) -> BuildGrid {
+        let mut grid = BuildGrid::new();
+        grid.instance = name.to_string();
         grid.start();
         grid
     }
@@ -228,6 +239,7 @@ impl BuildGrid {
             bgd,
             postgres: None,
             tls: false,
+            instance: String::new(),
             dir,
         }
     }
@@ -307,6 +319,7 @@ impl BuildGrid {
         } else {
             call.arg(format!("http://127.0.0.1:{}", self.port));
         }
+        call.arg("--instance-name").arg(&self.instance);
         call.stdin(Stdio::null())
             .output()
             .expect("bgd capabilities runs")
@@ -387,9 +400,9 @@ caches:
 "#,
             );
         }
-        config.push_str(
+        config.push_str(&format!(
             r#"instances:
-  - name: ""
+  - name: "{}"
     services:
       - !cas
         storage: *cas
@@ -398,7 +411,8 @@ caches:
       - !action-cache
         cache: *ac
 "#,
-        );
+            self.instance
+        ));
         if self.postgres.is_some() {
             config.push_str("      - !execution\n        scheduler: *sched\n");
         }

@@ -556,3 +556,50 @@ inputs = ["src/**"]
         .expect("a result");
     assert!(finished.contains(r#""status":"cancelled""#), "{finished}");
 }
+
+#[test]
+fn a_server_that_never_answers_costs_the_connect_timeout_and_one_warning() {
+    // Accepts connections and says nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let repo = repo_with(&format!("grpc://127.0.0.1:{port}"), "read-write");
+    let config = repo.read_string("preflight.toml").replace(
+        "cache = \"read-write\"\n",
+        "cache = \"read-write\"\nconnect_timeout = \"1s\"\n",
+    );
+    repo.write("preflight.toml", config);
+    let started = Instant::now();
+    let run = repo.run(&["run"]);
+    run.code(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.stdout.matches("warning:").count(), 1, "{}", run.stdout);
+}
+
+#[test]
+fn a_named_instance_is_used_for_every_call_streams_included() {
+    let grid = BuildGrid::cache_only_instance("ci/main");
+    let laptop = repo_with(&grid.endpoint(), "read-write");
+    let config = laptop.read_string("preflight.toml").replace(
+        "cache = \"read-write\"\n",
+        "cache = \"read-write\"\ninstance_name = \"ci/main\"\n",
+    );
+    laptop.write("preflight.toml", &config);
+    let first = laptop.run(&["run", "gen"]);
+    first.code(0);
+    assert!(!first.stdout.contains("warning"), "{}", first.stdout);
+    let other = Repo::clone_of(&laptop);
+    other.write("preflight.toml", &config);
+    let run = other.run(&["run", "gen"]);
+    assert_eq!(run.status_of("gen"), "cached (remote)", "{}", run.stdout);
+    assert_eq!(other.read("out/big.bin"), laptop.read("out/big.bin"));
+}
