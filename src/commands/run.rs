@@ -85,11 +85,19 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         color,
         ci: args.ci,
         remote: crate::remote::Overrides {
+            // The flag (or PREFLIGHT_REMOTE_CACHE), else under --ci the `ci_cache` mode.
             cache: args
                 .remote
                 .remote_cache
                 .as_deref()
-                .and_then(crate::config::RemoteCache::parse),
+                .and_then(crate::config::RemoteCache::parse)
+                .or_else(|| {
+                    config
+                        .remote
+                        .as_ref()
+                        .and_then(|r| r.ci_cache)
+                        .filter(|_| args.ci)
+                }),
             execute: args.remote.remote_execute.then_some(true),
             off: args.remote.no_remote,
         },

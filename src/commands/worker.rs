@@ -20,6 +20,7 @@ pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
         ca_cert: args.ca_cert.clone(),
         headers: pairs(&args.headers, "--header", "NAME=VARIABLE")?,
         cache: RemoteCache::Off,
+        ci_cache: None,
         execute: false,
         platform: BTreeMap::new(),
         // One call may stream a large blob: the deadline is per call.

@@ -49,6 +49,8 @@ pub struct Remote {
     /// Header name → the environment variable holding its value.
     pub headers: Vec<(String, String)>,
     pub cache: RemoteCache,
+    /// The cache mode of `run --ci` (what generated CI files call), when it differs.
+    pub ci_cache: Option<RemoteCache>,
     pub execute: bool,
     /// Platform properties of every step (a step's `platform` adds to them).
     pub platform: BTreeMap<String, String>,
@@ -78,6 +80,7 @@ pub(super) struct RawRemote {
     #[serde(default)]
     headers: IndexMap<Spanned<String>, Spanned<String>>,
     cache: Option<Spanned<String>>,
+    ci_cache: Option<Spanned<String>>,
     #[serde(default)]
     execute: bool,
     #[serde(default)]
@@ -184,23 +187,28 @@ pub(super) fn validate(check: &mut Checker, raw: Option<Spanned<RawRemote>>) -> 
         }
         headers.push((name.get_ref().clone(), variable.get_ref().clone()));
     }
-    let cache = match &raw.cache {
-        None => RemoteCache::ReadWrite,
-        Some(mode) => RemoteCache::parse(mode.get_ref()).unwrap_or_else(|| {
+    let mut mode = |key: &str, value: &Spanned<String>| {
+        RemoteCache::parse(value.get_ref()).unwrap_or_else(|| {
             let d = check.error(
-                mode.span(),
-                format!("invalid remote `cache` mode `{}`", mode.get_ref()),
+                value.span(),
+                format!("invalid remote `{key}` mode `{}`", value.get_ref()),
             );
             d.label = "expected \"off\", \"read\" or \"read-write\"".into();
             RemoteCache::Off
-        }),
+        })
     };
+    let cache = raw
+        .cache
+        .as_ref()
+        .map_or(RemoteCache::ReadWrite, |m| mode("cache", m));
+    let ci_cache = raw.ci_cache.as_ref().map(|m| mode("ci_cache", m));
     Some(Remote {
         endpoint: endpoint.into_inner(),
         instance_name: raw.instance_name,
         ca_cert: raw.ca_cert.map(|c| PathBuf::from(c.into_inner())),
         headers,
         cache,
+        ci_cache,
         execute: raw.execute,
         platform: raw.platform,
         timeout: duration(

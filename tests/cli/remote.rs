@@ -603,3 +603,37 @@ fn a_named_instance_is_used_for_every_call_streams_included() {
     assert_eq!(run.status_of("gen"), "cached (remote)", "{}", run.stdout);
     assert_eq!(other.read("out/big.bin"), laptop.read("out/big.bin"));
 }
+
+#[test]
+fn laptops_read_and_ci_writes_with_one_config() {
+    let grid = BuildGrid::cache_only();
+    let laptop = repo_with(&grid.endpoint(), "read");
+    let config = laptop.read_string("preflight.toml").replace(
+        "cache = \"read\"\n",
+        "cache = \"read\"\nci_cache = \"read-write\"\n",
+    );
+    laptop.write("preflight.toml", &config);
+    laptop.add_all();
+    laptop.git(&["commit", "-q", "-m", "ci writes"]);
+    laptop.run(&["run", "gen"]).code(0);
+    let ci = Repo::clone_of(&laptop);
+    let run = ci
+        .cmd()
+        .args(["run", "--ci", "gen"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let other = Repo::clone_of(&laptop);
+    let hit = other.run(&["run", "gen"]);
+    assert_eq!(
+        hit.status_of("gen"),
+        "cached (remote)",
+        "CI wrote it:\n{}",
+        hit.stdout
+    );
+}
