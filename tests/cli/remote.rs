@@ -623,11 +623,9 @@ fn laptops_read_and_ci_writes_with_one_config() {
         .env("CI", "true")
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stdout)
-    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(stdout.contains("passed gen"), "the laptop wrote nothing:\n{stdout}");
     let other = Repo::clone_of(&laptop);
     let hit = other.run(&["run", "gen"]);
     assert_eq!(
