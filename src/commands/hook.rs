@@ -73,7 +73,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         format: OutputFormat::Human,
         color,
         ci: false,
-        remote: Default::default(),
+        remote: crate::remote::Overrides::from_env(),
     };
 
     let canceller = Canceller::new();

@@ -89,7 +89,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         format: args.format,
         color,
         ci: false,
-        remote: Default::default(),
+        remote: crate::remote::Overrides::from_env(),
     };
     let mut steps: BTreeSet<String> = selected.iter().cloned().collect();
     let mut changed: Vec<PathBuf> = Vec::new();
