@@ -625,7 +625,10 @@ fn laptops_read_and_ci_writes_with_one_config() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}");
-    assert!(stdout.contains("passed gen"), "the laptop wrote nothing:\n{stdout}");
+    assert!(
+        stdout.contains("passed gen"),
+        "the laptop wrote nothing:\n{stdout}"
+    );
     let other = Repo::clone_of(&laptop);
     let hit = other.run(&["run", "gen"]);
     assert_eq!(
@@ -634,4 +637,48 @@ fn laptops_read_and_ci_writes_with_one_config() {
         "CI wrote it:\n{}",
         hit.stdout
     );
+}
+
+#[test]
+fn a_commit_hook_uses_the_remote_unless_the_environment_says_off() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let repo = Repo::with_config(&format!(
+        r#"
+[remote]
+endpoint = "grpc://127.0.0.1:{port}"
+
+[steps.check]
+run = "cat src/*.txt"
+inputs = ["src/**"]
+
+[hooks]
+pre-commit = ["check"]
+"#
+    ));
+    repo.write("src/a.txt", "a\n");
+    repo.run(&["install"]).code(0);
+    repo.add_all();
+    let commit = repo.commit("first");
+    assert_eq!(commit.code, 0, "{}{}", commit.stdout, commit.stderr);
+    let said = format!("{}{}", commit.stdout, commit.stderr);
+    assert_eq!(said.matches("warning:").count(), 1, "{said}");
+
+    repo.write("src/b.txt", "b\n");
+    repo.add_all();
+    let quiet = crate::common::git_command(repo.path())
+        .args(["commit", "-q", "-m", "second"])
+        .env("PREFLIGHT_REMOTE_CACHE", "off")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&quiet.stdout),
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    assert!(quiet.status.success(), "{said}");
+    assert!(!said.contains("warning"), "{said}");
 }
