@@ -26,6 +26,7 @@ pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
         // One call may stream a large blob: the deadline is per call.
         timeout: Duration::from_secs(300),
         connect_timeout: Duration::from_secs(10),
+        queue_timeout: Duration::from_secs(600),
         retries: 3,
     };
     // The worker's credentials stay with the worker: actions run code from anyone who can

@@ -57,6 +57,8 @@ pub struct Remote {
     /// The deadline of one call (an execution waits as long as the step's timeout).
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long a step may wait in the farm's queue before it runs here instead.
+    pub queue_timeout: Duration,
     /// How often a call that failed in a way that may pass is tried again.
     pub retries: u32,
 }
@@ -87,6 +89,7 @@ pub(super) struct RawRemote {
     platform: BTreeMap<String, String>,
     timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    queue_timeout: Option<Spanned<String>>,
     retries: Option<u32>,
 }
 
@@ -222,6 +225,12 @@ pub(super) fn validate(check: &mut Checker, raw: Option<Spanned<RawRemote>>) -> 
             "connect_timeout",
             raw.connect_timeout.as_ref(),
             Duration::from_secs(5),
+        ),
+        queue_timeout: duration(
+            check,
+            "queue_timeout",
+            raw.queue_timeout.as_ref(),
+            Duration::from_secs(600),
         ),
         retries: raw.retries.unwrap_or(3),
     })

@@ -16,10 +16,14 @@ pub(super) struct RemoteStep<'a> {
     pub prepared: Prepared,
 }
 
-fn warn(tx: &Sender<Message>, warning: Warning) {
-    if let Some(text) = warning {
-        let _ = tx.send(Message::Warning(text));
-    }
+/// Reports a warning, naming the step when it is about the step.
+fn warn(tx: &Sender<Message>, step: &str, warning: Warning) {
+    let text = match warning {
+        Warning::Remote(text) => text,
+        Warning::Step(text) => format!("step `{step}`: {text}"),
+        Warning::Said => return,
+    };
+    let _ = tx.send(Message::Warning(text));
 }
 
 /// The outputs declared by every step `i` needs, directly or not.
@@ -108,7 +112,7 @@ impl RemoteStep<'_> {
             Ok(Some(f)) => f,
             Ok(None) => return None,
             Err(w) => {
-                warn(tx, w);
+                warn(tx, &step.name, w);
                 return None;
             }
         };
@@ -171,7 +175,7 @@ impl RemoteStep<'_> {
         };
         match executed {
             Err(w) => {
-                warn(tx, w);
+                warn(tx, &step.name, w);
                 None
             }
             Ok(Executed::Cancelled) => Some(result(
@@ -229,7 +233,7 @@ impl RemoteStep<'_> {
             return;
         };
         if let Err(w) = self.session.upload(&self.prepared, &entry, cache.store()) {
-            warn(tx, w);
+            warn(tx, &keyed.record.step, w);
         }
     }
 }
@@ -245,7 +249,7 @@ fn restore(
 ) -> Option<Vec<u8>> {
     let step = &shared.plan.steps[i].step;
     if let Err(why) = cache.import(keyed, entry) {
-        warn(tx, Some(format!("step `{}`: {why}", step.name)));
+        warn(tx, &step.name, Warning::Step(why));
         return None;
     }
     match cache.lookup(step, keyed) {
@@ -254,7 +258,8 @@ fn restore(
         cache::Lookup::Unusable(why) => {
             warn(
                 tx,
-                Some(format!("step `{}`: the remote result {why}", step.name)),
+                &step.name,
+                Warning::Step(format!("the remote result {why}")),
             );
             None
         }

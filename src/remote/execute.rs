@@ -75,12 +75,25 @@ fn stage_of(operation: &longrunning::Operation) -> Option<Stage> {
     }
 }
 
+/// Asks the server to drop an operation nobody will wait for (best effort).
+async fn cancel(connection: &Connection, name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    let mut client = longrunning::operations_client::OperationsClient::new(connection.channel());
+    let request = connection.request(longrunning::CancelOperationRequest {
+        name: name.to_string(),
+    });
+    let _ = client.cancel_operation(request).await;
+}
+
 /// Uploads what the Action needs, runs it and waits for the result. `on_stage` hears of
 /// each stage once.
 pub async fn execute(
     connection: &Connection,
     prepared: &Prepared,
     wait: Duration,
+    queue_timeout: Duration,
     skip_cache_lookup: bool,
     on_stage: &(dyn Fn(Stage) + Sync),
 ) -> Result<Finished, NotExecuted> {
@@ -115,8 +128,30 @@ pub async fn execute(
     let mut last_stage = None;
     let mut name = String::new();
     let mut resumed = false;
+    // Until a worker takes it, the Action may wait only so long: a platform that no worker
+    // offers would otherwise wait forever.
+    let queued_until = tokio::time::Instant::now() + queue_timeout;
     loop {
-        let next = match stream.message().await {
+        let message = stream.message();
+        let message = if last_stage == Some(Stage::Executing) {
+            message.await
+        } else {
+            match tokio::time::timeout_at(queued_until, message).await {
+                Ok(message) => message,
+                Err(_) => {
+                    cancel(connection, &name).await;
+                    return Err(RemoteError::new(
+                        what,
+                        format!(
+                            "no worker took it within {} (does a worker offer its platform?); it runs here",
+                            crate::report::format_duration(queue_timeout)
+                        ),
+                    )
+                    .into());
+                }
+            }
+        };
+        let next = match message {
             Ok(next) => next,
             // A dropped stream is picked up again once, by the operation's name.
             Err(status) if !resumed && !name.is_empty() => {

@@ -47,7 +47,15 @@ impl Overrides {
 }
 
 /// A problem to report: `None` when it was already reported (the server is down).
-pub type Warning = Option<String>;
+#[derive(Debug)]
+pub enum Warning {
+    /// About the remote as a whole (down, no Execution service): said once per run.
+    Remote(String),
+    /// About one step's use of it: the caller names the step.
+    Step(String),
+    /// Already said.
+    Said,
+}
 
 /// One run's use of the remote.
 pub struct Session {
@@ -135,15 +143,13 @@ impl Session {
                 .build()
                 .map_err(|e| format!("cannot start the remote client: {e}"))
         });
-        runtime
-            .as_ref()
-            .map_err(|e| (!self.down.swap(true, Ordering::SeqCst)).then(|| e.clone()))
+        runtime.as_ref().map_err(|e| self.once(e.clone()))
     }
 
     /// The connection, opened at first use; `Err` carries the warning to show (once).
     fn connection(&self) -> Result<&Connection, Warning> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(None);
+            return Err(Warning::Said);
         }
         let runtime = self.runtime()?;
         let opened = self.connection.get_or_init(|| {
@@ -153,13 +159,7 @@ impl Session {
         });
         match opened {
             Ok(c) => Ok(c),
-            Err(e) => {
-                if self.down.swap(true, Ordering::SeqCst) {
-                    Err(None)
-                } else {
-                    Err(Some(format!("{e}; the run goes on without the remote")))
-                }
-            }
+            Err(e) => Err(self.once(format!("{e}; the run goes on without the remote"))),
         }
     }
 
@@ -167,15 +167,21 @@ impl Session {
     /// unreachable (then only the first such failure is shown).
     fn warn(&self, what: &str, e: &RemoteError) -> Warning {
         if unreachable(e) {
-            if self.down.swap(true, Ordering::SeqCst) {
-                return None;
-            }
-            return Some(format!(
+            return self.once(format!(
                 "the remote at {} stopped answering ({e}); the rest of the run is local",
                 self.config.endpoint
             ));
         }
-        Some(format!("{what}: {e}"))
+        Warning::Step(format!("{what}: {e}"))
+    }
+
+    /// Marks the remote down; the warning is said by the first step that finds out.
+    fn once(&self, text: String) -> Warning {
+        if self.down.swap(true, Ordering::SeqCst) {
+            Warning::Said
+        } else {
+            Warning::Remote(text)
+        }
     }
 
     /// Looks the Action up in the remote cache and, on a hit, downloads its outputs into
@@ -224,7 +230,7 @@ impl Session {
             return Ok(cas::Uploaded::default());
         }
         let (result, mut blobs) = results::to_remote(entry, &prepared.working_dir, store)
-            .map_err(|e| Some(format!("not uploaded to the remote cache: {e}")))?;
+            .map_err(|e| Warning::Step(format!("not uploaded to the remote cache: {e}")))?;
         let connection = self.connection()?;
         blobs.extend(prepared.action_blobs());
         let uploaded = self.runtime()?.block_on(async {
@@ -258,13 +264,13 @@ impl Session {
     ) -> Result<Executed, Warning> {
         let connection = self.connection()?;
         if !connection.capabilities.execution {
-            let first = !self.no_execution.swap(true, Ordering::SeqCst);
-            return Err(first.then(|| {
-                format!(
-                    "the remote at {} does not run actions (no Execution service); steps run here",
-                    self.config.endpoint
-                )
-            }));
+            if self.no_execution.swap(true, Ordering::SeqCst) {
+                return Err(Warning::Said);
+            }
+            return Err(Warning::Remote(format!(
+                "the remote at {} does not run actions (no Execution service); steps run here",
+                self.config.endpoint
+            )));
         }
         // Waiting is bounded by the step's timeout (the worker enforces it) plus queueing.
         let wait = timeout.map_or(Duration::from_secs(24 * 3600), |t| {
@@ -273,14 +279,16 @@ impl Session {
         // The server answers from its cache unless the run may not read it, or the step is
         // forced to run.
         let skip_cache = forced || !self.cache.reads();
+        let queue = self.config.queue_timeout;
         let run = async {
-            let mut done = execute::execute(connection, prepared, wait, skip_cache, on_stage).await;
+            let mut done =
+                execute::execute(connection, prepared, wait, queue, skip_cache, on_stage).await;
             // A failure the server kept in its cache may have been a flaky one: run it again.
             if let Ok(finished) = &done
                 && finished.cached
                 && finished.result.exit_code != 0
             {
-                done = execute::execute(connection, prepared, wait, true, on_stage).await;
+                done = execute::execute(connection, prepared, wait, queue, true, on_stage).await;
             }
             match done {
                 Ok(finished) => {
@@ -309,7 +317,7 @@ impl Session {
                 () = stop => Ok(Executed::Cancelled),
             }
         });
-        outcome.map_err(|e| self.warn("the step could not run remotely", &e))
+        outcome.map_err(|e| self.warn("it could not run remotely", &e))
     }
 }
 

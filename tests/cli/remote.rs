@@ -682,3 +682,38 @@ pre-commit = ["check"]
     assert!(quiet.status.success(), "{said}");
     assert!(!said.contains("warning"), "{said}");
 }
+
+#[test]
+fn a_step_no_worker_takes_runs_here_after_the_queue_timeout() {
+    let grid = BuildGrid::with_execution();
+    let _workers = Workers::start(&grid.endpoint(), &[("worker-a", "pool=a")]);
+    let repo = Repo::with_config(&format!(
+        r#"
+[remote]
+endpoint = "{}"
+execute = true
+queue_timeout = "2s"
+
+[steps.odd]
+run = "echo here > odd.txt"
+inputs = ["src/**"]
+outputs = ["odd.txt"]
+platform = {{ pool = "nobody" }}
+"#,
+        grid.endpoint()
+    ));
+    repo.write("src/in.txt", "input\n");
+    repo.add_all();
+    let started = Instant::now();
+    let run = repo.run(&["run"]);
+    run.code(0);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(run.status_of("odd"), "passed", "{}", run.stdout);
+    assert!(
+        run.stdout.contains("step `odd`: it could not run remotely")
+            && run.stdout.contains("no worker took it within 2"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(repo.read("odd.txt"), b"here\n");
+}
