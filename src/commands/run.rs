@@ -161,19 +161,11 @@ pub fn execute(
         Some(n) => n,
     };
     // Without the local cache there is nothing to restore a remote result into.
-    let remote = match cache.as_ref().filter(|c| c.mode.read && c.mode.write) {
-        Some(_) => match crate::remote::Session::open(config.remote.as_ref(), &output.remote) {
-            Ok(session) => session.map(Arc::new),
-            Err(e) => {
-                report::warn(
-                    &format!("{e}; the run goes on without the remote"),
-                    output.color,
-                );
-                None
-            }
-        },
-        None => None,
-    };
+    let remote = cache
+        .as_ref()
+        .filter(|c| c.mode.read && c.mode.write)
+        .and_then(|_| crate::remote::Session::open(config.remote.as_ref(), &output.remote))
+        .map(Arc::new);
     let options = exec::Options {
         jobs,
         fail_fast: output.fail_fast || config.settings.fail_fast,
