@@ -283,6 +283,20 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
 
+    /// Where blobs fetched from the server are kept for later actions; workers may share it
+    /// (default: preflight-worker-cache in the work dir)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The blob cache's bound: past it, the least recently used blobs are removed
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "5GB",
+        value_parser = crate::config::parse_size
+    )]
+    pub cache_max: u64,
+
     /// A PEM file of CA certificates to trust (grpcs endpoints)
     #[arg(long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,

@@ -6,7 +6,7 @@ use crate::config::{Remote, RemoteCache};
 use crate::error::{Error, Result, exit};
 use crate::remote::connection::Connection;
 use crate::remote::worker::{self, Event, Options, Stop};
-use crate::report::format_duration;
+use crate::report::{format_duration, format_size};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +32,13 @@ pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
     // The worker's credentials stay with the worker: actions run code from anyone who can
     // submit to the farm.
     options.hidden_env = remote.headers.iter().map(|(_, var)| var.clone()).collect();
-    std::fs::create_dir_all(&options.work_dir).map_err(|e| {
-        Error::io(
-            format!("cannot create the work dir {}", options.work_dir.display()),
-            e,
-        )
-    })?;
+    for (dir, what) in [
+        (&options.work_dir, "work dir"),
+        (&options.cache_dir, "cache dir"),
+    ] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create the {what} {}", dir.display()), e))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("preflight-worker")
         .enable_all()
@@ -85,12 +86,18 @@ fn options(args: &WorkerArgs) -> Result<Options> {
         Some(name) => name.clone(),
         None => format!("{}-{}", crate::remote::host::name(), std::process::id()),
     };
+    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     Ok(Options {
         hidden_env: Vec::new(),
         name,
         jobs: args.jobs,
         properties,
-        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+        cache_dir: match &args.cache_dir {
+            Some(dir) => dir.clone(),
+            None => work_dir.join("preflight-worker-cache"),
+        },
+        cache_max: args.cache_max,
+        work_dir,
     })
 }
 
@@ -183,6 +190,12 @@ fn printer(name: String, endpoint: String, options: &Options, color: bool) -> wo
                  to kill them)"
             ),
             Event::Killing { running } => format!("killing {running} running action(s)"),
+            Event::Trimmed { blobs, bytes, kept } => format!(
+                "blob cache over its bound: removed the {blobs} least recently used blob(s) \
+                 ({}); {} kept",
+                format_size(*bytes),
+                format_size(*kept)
+            ),
         };
         eprintln!("{prefix} {line}");
     })
@@ -200,6 +213,8 @@ mod tests {
             properties: properties.iter().map(|p| p.to_string()).collect(),
             name: Some("w".into()),
             work_dir: None,
+            cache_dir: None,
+            cache_max: 5_000_000_000,
             ca_cert: None,
             headers: Vec::new(),
         }
@@ -218,5 +233,20 @@ mod tests {
         );
         assert!(options(&args(&["novalue"])).is_err());
         assert!(options(&args(&["=x"])).is_err());
+    }
+
+    #[test]
+    fn the_blob_cache_is_in_the_work_dir_unless_given() {
+        let mut a = args(&[]);
+        a.work_dir = Some("/srv/work".into());
+        assert_eq!(
+            options(&a).unwrap().cache_dir,
+            std::path::Path::new("/srv/work/preflight-worker-cache")
+        );
+        a.cache_dir = Some("/srv/blobs".into());
+        assert_eq!(
+            options(&a).unwrap().cache_dir,
+            std::path::Path::new("/srv/blobs")
+        );
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! The engine never prints: it tells the caller what happens through [`Event`]s.
 
+mod blobs;
 mod job;
 mod outputs;
 mod sandbox;
@@ -49,6 +50,9 @@ pub struct Options {
     pub properties: Vec<(String, String)>,
     /// Where each action gets its folder.
     pub work_dir: PathBuf,
+    /// Where fetched blobs are kept for later actions, and how many bytes at most.
+    pub cache_dir: PathBuf,
+    pub cache_max: u64,
     /// Environment variables actions must not see (those holding the worker's credentials).
     pub hidden_env: Vec<String>,
 }
@@ -88,6 +92,12 @@ pub enum Event<'a> {
     },
     Killing {
         running: usize,
+    },
+    /// The blob cache went past its bound: the least recently used blobs were removed.
+    Trimmed {
+        blobs: usize,
+        bytes: u64,
+        kept: u64,
     },
 }
 
@@ -138,6 +148,10 @@ pub async fn serve(
         work_dir: options.work_dir.clone(),
         hidden_env: options.hidden_env.clone(),
         processes: spawn::Processes::default(),
+        cache: Arc::new(blobs::Cache::new(
+            options.cache_dir.clone(),
+            options.cache_max,
+        )),
     });
     let mut worker = Worker {
         client,
@@ -159,15 +173,46 @@ pub async fn serve(
     if executes {
         (worker.sink)(&Event::Ready);
     }
-    let request = worker.create_request();
-    let mut client = worker.client.clone();
-    let created = tokio::select! {
-        created = client.create(request) => created,
-        Ok(_) = stop.wait_for(|s| *s != Stop::Run) => return Ok(()),
-    };
-    match created {
-        Ok(session) => worker.accept(session),
-        Err(s) => return Err(refused(&worker.context.connection.endpoint, &s)),
+    // A server that goes away meanwhile (a restart) is waited for; one that has no Bots
+    // service, or refuses this worker, ends it.
+    loop {
+        let request = worker.create_request();
+        let mut client = worker.client.clone();
+        let created = tokio::select! {
+            created = client.create(request) => created,
+            Ok(_) = stop.wait_for(|s| *s != Stop::Run) => return Ok(()),
+        };
+        match created {
+            Ok(session) => {
+                worker.accept(session);
+                break;
+            }
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Unknown | Code::DeadlineExceeded
+                ) =>
+            {
+                if !worker.unreachable {
+                    worker.unreachable = true;
+                    (worker.sink)(&Event::Unreachable {
+                        error: &format!("{:?}: {}", s.code(), s.message()),
+                    });
+                }
+                let pause = worker.backoff;
+                worker.backoff = (worker.backoff * 2).min(MAX_BACKOFF);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    Ok(_) = stop.wait_for(|s| *s != Stop::Run) => return Ok(()),
+                }
+            }
+            Err(s) => return Err(refused(&worker.context.connection.endpoint, &s)),
+        }
+    }
+    if worker.unreachable {
+        worker.unreachable = false;
+        worker.backoff = MIN_INTERVAL;
+        (worker.sink)(&Event::Reachable);
     }
     if !executes {
         (worker.sink)(&Event::Ready);
@@ -296,6 +341,11 @@ impl Worker {
             let unreported = self.leases.values().any(|s| matches!(s, Slot::Done(_)));
             let stopping = self.stop != Stop::Run && self.running() == 0;
             if stopping && !unreported && self.session.status == BotStatus::BotTerminating as i32 {
+                return Ok(());
+            }
+            // Stopping, nothing running, and the server gone: what is left to report cannot
+            // be delivered (the server requeues it when the session expires).
+            if stopping && self.unreachable {
                 return Ok(());
             }
             if Instant::now() < next_call {
@@ -489,6 +539,18 @@ impl Worker {
             let lease = completed(&id, status, result);
             self.leases.insert(id, Slot::Done(Box::new(lease)));
         }
+        // Off the loop, so that the result is reported meanwhile.
+        let cache = Arc::clone(&self.context.cache);
+        let sink = Arc::clone(&self.sink);
+        tokio::task::spawn_blocking(move || {
+            if let Some(t) = cache.trim() {
+                sink(&Event::Trimmed {
+                    blobs: t.blobs,
+                    bytes: t.bytes,
+                    kept: t.kept,
+                });
+            }
+        });
     }
 }
 

@@ -82,6 +82,11 @@ impl Farm {
 
     /// Starts `preflight worker` named `name` and waits until it serves.
     fn start_worker(&mut self, name: &str, properties: &[&str]) {
+        self.start_worker_with(name, properties, &[]);
+    }
+
+    /// The same with more flags.
+    fn start_worker_with(&mut self, name: &str, properties: &[&str], flags: &[&std::ffi::OsStr]) {
         let work = self.path(&format!("work-{name}"));
         let log = File::create(self.path(&format!("{name}.log"))).expect("worker log");
         let mut cmd = Command::new(BIN);
@@ -97,6 +102,7 @@ impl Farm {
         for p in properties {
             cmd.args(["--property", p]);
         }
+        cmd.args(flags);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -118,6 +124,13 @@ impl Farm {
             .find(|(n, _)| n == name)
             .expect("a worker of that name")
             .1
+    }
+
+    /// An output bgd downloaded; bgd exits 0 also when the action failed, so a missing one
+    /// shows everything.
+    fn got(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path("got").join(rel))
+            .unwrap_or_else(|e| panic!("got/{rel}: {e}\n{}", self.logs()))
     }
 
     fn log(&self, name: &str) -> String {
@@ -186,11 +199,17 @@ impl Farm {
 
     /// Waits for a submission to end and returns the digest of the Action it sent.
     fn finished(&mut self, index: usize, limit: Duration) -> String {
+        let (ok, out) = self.ended(index, limit);
+        assert!(ok, "bgd execute failed\n{}", self.logs());
+        action_digest(&out).unwrap_or_else(|| panic!("no action digest in:\n{out}"))
+    }
+
+    /// Waits for a submission to end: whether bgd succeeded, and what it printed.
+    fn ended(&mut self, index: usize, limit: Duration) -> (bool, String) {
         let started = Instant::now();
-        loop {
+        let status = loop {
             if let Some(status) = self.submitters[index].try_wait().expect("poll bgd") {
-                assert!(status.success(), "bgd execute failed\n{}", self.logs());
-                break;
+                break status;
             }
             assert!(
                 started.elapsed() < limit,
@@ -198,9 +217,9 @@ impl Farm {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
         let out = std::fs::read_to_string(self.path(&format!("submit-{index}.log"))).unwrap();
-        action_digest(&out).unwrap_or_else(|| panic!("no action digest in:\n{out}"))
+        (status.success(), out)
     }
 
     /// The ActionResult the server stored for an Action, as JSON.
@@ -389,11 +408,12 @@ fn an_action_runs_on_the_worker_and_its_outputs_come_back_identical() {
     let log = farm.log("w-one");
     assert!(log.contains("running /bin/sh (action"), "{log}");
     assert!(log.contains("done exit 0 in"), "{log}");
-    // The action's folder is gone.
+    // The action's folder is gone; the blob cache stays.
     let left: Vec<_> = std::fs::read_dir(farm.path("work-w-one"))
         .unwrap()
+        .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left, ["preflight-worker-cache"]);
     eprintln!(
         "server up in {setup:?}; submit to result {round_trip:?}; total {:?}",
         started.elapsed()
@@ -592,4 +612,144 @@ fn a_stopped_worker_finishes_and_reports_its_action_then_exits() {
         log.contains("stopping") && log.contains("done exit 0"),
         "{log}"
     );
+}
+
+/// `sha256sum` of files in `dir`, as bytes (what the actions below print).
+fn sums(dir: &Path, files: &[&str]) -> Vec<u8> {
+    let out = Command::new("sha256sum")
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+#[test]
+fn an_input_root_is_fetched_once_then_copied_from_the_workers_cache() {
+    let mut farm = Farm::new();
+    farm.start_worker("w-warm", &["pool=warm"]);
+    let cold_cache = farm.path("cold-cache");
+    farm.start_worker_with(
+        "w-cold",
+        &["pool=cold"],
+        &["--cache-dir".as_ref(), cold_cache.as_os_str()],
+    );
+    // Blobs of every kind: batched (in.txt), large but read in one batch (mid.bin), streamed
+    // (big.bin), and one content at two paths, executable at one only.
+    let input = farm.path("in");
+    input_root(&input);
+    std::fs::write(input.join("mid.bin"), &noise(2 << 20)[..3 << 19]).unwrap();
+    std::fs::copy(input.join("sub/tool.sh"), input.join("plain-tool.sh")).unwrap();
+    std::fs::set_permissions(
+        input.join("plain-tool.sh"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let files = [
+        "in.txt",
+        "mid.bin",
+        "big.bin",
+        "sub/tool.sh",
+        "plain-tool.sh",
+    ];
+    let expected = sums(&input, &files);
+    let check = format!(
+        "test -x sub/tool.sh && test ! -x plain-tool.sh && sha256sum {}",
+        files.join(" ")
+    );
+
+    let first = farm.submit(
+        &input,
+        &["one.txt"],
+        &[("pool", "warm")],
+        &format!("{check} > one.txt"),
+    );
+    farm.finished(first, Duration::from_secs(60));
+    assert_eq!(farm.got("one.txt"), expected);
+    let cache = farm.path("work-w-warm/preflight-worker-cache");
+    for line in String::from_utf8_lossy(&expected).lines() {
+        let hash = &line[..64];
+        let cached = cache.join(&hash[..2]).join(hash);
+        assert!(cached.is_file(), "{} is not cached", cached.display());
+    }
+
+    // From here on, the server serves every input file damaged (the same size, other bytes):
+    // fetching any of them again fails.
+    for line in String::from_utf8_lossy(&expected).lines() {
+        let blob = farm.grid.cas_blob_path(&line[..64]);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        assert!(!bytes.is_empty(), "{}", blob.display());
+        for b in &mut bytes {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&blob, bytes).unwrap();
+    }
+
+    // Another command on the same inputs, which also changes them: the cache must not change
+    // with them.
+    let second = farm.submit(
+        &input,
+        &["two.txt"],
+        &[("pool", "warm")],
+        &format!(
+            "{check} > two.txt && for f in {}; do echo changed >> $f; done",
+            files.join(" ")
+        ),
+    );
+    farm.finished(second, Duration::from_secs(60));
+    assert_eq!(farm.got("two.txt"), expected);
+    let third = farm.submit(
+        &input,
+        &["three.txt"],
+        &[("pool", "warm")],
+        &format!("{check} > three.txt"),
+    );
+    farm.finished(third, Duration::from_secs(60));
+    assert_eq!(farm.got("three.txt"), expected);
+    let warm = farm.log("w-warm");
+    assert_eq!(warm.matches("done exit 0").count(), 3, "{warm}");
+
+    // The same inputs on a worker with an empty cache: they come from the server, damaged.
+    let cold = farm.submit(
+        &input,
+        &["cold.txt"],
+        &[("pool", "cold")],
+        &format!("{check} > cold.txt"),
+    );
+    let (_, out) = farm.ended(cold, Duration::from_secs(60));
+    let log = farm.log("w-cold");
+    assert!(
+        log.contains("failed in") && log.contains("does not match its digest"),
+        "{out}\n{}",
+        farm.logs()
+    );
+    assert!(out.contains("does not match its digest"), "{out}");
+    assert!(!farm.path("got/cold.txt").exists(), "{out}");
+}
+
+#[test]
+fn a_stopped_worker_whose_server_is_gone_exits() {
+    let mut farm = Farm::new();
+    farm.start_worker("w-orphan", &[]);
+    farm.wait_for("the worker's session", Duration::from_secs(30), |f| {
+        f.log("w-orphan").contains("serving")
+    });
+    farm.grid.kill();
+    let pid = farm.worker("w-orphan").id() as i32;
+    // SAFETY: signalling the worker this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = farm.worker("w-orphan").try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still waiting for a server that is gone:\n{}",
+            farm.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}\n{}", farm.logs());
 }

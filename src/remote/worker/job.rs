@@ -2,7 +2,7 @@
 //! from the CAS, the command run in a private folder in its own process group (killed at
 //! the Action's timeout), and its outputs, stdout and stderr uploaded as an ActionResult.
 
-use super::{outputs, sandbox, spawn};
+use super::{blobs, outputs, sandbox, spawn};
 use crate::remote::cas::Blobs;
 use crate::remote::connection::{Connection, RemoteError};
 use crate::remote::proto::{self, pb, re};
@@ -89,6 +89,8 @@ pub struct Context {
     /// Variables of the worker's environment that actions do not get.
     pub hidden_env: Vec<String>,
     pub processes: spawn::Processes,
+    /// Blobs fetched by earlier leases.
+    pub cache: std::sync::Arc<blobs::Cache>,
 }
 
 /// The Action a lease names: sent whole, or as the digest of one in the CAS.
@@ -264,7 +266,7 @@ async fn run_in(
         &required(&action.input_root_digest, "input root")?,
     )
     .await?;
-    sandbox::materialise(connection, &root, &top, &folders).await?;
+    sandbox::materialise(connection, &context.cache, &root, &top, &folders).await?;
     sandbox::make_folders(&root, &working_dir)?;
     let cwd = root.join(&working_dir);
     for (rel, _) in &wanted {

@@ -3,13 +3,15 @@
 //! single components (tree::flatten), paths are relative without `..`, and nothing is
 //! written through a symlink.
 
+use super::blobs::Cache;
 use super::job::Failure;
 use crate::remote::connection::Connection;
 use crate::remote::proto::re;
 use crate::remote::tree::{self, Flat};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::fs::File;
+use std::io::{Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -101,20 +103,23 @@ pub async fn fetch_tree(
 
 /// Lays the input root out under `root` (which must not exist yet): folders, then files
 /// with their executable bit, then symlinks last, so that no file is ever written through
-/// a link. Every blob is checked against its digest.
+/// a link. Every blob is checked against its digest. Blobs in `cache` are copied from it
+/// (never linked: an action may change its inputs); the others are fetched into it first.
 pub async fn materialise(
     connection: &Connection,
+    cache: &Arc<Cache>,
     root: &Path,
     top: &re::Directory,
     folders: &HashMap<String, re::Directory>,
 ) -> Result<(), Failure> {
     let entries = tree::flatten(top, folders).map_err(Failure::invalid)?;
     let (files, links) = tokio::task::block_in_place(|| lay_out(root, entries))?;
-    let (large, small): (Vec<_>, Vec<_>) = files
-        .into_values()
+    let missing = tokio::task::block_in_place(|| copy_cached(cache, files))?;
+    let (large, small): (Vec<_>, Vec<_>) = missing
+        .into_iter()
         .partition(|(d, _)| d.size_bytes >= LARGE);
-    write_small(connection, small).await?;
-    write_large(connection, large).await?;
+    write_small(connection, cache, small).await?;
+    write_large(connection, cache, large).await?;
     for (path, target) in links {
         std::os::unix::fs::symlink(&target, &path).map_err(|e| Failure::local(&path, e))?;
     }
@@ -169,8 +174,60 @@ fn create_new(path: &Path, executable: bool) -> Result<(), Failure> {
         .map_err(|e| Failure::local(path, e))
 }
 
-/// Small files in batched reads, a bounded number of bytes per round.
-async fn write_small(connection: &Connection, mut files: Vec<Copies>) -> Result<(), Failure> {
+/// Fills the files whose blob the cache holds; returns the others.
+fn copy_cached(cache: &Cache, files: HashMap<String, Copies>) -> Result<Vec<Copies>, Failure> {
+    let mut missing = Vec::new();
+    for (digest, paths) in files.into_values() {
+        let copied = match cache.open(&digest) {
+            Some(blob) => fill(cache, &blob, &digest, &paths)?,
+            None => false,
+        };
+        if !copied {
+            missing.push((digest, paths));
+        }
+    }
+    Ok(missing)
+}
+
+/// Copies a cached blob into each of its files (whose modes lay_out set). False when the
+/// copy does not have the digest's size: the cached file changed after it was checked, and
+/// is dropped.
+fn fill(
+    cache: &Cache,
+    blob: &File,
+    digest: &re::Digest,
+    paths: &[PathBuf],
+) -> Result<bool, Failure> {
+    for path in paths {
+        let mut out = open_empty(path)?;
+        let mut from = blob;
+        from.rewind().map_err(|e| Failure::local(path, e))?;
+        // On Linux this is copy_file_range: the bytes need not pass through the worker.
+        let copied = std::io::copy(&mut from, &mut out).map_err(|e| Failure::local(path, e))?;
+        if copied != digest.size_bytes as u64 {
+            cache.discard(digest);
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A file lay_out made, emptied: it may hold part of a copy that failed.
+fn open_empty(path: &Path) -> Result<File, Failure> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Failure::local(path, e))
+}
+
+/// Small files in batched reads, a bounded number of bytes per round, each blob stored in
+/// the cache and written from memory.
+async fn write_small(
+    connection: &Connection,
+    cache: &Cache,
+    mut files: Vec<Copies>,
+) -> Result<(), Failure> {
     while !files.is_empty() {
         let mut round = Vec::new();
         let mut bytes = 0;
@@ -184,52 +241,83 @@ async fn write_small(connection: &Connection, mut files: Vec<Copies>) -> Result<
         let digests = round.iter().map(|(d, _)| d.clone()).collect();
         let blobs = connection.read_blobs(digests).await.map_err(Failure::cas)?;
         // Writing may take long: the runtime's other tasks move off this thread meanwhile.
-        tokio::task::block_in_place(|| write_round(&blobs, round))?;
+        tokio::task::block_in_place(|| write_round(cache, &blobs, round))?;
     }
     Ok(())
 }
 
-fn write_round(blobs: &HashMap<String, Arc<Vec<u8>>>, round: Vec<Copies>) -> Result<(), Failure> {
+fn write_round(
+    cache: &Cache,
+    blobs: &HashMap<String, Arc<Vec<u8>>>,
+    round: Vec<Copies>,
+) -> Result<(), Failure> {
     for (digest, paths) in round {
+        // read_blobs checked each blob against its digest.
         let content = blobs
             .get(&digest.hash)
             .ok_or_else(|| Failure::missing(format!("blob {}", digest.hash)))?;
+        cache
+            .insert(&digest, content)
+            .map_err(|e| cache_failure(&digest, e))?;
         for path in paths {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Failure::local(&path, e))?;
-            file.write_all(content)
+            open_empty(&path)?
+                .write_all(content)
                 .map_err(|e| Failure::local(&path, e))?;
         }
     }
     Ok(())
 }
 
-/// Large files streamed to disk, a few at once; a content used twice is copied locally.
-async fn write_large(connection: &Connection, files: Vec<Copies>) -> Result<(), Failure> {
+/// Large files streamed into the cache, a few at once, then copied from there.
+async fn write_large(
+    connection: &Connection,
+    cache: &Arc<Cache>,
+    files: Vec<Copies>,
+) -> Result<(), Failure> {
     let limit = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = JoinSet::new();
     for (digest, paths) in files {
         let connection = connection.clone();
+        let cache = Arc::clone(cache);
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let first = &paths[0];
+            let temp = cache.temp().map_err(|e| cache_failure(&digest, e))?;
+            // Checks the hash as the bytes arrive; the temp file is removed on an error.
             connection
-                .download_file(&digest, first)
+                .download_file(&digest, &temp)
                 .await
                 .map_err(Failure::cas)?;
-            for path in &paths[1..] {
-                std::fs::copy(first, path).map_err(|e| Failure::local(path, e))?;
-            }
-            Ok::<(), Failure>(())
+            tokio::task::spawn_blocking(move || {
+                let blob = cache
+                    .commit(&digest, temp)
+                    .map_err(|e| cache_failure(&digest, e))?;
+                if fill(&cache, &blob, &digest, &paths)? {
+                    Ok(())
+                } else {
+                    Err(Failure::internal(format!(
+                        "blob {} changed in the worker's cache while it was copied",
+                        digest.hash
+                    )))
+                }
+            })
+            .await
+            .map_err(|e| Failure::internal(format!("a copy task failed: {e}")))?
         });
     }
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| Failure::internal(format!("a download task failed: {e}")))??;
     }
     Ok(())
+}
+
+/// The cache could not store a blob (a full disk, say): this machine's fault, as with the
+/// action's folder.
+fn cache_failure(digest: &re::Digest, e: std::io::Error) -> Failure {
+    Failure::internal(format!(
+        "cannot store blob {} in the worker's cache: {e}",
+        digest.hash
+    ))
 }
 
 /// Creates the folders from `base` down to `rel` that do not exist. A part that is a
