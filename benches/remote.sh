@@ -126,7 +126,7 @@ bench_upload() {
   EXECUTION="      - !execution
         scheduler: *sched"
   start_buildgrid
-  "$PF" worker --endpoint "$ENDPOINT" --jobs 2 > "$WORK/worker.log" 2>&1 &
+  "$PF" worker --endpoint "$ENDPOINT" --jobs 2 --work-dir "$WORK/worker" > "$WORK/worker.log" 2>&1 &
   PIDS+=($!)
   mkdir -p "$WORK/up" && cd "$WORK/up" && git init -q
   mkdir data && for i in $(seq 200); do head -c 1048576 /dev/urandom > "data/f$i.bin"; done
