@@ -128,6 +128,24 @@ impl Farm {
 
     /// An output bgd downloaded; bgd exits 0 also when the action failed, so a missing one
     /// shows everything.
+    /// Waits for a worker that was told to stop to end, with exit code 0.
+    #[track_caller]
+    fn exits_cleanly(&mut self, name: &str, limit: Duration) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.worker(name).try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "worker {name} is still running:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status:?}\n{}", self.logs());
+    }
+
     fn got(&self, rel: &str) -> Vec<u8> {
         std::fs::read(self.path("got").join(rel))
             .unwrap_or_else(|e| panic!("got/{rel}: {e}\n{}", self.logs()))
@@ -594,19 +612,7 @@ fn a_stopped_worker_finishes_and_reports_its_action_then_exits() {
         std::fs::read(farm.path("got/out.txt")).unwrap(),
         b"finished\n"
     );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = farm.worker("w-stop").try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            farm.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}\n{}", farm.logs());
+    farm.exits_cleanly("w-stop", Duration::from_secs(10));
     let log = farm.log("w-stop");
     assert!(
         log.contains("stopping") && log.contains("done exit 0"),
@@ -739,17 +745,5 @@ fn a_stopped_worker_whose_server_is_gone_exits() {
     let pid = farm.worker("w-orphan").id() as i32;
     // SAFETY: signalling the worker this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = farm.worker("w-orphan").try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still waiting for a server that is gone:\n{}",
-            farm.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}\n{}", farm.logs());
+    farm.exits_cleanly("w-orphan", Duration::from_secs(15));
 }
