@@ -161,26 +161,32 @@ fn encode_folder(
     }
 }
 
-/// The SHA-256 digest of a file's content.
-pub fn hash_file(path: &Path) -> std::io::Result<re::Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+/// Feeds a file to `take` chunk by chunk; returns how many bytes it read.
+fn read_chunks(file: &mut std::fs::File, mut take: impl FnMut(&[u8])) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0i64;
+    let mut size = 0u64;
     loop {
         match file.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(size),
             Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as i64;
+                take(&buf[..n]);
+                size += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The SHA-256 digest of a file's content.
+pub fn hash_file(path: &Path) -> std::io::Result<re::Digest> {
+    let mut sha256 = Sha256::new();
+    let size = read_chunks(&mut std::fs::File::open(path)?, |chunk| {
+        sha256.update(chunk)
+    })?;
     Ok(re::Digest {
-        hash: crate::cache::inputs::hex(&hasher.finalize()),
-        size_bytes: size,
+        hash: crate::cache::inputs::hex(&sha256.finalize()),
+        size_bytes: size as i64,
     })
 }
 
@@ -192,20 +198,10 @@ pub fn hash_file_with_git_id(path: &Path) -> std::io::Result<(String, re::Digest
     let mut sha256 = Sha256::new();
     let mut sha1 = sha1::Sha1::new();
     sha1.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                sha256.update(&buf[..n]);
-                sha1.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let size = read_chunks(&mut file, |chunk| {
+        sha256.update(chunk);
+        sha1.update(chunk);
+    })?;
     if size != len {
         return Err(std::io::Error::other("the file changed while it was read"));
     }
