@@ -122,9 +122,14 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     if !restored.left_unstaged.is_empty() {
+        let message = if summary.success() {
+            "which are not part of this commit (left unstaged)"
+        } else {
+            "and the commit stopped, so the edits are left unstaged"
+        };
         report::warn(
             &format!(
-                "fixers also changed {}, which are not part of this commit (left unstaged)",
+                "fixers changed {}, {message}",
                 list(&restored.left_unstaged)
             ),
             color,

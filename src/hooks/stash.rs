@@ -39,6 +39,9 @@ pub struct Stash {
     dirty_before: BTreeMap<PathBuf, Node>,
     /// Whether `dirty_before` was taken (it is when steps may edit files).
     fixers: bool,
+    /// During `git commit PATH...`: the real index, which git holds as `index.lock` and puts
+    /// in place after the commit, so that staged fixes reach it too.
+    real_index_lock: Option<PathBuf>,
     finished: bool,
     /// Held from save to restore, so that no other preflight "recovers" this run's backup.
     _lock: std::fs::File,
@@ -160,6 +163,17 @@ fn fault(phase: &str) -> std::io::Result<()> {
     }
 }
 
+/// The real index during `git commit PATH...`: git then hands hooks a temporary index
+/// (`next-index-*.lock`) and holds the real one as `index.lock` until the commit is made.
+fn real_index_lock(repo: &Repo) -> Option<PathBuf> {
+    let given = repo.root.join(std::env::var_os("GIT_INDEX_FILE")?);
+    let temporary = given
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"next-index-"));
+    let lock = repo.git_dir().join("index.lock");
+    (temporary && lock.is_file()).then_some(lock)
+}
+
 /// Tracked paths whose work-tree content differs from the index (submodules left out).
 fn changed_paths(git: &GitCli) -> Result<Vec<PathBuf>> {
     Ok(nul_paths(&git.run(&[
@@ -175,14 +189,27 @@ fn changed_paths(git: &GitCli) -> Result<Vec<PathBuf>> {
 
 /// Runs git with `input` on its stdin and returns its stdout.
 fn git_with_input(git: &GitCli, args: &[&OsStr], input: Vec<u8>) -> Result<Vec<u8>> {
+    git_with_input_on(git, None, args, input)
+}
+
+/// The same, with `GIT_INDEX_FILE` set to `index` when given.
+fn git_with_input_on(
+    git: &GitCli,
+    index: Option<&Path>,
+    args: &[&OsStr],
+    input: Vec<u8>,
+) -> Result<Vec<u8>> {
     let describe = || {
         args.iter()
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let mut child = git
-        .command()
+    let mut command = git.command();
+    if let Some(index) = index {
+        command.env("GIT_INDEX_FILE", index);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -254,6 +281,7 @@ impl Stash {
             intent_to_add_file,
             dirty_before: BTreeMap::new(),
             fixers,
+            real_index_lock: real_index_lock(repo),
             finished: false,
             _lock: lock,
         };
@@ -418,6 +446,20 @@ impl Stash {
         }
         restored.staged.extend(to_add);
         restored.staged.sort();
+        if let Some(lock) = &self.real_index_lock
+            && !restored.staged.is_empty()
+        {
+            let entries = self.git.run(&with_paths(
+                &[os("ls-files"), os("--stage"), os("-z")],
+                &restored.staged,
+            ))?;
+            git_with_input_on(
+                &self.git,
+                Some(lock),
+                &[os("update-index"), os("-z"), os("--index-info")],
+                entries,
+            )?;
+        }
         restored.left_unstaged.sort();
         Ok(restored)
     }

@@ -515,9 +515,14 @@ fn a_step_that_fills_the_disk_loses_nothing_and_the_printed_command_recovers() {
 #[test]
 fn fixers_report_only_files_whose_bytes_they_changed() {
     let config = "[steps.trim]\nrun = \"true\"\nfix = \"sed -i 's/  */ /g' {files}\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = { steps = [\"trim\"], fix = true }\n";
-    let repo = committed(config, &[("a.txt", "a\n"), ("mine.txt", "m\n")]);
+    let repo = committed(
+        config,
+        &[("a.txt", "a\n"), ("mine.txt", "m\n"), ("ok.txt", "o\n")],
+    );
     repo.write("a.txt", "a  b\n");
-    repo.git(&["add", "a.txt"]);
+    // Staged, and rewritten by the fixer with the very same bytes.
+    repo.write("ok.txt", "nothing to fix\n");
+    repo.git(&["add", "a.txt", "ok.txt"]);
     // The user's own unstaged edit to a file the fixer is not given.
     repo.write("mine.txt", "my  own   spacing\n");
     let run = repo.commit("fix");
@@ -528,6 +533,7 @@ fn fixers_report_only_files_whose_bytes_they_changed() {
         run.stderr
     );
     assert!(!run.stderr.contains("mine.txt"), "{}", run.stderr);
+    assert!(!run.stderr.contains("ok.txt"), "{}", run.stderr);
     assert_eq!(repo.read_string("mine.txt"), "my  own   spacing\n");
     assert_eq!(repo.show("HEAD:a.txt"), "a b\n");
 }
@@ -539,4 +545,53 @@ fn the_snapshot_sees_non_utf8_names() {
     std::fs::write(repo.path().join(bytes_path(b"x\xff")), "x").unwrap();
     let snap = snapshot(repo.path());
     assert!(snap.keys().any(|p| p.as_os_str().as_bytes() == b"x\xff"));
+}
+
+#[test]
+fn an_only_path_commit_leaves_the_fix_in_the_real_index_too() {
+    let config = "[steps.trim]\nrun = \"true\"\nfix = \"sed -i 's/  */ /g' {files}\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = { steps = [\"trim\"], fix = true }\n";
+    let repo = committed(config, &[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    repo.write("a.txt", "a  fixed\n");
+    repo.write("b.txt", "b staged, not in this commit\n");
+    repo.git(&["add", "b.txt"]);
+    let run = repo.git_run(&["commit", "-q", "-m", "only a", "a.txt"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains("staged the fixes to a.txt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(repo.show("HEAD:a.txt"), "a fixed\n");
+    assert_eq!(
+        repo.show(":a.txt"),
+        "a fixed\n",
+        "the real index has the fix"
+    );
+    assert_eq!(repo.read_string("a.txt"), "a fixed\n");
+    assert_eq!(repo.show(":b.txt"), "b staged, not in this commit\n");
+    let status = String::from_utf8(repo.git(&["status", "--porcelain"]).stdout).unwrap();
+    assert_eq!(status, "M  b.txt\n", "only b.txt is still staged");
+}
+
+#[test]
+fn fixes_after_a_failed_check_are_not_said_to_be_outside_the_commit() {
+    let config = "[steps.trim]\nrun = \"true\"\nfix = \"sed -i 's/  */ /g' {files}\"\nfiles = [\"*.txt\"]\n[steps.fail]\nrun = \"false\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = { steps = [\"trim\", \"fail\"], fix = true }\n";
+    let repo = committed(
+        "[steps.ok]\nrun = \"true\"\n[hooks]\npre-commit = [\"ok\"]\n",
+        &[("a.txt", "a\n")],
+    );
+    repo.write("preflight.toml", config);
+    repo.write("a.txt", "a  b\n");
+    repo.add_all();
+    let run = repo.commit("fails");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "fixers changed a.txt, and the commit stopped, so the edits are left unstaged"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(repo.show(":a.txt"), "a  b\n", "nothing staged");
+    assert_eq!(repo.read_string("a.txt"), "a b\n");
 }
