@@ -213,8 +213,9 @@ pub fn temp_beside(target: &Path) -> PathBuf {
 }
 
 /// Replaces whatever file or symlink is at `target` with `bytes` (mode `mode`) or a symlink to
-/// `link`: written beside it, synced, renamed over it, so that a full disk or a kill leaves
-/// the old version or the new one, never a part. Then reads it back to check.
+/// `link`: written beside it, then renamed over it, so that a full disk or a kill leaves
+/// the old version or the new one, never a part. Then reads it back to check. For a power
+/// cut, the caller syncs the file system once (`sync_file_system`) before relying on it.
 pub fn replace_with(target: &Path, content: &Replacement) -> std::io::Result<()> {
     let temp = temp_beside(target);
     let _ = std::fs::remove_file(&temp);
@@ -227,7 +228,6 @@ pub fn replace_with(target: &Path, content: &Replacement) -> std::io::Result<()>
                     .open(&temp)?;
                 file.write_all(bytes)?;
                 file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
-                file.sync_all()?;
             }
             Replacement::Link(to) => std::os::unix::fs::symlink(to, &temp)?,
         }
@@ -237,7 +237,6 @@ pub fn replace_with(target: &Path, content: &Replacement) -> std::io::Result<()>
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
-    sync_parent(target);
     let expected = match content {
         Replacement::File { bytes, mode } => Node::File {
             mode: *mode,
@@ -288,16 +287,69 @@ pub fn sync_parent(path: &Path) {
     }
 }
 
-/// Syncs every file and folder below `dir` (what `git checkout-index` wrote is not synced).
-pub fn sync_tree(dir: &Path) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(dir)?;
-    if meta.file_type().is_dir() {
-        for entry in std::fs::read_dir(dir)? {
-            sync_tree(&entry?.path())?;
+/// Makes `paths` and the folders holding them (up to `top`) durable: one sync each when
+/// they are few, else one sync of the whole file system holding `top` (cheaper for hundreds
+/// of files, though it also waits for other programs' writes).
+pub fn sync_paths(top: &Path, paths: &[PathBuf]) -> std::io::Result<()> {
+    const FEW: usize = 64;
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in paths {
+        for dir in path.ancestors().skip(1) {
+            if !dir.starts_with(top) {
+                break;
+            }
+            dirs.insert(dir.to_path_buf());
         }
     }
-    if !meta.file_type().is_symlink() {
-        std::fs::File::open(dir)?.sync_all()?;
+    if paths.len() + dirs.len() > FEW {
+        return sync_file_system(top);
+    }
+    let sync = |path: &Path| match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() || m.is_dir() => std::fs::File::open(path)?.sync_all(),
+        Ok(_) => Ok(()),
+        Err(e) if is_absent(&e) => Ok(()),
+        Err(e) => Err(e),
+    };
+    for path in paths {
+        sync(path)?;
+    }
+    for dir in &dirs {
+        sync(dir)?;
+    }
+    Ok(())
+}
+
+/// Every file and symlink below `dir`.
+pub fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            found.extend(files_below(&entry.path())?);
+        } else {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Writes everything written so far on the file system holding `path` to disk: one call
+/// instead of a sync per file, which would cost seconds for a few hundred files.
+pub fn sync_file_system(path: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path)?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
     }
     Ok(())
 }

@@ -532,6 +532,15 @@ impl SetAside {
         })
     }
 
+    /// Every work-tree path a restore writes, moves back or removes.
+    fn written_paths(&self, root: &Path) -> Vec<PathBuf> {
+        let entries = self.manifest.entries.iter().map(|e| &e.path);
+        entries
+            .chain(&self.manifest.moved)
+            .map(|p| root.join(p))
+            .collect()
+    }
+
     /// Whether `path` lies in (or is) an untracked thing that is still in its place: not
     /// moved aside yet, or already moved back. Such a path was never written.
     fn in_unmoved(&self, path: &Path) -> bool {
@@ -659,6 +668,9 @@ impl SetAside {
             self.move_back(root, path)
                 .map_err(|e| self.recovery_error(path, e))?;
         }
+        // The user's files must be on disk before their only other copy goes.
+        backup::sync_paths(root, &self.written_paths(root))
+            .map_err(|e| self.recovery_error(Path::new("the work tree"), e))?;
         std::fs::remove_dir_all(&self.dir)
             .map_err(|e| self.recovery_error(Path::new("the backup"), e))?;
         Ok(())
@@ -818,7 +830,8 @@ fn capture(git: &GitCli, root: &Path, partial: &Path, changed: &[PathBuf]) -> Re
     manifest.moved = moved.into_iter().collect();
     manifest.created_dirs = created.into_iter().collect();
     std::fs::write(partial.join("manifest"), manifest.to_text()).map_err(failed)?;
-    backup::sync_tree(partial).map_err(failed)?;
+    let written = backup::files_below(partial).map_err(failed)?;
+    backup::sync_paths(partial, &written).map_err(failed)?;
     Ok(manifest)
 }
 
@@ -955,7 +968,7 @@ fn recover_one(root: &Path, dir: &Path) -> Recovery {
             changed_since.push(path.clone());
         }
     }
-    if !changed_since.is_empty() {
+    if !changed_since.is_empty() || backup::sync_paths(root, &saved.written_paths(root)).is_err() {
         return needs_help(changed_since);
     }
     match std::fs::remove_dir_all(dir) {
