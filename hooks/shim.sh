@@ -27,12 +27,21 @@ if [ "${PREFLIGHT-}" = 0 ]; then
     exit 0
 fi
 # The absolute path first, so GUI git clients with a thin PATH work; then PATH.
-if [ -x "$bin" ]; then
-    exec "$bin" hook "$hook" "$@"
+if [ ! -x "$bin" ]; then
+    if command -v preflight >/dev/null 2>&1; then
+        bin=preflight
+    else
+        echo "preflight: the $hook hook cannot find preflight (not at $bin, not on PATH)." >&2
+        echo "preflight: install it and run 'preflight install' again, or skip once with PREFLIGHT=0." >&2
+        exit 1
+    fi
 fi
-if command -v preflight >/dev/null 2>&1; then
-    exec preflight hook "$hook" "$@"
+# Not exec: if preflight dies from a signal (kill -9, out of memory) while it has unstaged
+# work set aside, the shim puts the work back at once. Trapped signals still reach preflight.
+trap : INT TERM HUP
+"$bin" hook "$hook" "$@"
+status=$?
+if [ "$status" -gt 128 ]; then
+    "$bin" recover >/dev/null
 fi
-echo "preflight: the $hook hook cannot find preflight (not at $bin, not on PATH)." >&2
-echo "preflight: install it and run 'preflight install' again, or skip once with PREFLIGHT=0." >&2
-exit 1
+exit "$status"

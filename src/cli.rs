@@ -78,6 +78,9 @@ pub enum Command {
     /// Say which hooks are installed, stale or shadowed (same as `install --check`)
     #[command(after_help = "Example:\n  preflight doctor")]
     Doctor,
+    /// Put back unstaged work that an interrupted pre-commit hook set aside
+    #[command(after_help = "Example:\n  preflight recover")]
+    Recover,
     /// Run the steps bound to a git hook (what the installed shims call)
     #[command(
         after_help = "Example (what .git/hooks/pre-commit runs):\n  preflight hook pre-commit"

@@ -306,6 +306,19 @@ impl Repo {
             .collect())
     }
 
+    /// Paths with unresolved merge conflicts (entries at stage 1, 2 or 3), each once.
+    pub fn unmerged_files(&self) -> Result<Vec<PathBuf>> {
+        let index = self.index()?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        for entry in index.entries().iter().filter(|e| e.stage_raw() != 0) {
+            let path = to_path(entry.path(&index));
+            if files.last() != Some(&path) {
+                files.push(path);
+            }
+        }
+        Ok(files)
+    }
+
     /// True when no tracked file (or none of `only`, when given) can differ from its index
     /// version, judged by the index's stat data: no process, one lstat per file, spread over
     /// the cores. Racily clean entries count as dirty.

@@ -98,7 +98,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         .steps
         .iter()
         .any(|s| s.files.is_none() && s.skip.is_none());
-    let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()))?;
+    let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()), fixers)?;
     let cache = super::cache::default_session(&config, &repo)?;
     let summary = run::execute(&repo, &config, plan, &output, None, Some(cache), canceller);
     let stage: &[PathBuf] = if summary.success() { &file_set } else { &[] };
@@ -122,9 +122,14 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     if !restored.left_unstaged.is_empty() {
+        let message = if summary.success() {
+            "which are not part of this commit (left unstaged)"
+        } else {
+            "and the commit stopped, so the edits are left unstaged"
+        };
         report::warn(
             &format!(
-                "fixers also changed {}, which are not part of this commit (left unstaged)",
+                "fixers changed {}, {message}",
                 list(&restored.left_unstaged)
             ),
             color,

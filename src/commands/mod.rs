@@ -60,6 +60,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
             color,
         ),
         Command::Uninstall => install::uninstall(cli, color),
+        Command::Recover => run::recover(color),
         Command::Hook(args) => hook::hook(cli, args, color),
         Command::Watch(args) => watch::watch(cli, args, color),
         Command::Init(args) => init::init(cli, args, color),

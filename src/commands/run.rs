@@ -218,37 +218,70 @@ pub fn exit_code(summary: &Summary) -> i32 {
     }
 }
 
-/// Puts back unstaged work that a killed pre-commit run left saved, or says how.
-pub fn recover_unstaged(repo: &Repo, color: bool) {
-    match stash::recover(repo) {
-        Ok(outcomes) => {
-            for outcome in outcomes {
-                match outcome {
-                    stash::Recovery::Restored(patch) => report::warn(
-                        &format!(
-                            "an interrupted pre-commit run had set your unstaged changes aside; \
-                             they are back in the work tree (from {})",
-                            patch.display()
-                        ),
-                        color,
-                    ),
-                    stash::Recovery::NeedsHelp(patch) => report::warn(
-                        &format!(
-                            "an interrupted pre-commit run left your unstaged changes in {0}, and \
-                             they no longer apply cleanly.\nhelp: look at it, then `git apply --3way {0}` \
-                             to get them back, and delete the file when done",
-                            patch.display()
-                        ),
-                        color,
-                    ),
-                }
-            }
+/// Puts back unstaged work that a killed pre-commit run left saved, or says how. Returns
+/// whether everything that was set aside is back.
+pub fn recover_unstaged(repo: &Repo, color: bool) -> bool {
+    let outcomes = match stash::recover(repo) {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            report::warn(
+                &format!("cannot check for saved unstaged changes: {e}"),
+                color,
+            );
+            return false;
         }
-        Err(e) => report::warn(
-            &format!("cannot check for saved unstaged changes: {e}"),
-            color,
-        ),
+    };
+    let mut all_back = true;
+    for outcome in outcomes {
+        let message = match outcome {
+            stash::Recovery::Restored(backup) => format!(
+                "an interrupted pre-commit run had set your unstaged changes aside; \
+                 they are back in the work tree (from {})",
+                backup.display()
+            ),
+            stash::Recovery::NeedsHelp { backup, paths } => {
+                all_back = false;
+                let changed = if paths.is_empty() {
+                    "it could not be read back".to_string()
+                } else {
+                    let names: Vec<String> =
+                        paths.iter().map(|p| p.display().to_string()).collect();
+                    format!(
+                        "{} changed since, so preflight left {} alone",
+                        names.join(", "),
+                        if paths.len() == 1 { "it" } else { "them" }
+                    )
+                };
+                format!(
+                    "an interrupted pre-commit run set your unstaged changes aside in {0}, and \
+                     {changed}.\nhelp: your own versions of the files are in {0}/work/, by path; \
+                     copy back what you want to keep (e.g. `cp -a {0}/work/FILE FILE`), then \
+                     delete {0}",
+                    backup.display()
+                )
+            }
+            stash::Recovery::OldPatch(patch) => {
+                all_back = false;
+                format!(
+                    "an older preflight left your unstaged changes in {0}.\nhelp: look at it, \
+                     then `git apply --3way {0}` to get them back, and delete the file when done",
+                    patch.display()
+                )
+            }
+        };
+        report::warn(&message, color);
     }
+    all_back
+}
+
+/// `preflight recover`: puts back what an interrupted pre-commit run set aside.
+pub fn recover(color: bool) -> Result<i32> {
+    let repo = git::discover(&current_dir()?)?;
+    Ok(if recover_unstaged(&repo, color) {
+        exit::SUCCESS
+    } else {
+        exit::STEPS_FAILED
+    })
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP stop the run: the first asks running steps to stop, a second

@@ -1,6 +1,7 @@
 //! Git hooks: the shims `preflight install` writes, and saving unstaged work around a
 //! pre-commit run (`stash`).
 
+mod backup;
 pub mod stash;
 
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The shim template, with `@HOOK@`, `@BIN@` and `@VERSION@` to fill in.
 const SHIM: &str = include_str!("../../hooks/shim.sh");
 /// Bumped when the shim changes, so `install --check` can call older ones stale.
-pub const SHIM_VERSION: u32 = 1;
+pub const SHIM_VERSION: u32 = 2;
 /// The line that marks a hook as ours.
 const MARKER: &str = "# preflight-hook v";
 /// Where a hook that was there before ours is kept (and still run, first).

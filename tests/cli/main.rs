@@ -18,3 +18,4 @@ mod remote;
 mod run;
 mod watch;
 mod worker;
+mod worksafety;
