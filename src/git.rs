@@ -164,6 +164,42 @@ impl Repo {
         Ok(changed_entries(&base, &index))
     }
 
+    /// Whether the index records exactly HEAD's tree, so that a commit made now would change
+    /// nothing. False when there is no HEAD yet (the first commit is never "empty").
+    pub fn index_matches_head(&self) -> Result<bool> {
+        let head = self
+            .inner
+            .head()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?;
+        if head.is_unborn() {
+            return Ok(false);
+        }
+        let head_tree = self
+            .inner
+            .head_tree_id_or_empty()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
+            .detach();
+        let index = self.index()?;
+        let base = self.tree_as_index(head_tree)?;
+        // Intent-to-add entries have no content staged: git does not commit them.
+        let committed = index
+            .entries()
+            .iter()
+            .filter(|e| !e.flags.contains(Flags::INTENT_TO_ADD))
+            .map(|e| (e.path(&index), e.id, e.mode, e.stage_raw()));
+        let in_head = base
+            .entries()
+            .iter()
+            .map(|e| (e.path(&base), e.id, e.mode, e.stage_raw()));
+        Ok(committed.eq(in_head))
+    }
+
+    /// Whether a merge is being concluded (MERGE_HEAD exists): its commit may rightly keep
+    /// HEAD's tree.
+    pub fn merge_in_progress(&self) -> bool {
+        self.git_dir().join("MERGE_HEAD").exists()
+    }
+
     /// Files present in `to` that differ from `from` (`None`: from nothing).
     pub fn changed_between(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<PathBuf>> {
         let from = match from {

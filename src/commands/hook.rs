@@ -121,6 +121,11 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
             color,
         );
     }
+    if summary.success()
+        && let Some(code) = refuse_empty_commit(&repo, &restored.staged, color)?
+    {
+        return Ok(code);
+    }
     if !restored.left_unstaged.is_empty() {
         report::warn(
             &format!(
@@ -131,6 +136,26 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     Ok(run::exit_code(&summary))
+}
+
+/// Stops a commit that the fixers emptied: they undid every staged change, yet git would
+/// still record a commit with HEAD's tree. A merge may rightly do that, and a commit made
+/// with nothing staged (`--allow-empty`) never gets here: no fixer had files to stage.
+fn refuse_empty_commit(repo: &Repo, staged: &[PathBuf], color: bool) -> Result<Option<i32>> {
+    if staged.is_empty() || repo.merge_in_progress() || !repo.index_matches_head()? {
+        return Ok(None);
+    }
+    report::error(
+        &format!(
+            "the fixers undid every staged change (in {}), so this commit would be empty; \
+             nothing was committed\n\
+             help: the fixed files are staged and match HEAD; stage other changes and commit \
+             again, or skip the hook once with PREFLIGHT=0 to record an empty commit",
+            list(staged)
+        ),
+        color,
+    );
+    Ok(Some(exit::STEPS_FAILED))
 }
 
 fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {
