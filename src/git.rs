@@ -194,6 +194,29 @@ impl Repo {
         Ok(committed.eq(in_head))
     }
 
+    /// The staged content of `path` (repository-relative): what the next commit records.
+    /// `Ok(None)` when the index has no content for it (untracked, removed, or only
+    /// intent-to-add); an error when it has merge conflicts.
+    pub fn staged_blob(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        let index = self.index()?;
+        let key = gix::bstr::BStr::new(path.as_os_str().as_bytes());
+        let Some(entry) = index.entry_by_path(key) else {
+            return Ok(None);
+        };
+        if entry.stage_raw() != 0 {
+            return Err(Error::Setup(format!(
+                "{} has unresolved merge conflicts in the index\n\
+                 help: resolve them and `git add {0}`, then commit again",
+                path.display()
+            )));
+        }
+        if entry.flags.contains(Flags::INTENT_TO_ADD) || entry.mode == Mode::COMMIT {
+            return Ok(None);
+        }
+        let blob = self.inner.find_object(entry.id).map_err(git_error)?;
+        Ok(Some(blob.detach().data))
+    }
+
     /// Whether a merge is being concluded (MERGE_HEAD exists): its commit may rightly keep
     /// HEAD's tree.
     pub fn merge_in_progress(&self) -> bool {

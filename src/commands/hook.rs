@@ -4,15 +4,15 @@
 use super::current_dir;
 use super::run::{self, Output};
 use crate::cli::{Cli, HookArgs, OutputFormat};
-use crate::config;
-use crate::error::{Result, exit};
+use crate::config::{self, Config};
+use crate::error::{Error, Result, exit};
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
 use crate::process::Canceller;
 use crate::report;
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let name = args.name.as_str();
@@ -26,11 +26,9 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
     run::recover_unstaged(&repo, color);
-    // A shim in a shared hooks folder also fires in repositories without a config.
-    if cli.config.is_none() && config::locate(&repo.root).is_err() {
+    let Some(config) = hook_config(cli, &repo, name, color)? else {
         return Ok(exit::SUCCESS);
-    }
-    let config = super::config_for(cli, &repo)?;
+    };
     let Some(binding) = config.hooks.get(name) else {
         return Ok(exit::SUCCESS);
     };
@@ -136,6 +134,43 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     Ok(run::exit_code(&summary))
+}
+
+/// The configuration a hook runs by: the one `--config` names; for a commit, the copy staged
+/// in the index, so that the commit is judged by the configuration it records; otherwise the
+/// work tree's. `None` when there is none: a shim in a shared hooks folder also fires in
+/// repositories without a config.
+fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option<Config>> {
+    if cli.config.is_some() {
+        return super::config_for(cli, repo).map(Some);
+    }
+    let in_work_tree = config::locate(&repo.root).ok();
+    if matches!(name, "pre-commit" | "pre-merge-commit") {
+        for file_name in config::FILE_NAMES {
+            let Some(bytes) = repo.staged_blob(Path::new(file_name))? else {
+                continue;
+            };
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Setup(format!(
+                    "the staged {file_name} is not UTF-8 text\n\
+                     help: fix the file, then `git add {file_name}`"
+                ))
+            })?;
+            let path = repo.root.join(file_name);
+            return config::load_text(&path, &text, Some("staged")).map(Some);
+        }
+        if let Some(path) = &in_work_tree {
+            let shown = config::display_path(path);
+            report::warn(
+                &format!(
+                    "{shown} is not staged, so this commit does not record it; the hook runs by \
+                     the work tree's copy\nhelp: `git add {shown}` to commit it"
+                ),
+                color,
+            );
+        }
+    }
+    in_work_tree.map(|path| config::load(&path)).transpose()
 }
 
 /// Stops a commit that the fixers emptied: they undid every staged change, yet git would

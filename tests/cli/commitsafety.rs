@@ -76,3 +76,89 @@ fn a_merge_that_keeps_heads_tree_is_not_refused() {
     repo.commit("merge").code(0);
     assert_eq!(commit_count(&repo), 3, "initial, side, and the merge");
 }
+
+/// A check that refuses the word BAD, bound to pre-commit.
+const NO_BAD: &str = r#"
+[steps.no-bad]
+run = "! grep -n BAD {files}"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["no-bad"]
+"#;
+
+#[test]
+fn the_hook_runs_by_the_staged_config_not_the_work_trees() {
+    let repo = hooked(NO_BAD, &[("a.txt", "fine\n")]);
+
+    // A failing step added to the work tree's config but not staged: an unrelated commit
+    // is judged by the config it records, which does not have that step.
+    repo.write(
+        "preflight.toml",
+        format!("{NO_BAD}\n[steps.wip]\nrun = \"false\"\n").replace(
+            "pre-commit = [\"no-bad\"]",
+            "pre-commit = [\"no-bad\", \"wip\"]",
+        ),
+    );
+    repo.write("a.txt", "still fine\n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("unrelated").code(0);
+
+    // A check removed from the work tree's config only still guards the commit: the commit
+    // still records it.
+    repo.write("preflight.toml", "[steps.none]\nrun = \"true\"\n");
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("sneaky");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(commit.stderr.contains("no-bad"), "{}", commit.stderr);
+    assert_eq!(repo.show("HEAD:a.txt"), "still fine\n");
+
+    // Once the change to the config is staged, it is the one that counts.
+    repo.git(&["add", "preflight.toml"]);
+    repo.commit("drop the check").code(0);
+}
+
+#[test]
+fn an_error_in_the_staged_config_points_at_the_staged_text() {
+    let repo = hooked(NO_BAD, &[("a.txt", "fine\n")]);
+    // A typo staged, then fixed in the work tree only: the commit would record the typo.
+    let typo = NO_BAD.replace("files = ", "\n\nfils = ");
+    repo.write("preflight.toml", &typo);
+    repo.git(&["add", "preflight.toml"]);
+    repo.write("preflight.toml", NO_BAD);
+    let commit = repo.commit("typo");
+    assert_ne!(commit.code, 0);
+    assert!(
+        commit.stderr.contains("--> preflight.toml:6:1 (staged)")
+            && commit.stderr.contains("did you mean `files`?"),
+        "{}",
+        commit.stderr
+    );
+    // Staging the fix lets the commit through.
+    repo.write("a.txt", "more\n");
+    repo.git(&["add", "preflight.toml", "a.txt"]);
+    repo.commit("fixed").code(0);
+}
+
+#[test]
+fn a_config_that_is_not_staged_yet_is_used_with_a_warning() {
+    let repo = Repo::with_config(NO_BAD);
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("first");
+    assert_ne!(
+        commit.code, 0,
+        "the work tree's config still guards the commit"
+    );
+    assert!(
+        commit.stderr.contains("preflight.toml is not staged")
+            && commit.stderr.contains("git add preflight.toml"),
+        "{}",
+        commit.stderr
+    );
+    // Deleted from the work tree but still staged: the staged copy counts.
+    repo.git(&["add", "preflight.toml"]);
+    std::fs::remove_file(repo.path().join("preflight.toml")).unwrap();
+    assert_ne!(repo.commit("second").code, 0);
+}
