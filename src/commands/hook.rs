@@ -72,6 +72,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         color,
         ci: false,
         remote: crate::remote::Overrides::from_env(),
+        guard_writes: true,
     };
 
     let canceller = Canceller::new();

@@ -162,3 +162,194 @@ fn a_config_that_is_not_staged_yet_is_used_with_a_warning() {
     std::fs::remove_file(repo.path().join("preflight.toml")).unwrap();
     assert_ne!(repo.commit("second").code, 0);
 }
+
+/// A check that rewrites the files it is given.
+const SED: &str = r#"
+[steps.sloppy]
+run = "sed -i 's/foo/bar/' {files}"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["sloppy"]
+"#;
+
+#[test]
+fn a_check_that_rewrites_staged_files_fails_the_commit() {
+    // `sed -i` replaces every file it is given, changed or not: same bytes is no change.
+    let repo = hooked(SED, &[("a.txt", "ok\n"), ("b.txt", "ok\n")]);
+    repo.write("a.txt", "foo\n");
+    repo.write("b.txt", "fine\n");
+    repo.git(&["add", "a.txt", "b.txt"]);
+    let commit = repo.commit("rewritten");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit.stderr.contains("failed sloppy")
+            && commit
+                .stderr
+                .contains("changed 1 tracked file: a.txt; a check must not write"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(repo.show("HEAD:a.txt"), "ok\n", "nothing was committed");
+    assert_eq!(
+        repo.show(":a.txt"),
+        "foo\n",
+        "the index is as the user staged it"
+    );
+    assert_eq!(
+        repo.read_string("a.txt"),
+        "bar\n",
+        "the step's edit is left to look at"
+    );
+}
+
+#[test]
+fn a_check_that_rewrites_tracked_files_fails_in_run_too() {
+    let repo = Repo::with_config(SED);
+    repo.write("a.txt", "foo\n");
+    repo.write("b.txt", "ok\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sloppy")
+            .contains("changed 1 tracked file: a.txt"),
+        "{}",
+        run.stdout
+    );
+    // An unstaged edit counts as well: what changed is judged against the file before the
+    // step, not against the index.
+    repo.write("b.txt", "foo, unstaged\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sloppy")
+            .contains("changed 1 tracked file: b.txt"),
+        "{}",
+        run.stdout
+    );
+    // Nothing left to rewrite: it passes.
+    repo.run(&["run"]).code(0);
+}
+
+#[test]
+fn outputs_ignored_and_untracked_files_may_be_written() {
+    let repo = Repo::with_config(
+        r#"
+[steps.gen]
+run = "sleep 0.3; echo generated > gen.txt; mkdir -p build; echo x > build/out; echo y > new.txt"
+outputs = ["gen.txt"]
+[steps.look]
+run = "sleep 0.6"
+[steps.fmt-check]
+run = "true"
+fix = "echo fixed > fixed.txt"
+files = ["fixed.txt"]
+"#,
+    );
+    repo.write(".gitignore", "build/\n");
+    repo.write("gen.txt", "old\n");
+    repo.write("fixed.txt", "old\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    // `look` reads the whole tree while `gen` writes its declared output beside it.
+    let run = repo.run(&["run", "-j", "3", "--fix"]);
+    run.code(0);
+    assert_eq!(repo.read_string("gen.txt"), "generated\n");
+    assert_eq!(
+        repo.read_string("fixed.txt"),
+        "fixed\n",
+        "a fixer may write"
+    );
+}
+
+#[test]
+fn a_change_seen_while_other_steps_ran_names_them_all() {
+    let repo = Repo::with_config(
+        r#"
+[steps.writer]
+run = "sleep 0.3; echo more >> {files}"
+files = ["w.txt"]
+[steps.reader]
+run = "sleep 0.8"
+[steps.elsewhere]
+run = "sleep 0.8"
+files = ["e.txt"]
+"#,
+    );
+    repo.write("w.txt", "w\n");
+    repo.write("e.txt", "e\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run", "-j", "3"]);
+    run.code(1);
+    let writer = run.line_of("writer");
+    assert!(
+        writer.contains("1 tracked file changed while it ran: w.txt")
+            && writer.contains("at the same time as `reader`, `elsewhere`"),
+        "{writer}"
+    );
+    // The reader saw it too, and is not blamed alone; a step on other files saw nothing.
+    assert!(
+        run.line_of("reader")
+            .contains("at the same time as `writer`, `elsewhere`"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status_of("elsewhere"), "passed");
+
+    // Alone, the writer is named for what it did.
+    let run = repo.run(&["run", "-j", "1", "writer"]);
+    assert!(
+        run.line_of("writer")
+            .contains("changed 1 tracked file: w.txt"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ruff_fixing_what_it_checks_fails_the_commit() {
+    let bin = crate::common::tools::pip("ruff==0.17.5", "ruff");
+    let config = format!(
+        r#"
+[steps.ruff]
+run = ["{}", "check", "{{files}}"]
+files = ["*.py"]
+[hooks]
+pre-commit = ["ruff"]
+"#,
+        bin.join("ruff").display()
+    );
+    let repo = hooked(
+        &config,
+        &[
+            ("pyproject.toml", "[tool.ruff]\nfix = true\n"),
+            ("a.py", "print('hi')\n"),
+        ],
+    );
+    repo.write("a.py", "import os\nprint('hi')\n");
+    repo.git(&["add", "a.py"]);
+    let commit = repo.commit("unused import");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit.stderr.contains("changed 1 tracked file: a.py"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(
+        repo.show("HEAD:a.py"),
+        "print('hi')\n",
+        "nothing was committed"
+    );
+    assert_eq!(
+        repo.read_string("a.py"),
+        "print('hi')\n",
+        "ruff's fix is left to look at"
+    );
+    // Staged as ruff would have it, the commit goes through.
+    repo.git(&["add", "a.py"]);
+    repo.write("b.py", "print('b')\n");
+    repo.git(&["add", "b.py"]);
+    repo.commit("clean").code(0);
+}
