@@ -164,6 +164,65 @@ impl Repo {
         Ok(changed_entries(&base, &index))
     }
 
+    /// Whether the index records exactly HEAD's tree, so that a commit made now would change
+    /// nothing. False when there is no HEAD yet (the first commit is never "empty").
+    pub fn index_matches_head(&self) -> Result<bool> {
+        let head = self
+            .inner
+            .head()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?;
+        if head.is_unborn() {
+            return Ok(false);
+        }
+        let head_tree = self
+            .inner
+            .head_tree_id_or_empty()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
+            .detach();
+        let index = self.index()?;
+        let base = self.tree_as_index(head_tree)?;
+        // Intent-to-add entries have no content staged: git does not commit them.
+        let committed = index
+            .entries()
+            .iter()
+            .filter(|e| !e.flags.contains(Flags::INTENT_TO_ADD))
+            .map(|e| (e.path(&index), e.id, e.mode, e.stage_raw()));
+        let in_head = base
+            .entries()
+            .iter()
+            .map(|e| (e.path(&base), e.id, e.mode, e.stage_raw()));
+        Ok(committed.eq(in_head))
+    }
+
+    /// The staged content of `path` (repository-relative): what the next commit records.
+    /// `Ok(None)` when the index has no content for it (untracked, removed, or only
+    /// intent-to-add); an error when it has merge conflicts.
+    pub fn staged_blob(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        let index = self.index()?;
+        let key = gix::bstr::BStr::new(path.as_os_str().as_bytes());
+        let Some(entry) = index.entry_by_path(key) else {
+            return Ok(None);
+        };
+        if entry.stage_raw() != 0 {
+            return Err(Error::Setup(format!(
+                "{} has unresolved merge conflicts in the index\n\
+                 help: resolve them and `git add {0}`, then commit again",
+                path.display()
+            )));
+        }
+        if entry.flags.contains(Flags::INTENT_TO_ADD) || entry.mode == Mode::COMMIT {
+            return Ok(None);
+        }
+        let blob = self.inner.find_object(entry.id).map_err(git_error)?;
+        Ok(Some(blob.detach().data))
+    }
+
+    /// Whether a merge is being concluded (MERGE_HEAD exists): its commit may rightly keep
+    /// HEAD's tree.
+    pub fn merge_in_progress(&self) -> bool {
+        self.git_dir().join("MERGE_HEAD").exists()
+    }
+
     /// Files present in `to` that differ from `from` (`None`: from nothing).
     pub fn changed_between(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<PathBuf>> {
         let from = match from {

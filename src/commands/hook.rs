@@ -4,15 +4,15 @@
 use super::current_dir;
 use super::run::{self, Output};
 use crate::cli::{Cli, HookArgs, OutputFormat};
-use crate::config;
-use crate::error::{Result, exit};
+use crate::config::{self, Config};
+use crate::error::{Error, Result, exit};
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
 use crate::process::Canceller;
 use crate::report;
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let name = args.name.as_str();
@@ -26,11 +26,9 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
     run::recover_unstaged(&repo, color);
-    // A shim in a shared hooks folder also fires in repositories without a config.
-    if cli.config.is_none() && config::locate(&repo.root).is_err() {
+    let Some(config) = hook_config(cli, &repo, name, color)? else {
         return Ok(exit::SUCCESS);
-    }
-    let config = super::config_for(cli, &repo)?;
+    };
     let Some(binding) = config.hooks.get(name) else {
         return Ok(exit::SUCCESS);
     };
@@ -74,6 +72,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         color,
         ci: false,
         remote: crate::remote::Overrides::from_env(),
+        guard_writes: true,
     };
 
     let canceller = Canceller::new();
@@ -121,6 +120,11 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
             color,
         );
     }
+    if summary.success()
+        && let Some(code) = refuse_empty_commit(&repo, &restored.staged, color)?
+    {
+        return Ok(code);
+    }
     if !restored.left_unstaged.is_empty() {
         let message = if summary.success() {
             "which are not part of this commit (left unstaged)"
@@ -136,6 +140,63 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     Ok(run::exit_code(&summary))
+}
+
+/// The configuration a hook runs by: the one `--config` names; for a commit, the copy staged
+/// in the index, so that the commit is judged by the configuration it records; otherwise the
+/// work tree's. `None` when there is none: a shim in a shared hooks folder also fires in
+/// repositories without a config.
+fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option<Config>> {
+    if cli.config.is_some() {
+        return super::config_for(cli, repo).map(Some);
+    }
+    let in_work_tree = config::locate(&repo.root).ok();
+    if matches!(name, "pre-commit" | "pre-merge-commit") {
+        for file_name in config::FILE_NAMES {
+            let Some(bytes) = repo.staged_blob(Path::new(file_name))? else {
+                continue;
+            };
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Setup(format!(
+                    "the staged {file_name} is not UTF-8 text\n\
+                     help: fix the file, then `git add {file_name}`"
+                ))
+            })?;
+            let path = repo.root.join(file_name);
+            return config::load_text(&path, &text, Some("staged")).map(Some);
+        }
+        if let Some(path) = &in_work_tree {
+            let shown = config::display_path(path);
+            report::warn(
+                &format!(
+                    "{shown} is not staged, so this commit does not record it; the hook runs by \
+                     the work tree's copy\nhelp: `git add {shown}` to commit it"
+                ),
+                color,
+            );
+        }
+    }
+    in_work_tree.map(|path| config::load(&path)).transpose()
+}
+
+/// Stops a commit that the fixers emptied: they undid every staged change, yet git would
+/// still record a commit with HEAD's tree. A merge may rightly do that, and a commit made
+/// with nothing staged (`--allow-empty`) never gets here: no fixer had files to stage.
+fn refuse_empty_commit(repo: &Repo, staged: &[PathBuf], color: bool) -> Result<Option<i32>> {
+    if staged.is_empty() || repo.merge_in_progress() || !repo.index_matches_head()? {
+        return Ok(None);
+    }
+    report::error(
+        &format!(
+            "the fixers undid every staged change (in {}), so this commit would be empty; \
+             nothing was committed\n\
+             help: the fixed files are staged and match HEAD; stage other changes and commit \
+             again, or skip the hook once with PREFLIGHT=0 to record an empty commit",
+            list(staged)
+        ),
+        color,
+    );
+    Ok(Some(exit::STEPS_FAILED))
 }
 
 fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {

@@ -26,6 +26,9 @@ pub struct Output {
     pub ci: bool,
     /// `--remote-cache`, `--remote-execute`, `--no-remote`.
     pub remote: crate::remote::Overrides,
+    /// Fail a check that changes tracked files. Off in watch mode, where the person editing
+    /// while a step runs changes them too.
+    pub guard_writes: bool,
 }
 
 pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
@@ -101,6 +104,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
             execute: args.remote.remote_execute.then_some(true),
             off: args.remote.no_remote,
         },
+        guard_writes: true,
     };
     let skip = skip_list(&config, color);
     let selection = Selection {
@@ -166,6 +170,19 @@ pub fn execute(
         .filter(|c| c.mode.read && c.mode.write)
         .and_then(|_| crate::remote::Session::open(config.remote.as_ref(), &output.remote))
         .map(Arc::new);
+    // Checks must leave tracked files alone; the index says which they are.
+    let guarded = output.guard_writes && plan.steps.iter().any(|s| !s.fixes && s.skip.is_none());
+    let tracked = match guarded.then(|| repo.index_snapshot()) {
+        Some(Ok(index)) => Some(Arc::new(index)),
+        Some(Err(e)) => {
+            report::warn(
+                &format!("cannot tell whether checks change tracked files: {e}"),
+                output.color,
+            );
+            None
+        }
+        None => None,
+    };
     let options = exec::Options {
         jobs,
         fail_fast: output.fail_fast || config.settings.fail_fast,
@@ -173,6 +190,7 @@ pub fn execute(
         msg_file,
         cache: cache.map(Arc::new),
         remote,
+        tracked,
     };
 
     let human = HumanOptions {

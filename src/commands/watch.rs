@@ -90,6 +90,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
         color,
         ci: false,
         remote: crate::remote::Overrides::from_env(),
+        guard_writes: false,
     };
     let mut steps: BTreeSet<String> = selected.iter().cloned().collect();
     let mut changed: Vec<PathBuf> = Vec::new();

@@ -50,6 +50,13 @@ impl Diagnostic {
 
     /// Renders the diagnostic the way rustc does: message, location, the line, a caret.
     pub fn render(&self, source: &str, shown_path: &str) -> String {
+        self.render_from(source, shown_path, None)
+    }
+
+    /// Like `render`, for text that is not the file's current content: `origin` follows the
+    /// location (`--> preflight.toml:3:1 (staged)`), which stays `path:line:col` for editors.
+    pub fn render_from(&self, source: &str, shown_path: &str, origin: Option<&str>) -> String {
+        let origin = origin.map(|o| format!(" ({o})")).unwrap_or_default();
         let mut out = format!("error: {}\n", self.message);
         match self.line_col(source) {
             Some((line, col)) => {
@@ -57,7 +64,7 @@ impl Diagnostic {
                 let text = source.lines().nth(line - 1).unwrap_or("");
                 let gutter = line.to_string().len();
                 let pad = " ".repeat(gutter);
-                let _ = writeln!(out, "{pad}--> {shown_path}:{line}:{col}");
+                let _ = writeln!(out, "{pad}--> {shown_path}:{line}:{col}{origin}");
                 let _ = writeln!(out, "{pad} |");
                 let _ = writeln!(out, "{line} | {text}");
                 // The caret covers the span, clipped to the end of its first line.
@@ -77,7 +84,7 @@ impl Diagnostic {
                 }
             }
             None => {
-                let _ = writeln!(out, "  --> {shown_path}");
+                let _ = writeln!(out, "  --> {shown_path}{origin}");
                 if !self.label.is_empty() {
                     let _ = writeln!(out, "   = note: {}", self.label);
                 }

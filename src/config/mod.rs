@@ -207,12 +207,19 @@ pub fn locate(root: &Path) -> Result<PathBuf> {
 pub fn load(path: &Path) -> Result<Config> {
     let source = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    parse(path, &source).map_err(|diagnostics| {
+    load_text(path, &source, None)
+}
+
+/// Validates configuration text that stands for the file at `path` without being read from
+/// it (the copy staged in git's index); `origin` says which in every diagnostic, whose
+/// line and column are those of `source`.
+pub fn load_text(path: &Path, source: &str, origin: Option<&str>) -> Result<Config> {
+    parse(path, source).map_err(|diagnostics| {
         let shown = display_path(path);
         Error::Config {
             rendered: diagnostics
                 .iter()
-                .map(|d| d.render(&source, &shown))
+                .map(|d| d.render_from(source, &shown, origin))
                 .collect::<Vec<_>>()
                 .join("\n"),
             count: diagnostics.len(),

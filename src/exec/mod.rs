@@ -5,6 +5,7 @@ mod cached;
 pub mod invocation;
 mod remote;
 pub mod scheduler;
+mod writes;
 
 use crate::plan::{Plan, PlannedStep};
 use crate::process::{self, Canceller, Outcome, Spec};
@@ -31,6 +32,9 @@ pub struct Options {
     pub cache: Option<Arc<crate::cache::Session>>,
     /// `[remote]`, when the run uses it (its cache, its workers).
     pub remote: Option<Arc<crate::remote::Session>>,
+    /// The index as the run starts: steps that are not fixers must leave these files alone.
+    /// `None` turns the check off.
+    pub tracked: Option<Arc<crate::git::IndexSnapshot>>,
 }
 
 /// What every step of a run shares.
@@ -46,6 +50,41 @@ struct Shared {
     /// Each step's cache key, once computed (its dependents' keys include it).
     keys: Mutex<Vec<Option<String>>>,
     remote: Option<Arc<crate::remote::Session>>,
+    /// What checks may not write.
+    watch: Option<writes::Watch>,
+    /// Which steps run processes now, and which ran beside each: a change seen while others
+    /// ran cannot be pinned on one.
+    activity: Mutex<Activity>,
+}
+
+struct Activity {
+    running: Vec<usize>,
+    /// For each step, the steps that ran at some moment of its run.
+    alongside: Vec<Vec<usize>>,
+}
+
+impl Shared {
+    fn begin(&self, i: usize) {
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        for j in a.running.clone() {
+            a.alongside[j].push(i);
+            a.alongside[i].push(j);
+        }
+        a.running.push(i);
+    }
+
+    /// Ends step `i`'s run; returns the names of the steps that ran beside it.
+    fn end(&self, i: usize) -> Vec<String> {
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.running.retain(|&j| j != i);
+        let mut alongside = std::mem::take(&mut a.alongside[i]);
+        alongside.sort_unstable();
+        alongside.dedup();
+        alongside
+            .into_iter()
+            .map(|j| self.plan.steps[j].step.name.clone())
+            .collect()
+    }
 }
 
 enum Message {
@@ -76,6 +115,10 @@ pub fn execute(
     let mut scheduler = Scheduler::new(&needs, &after);
     let names: Vec<String> = plan.steps.iter().map(|s| s.step.name.clone()).collect();
     let mut statuses: Vec<Option<Status>> = vec![None; names.len()];
+    let watch = options
+        .tracked
+        .clone()
+        .map(|tracked| writes::Watch::new(root, tracked, &plan.steps));
     let shared = Arc::new(Shared {
         plan,
         root: root.to_path_buf(),
@@ -86,6 +129,11 @@ pub fn execute(
         cache: options.cache.clone(),
         keys: Mutex::new(vec![None; names.len()]),
         remote: options.remote.clone(),
+        watch,
+        activity: Mutex::new(Activity {
+            running: Vec::new(),
+            alongside: vec![Vec::new(); names.len()],
+        }),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -279,6 +327,11 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         );
     }
     let _ = tx.send(Message::Started(i));
+    shared.begin(i);
+    let watched = match &shared.watch {
+        Some(watch) if !planned.fixes => Some((watch, watch.before(planned))),
+        _ => None,
+    };
 
     let env = step_env(shared, step);
     let invocations = invocation::invocations(&command, files.as_deref());
@@ -302,6 +355,8 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
             process::run(&spec, &shared.canceller, on_line)
         })
         .collect();
+    let changed = watched.map_or_else(Vec::new, |(watch, before)| watch.changed(&before));
+    let alongside = shared.end(i);
 
     let output: Vec<u8> = finished
         .iter()
@@ -318,7 +373,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         })
         .cloned()
         .unwrap_or(Outcome::Exited(0));
-    match worst {
+    let mut result = match worst {
         Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
         Outcome::Exited(code) => result(Status::Failed, Some(code), output, None),
         Outcome::Signaled(sig) => result(
@@ -338,5 +393,16 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
             )
         }
         Outcome::Cancelled => result(Status::Cancelled, None, output, None),
+    };
+    // A check that wrote the files it judges did not judge what is there now.
+    if !changed.is_empty() && matches!(result.status, Status::Passed | Status::Failed) {
+        let note = writes::describe(&changed, &alongside);
+        result.detail = Some(match (result.detail.take(), result.exit_code) {
+            (Some(detail), _) => format!("{detail}; {note}"),
+            (None, Some(code)) if code != 0 => format!("exit code {code}; {note}"),
+            (None, _) => note,
+        });
+        result.status = Status::Failed;
     }
+    result
 }

@@ -7,6 +7,7 @@ mod book;
 mod buildgrid;
 mod cache;
 mod ci;
+mod commitsafety;
 mod config_errors;
 mod examples;
 mod files;

@@ -1,0 +1,314 @@
+//! A step that is not a fixer must not change tracked files: a check that rewrites what it
+//! checks (a linter with `fix = true` in its own config) would pass while the commit records
+//! the unfixed version. Before such a step runs, the tracked files it is about are noted:
+//! their stat data, and their content's git blob id, taken from the index when the stat data
+//! still matches it and read otherwise. After the step, only files whose stat data moved are
+//! read again. Declared `outputs` of the run's steps are written on purpose and never watched.
+
+use crate::cache::inputs::git_blob_id;
+use crate::git::{IndexFile, IndexSnapshot};
+use crate::plan::PlannedStep;
+use rayon::prelude::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Below this many files, noting and comparing stay on the calling thread.
+const SMALL: usize = 64;
+/// A file changed this recently may change again with the same stat data (coarse file
+/// system clocks, one- or two-second timestamps): it is compared by content, whatever its
+/// stat data says.
+const RECENT: Duration = Duration::from_secs(3);
+
+/// The tracked files of a run, and what no step's check may be blamed for writing.
+pub struct Watch {
+    root: PathBuf,
+    tracked: Arc<IndexSnapshot>,
+    /// Declared outputs of every step in the run (repository-relative).
+    outputs: Vec<PathBuf>,
+}
+
+/// The watched files of one step, as they were before it ran.
+pub struct Before {
+    taken: SystemTime,
+    files: Vec<Noted>,
+}
+
+struct Noted {
+    /// Position in the index snapshot.
+    entry: usize,
+    stat: Option<Stat>,
+    content: Content,
+}
+
+/// The stat data that moves when a file is written, renamed over or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stat {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Stat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn recent(&self, taken: SystemTime) -> bool {
+        let since_epoch = |(s, ns): (i64, i64)| {
+            u64::try_from(s).map_or(Duration::ZERO, |s| {
+                Duration::new(s, u32::try_from(ns).unwrap_or(0))
+            })
+        };
+        let newest = since_epoch(self.mtime).max(since_epoch(self.ctime));
+        let taken = taken
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        newest + RECENT >= taken
+    }
+}
+
+/// What a path holds, as far as a commit is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    Gone,
+    /// A file or a symlink: its git blob id, and its git mode bits that count.
+    Blob {
+        id: [u8; 20],
+        symlink: bool,
+        executable: bool,
+    },
+    /// A folder or something else that git cannot hold as a file.
+    Other,
+    /// Could not be read (permissions): compared by stat data alone.
+    Unreadable,
+}
+
+impl Watch {
+    pub fn new(root: &Path, tracked: Arc<IndexSnapshot>, steps: &[PlannedStep]) -> Watch {
+        let outputs = steps
+            .iter()
+            .flat_map(|s| s.step.outputs.iter().map(PathBuf::from))
+            .collect();
+        Watch {
+            root: root.to_path_buf(),
+            tracked,
+            outputs,
+        }
+    }
+
+    /// The tracked files `planned` is about, as positions in the index snapshot: the files it
+    /// is given when its command takes `{files}`; every tracked file its globs match when it
+    /// reads the tree itself; every tracked file when it has no `files`.
+    fn watched(&self, planned: &PlannedStep) -> Vec<usize> {
+        let files = &self.tracked.files;
+        let declared = |f: &IndexFile| self.outputs.iter().any(|o| f.path.starts_with(o));
+        let mut chosen: Vec<usize> = match (&planned.files, planned.command.uses_files()) {
+            (Some(given), true) => given
+                .iter()
+                .filter_map(|f| {
+                    let path = match &planned.step.dir {
+                        Some(dir) => dir.join(f),
+                        None => f.clone(),
+                    };
+                    self.position(&path)
+                })
+                .collect(),
+            _ => (0..files.len())
+                .filter(|&i| {
+                    planned
+                        .step
+                        .matcher
+                        .as_ref()
+                        .is_none_or(|m| m.is_match(&files[i].path))
+                })
+                .collect(),
+        };
+        chosen.retain(|&i| !declared(&files[i]));
+        chosen
+    }
+
+    fn position(&self, path: &Path) -> Option<usize> {
+        use std::os::unix::ffi::OsStrExt;
+        let key = path.as_os_str().as_bytes();
+        self.tracked
+            .files
+            .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
+            .ok()
+    }
+
+    /// Notes the watched files of `planned` before it runs.
+    pub fn before(&self, planned: &PlannedStep) -> Before {
+        let taken = SystemTime::now();
+        let watched = self.watched(planned);
+        let note = |&entry: &usize| {
+            let file = &self.tracked.files[entry];
+            let path = self.root.join(&file.path);
+            let stat = std::fs::symlink_metadata(&path).ok().map(|m| Stat::of(&m));
+            let content = match &stat {
+                Some(st) if self.tracked.sha1 && matches_index(file, st, self.tracked.written) => {
+                    Content::Blob {
+                        id: file.id,
+                        symlink: file.symlink,
+                        executable: file.executable,
+                    }
+                }
+                _ => read(&path),
+            };
+            Some(Noted {
+                entry,
+                stat,
+                content,
+            })
+        };
+        let files = map_files(&watched, note);
+        Before { taken, files }
+    }
+
+    /// The watched files that changed since `before`, repository-relative and sorted.
+    pub fn changed(&self, before: &Before) -> Vec<PathBuf> {
+        let differs = |noted: &Noted| {
+            let file = &self.tracked.files[noted.entry];
+            let path = self.root.join(&file.path);
+            let stat = std::fs::symlink_metadata(&path).ok().map(|m| Stat::of(&m));
+            if stat == noted.stat
+                && (noted.content == Content::Unreadable
+                    || stat.is_none_or(|s| !s.recent(before.taken)))
+            {
+                return None;
+            }
+            let now = match stat {
+                None => Content::Gone,
+                Some(_) => read(&path),
+            };
+            (now != noted.content).then(|| file.path.clone())
+        };
+        map_files(&before.files, differs)
+    }
+}
+
+/// `f` over `items`, in parallel on the hashing pool, from a plain thread: a worker of the
+/// step pool that waited on another pool would start other steps meanwhile. A few files stay
+/// on the calling thread.
+fn map_files<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> Option<T> + Sync + Send) -> Vec<T> {
+    if items.len() < SMALL {
+        return items.iter().filter_map(f).collect();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                crate::cache::inputs::pool().install(|| items.par_iter().filter_map(&f).collect())
+            })
+            .join()
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the stat data says the file is what the index recorded, and is not racy.
+fn matches_index(entry: &IndexFile, st: &Stat, written: (u64, u32)) -> bool {
+    let same_time = |(s, ns): (u32, u32), (secs, nsecs): (i64, i64)| {
+        s == secs as u32 && (ns == 0 || ns == nsecs as u32)
+    };
+    let kind = st.mode & libc::S_IFMT;
+    let symlink = kind == libc::S_IFLNK;
+    let index = &entry.stat;
+    if symlink != entry.symlink
+        || (!symlink && kind != libc::S_IFREG)
+        || (!symlink && (st.mode & 0o100 != 0) != entry.executable)
+        || index.size != st.size as u32
+        || index.ino != st.ino as u32
+        || !same_time(index.mtime, st.mtime)
+        || !same_time(index.ctime, st.ctime)
+    {
+        return false;
+    }
+    // Racy git: changed in the same instant the index was written, equal stat data proves
+    // nothing.
+    let (ms, mns) = index.mtime;
+    let racy = if mns == 0 {
+        u64::from(ms) >= written.0
+    } else {
+        (u64::from(ms), mns) >= written
+    };
+    !racy
+}
+
+/// What `path` holds now.
+fn read(path: &Path) -> Content {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Content::Gone;
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return match std::fs::read_link(path) {
+            Ok(target) => {
+                use std::os::unix::ffi::OsStrExt;
+                Content::Blob {
+                    id: git_blob_id(target.as_os_str().as_bytes()),
+                    symlink: true,
+                    executable: false,
+                }
+            }
+            Err(_) => Content::Unreadable,
+        };
+    }
+    if !kind.is_file() {
+        return Content::Other;
+    }
+    match std::fs::read(path) {
+        Ok(data) => Content::Blob {
+            id: git_blob_id(&data),
+            symlink: false,
+            executable: meta.mode() & 0o100 != 0,
+        },
+        Err(_) => Content::Unreadable,
+    }
+}
+
+/// The detail of a step that changed tracked files: which, and what to do about it. `others`
+/// ran at the same time, so the change may be theirs.
+pub fn describe(changed: &[PathBuf], others: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = changed
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if changed.len() > SHOWN {
+        names.push(format!("and {} more", changed.len() - SHOWN));
+    }
+    let count = match changed.len() {
+        1 => "1 tracked file".to_string(),
+        n => format!("{n} tracked files"),
+    };
+    let names = names.join(", ");
+    if others.is_empty() {
+        format!(
+            "changed {count}: {names}; a check must not write the files it checks: make it a \
+             fix step (`fix`), declare what it writes in `outputs`, or stop it from writing"
+        )
+    } else {
+        let others = others
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{count} changed while it ran: {names}; it ran at the same time as {others}, so \
+             the change may be theirs, and what it checked is not what is there now: a step \
+             that is not a fixer must not write tracked files (make the one that writes a fix \
+             step, declare the files in `outputs`, or stop it from writing; `-j 1` tells which)"
+        )
+    }
+}

@@ -1,0 +1,355 @@
+//! Never commit what no check passed: a check that writes fails, a commit the fixers emptied
+//! stops, and the hook judges a commit by the configuration staged with it.
+
+use crate::common::Repo;
+
+/// A repository with `config`, hooks installed, and a first commit of `files`.
+fn hooked(config: &str, files: &[(&str, &str)]) -> Repo {
+    let repo = Repo::with_config(config);
+    for (path, text) in files {
+        repo.write(path, text);
+    }
+    repo.run(&["install"]).code(0);
+    repo.add_all();
+    repo.commit("initial").code(0);
+    repo
+}
+
+fn commit_count(repo: &Repo) -> usize {
+    String::from_utf8(repo.git(&["rev-list", "--count", "HEAD"]).stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A fixer that strips trailing blanks, bound to pre-commit in fix mode.
+const TRIM: &str = r#"
+[steps.trim]
+run = "! grep -q ' $' {files}"
+fix = "sed -i 's/ *$//' {files}"
+files = ["*.txt"]
+[hooks]
+pre-commit = { steps = ["trim"], fix = true }
+"#;
+
+#[test]
+fn a_commit_that_the_fixers_emptied_is_stopped() {
+    let repo = hooked(TRIM, &[("a.txt", "hello\n")]);
+    // The only staged change is one the fixer undoes.
+    repo.write("a.txt", "hello   \n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("only blanks");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit.stderr.contains("would be empty") && commit.stderr.contains("a.txt"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(commit_count(&repo), 1, "no empty commit was recorded");
+    assert_eq!(repo.read_string("a.txt"), "hello\n");
+
+    // A fix that leaves a real change is committed as before.
+    repo.write("a.txt", "hello  \nworld\n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("real change").code(0);
+    assert_eq!(repo.show("HEAD:a.txt"), "hello\nworld\n");
+
+    // An empty commit the user asks for (nothing staged) is not the hook's business.
+    repo.git_run(&["commit", "-q", "--allow-empty", "-m", "marker"])
+        .code(0);
+    assert_eq!(commit_count(&repo), 3);
+}
+
+#[test]
+fn a_merge_that_keeps_heads_tree_is_not_refused() {
+    let repo = hooked(TRIM, &[("a.txt", "hello\n")]);
+    repo.git(&["checkout", "-q", "-b", "side"]);
+    repo.write("b.txt", "side\n");
+    repo.add_all();
+    repo.commit("side").code(0);
+    repo.git(&["checkout", "-q", "main"]);
+    // Merge keeping main's tree, with a staged change the fixer reverts.
+    repo.git(&["merge", "-q", "--no-commit", "-s", "ours", "side"]);
+    repo.write("a.txt", "hello \n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("merge").code(0);
+    assert_eq!(commit_count(&repo), 3, "initial, side, and the merge");
+}
+
+/// A check that refuses the word BAD, bound to pre-commit.
+const NO_BAD: &str = r#"
+[steps.no-bad]
+run = "! grep -n BAD {files}"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["no-bad"]
+"#;
+
+#[test]
+fn the_hook_runs_by_the_staged_config_not_the_work_trees() {
+    let repo = hooked(NO_BAD, &[("a.txt", "fine\n")]);
+
+    // A failing step added to the work tree's config but not staged: an unrelated commit
+    // is judged by the config it records, which does not have that step.
+    repo.write(
+        "preflight.toml",
+        format!("{NO_BAD}\n[steps.wip]\nrun = \"false\"\n").replace(
+            "pre-commit = [\"no-bad\"]",
+            "pre-commit = [\"no-bad\", \"wip\"]",
+        ),
+    );
+    repo.write("a.txt", "still fine\n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("unrelated").code(0);
+
+    // A check removed from the work tree's config only still guards the commit: the commit
+    // still records it.
+    repo.write("preflight.toml", "[steps.none]\nrun = \"true\"\n");
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("sneaky");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(commit.stderr.contains("no-bad"), "{}", commit.stderr);
+    assert_eq!(repo.show("HEAD:a.txt"), "still fine\n");
+
+    // Once the change to the config is staged, it is the one that counts.
+    repo.git(&["add", "preflight.toml"]);
+    repo.commit("drop the check").code(0);
+}
+
+#[test]
+fn an_error_in_the_staged_config_points_at_the_staged_text() {
+    let repo = hooked(NO_BAD, &[("a.txt", "fine\n")]);
+    // A typo staged, then fixed in the work tree only: the commit would record the typo.
+    let typo = NO_BAD.replace("files = ", "\n\nfils = ");
+    repo.write("preflight.toml", &typo);
+    repo.git(&["add", "preflight.toml"]);
+    repo.write("preflight.toml", NO_BAD);
+    let commit = repo.commit("typo");
+    assert_ne!(commit.code, 0);
+    assert!(
+        commit.stderr.contains("--> preflight.toml:6:1 (staged)")
+            && commit.stderr.contains("did you mean `files`?"),
+        "{}",
+        commit.stderr
+    );
+    // Staging the fix lets the commit through.
+    repo.write("a.txt", "more\n");
+    repo.git(&["add", "preflight.toml", "a.txt"]);
+    repo.commit("fixed").code(0);
+}
+
+#[test]
+fn a_config_that_is_not_staged_yet_is_used_with_a_warning() {
+    let repo = Repo::with_config(NO_BAD);
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("first");
+    assert_ne!(
+        commit.code, 0,
+        "the work tree's config still guards the commit"
+    );
+    assert!(
+        commit.stderr.contains("preflight.toml is not staged")
+            && commit.stderr.contains("git add preflight.toml"),
+        "{}",
+        commit.stderr
+    );
+    // Deleted from the work tree but still staged: the staged copy counts.
+    repo.git(&["add", "preflight.toml"]);
+    std::fs::remove_file(repo.path().join("preflight.toml")).unwrap();
+    assert_ne!(repo.commit("second").code, 0);
+}
+
+/// A check that rewrites the files it is given.
+const SED: &str = r#"
+[steps.sloppy]
+run = "sed -i 's/foo/bar/' {files}"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["sloppy"]
+"#;
+
+#[test]
+fn a_check_that_rewrites_staged_files_fails_the_commit() {
+    // `sed -i` replaces every file it is given, changed or not: same bytes is no change.
+    let repo = hooked(SED, &[("a.txt", "ok\n"), ("b.txt", "ok\n")]);
+    repo.write("a.txt", "foo\n");
+    repo.write("b.txt", "fine\n");
+    repo.git(&["add", "a.txt", "b.txt"]);
+    let commit = repo.commit("rewritten");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit.stderr.contains("failed sloppy")
+            && commit
+                .stderr
+                .contains("changed 1 tracked file: a.txt; a check must not write"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(repo.show("HEAD:a.txt"), "ok\n", "nothing was committed");
+    assert_eq!(
+        repo.show(":a.txt"),
+        "foo\n",
+        "the index is as the user staged it"
+    );
+    assert_eq!(
+        repo.read_string("a.txt"),
+        "bar\n",
+        "the step's edit is left to look at"
+    );
+}
+
+#[test]
+fn a_check_that_rewrites_tracked_files_fails_in_run_too() {
+    let repo = Repo::with_config(SED);
+    repo.write("a.txt", "foo\n");
+    repo.write("b.txt", "ok\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sloppy")
+            .contains("changed 1 tracked file: a.txt"),
+        "{}",
+        run.stdout
+    );
+    // An unstaged edit counts as well: what changed is judged against the file before the
+    // step, not against the index.
+    repo.write("b.txt", "foo, unstaged\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sloppy")
+            .contains("changed 1 tracked file: b.txt"),
+        "{}",
+        run.stdout
+    );
+    // Nothing left to rewrite: it passes.
+    repo.run(&["run"]).code(0);
+}
+
+#[test]
+fn outputs_ignored_and_untracked_files_may_be_written() {
+    let repo = Repo::with_config(
+        r#"
+[steps.gen]
+run = "sleep 0.3; echo generated > gen.txt; mkdir -p build; echo x > build/out; echo y > new.txt"
+outputs = ["gen.txt"]
+[steps.look]
+run = "sleep 0.6"
+[steps.fmt-check]
+run = "true"
+fix = "echo fixed > fixed.txt"
+files = ["fixed.txt"]
+"#,
+    );
+    repo.write(".gitignore", "build/\n");
+    repo.write("gen.txt", "old\n");
+    repo.write("fixed.txt", "old\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    // `look` reads the whole tree while `gen` writes its declared output beside it.
+    let run = repo.run(&["run", "-j", "3", "--fix"]);
+    run.code(0);
+    assert_eq!(repo.read_string("gen.txt"), "generated\n");
+    assert_eq!(
+        repo.read_string("fixed.txt"),
+        "fixed\n",
+        "a fixer may write"
+    );
+}
+
+#[test]
+fn a_change_seen_while_other_steps_ran_names_them_all() {
+    let repo = Repo::with_config(
+        r#"
+[steps.writer]
+run = "sleep 0.3; echo more >> {files}"
+files = ["w.txt"]
+[steps.reader]
+run = "sleep 0.8"
+[steps.elsewhere]
+run = "sleep 0.8"
+files = ["e.txt"]
+"#,
+    );
+    repo.write("w.txt", "w\n");
+    repo.write("e.txt", "e\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run", "-j", "3"]);
+    run.code(1);
+    let writer = run.line_of("writer");
+    assert!(
+        writer.contains("1 tracked file changed while it ran: w.txt")
+            && writer.contains("at the same time as `reader`, `elsewhere`"),
+        "{writer}"
+    );
+    // The reader saw it too, and is not blamed alone; a step on other files saw nothing.
+    assert!(
+        run.line_of("reader")
+            .contains("at the same time as `writer`, `elsewhere`"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status_of("elsewhere"), "passed");
+
+    // Alone, the writer is named for what it did.
+    let run = repo.run(&["run", "-j", "1", "writer"]);
+    assert!(
+        run.line_of("writer")
+            .contains("changed 1 tracked file: w.txt"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ruff_fixing_what_it_checks_fails_the_commit() {
+    let bin = crate::common::tools::pip("ruff==0.17.5", "ruff");
+    let config = format!(
+        r#"
+[steps.ruff]
+run = ["{}", "check", "{{files}}"]
+files = ["*.py"]
+[hooks]
+pre-commit = ["ruff"]
+"#,
+        bin.join("ruff").display()
+    );
+    let repo = hooked(
+        &config,
+        &[
+            ("pyproject.toml", "[tool.ruff]\nfix = true\n"),
+            ("a.py", "print('hi')\n"),
+        ],
+    );
+    repo.write("a.py", "import os\nprint('hi')\n");
+    repo.git(&["add", "a.py"]);
+    let commit = repo.commit("unused import");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit.stderr.contains("changed 1 tracked file: a.py"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(
+        repo.show("HEAD:a.py"),
+        "print('hi')\n",
+        "nothing was committed"
+    );
+    assert_eq!(
+        repo.read_string("a.py"),
+        "print('hi')\n",
+        "ruff's fix is left to look at"
+    );
+    // Staged as ruff would have it, the commit goes through.
+    repo.git(&["add", "a.py"]);
+    repo.write("b.py", "print('b')\n");
+    repo.git(&["add", "b.py"]);
+    repo.commit("clean").code(0);
+}
