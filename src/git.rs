@@ -592,6 +592,8 @@ pub struct IndexSnapshot {
     pub written: (u64, u32),
     /// Whether the blob ids are SHA-1 (the form preflight computes for other files).
     pub sha1: bool,
+    /// Submodules: each gitlink's path and the commit the index records, in hex.
+    pub gitlinks: Vec<(PathBuf, String)>,
 }
 
 /// One tracked file in the index.
@@ -614,6 +616,17 @@ pub struct IndexStat {
     pub size: u32,
 }
 
+impl IndexStat {
+    /// For entries whose stat data says nothing about the work-tree file (skip-worktree and
+    /// assume-unchanged: git stops looking at the file): matches no file, so it is hashed.
+    pub const UNKNOWN: IndexStat = IndexStat {
+        mtime: (0, 0),
+        ctime: (0, 0),
+        ino: 0,
+        size: 0,
+    };
+}
+
 impl Repo {
     /// The index's tracked files with their blob ids and stat data (see `tracked_files` for
     /// which entries count).
@@ -625,16 +638,24 @@ impl Repo {
         let written = index.timestamp();
         let sha1 = index.object_hash() == gix::hash::Kind::Sha1;
         let mut files: Vec<IndexFile> = Vec::with_capacity(index.entries().len());
+        let mut gitlinks = Vec::new();
         for entry in index.entries() {
             let mode = entry.mode;
-            if mode == gix::index::entry::Mode::COMMIT
-                || mode.is_sparse()
-                || entry
-                    .flags
-                    .contains(gix::index::entry::Flags::SKIP_WORKTREE)
-            {
+            if mode == gix::index::entry::Mode::COMMIT {
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(entry.path(&index)));
+                if gitlinks.last().is_none_or(|(p, _)| *p != path) {
+                    gitlinks.push((path, entry.id.to_string()));
+                }
                 continue;
             }
+            if mode.is_sparse() {
+                continue;
+            }
+            // git no longer compares these files with the index: their content is whatever
+            // the work tree holds, so they are hashed.
+            let untrusted = entry.flags.intersects(
+                gix::index::entry::Flags::SKIP_WORKTREE | gix::index::entry::Flags::ASSUME_VALID,
+            );
             let path: &[u8] = entry.path(&index);
             if files
                 .last()
@@ -652,16 +673,21 @@ impl Repo {
                 id,
                 symlink: mode == gix::index::entry::Mode::SYMLINK,
                 executable: mode == gix::index::entry::Mode::FILE_EXECUTABLE,
-                stat: IndexStat {
-                    mtime: (s.mtime.secs, s.mtime.nsecs),
-                    ctime: (s.ctime.secs, s.ctime.nsecs),
-                    ino: s.ino,
-                    size: s.size,
+                stat: if untrusted {
+                    IndexStat::UNKNOWN
+                } else {
+                    IndexStat {
+                        mtime: (s.mtime.secs, s.mtime.nsecs),
+                        ctime: (s.ctime.secs, s.ctime.nsecs),
+                        ino: s.ino,
+                        size: s.size,
+                    }
                 },
             });
         }
         Ok(IndexSnapshot {
             files,
+            gitlinks,
             written: (
                 u64::try_from(written.unix_seconds()).unwrap_or(0),
                 written.nanoseconds(),
@@ -706,4 +732,50 @@ pub fn untracked_files(root: &Path, pathspecs: &[PathBuf]) -> Result<Vec<PathBuf
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
         .collect())
+}
+
+/// What a submodule's work tree holds, for cache keys: the commit checked out in it and, when
+/// it has changes, a digest of `git status` and of its diff against that commit (untracked
+/// files count by name). `None` when the submodule is not checked out.
+pub fn submodule_state(root: &Path, path: &Path) -> Result<Option<String>> {
+    let dir = root.join(path);
+    if !dir.join(".git").exists() {
+        return Ok(None);
+    }
+    let git = which::which("git")
+        .map_err(|e| Error::Setup(format!("cannot find the `git` program: {e}")))?;
+    let run = |args: &[&str]| -> Result<Vec<u8>> {
+        let out = std::process::Command::new(&git)
+            .current_dir(&dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| Error::io("cannot run git in a submodule", e))?;
+        if !out.status.success() {
+            return Err(Error::Setup(format!(
+                "`git {}` failed in the submodule `{}`: {}",
+                args.join(" "),
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(out.stdout)
+    };
+    let head = run(&["rev-parse", "--verify", "-q", "HEAD"])?;
+    let head = String::from_utf8_lossy(&head).trim().to_string();
+    let status = run(&["status", "--porcelain=v1", "-z", "--ignore-submodules=none"])?;
+    if status.is_empty() {
+        return Ok(Some(head));
+    }
+    let diff = run(&["diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv"])?;
+    let mut all = status;
+    all.push(0);
+    all.extend_from_slice(&diff);
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(&all)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Some(format!("{head}+dirty-{digest}")))
 }

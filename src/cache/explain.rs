@@ -1,5 +1,6 @@
 //! Why a step ran: the difference between its key record now and the one of the entry it
-//! last used. Environment values are never shown, only the names whose values changed.
+//! last used. Environment values and what key commands print are never shown, only which
+//! ones changed.
 
 use super::key::KeyRecord;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,14 +50,7 @@ pub fn diff(old: &KeyRecord, new: &KeyRecord) -> Vec<String> {
         match old_cmds.get(k.command.as_str()) {
             None => lines.push(format!("key command `{}` was added", k.command)),
             Some(o) if o.digest != k.digest => {
-                if o.first_line != k.first_line {
-                    lines.push(format!(
-                        "the output of `{}` changed: {} → {}",
-                        k.command, o.first_line, k.first_line
-                    ));
-                } else {
-                    lines.push(format!("the output of `{}` changed", k.command));
-                }
+                lines.push(format!("the output of `{}` changed", k.command));
             }
             Some(_) => {}
         }
@@ -76,6 +70,11 @@ pub fn diff(old: &KeyRecord, new: &KeyRecord) -> Vec<String> {
     for name in old.needs.keys() {
         if !new.needs.contains_key(name) {
             lines.push(format!("it no longer needs `{name}`"));
+        }
+    }
+    for (name, digest) in &new.needs_outputs {
+        if old.needs.contains_key(name) && old.needs_outputs.get(name) != Some(digest) {
+            lines.push(format!("the outputs of needed step `{name}` changed"));
         }
     }
     if old.inputs_from != new.inputs_from {

@@ -208,7 +208,8 @@ fn clean(entry: &IndexFile, st: &FileStat, written: (u64, u32)) -> bool {
         s == secs as u32 && (ns == 0 || ns == nsecs as u32)
     };
     let stat = &entry.stat;
-    if st.symlink != entry.symlink
+    if *stat == crate::git::IndexStat::UNKNOWN
+        || st.symlink != entry.symlink
         || (!st.symlink && (st.mode & 0o100 != 0) != entry.executable)
         || stat.size != st.size as u32
         || stat.ino != st.ino as u32

@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Bumped whenever the record's shape or meaning changes: old entries then stop matching.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// Everything that goes into a step's key. Maps are sorted and inputs are sorted by path, so
-/// that the same facts always give the same bytes. Environment values appear only as their
-/// SHA-256: the record is stored, and secrets must not be.
+/// that the same facts always give the same bytes. Environment values and what `key_commands`
+/// print appear only as their SHA-256: the record is stored, and secrets must not be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub version: u32,
@@ -30,10 +30,14 @@ pub struct KeyRecord {
     pub env: BTreeMap<String, String>,
     /// `key_env`: name → SHA-256 of the value, `None` when unset.
     pub key_env: BTreeMap<String, Option<String>>,
-    /// `key_commands`, in order, with what each printed.
+    /// `key_commands`, in order, with the digest of what each printed.
     pub key_commands: Vec<KeyCommand>,
     /// The keys of the steps it needs: name → key.
     pub needs: BTreeMap<String, String>,
+    /// What the steps it needs produced: name → SHA-256 of their declared outputs as they
+    /// are on disk when this step starts (steps without outputs are left out). A needed step
+    /// that always runs may write something new under the same key.
+    pub needs_outputs: BTreeMap<String, String>,
     /// Where the input list came from: `inputs` globs or the step's `files`.
     pub inputs_from: InputsFrom,
     pub inputs: Vec<InputFile>,
@@ -59,20 +63,23 @@ impl From<&Command> for CommandRecord {
 #[serde(rename_all = "snake_case")]
 pub enum InputsFrom {
     Inputs,
+    /// The step's selected files (its command takes them with `{files}`).
     Files,
+    /// Every file its `files` globs match (its command takes no `{files}`, so it may read
+    /// any of them).
+    AllFiles,
     /// Neither: the step is not cached, its key only names its definition.
     Nothing,
 }
 
-/// The output of one `key_commands` entry.
+/// The output of one `key_commands` entry. Only its digest is kept: a command such as
+/// `cat .env.local` prints secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyCommand {
     pub command: String,
     /// SHA-256 of its stdout and stderr, and its exit status.
     pub digest: String,
     pub exit_code: Option<i32>,
-    /// The first line it printed (for explanations), at most 200 characters.
-    pub first_line: String,
 }
 
 impl KeyRecord {
@@ -111,6 +118,7 @@ mod tests {
             key_env: BTreeMap::new(),
             key_commands: Vec::new(),
             needs: BTreeMap::new(),
+            needs_outputs: BTreeMap::new(),
             inputs_from: InputsFrom::Inputs,
             inputs: Vec::new(),
         }

@@ -8,6 +8,7 @@
 pub mod explain;
 pub mod inputs;
 pub mod key;
+pub mod key_command;
 pub mod outputs;
 pub mod store;
 
@@ -19,6 +20,7 @@ use inputs::{Candidate, HashStats, glob_roots};
 use key::{CommandRecord, InputsFrom, KEY_VERSION, KeyCommand, KeyRecord, sha256_hex};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,6 +100,18 @@ pub enum Lookup {
     Miss,
     /// An entry was there but could not be used: the step runs, and this says why.
     Unusable(String),
+    /// The entry is good but restoring it would delete files preflight did not write: the
+    /// step runs, and the user must be told (a warning, not only `--explain`).
+    Refused(String),
+}
+
+/// Why a passed result was not stored.
+#[derive(Debug)]
+pub enum NotSaved {
+    /// The store cannot be written (read-only, full, no permission): said once per run.
+    Store(String),
+    /// This step's result cannot be stored (an output is missing or unsafe).
+    Step(String),
 }
 
 /// Untracked files below some folders (`None`: everywhere), as of a run generation.
@@ -120,6 +134,8 @@ pub struct Session {
     untracked: Mutex<HashMap<Option<Vec<PathBuf>>, Listing>>,
     key_commands: Mutex<HashMap<(PathBuf, String), KeyCommand>>,
     stored: AtomicBool,
+    /// Whether a failure to write the store was already reported.
+    store_failure_said: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -138,6 +154,7 @@ impl Session {
         } else {
             IndexSnapshot::default()
         };
+        check_output_folders(config, &index)?;
         Ok(Session {
             root: repo.root.clone(),
             store: Store::new(dir),
@@ -154,7 +171,13 @@ impl Session {
             untracked: Mutex::new(HashMap::new()),
             key_commands: Mutex::new(HashMap::new()),
             stored: AtomicBool::new(false),
+            store_failure_said: AtomicBool::new(false),
         })
+    }
+
+    /// True the first time a failure to write the store is reported in this run.
+    pub fn first_store_failure(&self) -> bool {
+        !self.store_failure_said.swap(true, Ordering::SeqCst)
     }
 
     pub fn store(&self) -> &Store {
@@ -194,58 +217,27 @@ impl Session {
     }
 
     /// The key of `step`, whose `files` the plan selected (relative to its `dir`), given the
-    /// keys of the steps it needs.
+    /// steps it needs with their keys (they have finished: their outputs are on disk).
     pub fn key(
         &self,
         step: &Step,
         files: Option<&[PathBuf]>,
-        needs: BTreeMap<String, String>,
+        needed: &[(&Step, String)],
     ) -> Result<Keyed> {
-        let (inputs_from, inputs, stats) = match (&step.input_matcher, files) {
-            (Some(matcher), _) => {
-                // Git lists the untracked files while the tracked ones are checked.
-                let roots = glob_roots(&step.inputs);
-                let (tracked, untracked) = std::thread::scope(|scope| {
-                    let listing = scope.spawn(|| self.untracked(roots));
-                    let tracked: Vec<Candidate> = inputs::pool().install(|| {
-                        self.index
-                            .files
-                            .par_iter()
-                            .filter(|f| matcher.is_match(&f.path) && !self.in_store(&f.path))
-                            .map(|f| Candidate {
-                                path: &f.path,
-                                entry: Some(f),
-                            })
-                            .collect()
-                    });
-                    let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
-                    let untracked = listing.join().expect("the listing thread does not panic");
-                    (tracked, untracked)
-                });
-                let (mut inputs, mut stats) =
-                    tracked.map_err(|e| Error::io("cannot read an input file", e))?;
-                let untracked = untracked?;
-                let extra: Vec<Candidate> = untracked
-                    .iter()
-                    .filter(|p| matcher.is_match(p) && !self.in_store(p))
-                    .map(|p| Candidate {
-                        path: p,
-                        entry: None,
-                    })
-                    .collect();
-                if !extra.is_empty() {
-                    let (more, more_stats) = inputs::digest_all(&self.root, &self.index, &extra)
-                        .map_err(|e| Error::io("cannot read an input file", e))?;
-                    inputs.extend(more);
-                    stats.hashed += more_stats.hashed;
-                    stats.hashed_bytes += more_stats.hashed_bytes;
-                    stats.from_index += more_stats.from_index;
-                }
-                inputs.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-                inputs.dedup_by(|a, b| a.path == b.path);
+        let (inputs_from, inputs, stats) = match (&step.input_matcher, &step.matcher, files) {
+            (Some(matcher), _, _) => {
+                let (inputs, stats) =
+                    self.matching_files(matcher, glob_roots(&step.inputs), None)?;
                 (InputsFrom::Inputs, inputs, stats)
             }
-            (None, Some(files)) => {
+            // A command without `{files}` reads whatever it reads: every file its globs
+            // match, not only the selected ones.
+            (None, Some(matcher), Some(_)) if !step.run.uses_files() => {
+                let (inputs, stats) =
+                    self.matching_files(matcher, glob_roots(&step.files), step.dir.as_deref())?;
+                (InputsFrom::AllFiles, inputs, stats)
+            }
+            (None, _, Some(files)) => {
                 let mut paths: Vec<PathBuf> = files
                     .iter()
                     .map(|f| match &step.dir {
@@ -263,8 +255,16 @@ impl Session {
                     .map_err(|e| Error::io("cannot read an input file", e))?;
                 (InputsFrom::Files, inputs, stats)
             }
-            (None, None) => (InputsFrom::Nothing, Vec::new(), HashStats::default()),
+            (None, _, None) => (InputsFrom::Nothing, Vec::new(), HashStats::default()),
         };
+        let mut needs = BTreeMap::new();
+        let mut needs_outputs = BTreeMap::new();
+        for (need, key) in needed {
+            needs.insert(need.name.clone(), key.clone());
+            if !need.outputs.is_empty() {
+                needs_outputs.insert(need.name.clone(), self.outputs_digest(&need.outputs)?);
+            }
+        }
         let mut merged = self.env.clone();
         merged.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let key_env = step
@@ -304,6 +304,7 @@ impl Session {
             key_env,
             key_commands,
             needs,
+            needs_outputs,
             inputs_from,
             inputs,
         };
@@ -316,7 +317,107 @@ impl Session {
         })
     }
 
-    /// Runs a `key_commands` entry once per run and folder.
+    /// Every file `matcher` matches in the work tree (tracked, or untracked and not ignored;
+    /// below `under` when given), and the submodules whose content it may match.
+    fn matching_files(
+        &self,
+        matcher: &crate::files::Matcher,
+        roots: Option<Vec<PathBuf>>,
+        under: Option<&Path>,
+    ) -> Result<(Vec<inputs::InputFile>, HashStats)> {
+        let wanted = |p: &Path| {
+            matcher.is_match(p) && !self.in_store(p) && under.is_none_or(|d| p.starts_with(d))
+        };
+        let submodules = self.submodules(roots.as_deref(), &wanted)?;
+        // Git lists the untracked files while the tracked ones are checked.
+        let (tracked, untracked) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| self.untracked(roots));
+            let tracked: Vec<Candidate> = inputs::pool().install(|| {
+                self.index
+                    .files
+                    .par_iter()
+                    .filter(|f| wanted(&f.path))
+                    .map(|f| Candidate {
+                        path: &f.path,
+                        entry: Some(f),
+                    })
+                    .collect()
+            });
+            let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
+            let untracked = listing.join().expect("the listing thread does not panic");
+            (tracked, untracked)
+        });
+        let (mut inputs, mut stats) =
+            tracked.map_err(|e| Error::io("cannot read an input file", e))?;
+        let untracked = untracked?;
+        let extra: Vec<Candidate> = untracked
+            .iter()
+            .filter(|p| wanted(p))
+            .map(|p| Candidate {
+                path: p,
+                entry: None,
+            })
+            .collect();
+        if !extra.is_empty() {
+            let (more, more_stats) = inputs::digest_all(&self.root, &self.index, &extra)
+                .map_err(|e| Error::io("cannot read an input file", e))?;
+            inputs.extend(more);
+            stats.hashed += more_stats.hashed;
+            stats.hashed_bytes += more_stats.hashed_bytes;
+            stats.from_index += more_stats.from_index;
+        }
+        inputs.extend(submodules);
+        inputs.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        inputs.dedup_by(|a, b| a.path == b.path);
+        Ok((inputs, stats))
+    }
+
+    /// The submodules below the globs' literal folders (all of them when a glob can match
+    /// anywhere) or matched themselves: each as an input of mode `160000` whose digest is the
+    /// commit checked out in it, with its uncommitted changes when it has some (the index's
+    /// commit when it is not checked out).
+    fn submodules(
+        &self,
+        roots: Option<&[PathBuf]>,
+        wanted: &dyn Fn(&Path) -> bool,
+    ) -> Result<Vec<inputs::InputFile>> {
+        let mut found = Vec::new();
+        for (path, commit) in &self.index.gitlinks {
+            let reachable = match roots {
+                None => true,
+                Some(roots) => roots
+                    .iter()
+                    .any(|r| r.starts_with(path) || path.starts_with(r)),
+            };
+            if !(reachable || wanted(path)) {
+                continue;
+            }
+            let state = git::submodule_state(&self.root, path)?.unwrap_or_else(|| commit.clone());
+            found.push(inputs::InputFile {
+                path: inputs::RecordPath::new(path),
+                mode: "160000".into(),
+                digest: state,
+            });
+        }
+        Ok(found)
+    }
+
+    /// A digest of what is on disk below some declared outputs: each file's path, mode and
+    /// git blob id.
+    fn outputs_digest(&self, declared: &[String]) -> Result<String> {
+        let paths = outputs::files_below(&self.root, declared);
+        let candidates: Vec<Candidate> = paths
+            .iter()
+            .map(|p| Candidate::lookup(&self.index, p))
+            .collect();
+        let (files, _) = inputs::digest_all(&self.root, &self.index, &candidates)
+            .map_err(|e| Error::io("cannot read an output of a needed step", e))?;
+        let bytes = serde_json::to_vec(&files).map_err(|e| Error::Setup(e.to_string()))?;
+        Ok(sha256_hex(&bytes))
+    }
+
+    /// Runs a `key_commands` entry once per run and folder; a plain call of a program is
+    /// remembered in the store for as long as the program's file is the same.
     fn key_command(&self, cwd: &Path, command: &str, env: &IndexMap<String, String>) -> KeyCommand {
         let id = (cwd.to_path_buf(), command.to_string());
         if let Some(k) = self
@@ -327,42 +428,22 @@ impl Session {
         {
             return k.clone();
         }
-        let out = std::process::Command::new("sh")
-            .args(["-c", command])
-            .current_dir(cwd)
-            .envs(env.iter())
-            .stdin(std::process::Stdio::null())
-            .output();
-        let k = match out {
-            Ok(out) => {
-                let mut all = out.stdout.clone();
-                all.push(0);
-                all.extend_from_slice(&out.stderr);
-                let text = String::from_utf8_lossy(if out.stdout.is_empty() {
-                    &out.stderr
-                } else {
-                    &out.stdout
-                })
-                .into_owned();
-                KeyCommand {
-                    command: command.to_string(),
-                    digest: sha256_hex(&all),
-                    exit_code: out.status.code(),
-                    first_line: text
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(200)
-                        .collect(),
+        let memo = key_command::memo_id(cwd, command, env);
+        let remembered = memo
+            .as_deref()
+            .and_then(|m| self.store.key_command(m))
+            .filter(|k| k.command == command);
+        let k = match remembered {
+            Some(k) => k,
+            None => {
+                let k = key_command::run(cwd, command, env);
+                if let Some(m) = &memo
+                    && k.exit_code.is_some()
+                {
+                    self.store.remember_key_command(m, &k);
                 }
+                k
             }
-            Err(e) => KeyCommand {
-                command: command.to_string(),
-                digest: sha256_hex(e.to_string().as_bytes()),
-                exit_code: None,
-                first_line: format!("cannot run: {e}"),
-            },
         };
         self.key_commands
             .lock()
@@ -374,10 +455,11 @@ impl Session {
     /// Whether an entry exists for this key with all its blobs present (not read).
     pub fn has_entry(&self, keyed: &Keyed) -> bool {
         self.store.get(&keyed.key).is_some_and(|entry| {
-            entry
-                .blobs()
-                .iter()
-                .all(|d| self.store.blob_file(d).is_file())
+            entry.exit_code == 0
+                && entry
+                    .blobs()
+                    .iter()
+                    .all(|d| self.store.blob_file(d).is_file())
         })
     }
 
@@ -386,12 +468,22 @@ impl Session {
         if !self.mode.read || !keyed.cacheable() {
             return Lookup::Miss;
         }
-        let Ok(_lock) = self.store.shared_lock() else {
+        let Ok(_lock) = self.store.read_lock() else {
             return Lookup::Miss;
         };
         let Some(entry) = self.store.get(&keyed.key) else {
             return Lookup::Miss;
         };
+        // Only a pass is ever stored; an entry that says otherwise was not written by this
+        // store's rules (a hand-made or foreign entry) and must not pass a step.
+        if entry.exit_code != 0 {
+            self.store.evict(&keyed.key);
+            return Lookup::Unusable(format!(
+                "its cache entry records a failure (exit code {}) and was removed",
+                entry.exit_code
+            ));
+        }
+
         let log = match &entry.stdout_digest {
             None => Some(Vec::new()),
             Some(d) => self.store.read_verified(d),
@@ -403,7 +495,8 @@ impl Session {
                     .into(),
             );
         };
-        match outputs::restore(&self.root, &step.outputs, &entry, &self.store) {
+        let allow = |changed: &[PathBuf]| self.check_nothing_lost(step, changed);
+        match outputs::restore(&self.root, &step.outputs, &entry, &self.store, &allow) {
             Ok(()) => {
                 self.store.touch(&keyed.key);
                 if self.mode.write {
@@ -417,8 +510,57 @@ impl Session {
                     "its cache entry was damaged ({why}) and was removed"
                 ))
             }
+            Err(outputs::NotRestored::Refused(why)) => Lookup::Refused(why),
             Err(why) => Lookup::Unusable(format!("its outputs could not be restored: {why}")),
         }
+    }
+
+    /// A restore replaces the declared outputs with the entry's files: what else is below
+    /// them goes, what differs is overwritten. That is only allowed for files git ignores
+    /// (stale outputs); a tracked file, or an untracked one git does not ignore, may be the
+    /// user's work.
+    fn check_nothing_lost(
+        &self,
+        step: &Step,
+        extra: &[PathBuf],
+    ) -> std::result::Result<(), String> {
+        if extra.is_empty() {
+            return Ok(());
+        }
+        let declared: Vec<PathBuf> = step
+            .outputs
+            .iter()
+            .map(|o| PathBuf::from(o.trim_end_matches('/')))
+            .collect();
+        let untracked = self
+            .untracked(Some(declared))
+            .map_err(|e| format!("its outputs were not restored: {e}"))?;
+        let untracked: HashSet<&PathBuf> = untracked.iter().collect();
+        let precious: Vec<String> = extra
+            .iter()
+            .filter(|p| {
+                untracked.contains(p)
+                    || Candidate::lookup(&self.index, p).entry.is_some()
+                    || self.index.gitlinks.iter().any(|(g, _)| p.starts_with(g))
+            })
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        if precious.is_empty() {
+            return Ok(());
+        }
+        let shown = precious.len().min(5);
+        let more = if precious.len() > shown {
+            format!(" and {} more", precious.len() - shown)
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "its cached outputs were not restored: that would delete or overwrite {}{more}, \
+             which git does not ignore; the step runs instead (keep your own files out of \
+             `{}`, or let git ignore what the step writes there)",
+            precious[..shown].join(", "),
+            step.outputs.join("`, `")
+        ))
     }
 
     /// Why the step does not hit: lines for `--explain`.
@@ -475,19 +617,24 @@ impl Session {
         keyed: &Keyed,
         log: &[u8],
         started: SystemTime,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), NotSaved> {
         if !self.mode.write || !keyed.cacheable() {
             return Ok(());
         }
-        let _lock = self
-            .store
-            .shared_lock()
-            .map_err(|e| format!("cannot lock the cache: {e}"))?;
-        let captured = outputs::capture(&self.root, &step.outputs, &self.store)?;
+        let unwritable = |e: std::io::Error| {
+            NotSaved::Store(format!(
+                "the cache at {} cannot be written ({e}); results are not stored",
+                self.store.dir().display()
+            ))
+        };
+        let _lock = self.store.shared_lock().map_err(unwritable)?;
+        self.store.check_writable().map_err(unwritable)?;
+        let captured =
+            outputs::capture(&self.root, &step.outputs, &self.store).map_err(NotSaved::Step)?;
         let stdout_digest = self
             .store
             .put_bytes(log)
-            .map_err(|e| format!("cannot store the log: {e}"))?;
+            .map_err(|e| NotSaved::Step(format!("cannot store the log: {e}")))?;
         let entry = ActionResult {
             output_files: captured.files,
             output_symlinks: captured.symlinks,
@@ -503,7 +650,7 @@ impl Session {
         };
         self.store
             .put(&keyed.key, &entry, &keyed.bytes)
-            .map_err(|e| format!("cannot write the cache entry: {e}"))?;
+            .map_err(|e| NotSaved::Step(format!("cannot write the cache entry: {e}")))?;
         self.store.set_last_key(&self.root, &step.name, &keyed.key);
         self.stored.store(true, Ordering::SeqCst);
         Ok(())
@@ -516,6 +663,55 @@ impl Session {
             let _ = self.store.gc(self.max, false);
         }
     }
+}
+
+/// An output folder of a cached step must not hold tracked files or submodules: a hit
+/// replaces the folder with what the step wrote, which would revert edits to them.
+fn check_output_folders(config: &Config, index: &IndexSnapshot) -> Result<()> {
+    for step in config.steps.values().filter(|s| is_cached(s)) {
+        for output in &step.outputs {
+            let folder = output.trim_end_matches('/');
+            let mut prefix = folder.as_bytes().to_vec();
+            prefix.push(b'/');
+            let start = index
+                .files
+                .partition_point(|f| f.path.as_os_str().as_bytes() < prefix.as_slice());
+            let mut tracked: Vec<String> = index.files[start..]
+                .iter()
+                .take_while(|f| f.path.as_os_str().as_bytes().starts_with(&prefix))
+                .map(|f| f.path.display().to_string())
+                .collect();
+            tracked.extend(
+                index
+                    .gitlinks
+                    .iter()
+                    .filter(|(p, _)| {
+                        p.as_os_str().as_bytes().starts_with(&prefix) || p == Path::new(folder)
+                    })
+                    .map(|(p, _)| format!("{} (a submodule)", p.display())),
+            );
+            if tracked.is_empty() {
+                continue;
+            }
+            let shown = tracked.len().min(5);
+            let more = if tracked.len() > shown {
+                format!(" and {} more", tracked.len() - shown)
+            } else {
+                String::new()
+            };
+            return Err(Error::Usage(format!(
+                "step `{}` declares the output folder `{folder}`, which holds tracked files: \
+                 {}{more}\n\
+                 a cache hit replaces an output folder with what the step wrote, which would \
+                 revert edits to those files\n\
+                 help: declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
+                 or generate into a folder git does not track",
+                step.name,
+                tracked[..shown].join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a step is cached: it has `inputs` or `files`.

@@ -12,6 +12,7 @@ use super::store::{
     ActionResult, Digest, FolderListing, NodeProperties, OutputDirectory, OutputFile,
     OutputSymlink, Store,
 };
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,6 +187,48 @@ fn capture_dir(
     Ok(())
 }
 
+/// The files and symlinks below the declared outputs as they are on disk (an output that is
+/// a file counts itself), repository-relative, sorted by their bytes. Symlinks are not
+/// followed.
+pub fn files_below(root: &Path, outputs: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = outputs
+        .iter()
+        .map(|o| PathBuf::from(o.trim_end_matches('/')))
+        .filter(|o| plain(o))
+        .collect();
+    while let Some(rel) = stack.pop() {
+        let Ok(meta) = root.join(&rel).symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(children) = std::fs::read_dir(root.join(&rel)) {
+                stack.extend(children.flatten().map(|c| rel.join(c.file_name())));
+            }
+        } else {
+            found.push(rel);
+        }
+    }
+    found.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    found.dedup();
+    found
+}
+
+/// Files a restore of `entry` would delete: on disk below the declared outputs, but not in
+/// the entry.
+pub fn in_the_way(root: &Path, outputs: &[String], entry: &ActionResult) -> Vec<PathBuf> {
+    let stored: std::collections::HashSet<PathBuf> = entry
+        .output_files
+        .iter()
+        .map(|f| f.path.to_path())
+        .chain(entry.output_symlinks.iter().map(|l| l.path.to_path()))
+        .collect();
+    files_below(root, outputs)
+        .into_iter()
+        .filter(|p| !stored.contains(p))
+        .collect()
+}
+
 /// Why a restore did not happen; the step then runs.
 #[derive(Debug)]
 pub enum NotRestored {
@@ -195,24 +238,30 @@ pub enum NotRestored {
     Unsafe(String),
     /// Writing failed.
     Io(String),
+    /// The restore would change or delete files the caller must keep (see `restore`).
+    Refused(String),
 }
 
 impl std::fmt::Display for NotRestored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NotRestored::BadEntry(s) | NotRestored::Unsafe(s) | NotRestored::Io(s) => {
-                f.write_str(s)
-            }
+            NotRestored::BadEntry(s)
+            | NotRestored::Unsafe(s)
+            | NotRestored::Io(s)
+            | NotRestored::Refused(s) => f.write_str(s),
         }
     }
 }
 
-/// Puts an entry's outputs back into the work tree.
+/// Puts an entry's outputs back into the work tree. Before anything is written, `allow` is
+/// given every existing path the restore would delete or change; an `Err` from it stops the
+/// restore with nothing touched.
 pub fn restore(
     root: &Path,
     outputs: &[String],
     entry: &ActionResult,
     store: &Store,
+    allow: &dyn Fn(&[PathBuf]) -> Result<(), String>,
 ) -> Result<(), NotRestored> {
     let declared: Vec<PathBuf> = outputs
         .iter()
@@ -281,7 +330,37 @@ pub fn restore(
         }
     }
 
-    // 2. Clear what stands in the way, then write.
+    // 2. What would be lost: files not in the entry, and files whose content would change.
+    let mut changed = in_the_way(root, outputs, entry);
+    let mut unchanged: std::collections::HashSet<PathBuf> = Default::default();
+    for f in &entry.output_files {
+        let p = f.path.to_path();
+        let dest = root.join(&p);
+        match dest.symlink_metadata() {
+            Ok(meta)
+                if meta.is_file()
+                    && same_file(&dest, &meta, &f.digest, f.node_properties.unix_mode) =>
+            {
+                unchanged.insert(p);
+            }
+            Ok(meta) if !meta.is_dir() => changed.push(p),
+            _ => {}
+        }
+    }
+    for l in &entry.output_symlinks {
+        let p = l.path.to_path();
+        if let Ok(meta) = root.join(&p).symlink_metadata()
+            && !meta.is_dir()
+            && std::fs::read_link(root.join(&p)).ok() != Some(l.target.to_path())
+        {
+            changed.push(p);
+        }
+    }
+    // A symlink in the way holds no bytes of its own (its target is never touched).
+    changed.retain(|p| root.join(p).symlink_metadata().is_ok_and(|m| m.is_file()));
+    allow(&changed).map_err(NotRestored::Refused)?;
+
+    // 3. Clear what stands in the way, then write.
     let io = |what: &Path, e: std::io::Error| NotRestored::Io(format!("{}: {e}", what.display()));
     let stored_dirs: Vec<PathBuf> = entry
         .output_directories
@@ -307,10 +386,7 @@ pub fn restore(
     for f in &entry.output_files {
         let p = f.path.to_path();
         let dest = root.join(&p);
-        if let Ok(meta) = dest.symlink_metadata()
-            && meta.is_file()
-            && same_file(&dest, &meta, &f.digest, f.node_properties.unix_mode)
-        {
+        if unchanged.contains(&p) && dest.symlink_metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
         if let Some(parent) = p.parent() {

@@ -6,6 +6,7 @@
 //! <dir>/v1/keys/ab/abcd….json         the key record, for explanations
 //! <dir>/v1/last/<id>                  the key a step of a repository last used
 //! <dir>/v1/sha256-of-git/ab/<git id>  the SHA-256 digest of that content (REAPI names)
+//! <dir>/v1/key-commands/ab/<id>.json  a `key_commands` digest remembered per program file
 //! <dir>/v1/tmp/                       files being written
 //! <dir>/v1/lock                       shared while writing or restoring, exclusive for gc
 //! ```
@@ -16,7 +17,7 @@
 //! does not match its digest is a miss and is evicted.
 
 use super::inputs::{RecordPath, hex};
-use super::key::KeyRecord;
+use super::key::{KeyCommand, KeyRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -149,6 +150,14 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn two(hash: &str) -> &str {
     hash.get(..2).unwrap_or("__")
+}
+
+/// A read-only file system, or a folder this user may not write.
+pub fn not_writable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    )
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -418,6 +427,29 @@ impl Store {
         }
     }
 
+    fn key_command_path(&self, id: &str) -> Option<PathBuf> {
+        is_hex64(id).then(|| {
+            self.root
+                .join("key-commands")
+                .join(two(id))
+                .join(format!("{id}.json"))
+        })
+    }
+
+    /// A `key_commands` result remembered under `id` (see `key_command::memo_id`).
+    pub fn key_command(&self, id: &str) -> Option<KeyCommand> {
+        let bytes = std::fs::read(self.key_command_path(id)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn remember_key_command(&self, id: &str, result: &KeyCommand) {
+        if let Some(path) = self.key_command_path(id)
+            && let Ok(bytes) = serde_json::to_vec(result)
+        {
+            let _ = self.write_atomic(&path, &bytes);
+        }
+    }
+
     /// The key the step of this repository last used (hit or stored).
     pub fn last_key(&self, repo: &Path, step: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.last_path(repo, step)).ok()?;
@@ -458,6 +490,40 @@ impl Store {
         Ok(self
             .lock(libc::LOCK_SH)?
             .expect("a blocking lock is granted"))
+    }
+
+    /// Held while reading entries and restoring from them. A store this process may not
+    /// write (a read-only mount, another user's folder) is still read: the lock file is
+    /// opened for reading, or, when it cannot be created, reading goes on without it.
+    pub fn read_lock(&self) -> std::io::Result<Option<Lock>> {
+        match self.shared_lock() {
+            Ok(lock) => Ok(Some(lock)),
+            Err(e) if not_writable(&e) => {
+                let file = match File::open(self.root.join("lock")) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                loop {
+                    // SAFETY: flock on a descriptor we own; no memory is passed.
+                    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } == 0 {
+                        return Ok(Some(Lock { _file: file }));
+                    }
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EINTR) {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a file can be written into the store now: `Err` says why not.
+    pub fn check_writable(&self) -> std::io::Result<()> {
+        let (tmp, file) = self.temp_file()?;
+        drop(file);
+        std::fs::remove_file(tmp)
     }
 
     /// For gc: waits for writers when `wait`, else gives up when one is busy.

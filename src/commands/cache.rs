@@ -9,7 +9,7 @@ use crate::error::{Error, Result, exit};
 use crate::git;
 use crate::plan::{self, Plan};
 use crate::report::{self, KeyState, StepKey};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// The cache as `preflight run` uses it, from its flags.
 pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Session> {
@@ -99,13 +99,11 @@ fn keys(plan: &Plan, session: &Session, root: &std::path::Path) -> Vec<StepKey> 
     for i in dependency_order(plan) {
         let planned = &plan.steps[i];
         let step = &planned.step;
-        let mut needs = BTreeMap::new();
+        let mut needs = Vec::new();
         let mut missing = None;
         for &j in &planned.needs {
             match &computed[j] {
-                Some(k) => {
-                    needs.insert(plan.steps[j].step.name.clone(), k.key.clone());
-                }
+                Some(k) => needs.push((&plan.steps[j].step, k.key.clone())),
                 None => missing = Some(plan.steps[j].step.name.clone()),
             }
         }
@@ -120,7 +118,7 @@ fn keys(plan: &Plan, session: &Session, root: &std::path::Path) -> Vec<StepKey> 
         let result = match missing {
             Some(name) => Err(format!("needed step `{name}` has no key")),
             None => session
-                .key(step, planned.files.as_deref(), needs)
+                .key(step, planned.files.as_deref(), &needs)
                 .map_err(|e| e.to_string()),
         };
         out[i] = Some(match result {

@@ -3,9 +3,8 @@
 //! and the store after a pass.
 
 use super::{Message, Shared};
-use crate::cache::Lookup;
+use crate::cache::{Lookup, NotSaved};
 use crate::report::{Status, StepResult};
-use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
 
@@ -26,17 +25,15 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     };
 
-    let mut needs = BTreeMap::new();
+    let mut needs = Vec::new();
     let mut missing_need = None;
     {
         let keys = shared.keys.lock().unwrap_or_else(|e| e.into_inner());
         for &j in &planned.needs {
-            let name = shared.plan.steps[j].step.name.clone();
+            let need = &shared.plan.steps[j].step;
             match &keys[j] {
-                Some(k) => {
-                    needs.insert(name, k.clone());
-                }
-                None => missing_need = Some(name),
+                Some(k) => needs.push((need, k.clone())),
+                None => missing_need = Some(need.name.clone()),
             }
         }
     }
@@ -51,7 +48,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     // so a plain thread waits instead.
     let keyed = std::thread::scope(|scope| {
         scope
-            .spawn(|| cache.key(step, planned.files.as_deref(), needs))
+            .spawn(|| cache.key(step, planned.files.as_deref(), &needs))
             .join()
             .expect("computing a key does not panic")
     });
@@ -99,6 +96,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
             }
             Lookup::Miss => {}
             Lookup::Unusable(why) => unusable = Some(why),
+            Lookup::Refused(why) => {
+                let _ = tx.send(Message::Warning(format!("step `{}`: {why}", step.name)));
+                unusable = Some(why);
+            }
         }
     }
     let remote = super::remote::prepare(shared, i, cache, &keyed, tx);
@@ -131,7 +132,12 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     cache.step_ran();
     if result.status == Status::Passed {
         match cache.save(step, &keyed, &result.output, started_at) {
-            Err(why) => result.detail = Some(format!("not cached: {why}")),
+            Err(NotSaved::Step(why)) => result.detail = Some(format!("not cached: {why}")),
+            Err(NotSaved::Store(why)) => {
+                if cache.first_store_failure() {
+                    let _ = tx.send(Message::Warning(why));
+                }
+            }
             Ok(()) => {
                 if let Some(remote) = &remote {
                     remote.upload(cache, &keyed, tx);

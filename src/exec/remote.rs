@@ -255,7 +255,7 @@ fn restore(
     match cache.lookup(step, keyed) {
         cache::Lookup::Hit { log } => Some(log),
         cache::Lookup::Miss => None,
-        cache::Lookup::Unusable(why) => {
+        cache::Lookup::Unusable(why) | cache::Lookup::Refused(why) => {
             warn(
                 tx,
                 &step.name,
