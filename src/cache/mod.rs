@@ -106,6 +106,12 @@ type Listing = (u64, Arc<Vec<PathBuf>>);
 /// One run's cache.
 pub struct Session {
     root: PathBuf,
+    /// Where outputs are restored and captured: the work tree, or a checkout of the commit
+    /// being checked.
+    files_root: PathBuf,
+    /// The inputs are a commit's files (`index` holds its tree): their ids are taken as they
+    /// are, and there are no untracked files.
+    from_commit: bool,
     store: Store,
     /// The store's folder relative to the root, when it is inside the work tree: its files
     /// are never inputs.
@@ -138,8 +144,37 @@ impl Session {
         } else {
             IndexSnapshot::default()
         };
-        Ok(Session {
+        Ok(Session::with_index(config, repo, dir, mode, index))
+    }
+
+    /// A session that keys steps on a commit's files (`files`, read from its tree) instead
+    /// of the work tree, and restores and captures outputs in `files_root` (where the steps
+    /// run: the work tree when it is that commit, else a checkout of it).
+    pub fn open_at_commit(
+        config: &Config,
+        repo: &git::Repo,
+        dir: &Path,
+        mode: Mode,
+        files: IndexSnapshot,
+        files_root: &Path,
+    ) -> Session {
+        let mut session = Session::with_index(config, repo, dir, mode, files);
+        session.from_commit = true;
+        session.files_root = files_root.to_path_buf();
+        session
+    }
+
+    fn with_index(
+        config: &Config,
+        repo: &git::Repo,
+        dir: &Path,
+        mode: Mode,
+        index: IndexSnapshot,
+    ) -> Session {
+        Session {
             root: repo.root.clone(),
+            files_root: repo.root.clone(),
+            from_commit: false,
             store: Store::new(dir),
             store_inside: std::path::absolute(dir)
                 .ok()
@@ -154,7 +189,16 @@ impl Session {
             untracked: Mutex::new(HashMap::new()),
             key_commands: Mutex::new(HashMap::new()),
             stored: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The digests of some candidate inputs, from the work tree or from the commit.
+    fn digest(&self, candidates: &[Candidate]) -> Result<(Vec<inputs::InputFile>, HashStats)> {
+        if self.from_commit {
+            return Ok(inputs::digest_from_tree(candidates));
+        }
+        inputs::digest_all(&self.root, &self.index, candidates)
+            .map_err(|e| Error::io("cannot read an input file", e))
     }
 
     pub fn store(&self) -> &Store {
@@ -172,6 +216,9 @@ impl Session {
     }
 
     fn untracked(&self, roots: Option<Vec<PathBuf>>) -> Result<Arc<Vec<PathBuf>>> {
+        if self.from_commit {
+            return Ok(Arc::new(Vec::new()));
+        }
         let generation = self.generation.load(Ordering::SeqCst);
         let mut known = self.untracked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, files)) = known.get(&roots)
@@ -218,12 +265,11 @@ impl Session {
                             })
                             .collect()
                     });
-                    let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
+                    let tracked = self.digest(&tracked);
                     let untracked = listing.join().expect("the listing thread does not panic");
                     (tracked, untracked)
                 });
-                let (mut inputs, mut stats) =
-                    tracked.map_err(|e| Error::io("cannot read an input file", e))?;
+                let (mut inputs, mut stats) = tracked?;
                 let untracked = untracked?;
                 let extra: Vec<Candidate> = untracked
                     .iter()
@@ -234,8 +280,7 @@ impl Session {
                     })
                     .collect();
                 if !extra.is_empty() {
-                    let (more, more_stats) = inputs::digest_all(&self.root, &self.index, &extra)
-                        .map_err(|e| Error::io("cannot read an input file", e))?;
+                    let (more, more_stats) = self.digest(&extra)?;
                     inputs.extend(more);
                     stats.hashed += more_stats.hashed;
                     stats.hashed_bytes += more_stats.hashed_bytes;
@@ -259,8 +304,7 @@ impl Session {
                     .iter()
                     .map(|p| Candidate::lookup(&self.index, p))
                     .collect();
-                let (inputs, stats) = inputs::digest_all(&self.root, &self.index, &candidates)
-                    .map_err(|e| Error::io("cannot read an input file", e))?;
+                let (inputs, stats) = self.digest(&candidates)?;
                 (InputsFrom::Files, inputs, stats)
             }
             (None, None) => (InputsFrom::Nothing, Vec::new(), HashStats::default()),
@@ -403,7 +447,7 @@ impl Session {
                     .into(),
             );
         };
-        match outputs::restore(&self.root, &step.outputs, &entry, &self.store) {
+        match outputs::restore(&self.files_root, &step.outputs, &entry, &self.store) {
             Ok(()) => {
                 self.store.touch(&keyed.key);
                 if self.mode.write {
@@ -483,7 +527,7 @@ impl Session {
             .store
             .shared_lock()
             .map_err(|e| format!("cannot lock the cache: {e}"))?;
-        let captured = outputs::capture(&self.root, &step.outputs, &self.store)?;
+        let captured = outputs::capture(&self.files_root, &step.outputs, &self.store)?;
         let stdout_digest = self
             .store
             .put_bytes(log)

@@ -45,7 +45,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
                 .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
             let updates = PushUpdate::parse_lines(&input)?;
             let remote = args.args.first().map_or("origin", String::as_str);
-            repo.pushed_files(remote, &updates)?
+            return pre_push(&repo, &config, binding, remote, &updates, color);
         }
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
@@ -131,6 +131,102 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         );
     }
     Ok(run::exit_code(&summary))
+}
+
+/// pre-push judges what is pushed: each pushed commit (the tip of each pushed ref, peeled
+/// from tags; refs sending the same commit are checked once) on the files its ref changes
+/// on the remote, in that commit's content, never the work tree. The push fails when any
+/// of them fails.
+fn pre_push(
+    repo: &Repo,
+    config: &config::Config,
+    binding: &config::Hook,
+    remote: &str,
+    updates: &[PushUpdate],
+    color: bool,
+) -> Result<i32> {
+    let mut pushed: Vec<Pushed> = Vec::new();
+    for update in updates {
+        let Some(commit) = repo.pushed_commit(update)? else {
+            continue;
+        };
+        let files = repo.pushed_files(remote, std::slice::from_ref(update))?;
+        let name = update
+            .remote_ref
+            .strip_prefix("refs/heads/")
+            .or_else(|| update.remote_ref.strip_prefix("refs/tags/"))
+            .unwrap_or(&update.remote_ref)
+            .to_string();
+        match pushed.iter_mut().find(|p| p.commit == commit) {
+            Some(p) => {
+                p.refs.push(name);
+                p.files.extend(files);
+            }
+            None => pushed.push(Pushed {
+                commit,
+                refs: vec![name],
+                files: files.into_iter().collect(),
+            }),
+        }
+    }
+    if pushed.is_empty() {
+        report::warn(
+            "this push sends no commit (it only deletes refs): nothing to check",
+            color,
+        );
+        return Ok(exit::SUCCESS);
+    }
+    let skip = run::skip_list(config, color);
+    let selection = Selection {
+        names: &binding.steps,
+        fix: run::no_fixes_on_a_commit(binding.fix, color),
+        skip: &skip,
+    };
+    let output = Output {
+        jobs: None,
+        fail_fast: false,
+        verbose: false,
+        format: OutputFormat::Human,
+        color,
+        ci: false,
+        remote: crate::remote::Overrides::from_env(),
+    };
+    let canceller = Canceller::new();
+    run::watch_signals(&canceller)?;
+    let mut code = exit::SUCCESS;
+    for p in pushed {
+        let commit = repo.commit_content(p.commit)?;
+        let files: Vec<PathBuf> = p.files.into_iter().filter(|f| commit.has_file(f)).collect();
+        let plan = plan::build(config, &selection, &files)?;
+        let checked = run::Checked {
+            what: "the pushed commit",
+            refs: &p.refs.join(", "),
+        };
+        let summary = run::execute_at_commit(
+            repo,
+            config,
+            plan,
+            &output,
+            super::cache::default_mode(),
+            commit,
+            &checked,
+            std::sync::Arc::clone(&canceller),
+        )?;
+        if code == exit::SUCCESS {
+            code = run::exit_code(&summary);
+        }
+        if summary.interrupted {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+/// One commit a push sends, the refs that send it, and the files they change.
+struct Pushed {
+    commit: git::ObjectId,
+    refs: Vec<String>,
+    files: std::collections::BTreeSet<PathBuf>,
 }
 
 fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {

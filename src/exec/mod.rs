@@ -31,6 +31,18 @@ pub struct Options {
     pub cache: Option<Arc<crate::cache::Session>>,
     /// `[remote]`, when the run uses it (its cache, its workers).
     pub remote: Option<Arc<crate::remote::Session>>,
+    /// The folder the steps run in, when it is made on demand (a checkout of a commit):
+    /// a run whose steps are all cache hits never makes it.
+    pub workdir: Option<Arc<dyn Workdir>>,
+}
+
+/// A folder made the first time a step needs it.
+pub trait Workdir: Send + Sync + std::fmt::Debug {
+    /// Makes the folder, once; later calls give the first call's answer. `Err` says why it
+    /// could not be made.
+    fn prepare(&self) -> Result<(), String>;
+    /// Whether it has been made.
+    fn is_ready(&self) -> bool;
 }
 
 /// What every step of a run shares.
@@ -46,6 +58,19 @@ struct Shared {
     /// Each step's cache key, once computed (its dependents' keys include it).
     keys: Mutex<Vec<Option<String>>>,
     remote: Option<Arc<crate::remote::Session>>,
+    workdir: Option<Arc<dyn Workdir>>,
+}
+
+impl Shared {
+    /// Makes the folder the steps run in, if it is made on demand and not made yet.
+    fn prepare_workdir(&self) -> Result<(), String> {
+        self.workdir.as_ref().map_or(Ok(()), |w| w.prepare())
+    }
+
+    /// Whether the files of the root can be looked at (not a checkout still to be made).
+    fn workdir_ready(&self) -> bool {
+        self.workdir.as_ref().is_none_or(|w| w.is_ready())
+    }
 }
 
 enum Message {
@@ -86,6 +111,7 @@ pub fn execute(
         cache: options.cache.clone(),
         keys: Mutex::new(vec![None; names.len()]),
         remote: options.remote.clone(),
+        workdir: options.workdir.clone(),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -260,6 +286,9 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         }
         (_, false) => planned.command.clone(),
     };
+    if let Err(why) = shared.prepare_workdir() {
+        return result(Status::Failed, None, Vec::new(), Some(why));
+    }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
         return result(

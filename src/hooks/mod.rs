@@ -1,6 +1,7 @@
 //! Git hooks: the shims `preflight install` writes, and saving unstaged work around a
-//! pre-commit run (`stash`).
+//! pre-commit run (`stash`), and the checkout of a pushed commit (`checkout`).
 
+pub mod checkout;
 pub mod stash;
 
 use crate::error::{Error, Result};
