@@ -658,6 +658,16 @@ impl CommitContent {
             .is_ok()
     }
 
+    /// The blob id of the file at `path` in the commit.
+    pub fn file_id(&self, path: &Path) -> Option<[u8; 20]> {
+        let key = path.as_os_str().as_bytes();
+        self.files
+            .files
+            .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
+            .ok()
+            .map(|i| self.files.files[i].id)
+    }
+
     /// The first seven hex digits of the commit id.
     pub fn short_id(&self) -> String {
         self.id.to_hex_with_len(7).to_string()
@@ -672,6 +682,15 @@ impl Repo {
             return Ok(None);
         }
         Ok(self.peel_commit(self.object_id(&update.local_sha)?))
+    }
+
+    /// The content of a blob (a file as committed).
+    pub fn blob(&self, id: [u8; 20]) -> Result<Vec<u8>> {
+        let object = self
+            .inner
+            .find_object(ObjectId::Sha1(id))
+            .map_err(git_error)?;
+        Ok(object.detach().data)
     }
 
     /// The files of `commit` read from its tree (blob ids, no hashing), and whether the work

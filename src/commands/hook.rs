@@ -45,7 +45,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
                 .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
             let updates = PushUpdate::parse_lines(&input)?;
             let remote = args.args.first().map_or("origin", String::as_str);
-            return pre_push(&repo, &config, binding, remote, &updates, color);
+            return pre_push(cli, &repo, &config, remote, &updates, color);
         }
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
@@ -135,12 +135,12 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
 
 /// pre-push judges what is pushed: each pushed commit (the tip of each pushed ref, peeled
 /// from tags; refs sending the same commit are checked once) on the files its ref changes
-/// on the remote, in that commit's content, never the work tree. The push fails when any
-/// of them fails.
+/// on the remote, in that commit's content and with its own preflight.toml, never the work
+/// tree. The push fails when any of them fails.
 fn pre_push(
+    cli: &Cli,
     repo: &Repo,
-    config: &config::Config,
-    binding: &config::Hook,
+    work_tree_config: &config::Config,
     remote: &str,
     updates: &[PushUpdate],
     color: bool,
@@ -176,12 +176,6 @@ fn pre_push(
         );
         return Ok(exit::SUCCESS);
     }
-    let skip = run::skip_list(config, color);
-    let selection = Selection {
-        names: &binding.steps,
-        fix: run::no_fixes_on_a_commit(binding.fix, color),
-        skip: &skip,
-    };
     let output = Output {
         jobs: None,
         fail_fast: false,
@@ -196,15 +190,50 @@ fn pre_push(
     let mut code = exit::SUCCESS;
     for p in pushed {
         let commit = repo.commit_content(p.commit)?;
+        let refs = p.refs.join(", ");
+        let config = match &cli.config {
+            // A configuration named on the command line is used as it is.
+            Some(_) => work_tree_config.clone(),
+            None => match committed_config(repo, &commit, color)? {
+                Some(config) => config,
+                None => {
+                    report::warn(
+                        &format!(
+                            "the pushed commit {} ({refs}) has no preflight.toml: nothing to check",
+                            commit.short_id()
+                        ),
+                        color,
+                    );
+                    continue;
+                }
+            },
+        };
+        let Some(binding) = config.hooks.get("pre-push") else {
+            report::warn(
+                &format!(
+                    "the preflight.toml of the pushed commit {} ({refs}) binds no step to \
+                     pre-push: nothing to check",
+                    commit.short_id()
+                ),
+                color,
+            );
+            continue;
+        };
+        let skip = run::skip_list(&config, color);
+        let selection = Selection {
+            names: &binding.steps,
+            fix: run::no_fixes_on_a_commit(binding.fix, color),
+            skip: &skip,
+        };
         let files: Vec<PathBuf> = p.files.into_iter().filter(|f| commit.has_file(f)).collect();
-        let plan = plan::build(config, &selection, &files)?;
+        let plan = plan::build(&config, &selection, &files)?;
         let checked = run::Checked {
             what: "the pushed commit",
-            refs: &p.refs.join(", "),
+            refs: &refs,
         };
         let summary = run::execute_at_commit(
             repo,
-            config,
+            &config,
             plan,
             &output,
             super::cache::default_mode(),
@@ -220,6 +249,38 @@ fn pre_push(
         }
     }
     Ok(code)
+}
+
+/// The configuration a commit holds (at the root, under one of the usual names).
+fn committed_config(
+    repo: &Repo,
+    commit: &git::CommitContent,
+    color: bool,
+) -> Result<Option<config::Config>> {
+    for name in config::FILE_NAMES {
+        let Some(id) = commit.file_id(std::path::Path::new(name)) else {
+            continue;
+        };
+        let bytes = repo.blob(id)?;
+        let source = String::from_utf8(bytes).map_err(|_| {
+            crate::error::Error::Usage(format!(
+                "the {name} of the pushed commit {} is not UTF-8 text",
+                commit.short_id()
+            ))
+        })?;
+        let loaded = config::load_source(&repo.root.join(name), &source);
+        if loaded.is_err() {
+            report::warn(
+                &format!(
+                    "the {name} of the pushed commit {} is not valid:",
+                    commit.short_id()
+                ),
+                color,
+            );
+        }
+        return loaded.map(Some);
+    }
+    Ok(None)
 }
 
 /// One commit a push sends, the refs that send it, and the files they change.

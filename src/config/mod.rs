@@ -207,12 +207,18 @@ pub fn locate(root: &Path) -> Result<PathBuf> {
 pub fn load(path: &Path) -> Result<Config> {
     let source = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    parse(path, &source).map_err(|diagnostics| {
+    load_source(path, &source)
+}
+
+/// Validates configuration text that is not read from `path` (a committed version of it);
+/// errors are rendered as for a file.
+pub fn load_source(path: &Path, source: &str) -> Result<Config> {
+    parse(path, source).map_err(|diagnostics| {
         let shown = display_path(path);
         Error::Config {
             rendered: diagnostics
                 .iter()
-                .map(|d| d.render(&source, &shown))
+                .map(|d| d.render(source, &shown))
                 .collect::<Vec<_>>()
                 .join("\n"),
             count: diagnostics.len(),

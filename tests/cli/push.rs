@@ -464,3 +464,39 @@ fn run_from_to_checks_the_commit_not_the_work_tree() {
         .code(0);
     assert_eq!(worktrees(&p.repo), 1);
 }
+
+#[test]
+fn each_pushed_commit_is_checked_with_its_own_configuration() {
+    let p = pushing_with(CHECKS);
+    let stricter = format!(
+        "{}\n[steps.strict]\nrun = \"exit 3\"\n",
+        CHECKS.replace(
+            r#"pre-push = ["check", "whole"]"#,
+            r#"pre-push = ["check", "whole", "strict"]"#
+        )
+    );
+    p.repo.write("preflight.toml", logging(&p.repo, &stricter));
+    p.repo.write("code.txt", "good");
+    p.repo.add_all();
+    p.repo
+        .git(&["commit", "-q", "--no-verify", "-m", "stricter"]);
+    // The work tree drops the new check without committing that: the push still has it.
+    p.repo.write("preflight.toml", logging(&p.repo, CHECKS));
+    let run = p.push(&["origin", "main"]);
+    assert_ne!(run.code, 0);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("failed strict"), "{all}");
+
+    // A commit without a configuration has nothing to check.
+    p.repo.git(&["rm", "-q", "--cached", "preflight.toml"]);
+    p.repo
+        .git(&["commit", "-q", "--no-verify", "-m", "no config"]);
+    let run = p.push(&["origin", "main"]);
+    run.code(0);
+    assert!(
+        run.stderr
+            .contains("has no preflight.toml: nothing to check"),
+        "{}",
+        run.stderr
+    );
+}
