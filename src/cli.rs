@@ -179,11 +179,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["files", "from", "all_files"])]
     pub staged: bool,
 
-    /// Run on the files changed since the fork point with REV (with --to, default HEAD)
+    /// Check the commit --to names (default HEAD), not the work tree, on the files it
+    /// changed since the fork point with REV
     #[arg(long, value_name = "REV", conflicts_with_all = ["files", "all_files"])]
     pub from: Option<String>,
 
-    /// The end of the --from range
+    /// The end of the --from range: the commit that is checked
     #[arg(long, value_name = "REV", requires = "from")]
     pub to: Option<String>,
 

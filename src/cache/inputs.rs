@@ -175,6 +175,36 @@ pub fn digest_all(
     Ok((files, stats))
 }
 
+/// The digests of `candidates` taken from a commit's tree (the entries of a snapshot made
+/// from it): nothing is read or hashed. A candidate the commit does not hold is left out.
+/// The record is the one `digest_all` makes for the same content in the work tree: same git
+/// blob id, and the mode git gives the file (`100755` when executable, `120000` for a link).
+pub fn digest_from_tree(candidates: &[Candidate]) -> (Vec<InputFile>, HashStats) {
+    let files: Vec<InputFile> = candidates
+        .iter()
+        .filter_map(|c| {
+            let entry = c.entry?;
+            let mode = if entry.symlink {
+                "120000"
+            } else if entry.executable {
+                "100755"
+            } else {
+                "100644"
+            };
+            Some(InputFile {
+                path: RecordPath::new(c.path),
+                mode: mode.into(),
+                digest: hex(&entry.id),
+            })
+        })
+        .collect();
+    let stats = HashStats {
+        from_index: files.len(),
+        ..HashStats::default()
+    };
+    (files, stats)
+}
+
 /// The stat data preflight compares with the index.
 #[derive(Debug, Clone, Copy)]
 struct FileStat {
@@ -515,6 +545,58 @@ mod tests {
         let mut other = entry.clone();
         other.stat.size += 1;
         assert!(!clean(&other, &meta, (mtime.0 + 1, 0)));
+    }
+
+    #[test]
+    fn a_commit_tree_gives_the_records_the_work_tree_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plain"), "plain\n").unwrap();
+        std::fs::write(dir.path().join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("plain", dir.path().join("link")).unwrap();
+        let tree_entry = |name: &str, content: &[u8], symlink, executable| IndexFile {
+            path: PathBuf::from(name),
+            id: git_blob_id(content),
+            symlink,
+            executable,
+            stat: crate::git::IndexStat {
+                mtime: (0, 0),
+                ctime: (0, 0),
+                ino: 0,
+                size: 0,
+            },
+        };
+        let tree = [
+            tree_entry("link", b"plain", true, false),
+            tree_entry("plain", b"plain\n", false, false),
+            tree_entry("tool", b"#!/bin/sh\n", false, true),
+        ];
+        let paths: Vec<PathBuf> = tree.iter().map(|f| f.path.clone()).collect();
+        let untracked: Vec<Candidate> = paths
+            .iter()
+            .map(|p| Candidate {
+                path: p,
+                entry: None,
+            })
+            .collect();
+        let from_tree: Vec<Candidate> = paths
+            .iter()
+            .zip(&tree)
+            .map(|(p, e)| Candidate {
+                path: p,
+                entry: Some(e),
+            })
+            .collect();
+        let (worked, _) = digest_all(dir.path(), &IndexSnapshot::default(), &untracked).unwrap();
+        let (committed, stats) = digest_from_tree(&from_tree);
+        assert_eq!(worked, committed);
+        assert_eq!(stats.hashed, 0);
+        let modes: Vec<&str> = committed.iter().map(|f| f.mode.as_str()).collect();
+        assert_eq!(modes, ["120000", "100644", "100755"]);
     }
 
     #[test]

@@ -120,6 +120,12 @@ type Listing = (u64, Arc<Vec<PathBuf>>);
 /// One run's cache.
 pub struct Session {
     root: PathBuf,
+    /// Where outputs are restored and captured: the work tree, or a checkout of the commit
+    /// being checked.
+    files_root: PathBuf,
+    /// The inputs are a commit's files (`index` holds its tree): their ids are taken as they
+    /// are, and there are no untracked files.
+    from_commit: bool,
     store: Store,
     /// The store's folder relative to the root, when it is inside the work tree: its files
     /// are never inputs.
@@ -155,8 +161,37 @@ impl Session {
             IndexSnapshot::default()
         };
         check_output_folders(config, &index)?;
-        Ok(Session {
+        Ok(Session::with_index(config, repo, dir, mode, index))
+    }
+
+    /// A session that keys steps on a commit's files (`files`, read from its tree) instead
+    /// of the work tree, and restores and captures outputs in `files_root` (where the steps
+    /// run: the work tree when it is that commit, else a checkout of it).
+    pub fn open_at_commit(
+        config: &Config,
+        repo: &git::Repo,
+        dir: &Path,
+        mode: Mode,
+        files: IndexSnapshot,
+        files_root: &Path,
+    ) -> Session {
+        let mut session = Session::with_index(config, repo, dir, mode, files);
+        session.from_commit = true;
+        session.files_root = files_root.to_path_buf();
+        session
+    }
+
+    fn with_index(
+        config: &Config,
+        repo: &git::Repo,
+        dir: &Path,
+        mode: Mode,
+        index: IndexSnapshot,
+    ) -> Session {
+        Session {
             root: repo.root.clone(),
+            files_root: repo.root.clone(),
+            from_commit: false,
             store: Store::new(dir),
             store_inside: std::path::absolute(dir)
                 .ok()
@@ -172,7 +207,16 @@ impl Session {
             key_commands: Mutex::new(HashMap::new()),
             stored: AtomicBool::new(false),
             store_failure_said: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The digests of some candidate inputs, from the work tree or from the commit.
+    fn digest(&self, candidates: &[Candidate]) -> Result<(Vec<inputs::InputFile>, HashStats)> {
+        if self.from_commit {
+            return Ok(inputs::digest_from_tree(candidates));
+        }
+        inputs::digest_all(&self.root, &self.index, candidates)
+            .map_err(|e| Error::io("cannot read an input file", e))
     }
 
     /// True the first time a failure to write the store is reported in this run.
@@ -195,6 +239,9 @@ impl Session {
     }
 
     fn untracked(&self, roots: Option<Vec<PathBuf>>) -> Result<Arc<Vec<PathBuf>>> {
+        if self.from_commit {
+            return Ok(Arc::new(Vec::new()));
+        }
         let generation = self.generation.load(Ordering::SeqCst);
         let mut known = self.untracked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, files)) = known.get(&roots)
@@ -251,8 +298,7 @@ impl Session {
                     .iter()
                     .map(|p| Candidate::lookup(&self.index, p))
                     .collect();
-                let (inputs, stats) = inputs::digest_all(&self.root, &self.index, &candidates)
-                    .map_err(|e| Error::io("cannot read an input file", e))?;
+                let (inputs, stats) = self.digest(&candidates)?;
                 (InputsFrom::Files, inputs, stats)
             }
             (None, _, None) => (InputsFrom::Nothing, Vec::new(), HashStats::default()),
@@ -343,12 +389,11 @@ impl Session {
                     })
                     .collect()
             });
-            let tracked = inputs::digest_all(&self.root, &self.index, &tracked);
+            let tracked = self.digest(&tracked);
             let untracked = listing.join().expect("the listing thread does not panic");
             (tracked, untracked)
         });
-        let (mut inputs, mut stats) =
-            tracked.map_err(|e| Error::io("cannot read an input file", e))?;
+        let (mut inputs, mut stats) = tracked?;
         let untracked = untracked?;
         let extra: Vec<Candidate> = untracked
             .iter()
@@ -359,8 +404,7 @@ impl Session {
             })
             .collect();
         if !extra.is_empty() {
-            let (more, more_stats) = inputs::digest_all(&self.root, &self.index, &extra)
-                .map_err(|e| Error::io("cannot read an input file", e))?;
+            let (more, more_stats) = self.digest(&extra)?;
             inputs.extend(more);
             stats.hashed += more_stats.hashed;
             stats.hashed_bytes += more_stats.hashed_bytes;
@@ -392,7 +436,13 @@ impl Session {
             if !(reachable || wanted(path)) {
                 continue;
             }
-            let state = git::submodule_state(&self.root, path)?.unwrap_or_else(|| commit.clone());
+            // A commit's submodule is the commit its gitlink names; a work tree's, what is
+            // checked out in it.
+            let state = if self.from_commit {
+                commit.clone()
+            } else {
+                git::submodule_state(&self.root, path)?.unwrap_or_else(|| commit.clone())
+            };
             found.push(inputs::InputFile {
                 path: inputs::RecordPath::new(path),
                 mode: "160000".into(),
@@ -405,12 +455,9 @@ impl Session {
     /// A digest of what is on disk below some declared outputs: each file's path, mode and
     /// git blob id.
     fn outputs_digest(&self, declared: &[String]) -> Result<String> {
-        let paths = outputs::files_below(&self.root, declared);
-        let candidates: Vec<Candidate> = paths
-            .iter()
-            .map(|p| Candidate::lookup(&self.index, p))
-            .collect();
-        let (files, _) = inputs::digest_all(&self.root, &self.index, &candidates)
+        let paths = outputs::files_below(&self.files_root, declared);
+        let candidates: Vec<Candidate> = paths.iter().map(|p| Candidate { path: p, entry: None }).collect();
+        let (files, _) = inputs::digest_all(&self.files_root, &self.index, &candidates)
             .map_err(|e| Error::io("cannot read an output of a needed step", e))?;
         let bytes = serde_json::to_vec(&files).map_err(|e| Error::Setup(e.to_string()))?;
         Ok(sha256_hex(&bytes))
@@ -496,7 +543,7 @@ impl Session {
             );
         };
         let allow = |changed: &[PathBuf]| self.check_nothing_lost(step, changed);
-        match outputs::restore(&self.root, &step.outputs, &entry, &self.store, &allow) {
+        match outputs::restore(&self.files_root, &step.outputs, &entry, &self.store, &allow) {
             Ok(()) => {
                 self.store.touch(&keyed.key);
                 if self.mode.write {
@@ -629,8 +676,8 @@ impl Session {
         };
         let _lock = self.store.shared_lock().map_err(unwritable)?;
         self.store.check_writable().map_err(unwritable)?;
-        let captured =
-            outputs::capture(&self.root, &step.outputs, &self.store).map_err(NotSaved::Step)?;
+        let captured = outputs::capture(&self.files_root, &step.outputs, &self.store)
+            .map_err(NotSaved::Step)?;
         let stdout_digest = self
             .store
             .put_bytes(log)

@@ -13,6 +13,11 @@ use std::collections::HashSet;
 
 /// The cache as `preflight run` uses it, from its flags.
 pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Session> {
+    session_with(config, repo, run_mode(config, args)?)
+}
+
+/// How `preflight run` uses the cache, from its flags.
+pub fn run_mode(config: &Config, args: &RunArgs) -> Result<Mode> {
     for name in &args.force {
         if !config.steps.contains_key(name) {
             let hint = match did_you_mean(name, config.steps.keys().map(String::as_str)) {
@@ -25,25 +30,56 @@ pub fn session(config: &Config, repo: &git::Repo, args: &RunArgs) -> Result<Sess
         }
     }
     let no_cache = args.no_cache || no_cache_from_env();
-    let mode = Mode {
+    Ok(Mode {
         read: !no_cache,
         write: !no_cache && !args.dry_run,
         force: args.force.iter().cloned().collect(),
         explain: args.explain || args.dry_run,
-    };
-    session_with(config, repo, mode)
+    })
 }
 
 /// The cache as hooks and watch mode use it: read and write, nothing forced.
 pub fn default_session(config: &Config, repo: &git::Repo) -> Result<Session> {
+    session_with(config, repo, default_mode())
+}
+
+/// How hooks and watch mode use the cache.
+pub fn default_mode() -> Mode {
     let use_cache = !no_cache_from_env();
-    let mode = Mode {
+    Mode {
         read: use_cache,
         write: use_cache,
         force: Default::default(),
         explain: false,
+    }
+}
+
+/// The cache for a run that checks a commit: keys from the commit's `files`, outputs restored
+/// and captured in `files_root`, where its steps run.
+pub fn session_at_commit(
+    config: &Config,
+    repo: &git::Repo,
+    mode: Mode,
+    files: git::IndexSnapshot,
+    files_root: &std::path::Path,
+) -> Result<Session> {
+    let cached = config.steps.values().any(cache::is_cached);
+    let (dir, mode) = match cache::cache_dir(config, &repo.root) {
+        Ok(dir) => (dir, mode),
+        // Without cached steps, a missing cache folder does not matter.
+        Err(_) if !cached => (
+            repo.root.clone(),
+            Mode {
+                read: false,
+                write: false,
+                ..mode
+            },
+        ),
+        Err(e) => return Err(e),
     };
-    session_with(config, repo, mode)
+    Ok(Session::open_at_commit(
+        config, repo, &dir, mode, files, files_root,
+    ))
 }
 
 /// `PREFLIGHT_NO_CACHE=1`: every run, hook and watch run behaves as with `--no-cache`.

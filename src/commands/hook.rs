@@ -43,7 +43,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
                 .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
             let updates = PushUpdate::parse_lines(&input)?;
             let remote = args.args.first().map_or("origin", String::as_str);
-            repo.pushed_files(remote, &updates)?
+            return pre_push(cli, &repo, &config, remote, &updates, color);
         }
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
@@ -197,6 +197,165 @@ fn refuse_empty_commit(repo: &Repo, staged: &[PathBuf], color: bool) -> Result<O
         color,
     );
     Ok(Some(exit::STEPS_FAILED))
+}
+
+/// pre-push judges what is pushed: each pushed commit (the tip of each pushed ref, peeled
+/// from tags; refs sending the same commit are checked once) on the files its ref changes
+/// on the remote, in that commit's content and with its own preflight.toml, never the work
+/// tree. The push fails when any of them fails.
+fn pre_push(
+    cli: &Cli,
+    repo: &Repo,
+    work_tree_config: &config::Config,
+    remote: &str,
+    updates: &[PushUpdate],
+    color: bool,
+) -> Result<i32> {
+    let mut pushed: Vec<Pushed> = Vec::new();
+    for update in updates {
+        let Some(commit) = repo.pushed_commit(update)? else {
+            continue;
+        };
+        let files = repo.pushed_files(remote, std::slice::from_ref(update))?;
+        let name = update
+            .remote_ref
+            .strip_prefix("refs/heads/")
+            .or_else(|| update.remote_ref.strip_prefix("refs/tags/"))
+            .unwrap_or(&update.remote_ref)
+            .to_string();
+        match pushed.iter_mut().find(|p| p.commit == commit) {
+            Some(p) => {
+                p.refs.push(name);
+                p.files.extend(files);
+            }
+            None => pushed.push(Pushed {
+                commit,
+                refs: vec![name],
+                files: files.into_iter().collect(),
+            }),
+        }
+    }
+    if pushed.is_empty() {
+        report::warn(
+            "this push sends no commit (it only deletes refs): nothing to check",
+            color,
+        );
+        return Ok(exit::SUCCESS);
+    }
+    let output = Output {
+        jobs: None,
+        fail_fast: false,
+        verbose: false,
+        format: OutputFormat::Human,
+        color,
+        ci: false,
+        remote: crate::remote::Overrides::from_env(),
+        guard_writes: true,
+    };
+    let canceller = Canceller::new();
+    run::watch_signals(&canceller)?;
+    let mut code = exit::SUCCESS;
+    for p in pushed {
+        let commit = repo.commit_content(p.commit)?;
+        let refs = p.refs.join(", ");
+        let config = match &cli.config {
+            // A configuration named on the command line is used as it is.
+            Some(_) => work_tree_config.clone(),
+            None => match committed_config(repo, &commit, color)? {
+                Some(config) => config,
+                None => {
+                    report::warn(
+                        &format!(
+                            "the pushed commit {} ({refs}) has no preflight.toml: nothing to check",
+                            commit.short_id()
+                        ),
+                        color,
+                    );
+                    continue;
+                }
+            },
+        };
+        let Some(binding) = config.hooks.get("pre-push") else {
+            report::warn(
+                &format!(
+                    "the preflight.toml of the pushed commit {} ({refs}) binds no step to \
+                     pre-push: nothing to check",
+                    commit.short_id()
+                ),
+                color,
+            );
+            continue;
+        };
+        let skip = run::skip_list(&config, color);
+        let selection = Selection {
+            names: &binding.steps,
+            fix: run::no_fixes_on_a_commit(binding.fix, color),
+            skip: &skip,
+        };
+        let files: Vec<PathBuf> = p.files.into_iter().filter(|f| commit.has_file(f)).collect();
+        let plan = plan::build(&config, &selection, &files)?;
+        let checked = run::Checked {
+            what: "the pushed commit",
+            refs: &refs,
+        };
+        let summary = run::execute_at_commit(
+            repo,
+            &config,
+            plan,
+            &output,
+            super::cache::default_mode(),
+            commit,
+            &checked,
+            std::sync::Arc::clone(&canceller),
+        )?;
+        if code == exit::SUCCESS {
+            code = run::exit_code(&summary);
+        }
+        if summary.interrupted {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+/// The configuration a commit holds (at the root, under one of the usual names).
+fn committed_config(
+    repo: &Repo,
+    commit: &git::CommitContent,
+    color: bool,
+) -> Result<Option<config::Config>> {
+    for name in config::FILE_NAMES {
+        let Some(id) = commit.file_id(std::path::Path::new(name)) else {
+            continue;
+        };
+        let bytes = repo.blob(id)?;
+        let source = String::from_utf8(bytes).map_err(|_| {
+            crate::error::Error::Usage(format!(
+                "the {name} of the pushed commit {} is not UTF-8 text",
+                commit.short_id()
+            ))
+        })?;
+        let origin = format!("in the pushed commit {}", commit.short_id());
+        let loaded = config::load_text(&repo.root.join(name), &source, Some(&origin));
+        if loaded.is_err() {
+            report::warn(
+                &format!(
+                    "the {name} of the pushed commit {} is not valid:",
+                    commit.short_id()
+                ),
+                color,
+            );
+        }
+        return loaded.map(Some);
+    }
+    Ok(None)
+}
+
+/// One commit a push sends, the refs that send it, and the files they change.
+struct Pushed {
+    commit: git::ObjectId,
+    refs: Vec<String>,
+    files: std::collections::BTreeSet<PathBuf>,
 }
 
 fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {

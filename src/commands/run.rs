@@ -7,6 +7,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::exec;
 use crate::git::{self, Repo};
+use crate::hooks::checkout::Checkout;
 use crate::hooks::stash;
 use crate::plan::{self, Selection};
 use crate::process::Canceller;
@@ -65,8 +66,10 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         (Some(h), None) if args.steps.is_empty() => h.steps.clone(),
         _ => args.steps.clone(),
     };
-    let fix = args.fix || hook.is_some_and(|h| h.fix);
+    let mut fix = args.fix || hook.is_some_and(|h| h.fix);
 
+    // --from: the commit --to names is checked, not the work tree.
+    let mut at_commit = None;
     let file_set = if !args.files.is_empty() {
         args.files
             .iter()
@@ -76,7 +79,10 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         repo.staged_files()?
     } else if let Some(from) = &args.from {
         let to = repo.resolve(args.to.as_deref().unwrap_or("HEAD"))?;
-        repo.changed_since_fork(repo.resolve(from)?, to)?
+        let files = repo.changed_since_fork(repo.resolve(from)?, to)?;
+        at_commit = Some(repo.commit_content(to)?);
+        fix = no_fixes_on_a_commit(fix, color);
+        files
     } else {
         repo.tracked_files()?
     };
@@ -116,6 +122,25 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     if let Some(steps) = &job {
         plan = super::ci::only_steps(plan, steps);
     }
+    if let Some(commit) = at_commit {
+        let mode = super::cache::run_mode(&config, args)?;
+        if args.dry_run {
+            let cache =
+                super::cache::session_at_commit(&config, &repo, mode, commit.files, &repo.root)?;
+            return super::cache::dry_run(&plan, &cache, args.format);
+        }
+        let canceller = Canceller::new();
+        watch_signals(&canceller)?;
+        let label = args.to.clone().unwrap_or_else(|| "HEAD".into());
+        let checked = Checked {
+            what: "the commit",
+            refs: &label,
+        };
+        let summary = execute_at_commit(
+            &repo, &config, plan, &output, mode, commit, &checked, canceller,
+        )?;
+        return Ok(exit_code(&summary));
+    }
     let cache = super::cache::session(&config, &repo, args)?;
     if args.dry_run {
         return super::cache::dry_run(&plan, &cache, args.format);
@@ -124,6 +149,91 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     watch_signals(&canceller)?;
     let summary = execute(&repo, &config, plan, &output, None, Some(cache), canceller);
     Ok(exit_code(&summary))
+}
+
+/// A commit's checkout is thrown away: fixes made there would be lost, so its checks run.
+pub fn no_fixes_on_a_commit(fix: bool, color: bool) -> bool {
+    if fix {
+        report::warn(
+            "fixes are not applied when a commit is checked (they would change neither the \
+             commit nor your work tree): the checks run instead",
+            color,
+        );
+    }
+    false
+}
+
+/// What a run that checks a commit tells the user it checked.
+pub struct Checked<'a> {
+    /// `the pushed commit`, `the commit`.
+    pub what: &'a str,
+    /// The refs or revision that name it.
+    pub refs: &'a str,
+}
+
+/// Runs `plan` on a commit's content rather than the work tree. Every step is keyed on the
+/// commit's files, read from its tree, so a step that passed on the same content before
+/// (at commit time) is a hit. Steps that must run do so in the work tree when it is exactly
+/// that commit, else in a temporary checkout of it, made only then and removed afterwards;
+/// outputs made there are cached (they are the commit's) and never reach the work tree.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_at_commit(
+    repo: &Repo,
+    config: &Config,
+    plan: plan::Plan,
+    output: &Output,
+    mode: crate::cache::Mode,
+    commit: git::CommitContent,
+    checked: &Checked,
+    canceller: Arc<Canceller>,
+) -> Result<Summary> {
+    let short = commit.short_id();
+    let checkout = if commit.is_work_tree {
+        None
+    } else {
+        Some(Arc::new(Checkout::new(repo, &commit.id.to_string())?))
+    };
+    let place = match &checkout {
+        None => Place::work_tree(repo),
+        Some(c) => Place {
+            root: c.path().to_path_buf(),
+            env: c.git_env(),
+            workdir: Some(Arc::clone(c) as Arc<dyn exec::Workdir>),
+        },
+    };
+    let cache = super::cache::session_at_commit(config, repo, mode, commit.files, &place.root)?;
+    let summary = execute_in(repo, &place, config, plan, output, None, Some(cache), canceller);
+    // The checkout goes before the last word, so that nothing is left behind when it is read.
+    if let Some(checkout) = &checkout {
+        checkout.remove();
+    }
+    report::warn(
+        &format!(
+            "checked {} {short} ({}), not your work tree",
+            checked.what, checked.refs
+        ),
+        output.color,
+    );
+    Ok(summary)
+}
+
+/// Where a run's steps run.
+struct Place {
+    root: PathBuf,
+    /// Variables set for every step on top of `[env]`.
+    env: Vec<(String, String)>,
+    /// When the root is made on demand.
+    workdir: Option<Arc<dyn exec::Workdir>>,
+}
+
+impl Place {
+    fn work_tree(repo: &Repo) -> Place {
+        Place {
+            root: repo.root.clone(),
+            env: Vec::new(),
+            workdir: None,
+        }
+    }
 }
 
 /// Steps named in PREFLIGHT_SKIP (comma-separated); unknown names are reported, not fatal.
@@ -150,9 +260,25 @@ pub fn skip_list(config: &Config, color: bool) -> Vec<String> {
     names
 }
 
-/// Runs a plan with the reporter the output options ask for; `canceller` stops it.
+/// Runs a plan in the work tree with the reporter the output options ask for; `canceller`
+/// stops it.
 pub fn execute(
     repo: &Repo,
+    config: &Config,
+    plan: plan::Plan,
+    output: &Output,
+    msg_file: Option<PathBuf>,
+    cache: Option<crate::cache::Session>,
+    canceller: Arc<Canceller>,
+) -> Summary {
+    let place = Place::work_tree(repo);
+    execute_in(repo, &place, config, plan, output, msg_file, cache, canceller)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute_in(
+    repo: &Repo,
+    place: &Place,
     config: &Config,
     plan: plan::Plan,
     output: &Output,
@@ -170,8 +296,11 @@ pub fn execute(
         .filter(|c| c.mode.read && c.mode.write)
         .and_then(|_| crate::remote::Session::open(config.remote.as_ref(), &output.remote))
         .map(Arc::new);
-    // Checks must leave tracked files alone; the index says which they are.
-    let guarded = output.guard_writes && plan.steps.iter().any(|s| !s.fixes && s.skip.is_none());
+    // Checks must leave tracked files alone; the index says which they are. A checkout of a
+    // commit made for this run is nobody's work: it is not watched.
+    let guarded = output.guard_writes
+        && place.workdir.is_none()
+        && plan.steps.iter().any(|s| !s.fixes && s.skip.is_none());
     let tracked = match guarded.then(|| repo.index_snapshot()) {
         Some(Ok(index)) => Some(Arc::new(index)),
         Some(Err(e)) => {
@@ -191,6 +320,7 @@ pub fn execute(
         cache: cache.map(Arc::new),
         remote,
         tracked,
+        workdir: place.workdir.clone(),
     };
 
     let human = HumanOptions {
@@ -209,10 +339,11 @@ pub fn execute(
         .env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(place.env.iter().cloned())
         .collect();
     exec::execute(
         plan,
-        &repo.root,
+        &place.root,
         env,
         &options,
         canceller,

@@ -67,11 +67,18 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     shared.keys.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(keyed.key.clone());
 
     // A step whose files are all gone is skipped, never looked up (its key still counts for
-    // the steps that need it).
-    if super::present_files(shared, planned)
-        .1
-        .is_some_and(|files| files.is_empty())
+    // the steps that need it). A checkout still to be made holds all of them.
+    if shared.workdir_ready()
+        && super::present_files(shared, planned)
+            .1
+            .is_some_and(|files| files.is_empty())
     {
+        return super::run_step(shared, i, tx);
+    }
+    // A hit restores outputs into the folder the steps run in, and a remote action reads its
+    // input files there: both need it made.
+    // When it cannot be made, the step fails, saying why.
+    if (!step.outputs.is_empty() || shared.remote.is_some()) && shared.prepare_workdir().is_err() {
         return super::run_step(shared, i, tx);
     }
 

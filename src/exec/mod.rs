@@ -35,6 +35,18 @@ pub struct Options {
     /// The index as the run starts: steps that are not fixers must leave these files alone.
     /// `None` turns the check off.
     pub tracked: Option<Arc<crate::git::IndexSnapshot>>,
+    /// The folder the steps run in, when it is made on demand (a checkout of a commit):
+    /// a run whose steps are all cache hits never makes it.
+    pub workdir: Option<Arc<dyn Workdir>>,
+}
+
+/// A folder made the first time a step needs it.
+pub trait Workdir: Send + Sync + std::fmt::Debug {
+    /// Makes the folder, once; later calls give the first call's answer. `Err` says why it
+    /// could not be made.
+    fn prepare(&self) -> Result<(), String>;
+    /// Whether it has been made.
+    fn is_ready(&self) -> bool;
 }
 
 /// What every step of a run shares.
@@ -55,6 +67,7 @@ struct Shared {
     /// Which steps run processes now, and which ran beside each: a change seen while others
     /// ran cannot be pinned on one.
     activity: Mutex<Activity>,
+    workdir: Option<Arc<dyn Workdir>>,
 }
 
 struct Activity {
@@ -64,6 +77,16 @@ struct Activity {
 }
 
 impl Shared {
+    /// Makes the folder the steps run in, if it is made on demand and not made yet.
+    fn prepare_workdir(&self) -> Result<(), String> {
+        self.workdir.as_ref().map_or(Ok(()), |w| w.prepare())
+    }
+
+    /// Whether the files of the root can be looked at (not a checkout still to be made).
+    fn workdir_ready(&self) -> bool {
+        self.workdir.as_ref().is_none_or(|w| w.is_ready())
+    }
+
     fn begin(&self, i: usize) {
         let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
         for j in a.running.clone() {
@@ -134,6 +157,7 @@ pub fn execute(
             running: Vec::new(),
             alongside: vec![Vec::new(); names.len()],
         }),
+        workdir: options.workdir.clone(),
     });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -308,6 +332,9 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         }
         (_, false) => planned.command.clone(),
     };
+    if let Err(why) = shared.prepare_workdir() {
+        return result(Status::Failed, None, Vec::new(), Some(why));
+    }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
         return result(

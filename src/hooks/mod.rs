@@ -1,7 +1,8 @@
 //! Git hooks: the shims `preflight install` writes, and saving unstaged work around a
-//! pre-commit run (`stash`).
+//! pre-commit run (`stash`), and the checkout of a pushed commit (`checkout`).
 
 mod backup;
+pub mod checkout;
 pub mod stash;
 
 use crate::error::{Error, Result};
