@@ -670,3 +670,29 @@ fn a_linked_worktree_and_a_sparse_checkout_keep_their_work() {
         "the backup lived in the worktree's own git dir and is gone"
     );
 }
+
+#[test]
+fn a_kill_while_merged_files_are_written_back_is_recovered() {
+    let config = "[steps.trim]\nrun = \"true\"\nfix = \"sed -i 's/  */ /g' {files}\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = { steps = [\"trim\"], fix = true }\n";
+    let repo = committed(
+        config,
+        &[("a.txt", "1\n2\n3\n4\n5\n6\n7\n8\n"), ("b.txt", "b\n")],
+    );
+    repo.write("a.txt", "1  fix me\n2\n3\n4\n5\n6\n7\n8\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "1  fix me\n2\n3\n4\n5\n6\n7\n8 unstaged\n");
+    repo.write("b.txt", "b unstaged\n");
+    let index_before = index_of(&repo);
+    let run = hook_with(&repo, &[("PREFLIGHT_TEST_FAULT", "restore:kill")]);
+    assert_eq!(run.code, -1, "{}", run.stderr);
+    let recover = repo.run(&["recover"]);
+    assert_eq!(recover.code, 0, "{}", recover.stderr);
+    assert_eq!(
+        repo.read_string("a.txt"),
+        "1 fix me\n2\n3\n4\n5\n6\n7\n8 unstaged\n",
+        "the user's work, with the fix merged in"
+    );
+    assert_eq!(repo.read_string("b.txt"), "b unstaged\n");
+    assert_eq!(index_of(&repo), index_before, "nothing was staged");
+    assert!(backups(&repo).is_empty());
+}
