@@ -651,6 +651,10 @@ impl SetAside {
     /// all of it reads back as it should.
     fn write_back(&self, root: &Path, plan: &Plan) -> Result<()> {
         let undo_fixes = plan.collided;
+        if !undo_fixes {
+            self.keep_merged(plan)
+                .map_err(|e| self.recovery_error(Path::new("the merged files"), e))?;
+        }
         for (i, entry) in self.manifest.entries.iter().enumerate() {
             let merged = if undo_fixes {
                 None
@@ -674,6 +678,23 @@ impl SetAside {
         std::fs::remove_dir_all(&self.dir)
             .map_err(|e| self.recovery_error(Path::new("the backup"), e))?;
         Ok(())
+    }
+
+    /// Records in the backup (`merged/<path>`) what each merged file is about to become, so
+    /// that a run killed while writing them can tell that version from an edit made since.
+    fn keep_merged(&self, plan: &Plan) -> std::io::Result<()> {
+        let mut kept = Vec::new();
+        for (entry, merged) in self.manifest.entries.iter().zip(&plan.merged) {
+            if let (Some(bytes), Node::File { mode, .. }) = (merged, &entry.user) {
+                let path = self.dir.join("merged").join(&entry.path);
+                write_copy(&path, bytes, *mode)?;
+                kept.push(path);
+            }
+        }
+        if kept.is_empty() {
+            return Ok(());
+        }
+        backup::sync_paths(&self.dir, &kept)
     }
 
     fn put_entry(
@@ -955,7 +976,9 @@ fn recover_one(root: &Path, dir: &Path) -> Recovery {
         let _ = std::fs::remove_file(backup::temp_beside(&root.join(&entry.path)));
         let now = backup::node_at(root, &entry.path).unwrap_or(Node::Other);
         let staged = backup::node_of(&dir.join("index").join(&entry.path)).unwrap_or(Node::Other);
-        if now == entry.user {
+        let merged = backup::node_of(&dir.join("merged").join(&entry.path)).ok();
+        if now == entry.user || merged.as_ref() == Some(&now) {
+            // Already back: as it was, or with a fixer's edit merged in.
             continue;
         }
         if now != staged || saved.put_entry(root, entry, None).is_err() {

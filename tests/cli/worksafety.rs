@@ -87,7 +87,12 @@ fn committed(config: &str, files: &[(&str, &str)]) -> Repo {
     repo
 }
 
-const WHOLE_TREE: &str = "[steps.check]\nrun = \"cat utils.py lib/x.py > .git/seen\"\n[hooks]\npre-commit = [\"check\"]\n";
+const WHOLE_TREE: &str = r#"
+[steps.check]
+run = "cat utils.py lib/x.py > \"$(git rev-parse --git-dir)/seen\""
+[hooks]
+pre-commit = ["check"]
+"#;
 
 #[test]
 fn untracked_files_where_tracked_paths_used_to_be_are_kept() {
@@ -594,4 +599,100 @@ fn fixes_after_a_failed_check_are_not_said_to_be_outside_the_commit() {
     );
     assert_eq!(repo.show(":a.txt"), "a  b\n", "nothing staged");
     assert_eq!(repo.read_string("a.txt"), "a b\n");
+}
+
+#[test]
+fn a_linked_worktree_and_a_sparse_checkout_keep_their_work() {
+    let repo = committed(
+        WHOLE_TREE,
+        &[
+            ("a.txt", "a\n"),
+            ("utils.py", "u\n"),
+            ("lib/x.py", "x\n"),
+            ("far/away.txt", "outside the sparse cone\n"),
+        ],
+    );
+    let linked = tempfile::Builder::new()
+        .prefix("preflight-linked")
+        .tempdir()
+        .unwrap();
+    let tree = linked.path().join("wt");
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        tree.to_str().unwrap(),
+        "-b",
+        "side",
+    ]);
+    let git = |args: &[&str]| {
+        let out = git_command(&tree).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["sparse-checkout", "set", "--no-cone", "/*", "!/far/"]);
+    assert!(
+        !tree.join("far").exists(),
+        "far/ is outside the sparse checkout"
+    );
+    std::fs::write(tree.join("a.txt"), "a\nstaged\n").unwrap();
+    git(&["add", "a.txt"]);
+    std::fs::write(tree.join("a.txt"), "a\nstaged\nunstaged\n").unwrap();
+    std::fs::remove_file(tree.join("utils.py")).unwrap();
+    std::fs::create_dir(tree.join("utils.py")).unwrap();
+    std::fs::write(tree.join("utils.py/__init__.py"), "precious\n").unwrap();
+    let before = snapshot(&tree);
+
+    let run = Run::from(
+        git_command(&tree)
+            .args(["commit", "-q", "-m", "in the linked worktree"])
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert_same(&before, &snapshot(&tree));
+    let out = git_command(&tree)
+        .args(["show", "HEAD:a.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"a\nstaged\n");
+    assert!(
+        !tree.join("far").exists(),
+        "the sparse checkout is untouched"
+    );
+    let backups = repo.path().join(".git/worktrees/wt/preflight/unstaged");
+    assert_eq!(
+        std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0),
+        0,
+        "the backup lived in the worktree's own git dir and is gone"
+    );
+}
+
+#[test]
+fn a_kill_while_merged_files_are_written_back_is_recovered() {
+    let config = "[steps.trim]\nrun = \"true\"\nfix = \"sed -i 's/  */ /g' {files}\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = { steps = [\"trim\"], fix = true }\n";
+    let repo = committed(
+        config,
+        &[("a.txt", "1\n2\n3\n4\n5\n6\n7\n8\n"), ("b.txt", "b\n")],
+    );
+    repo.write("a.txt", "1  fix me\n2\n3\n4\n5\n6\n7\n8\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "1  fix me\n2\n3\n4\n5\n6\n7\n8 unstaged\n");
+    repo.write("b.txt", "b unstaged\n");
+    let index_before = index_of(&repo);
+    let run = hook_with(&repo, &[("PREFLIGHT_TEST_FAULT", "restore:kill")]);
+    assert_eq!(run.code, -1, "{}", run.stderr);
+    let recover = repo.run(&["recover"]);
+    assert_eq!(recover.code, 0, "{}", recover.stderr);
+    assert_eq!(
+        repo.read_string("a.txt"),
+        "1 fix me\n2\n3\n4\n5\n6\n7\n8 unstaged\n",
+        "the user's work, with the fix merged in"
+    );
+    assert_eq!(repo.read_string("b.txt"), "b unstaged\n");
+    assert_eq!(index_of(&repo), index_before, "nothing was staged");
+    assert!(backups(&repo).is_empty());
 }
