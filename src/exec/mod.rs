@@ -70,7 +70,7 @@ pub fn execute(
     reporter: &mut dyn Reporter,
 ) -> Summary {
     let started = Instant::now();
-    let jobs = options.jobs.max(1);
+    let jobs = pool_size(options.jobs, &plan);
     let needs: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.needs.clone()).collect();
     let after: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.after.clone()).collect();
     let mut scheduler = Scheduler::new(&needs, &after);
@@ -182,6 +182,22 @@ pub fn execute(
     summary
 }
 
+/// The threads a run needs: `jobs` (at least 1, at most `MAX_JOBS`), but never more than
+/// the processes the plan can have running at once (one per step, or one per file for a step
+/// whose command is split into batches of its files).
+fn pool_size(jobs: usize, plan: &Plan) -> usize {
+    let most_at_once = plan
+        .steps
+        .iter()
+        .map(|s| match &s.files {
+            Some(files) if s.command.uses_files() => files.len().max(1),
+            _ => 1,
+        })
+        .fold(0usize, usize::saturating_add);
+    jobs.clamp(1, crate::config::MAX_JOBS)
+        .min(most_at_once.max(1))
+}
+
 fn not_run(name: &str, detail: String) -> StepResult {
     StepResult {
         name: name.to_string(),
@@ -282,7 +298,8 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
 
     let env = step_env(shared, step);
     let invocations = invocation::invocations(&command, files.as_deref());
-    let deadline = step.timeout.map(|t| started + t);
+    // Validation bounds timeouts; a deadline past what the clock holds is no deadline.
+    let deadline = step.timeout.and_then(|t| started.checked_add(t));
 
     let finished: Vec<process::Finished> = invocations
         .par_iter()

@@ -341,3 +341,52 @@ fn outside_a_repository_or_without_config_is_a_clear_error() {
         run.stderr
     );
 }
+
+#[test]
+fn absurd_job_counts_are_refused_and_the_pool_never_outgrows_the_steps() {
+    let repo = Repo::with_config("[steps.one]\nrun = \"true\"\n");
+    for jobs in ["20000", "99999999999", "257", "many"] {
+        let run = repo.run(&["run", "-j", jobs]);
+        run.code(2);
+        assert!(run.stderr.contains("--jobs"), "-j {jobs}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "-j {jobs}: nothing runs");
+    }
+    assert!(
+        repo.run(&["run", "-j", "20000"])
+            .stderr
+            .contains("at most 256")
+    );
+    // One step needs one thread, whatever -j says.
+    let run = repo.run(&["run", "-j", "256", "--format", "json"]);
+    run.code(0);
+    assert!(
+        run.stdout.contains(r#""event":"run_started","jobs":1"#)
+            || run.stdout.contains(r#""jobs":1,"#),
+        "{}",
+        run.stdout
+    );
+    repo.run(&["watch", "-j", "20000"]).code(2);
+}
+
+#[test]
+fn a_step_over_many_files_keeps_the_threads_its_batches_can_use() {
+    let repo =
+        Repo::with_config("[steps.each]\nrun = [\"true\", \"{files}\"]\nfiles = [\"*.txt\"]\n");
+    for i in 0..3 {
+        repo.write(format!("f{i}.txt"), "x");
+    }
+    repo.add_all();
+    let run = repo.run(&["run", "-j", "8", "--format", "json"]);
+    run.code(0);
+    assert!(run.stdout.contains(r#""jobs":3"#), "{}", run.stdout);
+}
+
+#[test]
+fn the_longest_timeout_runs_without_overflow() {
+    let repo = Repo::with_config("[steps.a]\nrun = \"true\"\ntimeout = \"365d\"\n");
+    repo.run(&["run"]).code(0);
+    let long = Repo::with_config("[steps.a]\nrun = \"true\"\ntimeout = \"9223372036854775807s\"\n");
+    let run = long.run(&["run"]);
+    run.code(2);
+    assert!(run.stderr.contains("longer than a year"), "{}", run.stderr);
+}
