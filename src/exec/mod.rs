@@ -56,6 +56,8 @@ enum Message {
     /// A remote execution's stage.
     Remote(usize, String),
     Warning(String),
+    /// Processes that outlived the step's own process and still held its output open.
+    LeftProcesses(usize, Vec<process::Leftover>),
     Done(usize, StepResult),
 }
 
@@ -147,6 +149,10 @@ pub fn execute(
                 stage,
             }),
             Message::Warning(text) => reporter.event(Event::Warning(text)),
+            Message::LeftProcesses(i, left) => reporter.event(Event::StepLeftProcesses {
+                name: names[i].clone(),
+                processes: left.into_iter().map(|p| (p.pid, p.command)).collect(),
+            }),
             Message::Done(i, mut result) => {
                 running -= 1;
                 if result.status == Status::Cancelled {
@@ -324,6 +330,14 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .iter()
         .flat_map(|f| f.output.iter().copied())
         .collect();
+    let leftover: Vec<process::Leftover> = finished
+        .iter()
+        .filter_map(|f| f.leftover.clone())
+        .flatten()
+        .collect();
+    if finished.iter().any(|f| f.leftover.is_some()) {
+        let _ = tx.send(Message::LeftProcesses(i, leftover));
+    }
     let worst = finished
         .iter()
         .map(|f| &f.outcome)
