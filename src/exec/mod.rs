@@ -3,6 +3,7 @@
 
 mod cached;
 pub mod invocation;
+mod not_found;
 mod remote;
 pub mod scheduler;
 
@@ -351,7 +352,10 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .unwrap_or(Outcome::Exited(0));
     match worst {
         Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
-        Outcome::Exited(code) => result(Status::Failed, Some(code), output, None),
+        Outcome::Exited(code) => {
+            let why = not_found::explain(&command, code, &output, &env, &cwd);
+            result(Status::Failed, Some(code), output, why)
+        }
         Outcome::Signaled(sig) => result(
             Status::Failed,
             None,

@@ -390,3 +390,39 @@ fn the_longest_timeout_runs_without_overflow() {
     run.code(2);
     assert!(run.stderr.contains("longer than a year"), "{}", run.stderr);
 }
+
+#[test]
+fn a_missing_tool_in_a_command_string_is_named() {
+    let repo = Repo::with_config(
+        "[steps.fmt]\nrun = \"no-such-tool-4711 -d .\"\n[steps.script]\nrun = \"./tool.sh\"\n[steps.own]\nrun = \"exit 127\"\n",
+    );
+    repo.write("tool.sh", "#!/bin/sh\necho hi\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("fmt").ends_with(
+            ": exit code 127: `no-such-tool-4711` not found (is it installed and on PATH?)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line_of("script").ends_with(
+            ": exit code 126: `./tool.sh` cannot be run (is it executable, and a program?)"
+        ),
+        "{}",
+        run.stdout
+    );
+    // A command that exits 127 on its own is not blamed on a missing tool.
+    assert!(
+        run.line_of("own").ends_with(": exit code 127"),
+        "{}",
+        run.stdout
+    );
+    let json = repo.run(&["run", "fmt", "--format", "json"]);
+    assert!(
+        json.stdout.contains("`no-such-tool-4711` not found"),
+        "{}",
+        json.stdout
+    );
+}
