@@ -90,7 +90,10 @@ pub enum Command {
     )]
     Graph(GraphArgs),
     /// Say why steps would run: what changed since the cache entry each last used
-    #[command(after_help = "Examples:\n  preflight explain build\n  preflight explain build test")]
+    #[command(
+        after_help = "Examples:\n  preflight explain            every step\n  \
+                            preflight explain build\n  preflight explain build test"
+    )]
     Explain(ExplainArgs),
     /// Inspect or trim the cache
     #[command(
@@ -140,8 +143,8 @@ pub struct CiGenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// The steps to explain (the steps they need are keyed too)
-    #[arg(required = true, value_name = "STEP")]
+    /// The steps to explain (default: all; the steps they need are keyed too)
+    #[arg(value_name = "STEP")]
     pub steps: Vec<String>,
 }
 

@@ -426,3 +426,33 @@ fn a_missing_tool_in_a_command_string_is_named() {
         json.stdout
     );
 }
+
+#[test]
+fn a_file_given_twice_reaches_the_command_once() {
+    let repo = Repo::with_config(
+        "[steps.list]\nrun = \"printf '%s\\\\n' {files} >> seen\"\nfiles = [\"*.txt\"]\n",
+    );
+    repo.write("a.txt", "a");
+    repo.write("b.txt", "b");
+    repo.write(".gitignore", "seen\n");
+    repo.add_all();
+    repo.run(&["run", "--files", "a.txt", "a.txt", "./a.txt", "b.txt"])
+        .code(0);
+    assert_eq!(repo.read_string("seen"), "a.txt\nb.txt\n");
+}
+
+#[test]
+fn explain_without_names_explains_every_step() {
+    let repo = Repo::with_config(
+        "[steps.lint]\nrun = \"true\"\nfiles = [\"*.txt\"]\n[steps.build]\nrun = \"true\"\ninputs = [\"*.txt\"]\n",
+    );
+    repo.write("a.txt", "a");
+    repo.add_all();
+    let run = repo.run(&["explain"]);
+    run.code(0);
+    assert!(run.stdout.contains("lint"), "{}", run.stdout);
+    assert!(run.stdout.contains("build"), "{}", run.stdout);
+    let one = repo.run(&["explain", "build"]);
+    one.code(0);
+    assert!(!one.stdout.contains("lint"), "{}", one.stdout);
+}
