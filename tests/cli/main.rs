@@ -10,6 +10,7 @@ mod ci;
 mod config_errors;
 mod examples;
 mod files;
+mod fuzz;
 mod hooks;
 mod inspect;
 mod processes;
