@@ -1,5 +1,5 @@
 //! Values the program must be able to hold and the system must accept: how many steps run at
-//! once, and environment variable names and values.
+//! once, environment variable names and values, and command text.
 
 use super::raw::Checker;
 use toml::Spanned;
@@ -111,5 +111,26 @@ pub(super) fn check_key_env(check: &mut Checker, step: &str, names: &[Spanned<St
             );
             d.label = why.into();
         }
+    }
+}
+
+/// A command (string or array) with a NUL byte: no program can receive it.
+pub(super) fn check_command_bytes(
+    check: &mut Checker,
+    step: &str,
+    key: &str,
+    cmd: &Spanned<super::Command>,
+) {
+    let has_nul = match cmd.get_ref() {
+        super::Command::Shell(s) => s.contains('\0'),
+        super::Command::Argv(args) => args.iter().any(|a| a.contains('\0')),
+    };
+    if has_nul {
+        check
+            .error(
+                cmd.span(),
+                format!("`{key}` of step `{step}` holds a NUL byte"),
+            )
+            .label = "a program cannot receive a NUL byte in its arguments".into();
     }
 }

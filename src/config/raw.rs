@@ -243,6 +243,7 @@ impl Checker<'_> {
 
     fn command(&mut self, step: &str, key: &str, cmd: &Spanned<Command>) {
         let span = cmd.span();
+        super::limits::check_command_bytes(self, step, key, cmd);
         match cmd.get_ref() {
             Command::Shell(s) if s.trim().is_empty() => {
                 self.error(span, format!("`{key}` of step `{step}` is empty"))

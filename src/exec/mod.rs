@@ -90,11 +90,20 @@ pub fn execute(
         keys: Mutex::new(vec![None; names.len()]),
         remote: options.remote.clone(),
     });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("preflight-worker-{i}"))
-        .build()
-        .expect("a thread pool can be built");
+    let (pool, jobs) = match step_pool(jobs) {
+        Ok((pool, granted)) => {
+            if granted < jobs {
+                reporter.event(Event::Warning(format!(
+                    "the system granted {granted} of {jobs} threads: at most {granted} steps run at once"
+                )));
+            }
+            (Some(pool), granted)
+        }
+        Err(e) => {
+            reporter.event(Event::Warning(format!("cannot start a thread: {e}")));
+            (None, 0)
+        }
+    };
     let (tx, rx) = mpsc::channel::<Message>();
     let mut summary = Summary::default();
     let mut running = 0usize;
@@ -113,7 +122,7 @@ pub fn execute(
     };
 
     loop {
-        if !canceller.is_cancelled() {
+        if let Some(pool) = pool.as_ref().filter(|_| !canceller.is_cancelled()) {
             while let Some(i) = scheduler.next_ready() {
                 running += 1;
                 let shared = Arc::clone(&shared);
@@ -125,7 +134,10 @@ pub fn execute(
             }
         }
         if running == 0 {
-            let reason = canceller.reason().to_string();
+            let reason = match pool {
+                Some(_) => canceller.reason().to_string(),
+                None => "no thread could be started".to_string(),
+            };
             for i in scheduler.drain_waiting() {
                 let result = not_run(&names[i], format!("not started: {reason}"));
                 finish(reporter, &mut statuses, result, i);
@@ -203,6 +215,23 @@ fn pool_size(jobs: usize, plan: &Plan) -> usize {
         .fold(0usize, usize::saturating_add);
     jobs.clamp(1, crate::config::MAX_JOBS)
         .min(most_at_once.max(1))
+}
+
+/// The step pool: `jobs` threads, or as many as the system grants (halving down to one),
+/// with how many it has.
+fn step_pool(jobs: usize) -> Result<(rayon::ThreadPool, usize), rayon::ThreadPoolBuildError> {
+    let mut threads = jobs.max(1);
+    loop {
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("preflight-worker-{i}"))
+            .build()
+        {
+            Ok(pool) => return Ok((pool, threads)),
+            Err(e) if threads == 1 => return Err(e),
+            Err(_) => threads /= 2,
+        }
+    }
 }
 
 fn not_run(name: &str, detail: String) -> StepResult {

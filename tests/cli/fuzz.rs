@@ -24,6 +24,7 @@ fn parse_never_panics(text: &str) {
         Ok(config) => {
             assert!(config.settings.jobs <= MAX_JOBS);
             for step in config.steps.values() {
+                assert!(!step.run.to_string().contains('\0'));
                 if let Some(t) = step.timeout {
                     assert!(t <= MAX_DURATION);
                     assert!(std::time::Instant::now().checked_add(t).is_some());
