@@ -265,6 +265,12 @@ fn pipe_inode(reader: &std::io::PipeReader) -> Option<u64> {
 /// /proc on Linux; elsewhere none can be named.
 fn pipe_holders(inode: u64) -> Vec<Leftover> {
     let target = format!("pipe:[{inode}]");
+    holders(|link| link.as_os_str() == &*target)
+}
+
+/// The processes (other than preflight) with a descriptor whose /proc link `is_target`
+/// accepts (a file's path, `pipe:[inode]`); none where there is no /proc.
+pub fn holders(is_target: impl Fn(&Path) -> bool) -> Vec<Leftover> {
     let own = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -286,7 +292,7 @@ fn pipe_holders(inode: u64) -> Vec<Leftover> {
         };
         let holds = fds
             .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == &*target));
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| is_target(&l)));
         if holds {
             found.push(Leftover {
                 pid,
