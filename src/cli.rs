@@ -93,7 +93,10 @@ pub enum Command {
     )]
     Graph(GraphArgs),
     /// Say why steps would run: what changed since the cache entry each last used
-    #[command(after_help = "Examples:\n  preflight explain build\n  preflight explain build test")]
+    #[command(
+        after_help = "Examples:\n  preflight explain            every step\n  \
+                            preflight explain build\n  preflight explain build test"
+    )]
     Explain(ExplainArgs),
     /// Inspect or trim the cache
     #[command(
@@ -143,8 +146,8 @@ pub struct CiGenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// The steps to explain (the steps they need are keyed too)
-    #[arg(required = true, value_name = "STEP")]
+    /// The steps to explain (default: all; the steps they need are keyed too)
+    #[arg(value_name = "STEP")]
     pub steps: Vec<String>,
 }
 
@@ -163,8 +166,8 @@ pub struct RunArgs {
     /// Steps to run (default: all); the steps they need run too
     pub steps: Vec<String>,
 
-    /// How many steps run at once (default: settings.jobs, else one per core)
-    #[arg(short, long, value_name = "N")]
+    /// How many steps run at once, up to 256 (default: settings.jobs, else one per core)
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
 
     /// At the first failure, start nothing new and stop the running steps
@@ -270,8 +273,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "NAME", default_value = "")]
     pub instance: String,
 
-    /// How many actions run at once
-    #[arg(short, long, value_name = "N", default_value_t = 1)]
+    /// How many actions run at once, 1 to 256
+    #[arg(short, long, value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
     pub jobs: usize,
 
     /// A platform property this worker offers (repeatable); OSFamily and ISA are set
@@ -353,8 +356,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub poll: bool,
 
-    /// How many steps run at once (default: settings.jobs, else one per core)
-    #[arg(short, long, value_name = "N")]
+    /// How many steps run at once, up to 256 (default: settings.jobs, else one per core)
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
 
     /// Stream every step's output live, each line prefixed with the step name
@@ -396,6 +399,16 @@ pub struct GraphArgs {
     /// Graph syntax
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+}
+
+/// `-j N`: a whole number up to `MAX_JOBS` (0: one per core).
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    let max = crate::config::MAX_JOBS;
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= max as u64 => Ok(n as usize),
+        Ok(_) => Err(format!("at most {max} can run at once")),
+        Err(_) => Err(format!("expected a whole number from 1 to {max}")),
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,10 +1,13 @@
 //! Running one process: its own process group, environment and working directory, combined
 //! stdout+stderr captured (and optionally streamed line by line), a timeout, and cancellation
-//! that kills the whole group so nothing is left behind.
+//! that kills the whole group so nothing is left behind. A process that left the group
+//! (`setsid`, a daemon) and still holds the output open is not waited for: the step ends when
+//! its own process does, and the holders are named.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
@@ -47,6 +50,17 @@ impl Outcome {
 pub struct Finished {
     pub outcome: Outcome,
     pub output: Vec<u8>,
+    /// Set when the output was still held open after the process had ended: the processes
+    /// holding it, as far as they can be found (empty when they cannot).
+    pub leftover: Option<Vec<Leftover>>,
+}
+
+/// A process that outlived a step's own process and escaped its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub pid: u32,
+    /// Its command line, shortened; empty when it cannot be read.
+    pub command: String,
 }
 
 /// What to run and how.
@@ -61,6 +75,11 @@ pub struct Spec<'a> {
 const MAX_CAPTURE: usize = 16 << 20;
 /// How long a process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the step's own process has ended, how long its output may take to reach end of
+/// file before whatever still holds it open is given up on.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How often the output reader looks whether it has been given up on.
+const POLL_INTERVAL_MS: i32 = 50;
 
 /// The live process groups of a run, so that a timeout, --fail-fast or Ctrl-C can kill them.
 #[derive(Default)]
@@ -177,6 +196,7 @@ pub fn run(spec: &Spec, canceller: &Canceller, on_line: Option<LineSink>) -> Fin
             return Finished {
                 outcome: Outcome::Cancelled,
                 output: Vec::new(),
+                leftover: None,
             };
         }
         Some(Err(e)) => {
@@ -191,26 +211,120 @@ pub fn run(spec: &Spec, canceller: &Canceller, on_line: Option<LineSink>) -> Fin
         Some(Ok(child)) => child,
     };
     let pgid = child.id() as i32;
-    let output_thread = std::thread::spawn(move || capture(reader, on_line));
+    let pipe = pipe_inode(&reader);
+    let abandon = Arc::new(AtomicBool::new(false));
+    let (output_tx, output_rx) = mpsc::channel();
+    {
+        let abandon = Arc::clone(&abandon);
+        std::thread::spawn(move || {
+            let _ = output_tx.send(capture(reader, on_line, &abandon));
+        });
+    }
 
     let status = wait_with_timeout(&mut child, spec.timeout);
     // Whatever the step left running in its group goes with it.
     kill_group(pgid, libc::SIGKILL);
     canceller.forget(pgid);
-    let output = output_thread.join().unwrap_or_default();
+    // A process outside the group may still hold the pipe: the step is over all the same.
+    let (output, leftover) = match output_rx.recv_timeout(DRAIN_GRACE) {
+        Ok(output) => (output, None),
+        Err(mpsc::RecvTimeoutError::Disconnected) => (Vec::new(), None),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let holders = pipe.map(pipe_holders).unwrap_or_default();
+            abandon.store(true, Ordering::SeqCst);
+            (output_rx.recv().unwrap_or_default(), Some(holders))
+        }
+    };
 
     let outcome = match status {
         None => Outcome::TimedOut,
         Some(_) if canceller.is_cancelled() => Outcome::Cancelled,
         Some(status) => exit_outcome(status),
     };
-    Finished { outcome, output }
+    Finished {
+        outcome,
+        output,
+        leftover,
+    }
+}
+
+/// The pipe's inode number, by which other processes' descriptors of it can be recognised.
+fn pipe_inode(reader: &std::io::PipeReader) -> Option<u64> {
+    // SAFETY: fstat on a descriptor we own, into a zeroed local of the right type (all of
+    // whose fields are plain integers).
+    let (r, stat) = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let r = libc::fstat(reader.as_raw_fd(), &mut stat);
+        (r, stat)
+    };
+    #[allow(clippy::unnecessary_cast)] // st_ino is u32 on some targets
+    (r == 0).then_some(stat.st_ino as u64)
+}
+
+/// The processes (other than preflight) with a descriptor of pipe `inode`, found through
+/// /proc on Linux; elsewhere none can be named.
+fn pipe_holders(inode: u64) -> Vec<Leftover> {
+    let target = format!("pipe:[{inode}]");
+    holders(|link| link.as_os_str() == &*target)
+}
+
+/// The processes (other than preflight) with a descriptor whose /proc link `is_target`
+/// accepts (a file's path, `pipe:[inode]`); none where there is no /proc.
+pub fn holders(is_target: impl Fn(&Path) -> bool) -> Vec<Leftover> {
+    let own = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| is_target(&l)));
+        if holds {
+            found.push(Leftover {
+                pid,
+                command: command_line(pid),
+            });
+        }
+    }
+    found
+}
+
+/// A process's command line, its arguments joined by spaces and cut at 120 characters.
+fn command_line(pid: u32) -> String {
+    const SHOWN: usize = 120;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let joined = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.chars().count() > SHOWN {
+        joined.chars().take(SHOWN).collect::<String>() + "…"
+    } else {
+        joined
+    }
 }
 
 fn spawn_failed(message: String) -> Finished {
     Finished {
         output: format!("{message}\n").into_bytes(),
         outcome: Outcome::SpawnFailed(message),
+        leftover: None,
     }
 }
 
@@ -262,14 +376,38 @@ fn raw_status((r, status): (i32, i32)) -> ExitStatus {
     }
 }
 
-/// Reads the output pipe to EOF, keeping up to MAX_CAPTURE bytes and streaming whole lines.
-fn capture(mut reader: std::io::PipeReader, mut on_line: Option<LineSink>) -> Vec<u8> {
+/// Whether `reader` has something to read (or reached end of file) within `timeout_ms`.
+fn readable(reader: &std::io::PipeReader, timeout_ms: i32) -> bool {
+    let mut poll = libc::pollfd {
+        fd: reader.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd that lives for the call.
+    let r = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    // An error other than an interruption is left for read() to report.
+    r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+}
+
+/// Reads the output pipe to EOF, or until `abandon` is set, keeping up to MAX_CAPTURE bytes
+/// and streaming whole lines.
+fn capture(
+    mut reader: std::io::PipeReader,
+    mut on_line: Option<LineSink>,
+    abandon: &AtomicBool,
+) -> Vec<u8> {
     let mut output = Vec::new();
     let mut dropped = 0usize;
     let mut line_start = 0usize;
     let mut pending = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
+        if abandon.load(Ordering::SeqCst) {
+            break;
+        }
+        if !readable(&reader, POLL_INTERVAL_MS) {
+            continue;
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

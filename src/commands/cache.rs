@@ -210,7 +210,7 @@ fn current_root() -> Result<std::path::PathBuf> {
     Ok(git::discover(&current_dir()?)?.root)
 }
 
-/// `preflight explain STEP...`.
+/// `preflight explain [STEP...]`: the named steps, or every step.
 pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
     let config_path = match &cli.config {
@@ -235,10 +235,11 @@ pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         &cache::cache_dir(&config, &repo.root)?,
         mode,
     )?;
+    // Named steps are explained without the steps they need; no names: every step.
     let wanted: HashSet<&str> = args.steps.iter().map(String::as_str).collect();
     let steps: Vec<StepKey> = keys(&plan, &session, &repo.root)
         .into_iter()
-        .filter(|s| wanted.contains(s.name.as_str()))
+        .filter(|s| wanted.is_empty() || wanted.contains(s.name.as_str()))
         .collect();
     report::explain(&steps);
     Ok(exit::SUCCESS)

@@ -71,10 +71,16 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
     // --from: the commit --to names is checked, not the work tree.
     let mut at_commit = None;
     let file_set = if !args.files.is_empty() {
-        args.files
-            .iter()
-            .map(|f| repo_relative(&repo.root, &cwd, f))
-            .collect::<Result<_>>()?
+        // A path given twice (or as `a` and `./a`) reaches the commands once.
+        let mut seen = std::collections::HashSet::new();
+        let mut files = Vec::new();
+        for f in &args.files {
+            let f = repo_relative(&repo.root, &cwd, f)?;
+            if seen.insert(f.clone()) {
+                files.push(f);
+            }
+        }
+        files
     } else if args.staged {
         repo.staged_files()?
     } else if let Some(from) = &args.from {

@@ -165,6 +165,21 @@ fn printer(name: String, endpoint: String, options: &Options, color: bool) -> wo
             }
             Event::Finished(f) => {
                 let took = format_duration(f.elapsed);
+                if let Ok(ran) = &f.outcome
+                    && !ran.leftover.is_empty()
+                {
+                    let which = ran
+                        .leftover
+                        .iter()
+                        .map(|(pid, command)| format!("pid {pid} `{command}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    eprintln!(
+                        "{prefix} warning: {which} left the group of action {} and still \
+                         holds its output open; it was not waited for, and is still running",
+                        f.action
+                    );
+                }
                 match &f.outcome {
                     Ok(ran) if ran.timed_out.is_some() => {
                         format!("timed out, killed in {took} (action {})", f.action)

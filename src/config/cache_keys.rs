@@ -59,7 +59,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "tib" => 1 << 40,
         other => return Err(format!("unknown unit `{other}`")),
     };
-    Ok((number * factor as f64) as u64)
+    let bytes = number * factor as f64;
+    // Beyond 2^64 bytes the float-to-integer conversion would quietly saturate.
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("`{text}` is more than any disk holds"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Whether a path component names git's folder on some file system: `.git` in any letter
+/// case (macOS and Windows ignore case), also with the characters HFS+ ignores.
+fn is_git_dir_name(component: Component) -> bool {
+    let name = component.as_os_str().to_string_lossy();
+    let visible: String = name
+        .chars()
+        .filter(|c| {
+            !matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{206a}'..='\u{206f}' | '\u{feff}')
+        })
+        .collect();
+    visible.eq_ignore_ascii_case(".git")
 }
 
 /// A glob or path that climbs out of the repository.
@@ -101,12 +120,8 @@ pub(super) fn check_step(
             Some("outputs are paths relative to the repository root, inside it")
         } else if text.contains(['*', '?', '[', '{']) {
             Some("outputs are paths, not globs: name the file or the folder")
-        } else if Path::new(trimmed)
-            .components()
-            .next()
-            .is_some_and(|c| c.as_os_str() == ".git")
-        {
-            Some("git's own folder cannot be an output")
+        } else if Path::new(trimmed).components().any(is_git_dir_name) {
+            Some("git's own folder cannot be an output (nor be inside one)")
         } else {
             None
         };
@@ -187,5 +202,7 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999999999TB").is_err());
+        assert!(parse_size("18446744073709551616").is_err());
     }
 }

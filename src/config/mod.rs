@@ -8,6 +8,7 @@
 mod cache_keys;
 mod ci;
 mod diagnostic;
+mod limits;
 mod raw;
 mod remote;
 
@@ -17,6 +18,7 @@ pub use ci::{
     Triggers, needed_jobs,
 };
 pub use diagnostic::{Diagnostic, did_you_mean};
+pub use limits::{MAX_DURATION, MAX_JOBS};
 pub use remote::{Remote, RemoteCache};
 
 use crate::error::{Error, Result};
@@ -243,11 +245,15 @@ pub fn parse(path: &Path, source: &str) -> std::result::Result<Config, Vec<Diagn
     raw::validate(path, raw)
 }
 
-/// Parses a duration such as `500ms`, `90s`, `10m`, `1h` or `1m 30s`.
+/// Parses a duration such as `500ms`, `90s`, `10m`, `1h` or `1m 30s`, longer than zero and
+/// at most `MAX_DURATION`.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("a timeout must be longer than zero".into());
+    }
+    if d > MAX_DURATION {
+        return Err("it is longer than a year, the longest duration preflight takes".into());
     }
     Ok(d)
 }

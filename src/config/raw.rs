@@ -20,7 +20,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     settings: RawSettings,
     #[serde(default)]
-    env: IndexMap<String, EnvValue>,
+    env: IndexMap<Spanned<String>, Spanned<EnvValue>>,
     #[serde(default)]
     steps: IndexMap<Spanned<String>, RawStep>,
     #[serde(default)]
@@ -33,8 +33,7 @@ pub(super) struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
-    #[serde(default)]
-    jobs: usize,
+    jobs: Option<Spanned<u64>>,
     #[serde(default)]
     fail_fast: bool,
     #[serde(default)]
@@ -50,7 +49,7 @@ struct RawStep {
     fix: Option<Spanned<Command>>,
     dir: Option<Spanned<String>>,
     #[serde(default)]
-    env: IndexMap<String, EnvValue>,
+    env: IndexMap<Spanned<String>, Spanned<EnvValue>>,
     #[serde(default)]
     needs: Vec<Spanned<String>>,
     #[serde(default)]
@@ -219,8 +218,10 @@ pub(super) fn strings(list: &[Spanned<String>]) -> Vec<String> {
     list.iter().map(|s| s.get_ref().clone()).collect()
 }
 
-fn env_map(raw: IndexMap<String, EnvValue>) -> IndexMap<String, String> {
-    raw.into_iter().map(|(k, v)| (k, v.0)).collect()
+fn env_map(raw: IndexMap<Spanned<String>, Spanned<EnvValue>>) -> IndexMap<String, String> {
+    raw.into_iter()
+        .map(|(k, v)| (k.into_inner(), v.into_inner().0))
+        .collect()
 }
 
 /// Collects diagnostics for one file.
@@ -242,6 +243,7 @@ impl Checker<'_> {
 
     fn command(&mut self, step: &str, key: &str, cmd: &Spanned<Command>) {
         let span = cmd.span();
+        super::limits::check_command_bytes(self, step, key, cmd);
         match cmd.get_ref() {
             Command::Shell(s) if s.trim().is_empty() => {
                 self.error(span, format!("`{key}` of step `{step}` is empty"))
@@ -411,6 +413,8 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         check.step_refs_in(&s.needs, &steps, |n| {
             format!("step `{name}` needs `{n}`, which is not a step")
         });
+        super::limits::check_env(&mut check, &format!("step `{name}`"), &s.env, |v| &v.0);
+        super::limits::check_key_env(&mut check, &name, &s.key_env);
         steps[&name].env = env_map(s.env);
     }
     // Needs spans, for pointing at the edge that closes a cycle.
@@ -447,6 +451,8 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         );
     }
 
+    super::limits::check_env(&mut check, "[env]", &raw.env, |v| &v.0);
+    let jobs = super::limits::check_jobs(&mut check, raw.settings.jobs.as_ref());
     let ci = super::ci::validate(&mut check, raw.ci, &steps);
     let remote = super::remote::validate(&mut check, raw.remote);
     let cache_max = super::cache_keys::check_settings(
@@ -464,7 +470,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
     Ok(Config {
         path: path.to_path_buf(),
         settings: Settings {
-            jobs: raw.settings.jobs,
+            jobs,
             fail_fast: raw.settings.fail_fast,
             salt: raw.settings.salt,
             cache_dir: raw

@@ -90,7 +90,7 @@ pub(super) struct RawRemote {
     timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     queue_timeout: Option<Spanned<String>>,
-    retries: Option<u32>,
+    retries: Option<Spanned<u32>>,
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -232,6 +232,6 @@ pub(super) fn validate(check: &mut Checker, raw: Option<Spanned<RawRemote>>) -> 
             raw.queue_timeout.as_ref(),
             Duration::from_secs(600),
         ),
-        retries: raw.retries.unwrap_or(3),
+        retries: super::limits::check_retries(check, raw.retries.as_ref()).unwrap_or(3),
     })
 }

@@ -3,6 +3,7 @@
 
 mod cached;
 pub mod invocation;
+mod not_found;
 mod remote;
 pub mod scheduler;
 mod writes;
@@ -118,6 +119,8 @@ enum Message {
     /// A remote execution's stage.
     Remote(usize, String),
     Warning(String),
+    /// Processes that outlived the step's own process and still held its output open.
+    LeftProcesses(usize, Vec<process::Leftover>),
     Done(usize, StepResult),
 }
 
@@ -132,7 +135,7 @@ pub fn execute(
     reporter: &mut dyn Reporter,
 ) -> Summary {
     let started = Instant::now();
-    let jobs = options.jobs.max(1);
+    let jobs = pool_size(options.jobs, &plan);
     let needs: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.needs.clone()).collect();
     let after: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.after.clone()).collect();
     let mut scheduler = Scheduler::new(&needs, &after);
@@ -159,11 +162,20 @@ pub fn execute(
         }),
         workdir: options.workdir.clone(),
     });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("preflight-worker-{i}"))
-        .build()
-        .expect("a thread pool can be built");
+    let (pool, jobs) = match step_pool(jobs) {
+        Ok((pool, granted)) => {
+            if granted < jobs {
+                reporter.event(Event::Warning(format!(
+                    "the system granted {granted} of {jobs} threads: at most {granted} steps run at once"
+                )));
+            }
+            (Some(pool), granted)
+        }
+        Err(e) => {
+            reporter.event(Event::Warning(format!("cannot start a thread: {e}")));
+            (None, 0)
+        }
+    };
     let (tx, rx) = mpsc::channel::<Message>();
     let mut summary = Summary::default();
     let mut running = 0usize;
@@ -182,7 +194,7 @@ pub fn execute(
     };
 
     loop {
-        if !canceller.is_cancelled() {
+        if let Some(pool) = pool.as_ref().filter(|_| !canceller.is_cancelled()) {
             while let Some(i) = scheduler.next_ready() {
                 running += 1;
                 let shared = Arc::clone(&shared);
@@ -194,7 +206,10 @@ pub fn execute(
             }
         }
         if running == 0 {
-            let reason = canceller.reason().to_string();
+            let reason = match pool {
+                Some(_) => canceller.reason().to_string(),
+                None => "no thread could be started".to_string(),
+            };
             for i in scheduler.drain_waiting() {
                 let result = not_run(&names[i], format!("not started: {reason}"));
                 finish(reporter, &mut statuses, result, i);
@@ -219,6 +234,10 @@ pub fn execute(
                 stage,
             }),
             Message::Warning(text) => reporter.event(Event::Warning(text)),
+            Message::LeftProcesses(i, left) => reporter.event(Event::StepLeftProcesses {
+                name: names[i].clone(),
+                processes: left.into_iter().map(|p| (p.pid, p.command)).collect(),
+            }),
             Message::Done(i, mut result) => {
                 running -= 1;
                 if result.status == Status::Cancelled {
@@ -252,6 +271,39 @@ pub fn execute(
     summary.interrupted = canceller.was_interrupted();
     reporter.event(Event::RunFinished(summary.clone()));
     summary
+}
+
+/// The threads a run needs: `jobs` (at least 1, at most `MAX_JOBS`), but never more than
+/// the processes the plan can have running at once (one per step, or one per file for a step
+/// whose command is split into batches of its files).
+fn pool_size(jobs: usize, plan: &Plan) -> usize {
+    let most_at_once = plan
+        .steps
+        .iter()
+        .map(|s| match &s.files {
+            Some(files) if s.command.uses_files() => files.len().max(1),
+            _ => 1,
+        })
+        .fold(0usize, usize::saturating_add);
+    jobs.clamp(1, crate::config::MAX_JOBS)
+        .min(most_at_once.max(1))
+}
+
+/// The step pool: `jobs` threads, or as many as the system grants (halving down to one),
+/// with how many it has.
+fn step_pool(jobs: usize) -> Result<(rayon::ThreadPool, usize), rayon::ThreadPoolBuildError> {
+    let mut threads = jobs.max(1);
+    loop {
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("preflight-worker-{i}"))
+            .build()
+        {
+            Ok(pool) => return Ok((pool, threads)),
+            Err(e) if threads == 1 => return Err(e),
+            Err(_) => threads /= 2,
+        }
+    }
 }
 
 fn not_run(name: &str, detail: String) -> StepResult {
@@ -362,7 +414,8 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
 
     let env = step_env(shared, step);
     let invocations = invocation::invocations(&command, files.as_deref());
-    let deadline = step.timeout.map(|t| started + t);
+    // Validation bounds timeouts; a deadline past what the clock holds is no deadline.
+    let deadline = step.timeout.and_then(|t| started.checked_add(t));
 
     let finished: Vec<process::Finished> = invocations
         .par_iter()
@@ -389,6 +442,14 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .iter()
         .flat_map(|f| f.output.iter().copied())
         .collect();
+    let leftover: Vec<process::Leftover> = finished
+        .iter()
+        .filter_map(|f| f.leftover.clone())
+        .flatten()
+        .collect();
+    if finished.iter().any(|f| f.leftover.is_some()) {
+        let _ = tx.send(Message::LeftProcesses(i, leftover));
+    }
     let worst = finished
         .iter()
         .map(|f| &f.outcome)
@@ -402,7 +463,10 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .unwrap_or(Outcome::Exited(0));
     let mut result = match worst {
         Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
-        Outcome::Exited(code) => result(Status::Failed, Some(code), output, None),
+        Outcome::Exited(code) => {
+            let why = not_found::explain(&command, code, &output, &env, &cwd);
+            result(Status::Failed, Some(code), output, why)
+        }
         Outcome::Signaled(sig) => result(
             Status::Failed,
             None,

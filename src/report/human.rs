@@ -209,6 +209,10 @@ impl Reporter for Human {
                 let text = format!("warning: {message}");
                 self.line(&self.style(Style::new().yellow()).apply_to(text).to_string());
             }
+            Event::StepLeftProcesses { name, processes } => {
+                let text = format!("warning: {}", super::left_processes(&name, &processes));
+                self.line(&self.style(Style::new().yellow()).apply_to(text).to_string());
+            }
             Event::StepFinished(result) => {
                 if let Some(bar) = self.bars.remove(&result.name) {
                     bar.finish_and_clear();

@@ -35,6 +35,15 @@ impl Reporter for Json {
                 json!({"event": "step_remote", "step": name, "stage": stage})
             }
             Event::Warning(message) => json!({"event": "warning", "message": message}),
+            Event::StepLeftProcesses { name, processes } => json!({
+                "event": "step_left_processes",
+                "step": name,
+                "message": super::left_processes(&name, &processes),
+                "processes": processes
+                    .iter()
+                    .map(|(pid, command)| json!({"pid": pid, "command": command}))
+                    .collect::<Vec<_>>(),
+            }),
             Event::StepFinished(r) => json!({
                 "event": "step_finished",
                 "step": r.name,

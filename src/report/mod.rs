@@ -131,6 +131,12 @@ pub enum Event {
     },
     /// Something the user should know that does not fail the run (the remote is down).
     Warning(String),
+    /// Processes (pid, command line) that outlived a step's own process, left its process
+    /// group and still held its output open: the step was reported without waiting for them.
+    StepLeftProcesses {
+        name: String,
+        processes: Vec<(u32, String)>,
+    },
     StepFinished(StepResult),
     RunFinished(Summary),
 }
@@ -182,6 +188,25 @@ pub fn error(message: &str, color: bool) {
 pub fn warn(message: &str, color: bool) {
     let style = console::Style::new().yellow().bold().force_styling(color);
     eprintln!("{} {}", style.apply_to("preflight:"), message.trim_end());
+}
+
+/// The warning for processes a step left running: which, and that nothing waited for them.
+pub fn left_processes(step: &str, processes: &[(u32, String)]) -> String {
+    let which = if processes.is_empty() {
+        "a process it started".to_string()
+    } else {
+        processes
+            .iter()
+            .map(|(pid, command)| match command.is_empty() {
+                true => format!("pid {pid}"),
+                false => format!("pid {pid} `{command}`"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "step `{step}` ended, but {which} left its process group and still holds its output          open; preflight did not wait for it, and it is still running"
+    )
 }
 
 /// Says why `preflight watch` starts a run: which changed paths, which steps.

@@ -11,6 +11,7 @@ mod commitsafety;
 mod config_errors;
 mod examples;
 mod files;
+mod fuzz;
 mod hooks;
 mod inspect;
 mod processes;

@@ -136,3 +136,101 @@ fn sigterm_is_handled_like_ctrl_c() {
         processes_with(marker).is_empty()
     });
 }
+
+/// Kills the processes a test's daemons left (they escaped every process group on purpose).
+struct Daemons<'a>(&'a str);
+
+impl Drop for Daemons<'_> {
+    fn drop(&mut self) {
+        for line in processes_with(self.0) {
+            if let Some(pid) = line.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+                // SAFETY: signalling a process this test started (through preflight).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[test]
+fn a_daemon_that_leaves_the_group_does_not_hold_the_step() {
+    let marker = &format!("5151.{}", std::process::id());
+    let _daemons = Daemons(marker);
+    let repo = Repo::with_config(&format!(
+        "[steps.daemon]\nrun = \"(setsid sleep {marker} &); sleep 0.3; echo started\"\ntimeout = \"2s\"\n"
+    ));
+    let start = Instant::now();
+    let run = repo.run(&["run"]);
+    let took = start.elapsed();
+    run.code(0);
+    assert!(took < Duration::from_secs(5), "the run took {took:?}");
+    assert_eq!(run.status_of("daemon"), "passed");
+    // The leftover is named, by pid and command line.
+    let daemon = processes_with(marker);
+    assert_eq!(daemon.len(), 1, "{daemon:?}");
+    let pid = daemon[0].split(':').next().unwrap();
+    let warning = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("warning:"))
+        .unwrap_or_else(|| panic!("no warning in:\n{}", run.stdout));
+    assert!(
+        warning.contains(&format!("pid {pid} `sleep {marker}`"))
+            && warning.contains("step `daemon`")
+            && warning.contains("did not wait"),
+        "{warning}"
+    );
+    let json = repo.run(&["run", "--format", "json"]);
+    assert!(
+        json.stdout.contains("\"event\":\"step_left_processes\""),
+        "{}",
+        json.stdout
+    );
+}
+
+#[test]
+fn the_timeout_acts_on_the_step_even_with_a_daemon_holding_its_output() {
+    let marker = &format!("5252.{}", std::process::id());
+    let _daemons = Daemons(marker);
+    let repo = Repo::with_config(&format!(
+        "[steps.daemon]\nrun = \"(setsid sleep {marker} &); echo before; sleep 30\"\ntimeout = \"500ms\"\n"
+    ));
+    let start = Instant::now();
+    let run = repo.run(&["run"]);
+    let took = start.elapsed();
+    run.code(1);
+    assert!(took < Duration::from_secs(5), "the run took {took:?}");
+    assert_eq!(run.status_of("daemon"), "timed out");
+    // What the step printed before it was killed is kept.
+    assert!(run.stdout.contains("before"), "{}", run.stdout);
+}
+
+#[test]
+fn ctrl_c_stops_a_step_whose_daemon_holds_its_output() {
+    let marker = &format!("5353.{}", std::process::id());
+    let _daemons = Daemons(marker);
+    let repo = Repo::with_config(&format!(
+        "[steps.daemon]\nrun = \"(setsid sleep {marker} &); touch started; sleep 30\"\n"
+    ));
+    let child = Running(Some(
+        repo.cmd()
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let started = repo.path().join("started");
+    wait_for(Duration::from_secs(10), "the step to start", || {
+        started.exists()
+    });
+    child.signal(libc::SIGINT);
+    let start = Instant::now();
+    let run = child.finish();
+    run.code(130);
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "preflight took {:?} to stop",
+        start.elapsed()
+    );
+    assert_eq!(run.status_of("daemon"), "cancelled");
+}

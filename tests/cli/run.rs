@@ -341,3 +341,118 @@ fn outside_a_repository_or_without_config_is_a_clear_error() {
         run.stderr
     );
 }
+
+#[test]
+fn absurd_job_counts_are_refused_and_the_pool_never_outgrows_the_steps() {
+    let repo = Repo::with_config("[steps.one]\nrun = \"true\"\n");
+    for jobs in ["20000", "99999999999", "257", "many"] {
+        let run = repo.run(&["run", "-j", jobs]);
+        run.code(2);
+        assert!(run.stderr.contains("--jobs"), "-j {jobs}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "-j {jobs}: nothing runs");
+    }
+    assert!(
+        repo.run(&["run", "-j", "20000"])
+            .stderr
+            .contains("at most 256")
+    );
+    // One step needs one thread, whatever -j says.
+    let run = repo.run(&["run", "-j", "256", "--format", "json"]);
+    run.code(0);
+    assert!(
+        run.stdout.contains(r#""event":"run_started","jobs":1"#)
+            || run.stdout.contains(r#""jobs":1,"#),
+        "{}",
+        run.stdout
+    );
+    repo.run(&["watch", "-j", "20000"]).code(2);
+}
+
+#[test]
+fn a_step_over_many_files_keeps_the_threads_its_batches_can_use() {
+    let repo =
+        Repo::with_config("[steps.each]\nrun = [\"true\", \"{files}\"]\nfiles = [\"*.txt\"]\n");
+    for i in 0..3 {
+        repo.write(format!("f{i}.txt"), "x");
+    }
+    repo.add_all();
+    let run = repo.run(&["run", "-j", "8", "--format", "json"]);
+    run.code(0);
+    assert!(run.stdout.contains(r#""jobs":3"#), "{}", run.stdout);
+}
+
+#[test]
+fn the_longest_timeout_runs_without_overflow() {
+    let repo = Repo::with_config("[steps.a]\nrun = \"true\"\ntimeout = \"365d\"\n");
+    repo.run(&["run"]).code(0);
+    let long = Repo::with_config("[steps.a]\nrun = \"true\"\ntimeout = \"9223372036854775807s\"\n");
+    let run = long.run(&["run"]);
+    run.code(2);
+    assert!(run.stderr.contains("longer than a year"), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_tool_in_a_command_string_is_named() {
+    let repo = Repo::with_config(
+        "[steps.fmt]\nrun = \"no-such-tool-4711 -d .\"\n[steps.script]\nrun = \"./tool.sh\"\n[steps.own]\nrun = \"exit 127\"\n",
+    );
+    repo.write("tool.sh", "#!/bin/sh\necho hi\n");
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("fmt").ends_with(
+            ": exit code 127: `no-such-tool-4711` not found (is it installed and on PATH?)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line_of("script").ends_with(
+            ": exit code 126: `./tool.sh` cannot be run (is it executable, and a program?)"
+        ),
+        "{}",
+        run.stdout
+    );
+    // A command that exits 127 on its own is not blamed on a missing tool.
+    assert!(
+        run.line_of("own").ends_with(": exit code 127"),
+        "{}",
+        run.stdout
+    );
+    let json = repo.run(&["run", "fmt", "--format", "json"]);
+    assert!(
+        json.stdout.contains("`no-such-tool-4711` not found"),
+        "{}",
+        json.stdout
+    );
+}
+
+#[test]
+fn a_file_given_twice_reaches_the_command_once() {
+    let repo = Repo::with_config(
+        "[steps.list]\nrun = \"printf '%s\\\\n' {files} >> seen\"\nfiles = [\"*.txt\"]\n",
+    );
+    repo.write("a.txt", "a");
+    repo.write("b.txt", "b");
+    repo.write(".gitignore", "seen\n");
+    repo.add_all();
+    repo.run(&["run", "--files", "a.txt", "a.txt", "./a.txt", "b.txt"])
+        .code(0);
+    assert_eq!(repo.read_string("seen"), "a.txt\nb.txt\n");
+}
+
+#[test]
+fn explain_without_names_explains_every_step() {
+    let repo = Repo::with_config(
+        "[steps.lint]\nrun = \"true\"\nfiles = [\"*.txt\"]\n[steps.build]\nrun = \"true\"\ninputs = [\"*.txt\"]\n",
+    );
+    repo.write("a.txt", "a");
+    repo.add_all();
+    let run = repo.run(&["explain"]);
+    run.code(0);
+    assert!(run.stdout.contains("lint"), "{}", run.stdout);
+    assert!(run.stdout.contains("build"), "{}", run.stdout);
+    let one = repo.run(&["explain", "build"]);
+    one.code(0);
+    assert!(!one.stdout.contains("lint"), "{}", one.stdout);
+}

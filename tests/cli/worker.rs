@@ -747,3 +747,44 @@ fn a_stopped_worker_whose_server_is_gone_exits() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     farm.exits_cleanly("w-orphan", Duration::from_secs(15));
 }
+
+#[test]
+fn a_daemon_an_action_leaves_behind_holds_neither_the_action_nor_its_timeout() {
+    let mut farm = Farm::new();
+    farm.start_worker("w-daemon", &[]);
+    let script = farm.path("submit.py");
+    std::fs::write(&script, SUBMIT_WITH_TIMEOUT).unwrap();
+    let submit = |timeout: &str, script_text: &str| {
+        let started = Instant::now();
+        let out = Command::new(Farm::venv_bin("python"))
+            .arg(&script)
+            .arg(format!("127.0.0.1:{}", farm.grid.port()))
+            .arg(timeout)
+            .args(["/bin/sh", "-c", script_text])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (text, started.elapsed())
+    };
+    let marker = format!("6161.{}", std::process::id());
+    let (text, took) = submit("20", &format!("(setsid sleep {marker} &); echo started"));
+    assert!(text.starts_with("0 0"), "{text}\n{}", farm.logs());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let (text, took) = submit("1.5", &format!("(setsid sleep {marker} &); sleep 30"));
+    assert!(
+        text.starts_with("4 137 the action ran past its timeout"),
+        "{text}\n{}",
+        farm.logs()
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let log = farm.log("w-daemon");
+    assert!(
+        log.contains(&format!("`sleep {marker}` left the group of action")),
+        "{log}"
+    );
+}

@@ -145,6 +145,8 @@ pub struct Finished {
 pub struct Ran {
     pub result: re::ActionResult,
     pub timed_out: Option<Duration>,
+    /// Processes (pid, command line) that left the action's group and outlived it.
+    pub leftover: Vec<(u32, String)>,
 }
 
 /// Runs one lease; `on_start` hears of the program and the action just before it starts.
@@ -288,7 +290,15 @@ async fn run_in(
         .as_ref()
         .filter(|t| t.seconds > 0 || t.nanos > 0)
         .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32));
-    let (exit_code, timed_out) = spawn::wait(&context.processes, lease, &mut cmd, timeout).await?;
+    let ended = spawn::wait(
+        &context.processes,
+        lease,
+        &mut cmd,
+        timeout,
+        [&stdout, &stderr],
+    )
+    .await?;
+    let (exit_code, timed_out) = (ended.code, ended.timed_out);
     metadata.execution_completed_timestamp = Some(now());
 
     metadata.output_upload_start_timestamp = Some(now());
@@ -312,6 +322,11 @@ async fn run_in(
     Ok(Ran {
         result,
         timed_out: timed_out.then_some(timeout.unwrap_or_default()),
+        leftover: ended
+            .leftover
+            .into_iter()
+            .map(|p| (p.pid, p.command))
+            .collect(),
     })
 }
 

@@ -126,15 +126,25 @@ pub fn process(
     Ok(cmd)
 }
 
+/// How an action's process ended.
+pub struct Ended {
+    /// The exit code (128 + signal when killed).
+    pub code: i32,
+    pub timed_out: bool,
+    /// Processes that left the action's group and still hold its output files open.
+    pub leftover: Vec<crate::process::Leftover>,
+}
+
 /// Runs the process to its end or its timeout; then kills what is left of its group, so
-/// that nothing outlives the action. Returns the exit code (128 + signal when killed) and
-/// whether the timeout struck.
+/// that nothing in it outlives the action. A process that left the group is not waited
+/// for: it is named when it still holds `logs` (the action's output files) open.
 pub async fn wait(
     processes: &Processes,
     lease: &str,
     cmd: &mut std::process::Command,
     timeout: Option<Duration>,
-) -> Result<(i32, bool), Failure> {
+    logs: [&Path; 2],
+) -> Result<Ended, Failure> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = match processes.spawn(lease, cmd) {
         None => {
@@ -175,5 +185,17 @@ pub async fn wait(
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok((code, timed_out))
+    // /proc shows absolute, resolved paths.
+    let logs: Vec<std::path::PathBuf> = logs
+        .iter()
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
+    let leftover = tokio::task::block_in_place(|| {
+        crate::process::holders(|link| logs.iter().any(|l| l == link))
+    });
+    Ok(Ended {
+        code,
+        timed_out,
+        leftover,
+    })
 }

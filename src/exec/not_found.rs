@@ -1,0 +1,149 @@
+//! Exit codes 127 and 126 of a shell string: which command the shell could not find, or
+//! found but could not run, so that the result line says so (as the array form does).
+
+use crate::config::Command;
+use std::path::Path;
+
+/// Why a `sh -c` step exited with `code`, when the shell says it could not find or run a
+/// command: e.g. "exit code 127: `shfmt` not found (is it installed and on PATH?)".
+pub fn explain(
+    command: &Command,
+    code: i32,
+    output: &[u8],
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Option<String> {
+    let Command::Shell(script) = command else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(output);
+    let why = match code {
+        127 => shell_message(&text, &NOT_FOUND)
+            .or_else(|| first_word_missing(script, env, cwd))
+            .map(|name| format!("`{name}` not found (is it installed and on PATH?)")),
+        126 => shell_message(&text, &NOT_RUNNABLE)
+            .map(|name| format!("`{name}` cannot be run (is it executable, and a program?)")),
+        _ => None,
+    }?;
+    Some(format!("exit code {code}: {why}"))
+}
+
+/// How shells end the line for a command they cannot find (dash, bash, busybox).
+const NOT_FOUND: [&str; 3] = [
+    "not found",
+    "command not found",
+    "No such file or directory",
+];
+/// How shells end the line for a command they found but cannot run.
+const NOT_RUNNABLE: [&str; 4] = [
+    "Permission denied",
+    "Is a directory",
+    "cannot execute binary file",
+    "cannot execute binary file: Exec format error",
+];
+
+/// The command named by the last line of the form `sh: [line] 1: NAME: MESSAGE` with one of
+/// `messages`, when a shell wrote it.
+fn shell_message(output: &str, messages: &[&str]) -> Option<String> {
+    output.lines().rev().find_map(|line| {
+        let parts: Vec<&str> = line.trim_end().split(": ").collect();
+        let [shell, .., name, message] = parts.as_slice() else {
+            return None;
+        };
+        let shell_name = shell.rsplit('/').next().unwrap_or(shell);
+        let from_a_shell = shell_name.ends_with("sh") && !shell_name.contains(' ');
+        (from_a_shell && messages.contains(message) && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
+/// Words the shell itself runs: never looked up on the PATH.
+const SHELL_WORDS: [&str; 24] = [
+    "exit", "return", "cd", "exec", "eval", "set", "unset", "export", "readonly", "shift", "trap",
+    "wait", "source", "command", "type", "if", "for", "while", "until", "case", "test", "read",
+    "ulimit", "umask",
+];
+
+/// The script's first command word, when it is a plain name that is not on the step's PATH.
+fn first_word_missing(script: &str, env: &[(String, String)], cwd: &Path) -> Option<String> {
+    let word = script
+        .split_whitespace()
+        .find(|w| !w.contains('='))?
+        .to_string();
+    let plain = word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
+    if !plain || SHELL_WORDS.contains(&word.as_str()) {
+        return None;
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    which::which_in(&word, path, cwd).is_err().then_some(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explain_shell(code: i32, output: &str) -> Option<String> {
+        explain(
+            &Command::Shell("true".into()),
+            code,
+            output.as_bytes(),
+            &[],
+            Path::new("/"),
+        )
+    }
+
+    #[test]
+    fn the_messages_of_dash_bash_and_busybox_name_the_command() {
+        for line in [
+            "sh: 1: shfmt: not found",
+            "sh: line 1: shfmt: command not found",
+            "bash: shfmt: command not found",
+            "/bin/sh: shfmt: not found",
+        ] {
+            assert_eq!(
+                explain_shell(127, &format!("some output\n{line}\n")).as_deref(),
+                Some("exit code 127: `shfmt` not found (is it installed and on PATH?)"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            explain_shell(126, "sh: 1: ./run.sh: Permission denied\n").as_deref(),
+            Some("exit code 126: `./run.sh` cannot be run (is it executable, and a program?)")
+        );
+    }
+
+    #[test]
+    fn other_output_and_other_codes_say_nothing_more() {
+        assert_eq!(explain_shell(127, "error: config.yml: not found\n"), None);
+        assert_eq!(explain_shell(1, "sh: 1: shfmt: not found\n"), None);
+        assert_eq!(
+            explain(
+                &Command::Argv(vec!["x".into()]),
+                127,
+                b"sh: 1: x: not found",
+                &[],
+                Path::new("/")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn without_a_message_the_first_word_is_looked_up() {
+        let env = [("PATH".to_string(), "/nonexistent-dir".to_string())];
+        let cmd = Command::Shell("FOO=1 no-such-tool-x --check".into());
+        assert_eq!(
+            explain(&cmd, 127, b"", &env, Path::new("/")).as_deref(),
+            Some("exit code 127: `no-such-tool-x` not found (is it installed and on PATH?)")
+        );
+        let cmd = Command::Shell("exit 127".into());
+        let env = [("PATH".to_string(), "/bin:/usr/bin".to_string())];
+        assert_eq!(explain(&cmd, 127, b"", &env, Path::new("/")), None);
+    }
+}
