@@ -6,6 +6,7 @@ use super::run::{self, Output};
 use crate::cli::{Cli, HookArgs, OutputFormat};
 use crate::config;
 use crate::error::{Result, exit};
+use crate::filetypes::WorkTree;
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
@@ -64,7 +65,12 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         fix: binding.fix,
         skip: &skip,
     };
-    let plan = plan::build(&config, &selection, &file_set)?;
+    let plan = plan::build(
+        &config,
+        &selection,
+        &file_set,
+        &WorkTree { root: &repo.root },
+    )?;
     let fixers = plan.steps.iter().any(|s| s.fixes);
     let output = Output {
         jobs: None,
