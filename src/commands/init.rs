@@ -5,6 +5,7 @@ use super::current_dir;
 use crate::cli::{Cli, InitArgs, InstallArgs};
 use crate::config;
 use crate::error::{Error, Result, exit};
+use crate::filetypes::WorkTree;
 use crate::git;
 use crate::init;
 use crate::report;
@@ -24,6 +25,7 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         &files,
         |program| which::which(program).is_ok(),
         |path| std::fs::read_to_string(repo.root.join(path)).ok(),
+        &WorkTree { root: &repo.root },
     );
     let mut text = starter.text.clone();
     if !args.ci.is_empty() {
