@@ -122,6 +122,7 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
     let config = load_config(cli)?;
     let repo = git::discover(&current_dir()?)?;
     let root = &repo.root;
+    warn_of_missing_branches(&repo, &config, color);
 
     if let Some(name) = &args.stdout {
         let target = parse_target(name)?;
@@ -194,6 +195,42 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
         }
     }
     Ok(exit::SUCCESS)
+}
+
+/// Says when a branch pattern of `[ci.triggers] push` matches no branch of this repository,
+/// local or remote-tracking: pushes would then never start CI (a `main` trigger in a
+/// repository whose branch is `master`).
+fn warn_of_missing_branches(repo: &Repo, config: &Config, color: bool) {
+    if config.ci.targets.is_empty() {
+        return;
+    }
+    let Ok(branches) = repo.branch_names() else {
+        return;
+    };
+    if branches.is_empty() {
+        return;
+    }
+    for pattern in &config.ci.triggers.push {
+        let matches = match globset::Glob::new(pattern) {
+            Ok(glob) => {
+                let glob = glob.compile_matcher();
+                branches.iter().any(|b| glob.is_match(b))
+            }
+            Err(_) => branches.contains(pattern),
+        };
+        if !matches {
+            report::warn(
+                &format!(
+                    "CI runs on pushes to `{pattern}`, but this repository has no such branch \
+                     (local or remote-tracking), so pushes will not start it\n\
+                     help: the branches are: {}; set `[ci.triggers] push = [...]` in {}",
+                    branches.join(", "),
+                    config::display_path(&config.path)
+                ),
+                color,
+            );
+        }
+    }
 }
 
 fn parse_target(name: &str) -> Result<Target> {

@@ -42,6 +42,18 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
             "\n# Hosted CI runs the same steps: `preflight ci generate` writes its files.\n[ci]\ntargets = [{}]\n",
             list.join(", ")
         ));
+        // CI runs on pushes to the branch this repository's work goes to.
+        // Names outside the plain set (quotes, `${{`) could not go into a CI file safely.
+        let branch = repo
+            .default_branch()
+            .filter(|b| {
+                b.chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))
+            })
+            .unwrap_or_else(|| "main".to_string());
+        text.push_str(&format!(
+            "\n[ci.triggers]\npush = [{branch:?}]\npull_request = true\n"
+        ));
     }
     let shown = config::display_path(&target);
     if let Some(path) = &existing {

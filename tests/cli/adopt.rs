@@ -187,6 +187,41 @@ fn every_command_has_help_with_an_example() {
     }
 }
 
+#[test]
+fn init_ci_triggers_on_the_default_branch_of_the_repository() {
+    // A repository whose branch is `master`, no remote.
+    let repo = Repo::new();
+    repo.git(&["checkout", "-q", "-b", "master"]);
+    repo.write("a.sh", "#!/bin/sh\necho a\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "first"]);
+    let run = repo.run(&["init", "--ci", "github"]);
+    run.code(0);
+    assert!(!run.stderr.contains("no such branch"), "{}", run.stderr);
+    let config = repo.read_string("preflight.toml");
+    assert!(
+        config.contains("[ci.triggers]\npush = [\"master\"]\npull_request = true\n"),
+        "{config}"
+    );
+    let workflow = repo.read_string(".github/workflows/preflight.yml");
+    assert!(workflow.contains("\"master\""), "{workflow}");
+    assert!(!workflow.contains("\"main\""), "{workflow}");
+
+    // In a clone on a feature branch, the remote's default branch counts (origin/HEAD).
+    repo.git(&["branch", "-m", "master", "trunk"]);
+    std::fs::remove_file(repo.path().join("preflight.toml")).unwrap();
+    let clone = Repo::clone_of(&repo);
+    clone.git(&["checkout", "-q", "-b", "feature"]);
+    clone.run(&["init", "--ci", "github"]).code(0);
+    assert!(
+        clone
+            .read_string("preflight.toml")
+            .contains("push = [\"trunk\"]"),
+        "{}",
+        clone.read_string("preflight.toml")
+    );
+}
+
 /// `preflight` with a PATH of `tools` (folders of real tools) and the system's basics only, so
 /// that what init finds on PATH is exactly what the test installed.
 fn with_tools(repo: &Repo, tools: &[&std::path::Path], args: &[&str]) -> Run {

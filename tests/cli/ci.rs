@@ -814,3 +814,35 @@ fn the_examples_ci_tables_pass_the_ci_schema() {
         );
     }
 }
+
+#[test]
+fn generate_warns_when_the_trigger_branch_does_not_exist() {
+    let repo = Repo::new();
+    repo.git(&["checkout", "-q", "-b", "master"]);
+    repo.write(
+        "preflight.toml",
+        "[steps.a]\nrun = \"true\"\n[ci]\ntargets = [\"github\"]\n",
+    );
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "first"]);
+    let run = repo.run(&["ci", "generate"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains(
+            "CI runs on pushes to `main`, but this repository has no such branch \
+             (local or remote-tracking), so pushes will not start it"
+        ) && run.stderr.contains("the branches are: master"),
+        "{}",
+        run.stderr
+    );
+    // A pattern that matches a remote-tracking branch is fine.
+    repo.write(
+        "preflight.toml",
+        "[steps.a]\nrun = \"true\"\n[ci]\ntargets = [\"github\"]\n\
+         [ci.triggers]\npush = [\"master\", \"release/*\"]\n",
+    );
+    repo.git(&["update-ref", "refs/remotes/origin/release/1.0", "HEAD"]);
+    let run = repo.run(&["ci", "generate"]);
+    run.code(0);
+    assert!(!run.stderr.contains("no such branch"), "{}", run.stderr);
+}
