@@ -2,6 +2,7 @@
 //! adds to a run: the drift check first, then one CI job's steps with its matrix values.
 
 use super::{current_dir, load_config};
+use crate::ci::pins::Raised;
 use crate::ci::{self, Source, Target};
 use crate::cli::{CiGenerateArgs, Cli};
 use crate::config::{self, Config};
@@ -66,8 +67,34 @@ fn configured_targets(config: &Config) -> Vec<Target> {
         .collect()
 }
 
-/// Renders the files of `targets`.
+/// The pins update bots raised in the workflows on disk, by target.
+fn raised_pins(config: &Config, root: &Path) -> Vec<(Target, Raised)> {
+    let mut found = Vec::new();
+    for (target, settings, forgejo) in [
+        (Target::Github, &config.ci.github, false),
+        (Target::Forgejo, &config.ci.forgejo, true),
+    ] {
+        if let Some(existing) = read(root, target.path()) {
+            let raised = ci::pins::raised(&existing, &ci::github::ACTIONS, |action| {
+                ci::github::pin(settings, action, forgejo)
+            });
+            found.extend(raised.into_iter().map(|r| (target, r)));
+        }
+    }
+    found
+}
+
+/// Renders the files of `targets`, keeping the pins update bots raised.
 fn render_all(config: &Config, root: &Path, targets: &[Target]) -> Result<Vec<(Target, String)>> {
+    let mut config = config.clone();
+    for (target, raised) in raised_pins(&config, root) {
+        let settings = match target {
+            Target::Forgejo => &mut config.ci.forgejo,
+            _ => &mut config.ci.github,
+        };
+        ci::pins::apply(settings, std::slice::from_ref(&raised));
+    }
+    let config = &config;
     let rel = config_rel(config, root);
     let source = Source {
         config,
@@ -155,6 +182,12 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
         chosen
     };
 
+    for (target, raised) in raised_pins(&config, root) {
+        if chosen.contains(&target) {
+            report_raised(target, &raised, &config, color);
+        }
+    }
+
     if args.check {
         let skip: Vec<String> = Target::ALL
             .iter()
@@ -231,6 +264,26 @@ fn warn_of_missing_branches(repo: &Repo, config: &Config, color: bool) {
             );
         }
     }
+}
+
+/// Says that a pin an update bot raised in a workflow is kept, and how to record it.
+fn report_raised(target: Target, raised: &Raised, config: &Config, color: bool) {
+    let version = |p: &config::Pin| p.version.clone().unwrap_or_default();
+    report::warn(
+        &format!(
+            "keeping {action} {found} ({sha}) from {path}, newer than the {configured} {name} \
+             gives\nhelp: to record it there, add to [ci.{target}.pins]: \
+             \"{action}\" = {{ sha = \"{sha}\", version = \"{found}\" }}",
+            action = raised.action,
+            found = version(&raised.found),
+            sha = raised.found.sha,
+            path = target.path(),
+            configured = version(&raised.configured),
+            name = config::display_path(&config.path),
+            target = target.name(),
+        ),
+        color,
+    );
 }
 
 fn parse_target(name: &str) -> Result<Target> {
