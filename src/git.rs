@@ -354,6 +354,59 @@ impl Repo {
             .map_err(git_error)
     }
 
+    /// The branch the repository's work goes to: what `origin/HEAD` points at (the remote's
+    /// default branch), else the branch checked out (even before its first commit), else
+    /// `None` (a detached HEAD).
+    pub fn default_branch(&self) -> Option<String> {
+        let origin = self
+            .inner
+            .find_reference("refs/remotes/origin/HEAD")
+            .ok()
+            .and_then(|r| match r.target() {
+                gix::refs::TargetRef::Symbolic(name) => Some(name.as_bstr().to_vec()),
+                gix::refs::TargetRef::Object(_) => None,
+            })
+            .and_then(|name| {
+                name.strip_prefix(b"refs/remotes/origin/")
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            });
+        origin.or_else(|| self.current_branch())
+    }
+
+    /// The branch HEAD is on, even when it has no commit yet; `None` when detached.
+    pub fn current_branch(&self) -> Option<String> {
+        let name = self.inner.head_name().ok()??;
+        name.as_bstr()
+            .strip_prefix(b"refs/heads/")
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// The short names of the local branches and of the remote-tracking ones (without the
+    /// remote's name: `origin/master` is `master`), and the branch HEAD is on.
+    pub fn branch_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.current_branch().into_iter().collect();
+        let refs = self.inner.references().map_err(git_error)?;
+        for r in refs.all().map_err(git_error)?.flatten() {
+            let full = r.name().as_bstr();
+            let short = if let Some(local) = full.strip_prefix(b"refs/heads/") {
+                local
+            } else if let Some(remote) = full.strip_prefix(b"refs/remotes/") {
+                match remote.iter().position(|&b| b == b'/') {
+                    Some(slash) => &remote[slash + 1..],
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            if short != b"HEAD" {
+                names.push(String::from_utf8_lossy(short).into_owned());
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Files added with `git add -N`: in the index, but with no content staged yet.
     pub fn intent_to_add_files(&self) -> Result<Vec<PathBuf>> {
         let index = self.index()?;
@@ -804,12 +857,17 @@ impl CommitContent {
 
     /// The blob id of the file at `path` in the commit.
     pub fn file_id(&self, path: &Path) -> Option<[u8; 20]> {
+        self.file(path).map(|f| f.id)
+    }
+
+    /// The commit's entry for the file at `path`.
+    pub fn file(&self, path: &Path) -> Option<&IndexFile> {
         let key = path.as_os_str().as_bytes();
         self.files
             .files
             .binary_search_by(|f| f.path.as_os_str().as_bytes().cmp(key))
             .ok()
-            .map(|i| self.files.files[i].id)
+            .map(|i| &self.files.files[i])
     }
 
     /// The first seven hex digits of the commit id.

@@ -1,6 +1,7 @@
 //! `preflight init`: a starter configuration from what the repository holds and which tools
 //! are installed. Pure: the caller lists the files and says which programs exist.
 
+use crate::filetypes::{Contents, Identifier, Types};
 use std::path::{Path, PathBuf};
 
 /// One kind of check a repository may want, with the evidence for it.
@@ -8,8 +9,8 @@ struct Kind {
     /// The program the steps need; when it is missing the steps are written commented out.
     program: &'static str,
     snippet: String,
-    pre_commit: &'static [&'static str],
-    pre_push: &'static [&'static str],
+    pre_commit: Vec<&'static str>,
+    pre_push: Vec<&'static str>,
 }
 
 /// What `init` found and wrote.
@@ -22,13 +23,15 @@ pub struct Starter {
 }
 
 /// Builds the starter `preflight.toml` for a repository holding `files` (paths relative to
-/// the root), where `has_program` says whether a program is on PATH and `read` gives a
-/// file's text.
+/// the root), where `has_program` says whether a program is on PATH, `read` gives a file's
+/// text and `contents` the heads of files whose type their name does not tell.
 pub fn starter(
     files: &[PathBuf],
     has_program: impl Fn(&str) -> bool,
     read: impl Fn(&Path) -> Option<String>,
+    contents: &dyn Contents,
 ) -> Starter {
+    let identifier = Identifier::new(contents);
     let has = |name: &str| files.iter().any(|f| f == Path::new(name));
     let any_ext = |ext: &str| {
         files
@@ -67,7 +70,9 @@ pub fn starter(
             ));
         }
     }
-    if has("pyproject.toml") || has("setup.cfg") || has("setup.py") || any_ext("py") {
+    let python = Types::parse(&["python"]).unwrap_or_default();
+    let python_scripts = files.iter().any(|f| identifier.is_any_of(f, python));
+    if has("pyproject.toml") || has("setup.cfg") || has("setup.py") || python_scripts {
         kinds.push(kind(
             "ruff",
             include_str!("../templates/init/python.toml"),
@@ -96,21 +101,8 @@ pub fn starter(
             &["go-test"],
         ));
     }
-    let shell_globs = shell_globs(files);
-    if !shell_globs.is_empty() {
-        let list = shell_globs
-            .iter()
-            .map(|g| format!("{g:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let snippet =
-            include_str!("../templates/init/shell.toml").replace("@FILES@", &format!("[{list}]"));
-        kinds.push(Kind {
-            program: "shellcheck",
-            snippet,
-            pre_commit: &["shellcheck"],
-            pre_push: &[],
-        });
+    if let Some(shell) = shellcheck(files, &identifier) {
+        kinds.push(shell);
     }
     let tests_chosen = kinds.iter().any(|k| !k.pre_push.is_empty());
     if !tests_chosen
@@ -153,36 +145,93 @@ pub fn starter(
 fn kind(
     program: &'static str,
     snippet: &str,
-    pre_commit: &'static [&'static str],
-    pre_push: &'static [&'static str],
+    pre_commit: &[&'static str],
+    pre_push: &[&'static str],
 ) -> Kind {
     Kind {
         program,
         snippet: snippet.to_string(),
-        pre_commit,
-        pre_push,
+        pre_commit: pre_commit.to_vec(),
+        pre_push: pre_push.to_vec(),
     }
 }
 
-/// Globs for the shell scripts present: `*.sh`, scripts in `bin/`, and shell dotfiles.
-fn shell_globs(files: &[PathBuf]) -> Vec<String> {
-    let mut globs = Vec::new();
-    if files
+/// The dialects shellcheck knows; zsh is not one of them.
+const SHELLCHECK_DIALECTS: [&str; 3] = ["sh", "bash", "ksh"];
+
+/// shellcheck on the shell scripts, found by extension, well-known name or `#!` line. A
+/// script without a `#!` line whose extension shellcheck does not read (`.bashrc`, a sourced
+/// `lib.sh`) would fail with SC2148, so those are checked by their own step, which names
+/// the dialect with `--shell`.
+fn shellcheck(files: &[PathBuf], identifier: &Identifier) -> Option<Kind> {
+    let dialects = Types::parse(&SHELLCHECK_DIALECTS).unwrap_or_default();
+    let scripts: Vec<&PathBuf> = files
         .iter()
-        .any(|f| f.extension().is_some_and(|e| e == "sh" || e == "bash"))
-    {
-        globs.push("*.sh".to_string());
-        globs.push("*.bash".to_string());
+        .filter(|f| identifier.is_any_of(f, dialects))
+        .collect();
+    if scripts.is_empty() {
+        return None;
     }
-    if files.iter().any(|f| f.parent() == Some(Path::new("bin"))) {
-        globs.push("bin/*".to_string());
-    }
-    for dotfile in [".bashrc", ".bash_profile", ".profile"] {
-        if files.iter().any(|f| f == Path::new(dotfile)) {
-            globs.push(format!("/{dotfile}"));
+    // Without a `#!` line shellcheck reads the dialect from these extensions only.
+    let knows_dialect = |f: &Path| {
+        f.extension()
+            .is_some_and(|e| ["bash", "bats", "dash", "ksh"].iter().any(|k| e == *k))
+            || identifier.has_shebang(f)
+    };
+    let mut unnamed: Vec<(&'static str, Vec<&PathBuf>)> = Vec::new();
+    for dialect in SHELLCHECK_DIALECTS {
+        let of_dialect = Types::parse(&[dialect]).unwrap_or_default();
+        let paths: Vec<&PathBuf> = scripts
+            .iter()
+            .copied()
+            .filter(|f| !knows_dialect(f) && identifier.types_of(f).intersects(of_dialect))
+            .collect();
+        if !paths.is_empty() {
+            unnamed.push((dialect, paths));
         }
     }
-    globs
+    let anchored = |paths: &[&PathBuf]| {
+        paths
+            .iter()
+            .map(|p| format!("{:?}", format!("/{}", p.display())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let types = SHELLCHECK_DIALECTS
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut snippet = include_str!("../templates/init/shell.toml").replace("@TYPES@", &types);
+    let all_unnamed: Vec<&PathBuf> = unnamed
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .collect();
+    if !all_unnamed.is_empty() {
+        snippet.push_str(&format!(
+            "# These have no #! line, so shellcheck is told their dialect below.\nexclude = [{}]\n",
+            anchored(&all_unnamed)
+        ));
+    }
+    let mut pre_commit = vec!["shellcheck"];
+    for (dialect, paths) in &unnamed {
+        let name = match *dialect {
+            "sh" => "shellcheck-sh",
+            "ksh" => "shellcheck-ksh",
+            _ => "shellcheck-bash",
+        };
+        snippet.push_str(&format!(
+            "\n[steps.{name}]\nrun = \"shellcheck --shell={dialect} {{files}}\"\nfiles = [{}]\n",
+            anchored(paths)
+        ));
+        pre_commit.push(name);
+    }
+    Some(Kind {
+        program: "shellcheck",
+        snippet,
+        pre_commit,
+        pre_push: Vec::new(),
+    })
 }
 
 fn render(kinds: &[Kind], has_program: impl Fn(&str) -> bool) -> Starter {
@@ -255,6 +304,21 @@ mod tests {
         names.iter().map(PathBuf::from).collect()
     }
 
+    /// File heads held in memory, for the types that names do not tell.
+    struct Heads(&'static [(&'static str, &'static str)]);
+
+    impl Contents for Heads {
+        fn head(&self, path: &Path) -> Option<Vec<u8>> {
+            self.0
+                .iter()
+                .find(|(p, _)| Path::new(p) == path)
+                .map(|(_, h)| h.as_bytes().to_vec())
+        }
+        fn is_executable(&self, _: &Path) -> bool {
+            false
+        }
+    }
+
     fn valid(text: &str) {
         crate::config::parse(Path::new("preflight.toml"), text)
             .unwrap_or_else(|d| panic!("invalid starter:\n{text}\n{d:?}"));
@@ -280,7 +344,8 @@ mod tests {
             Some("Makefile") => Some("test:\n\tmake check\n".into()),
             _ => None,
         };
-        let everything = starter(&all, |_| true, read);
+        let heads = Heads(&[("install.sh", "#!/bin/sh\n"), ("bin/tool", "#!/bin/bash\n")]);
+        let everything = starter(&all, |_| true, read, &heads);
         valid(&everything.text);
         assert!(everything.missing.is_empty());
         for step in [
@@ -310,7 +375,7 @@ mod tests {
             "a test step was already chosen"
         );
 
-        let nothing = starter(&all, |_| false, read);
+        let nothing = starter(&all, |_| false, read, &heads);
         valid(&nothing.text);
         assert!(
             !nothing.text.contains("\n[steps."),
@@ -321,25 +386,83 @@ mod tests {
     }
 
     #[test]
-    fn a_dotfiles_repo_gets_shellcheck_on_its_scripts() {
+    fn a_dotfiles_repo_gets_shellcheck_on_its_scripts_found_by_name_and_first_line() {
+        let heads = Heads(&[
+            (".bashrc", "alias ll='ls -l'\n"),
+            (".aliases", "#!/usr/bin/env bash\nalias g=git\n"),
+            (".exports", "export EDITOR=vim\n"),
+            ("bin/backup", "#!/bin/sh\n"),
+            ("bin/notes", "plain text\n"),
+            ("lib/util.sh", "say() { echo \"$1\"; }\n"),
+        ]);
         let s = starter(
-            &files(&[".bashrc", ".profile", "bin/backup", "README.md"]),
+            &files(&[
+                ".bashrc",
+                ".profile",
+                ".aliases",
+                ".exports",
+                ".zshrc",
+                "bin/backup",
+                "bin/notes",
+                "lib/util.sh",
+                "README.md",
+            ]),
             |p| p != "markdownlint",
             |_| None,
+            &heads,
         );
         valid(&s.text);
         assert!(
-            s.text
-                .contains(r#"files = ["bin/*", "/.bashrc", "/.profile"]"#),
+            s.text.contains(
+                "types = [\"sh\", \"bash\", \"ksh\"]\n\
+                 # These have no #! line, so shellcheck is told their dialect below.\n\
+                 exclude = [\"/.profile\", \"/lib/util.sh\", \"/.bashrc\"]\n"
+            ),
             "{}",
             s.text
         );
+        assert!(
+            s.text.contains(
+                "[steps.shellcheck-sh]\nrun = \"shellcheck --shell=sh {files}\"\n\
+                 files = [\"/.profile\", \"/lib/util.sh\"]\n"
+            ),
+            "{}",
+            s.text
+        );
+        assert!(
+            s.text.contains(
+                "[steps.shellcheck-bash]\nrun = \"shellcheck --shell=bash {files}\"\n\
+                 files = [\"/.bashrc\"]\n"
+            ),
+            "{}",
+            s.text
+        );
+        assert!(
+            s.text
+                .contains("pre-commit = [\"shellcheck\", \"shellcheck-sh\", \"shellcheck-bash\"]"),
+            "{}",
+            s.text
+        );
+        assert!(!s.text.contains("ruff"), "no Python here: {}", s.text);
         assert_eq!(s.missing, ["markdownlint"]);
     }
 
     #[test]
+    fn a_python_script_without_an_extension_brings_ruff() {
+        let heads = Heads(&[("manage", "#!/usr/bin/env python3\n")]);
+        let s = starter(&files(&["manage"]), |_| true, |_| None, &heads);
+        valid(&s.text);
+        assert!(
+            s.text
+                .contains("run = \"ruff check --no-fix --force-exclude {files}\""),
+            "{}",
+            s.text
+        );
+    }
+
+    #[test]
     fn an_unknown_repo_gets_an_example() {
-        let s = starter(&files(&["main.c"]), |_| true, |_| None);
+        let s = starter(&files(&["main.c"]), |_| true, |_| None, &Heads(&[]));
         valid(&s.text);
         assert_eq!(s.kinds, 0);
         assert!(s.text.contains("# [steps.check]"));

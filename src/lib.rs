@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod files;
+pub mod filetypes;
 pub mod git;
 pub mod hooks;
 pub mod init;

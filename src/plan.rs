@@ -4,6 +4,7 @@
 use crate::config::{Command, Config, Step, did_you_mean};
 use crate::error::{Error, Result};
 use crate::files::relative_to_dir;
+use crate::filetypes::{Contents, Identifier};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -43,8 +44,15 @@ pub struct Selection<'a> {
 }
 
 /// Picks the named steps (all when `names` is empty) plus everything they need, and attaches
-/// to each the files of `file_set` (repository-relative paths) that its globs select.
-pub fn build(config: &Config, selection: &Selection, file_set: &[PathBuf]) -> Result<Plan> {
+/// to each the files of `file_set` (repository-relative paths) that its globs and `types`
+/// select. `contents` is read only for the `types` of files whose names do not tell them.
+pub fn build(
+    config: &Config,
+    selection: &Selection,
+    file_set: &[PathBuf],
+    contents: &dyn Contents,
+) -> Result<Plan> {
+    let identifier = Identifier::new(contents);
     let names = selection.names;
     let mut wanted = vec![names.is_empty(); config.steps.len()];
     let mut stack = Vec::new();
@@ -94,7 +102,10 @@ pub fn build(config: &Config, selection: &Selection, file_set: &[PathBuf]) -> Re
                     .collect(),
                 after: Vec::new(),
                 files: step.matcher.as_ref().map(|m| {
-                    let selected = m.select(file_set);
+                    let mut selected = m.select(file_set);
+                    if !step.types.is_empty() {
+                        selected.retain(|p| identifier.is_any_of(p, step.types));
+                    }
                     relative_to_dir(&selected, step.dir.as_deref())
                         .into_iter()
                         .map(Path::to_path_buf)
@@ -164,6 +175,23 @@ fn unknown_step(config: &Config, name: &str) -> Error {
 mod tests {
     use super::*;
 
+    /// File contents for the plan's `types`, held in memory: path → (head, executable).
+    struct Files(&'static [(&'static str, &'static str, bool)]);
+
+    impl Contents for Files {
+        fn head(&self, path: &Path) -> Option<Vec<u8>> {
+            self.0
+                .iter()
+                .find(|(p, _, _)| Path::new(p) == path)
+                .map(|(_, head, _)| head.as_bytes().to_vec())
+        }
+        fn is_executable(&self, path: &Path) -> bool {
+            self.0.iter().any(|(p, _, x)| Path::new(p) == path && *x)
+        }
+    }
+
+    const NO_CONTENTS: Files = Files(&[]);
+
     fn config(text: &str) -> Config {
         crate::config::parse(Path::new("preflight.toml"), text).expect("valid")
     }
@@ -184,7 +212,7 @@ run = "true"
 
     #[test]
     fn all_steps_by_default() {
-        let plan = build(&config(GRAPH), &Selection::default(), &[]).unwrap();
+        let plan = build(&config(GRAPH), &Selection::default(), &[], &NO_CONTENTS).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
         assert_eq!(names, ["fmt", "build", "test", "lint"]);
         assert_eq!(plan.steps[2].needs, vec![1]);
@@ -199,6 +227,7 @@ run = "true"
                 ..Default::default()
             },
             &[],
+            &NO_CONTENTS,
         )
         .unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
@@ -215,6 +244,7 @@ run = "true"
                 ..Default::default()
             },
             &[],
+            &NO_CONTENTS,
         )
         .unwrap_err();
         assert!(err.to_string().contains("did you mean `test`?"), "{err}");
@@ -223,7 +253,7 @@ run = "true"
     #[test]
     fn files_are_attached_by_glob() {
         let files = vec![PathBuf::from("src/a.rs"), PathBuf::from("README.md")];
-        let plan = build(&config(GRAPH), &Selection::default(), &files).unwrap();
+        let plan = build(&config(GRAPH), &Selection::default(), &files, &NO_CONTENTS).unwrap();
         assert_eq!(plan.steps[0].files, Some(vec![PathBuf::from("src/a.rs")]));
         assert_eq!(plan.steps[1].files, None);
     }
@@ -253,17 +283,61 @@ files = ["*.rs"]
             fix: true,
             ..Default::default()
         };
-        let plan = build(&c, &fixing, &files).unwrap();
+        let plan = build(&c, &fixing, &files, &NO_CONTENTS).unwrap();
         assert_eq!(plan.steps[0].command, Command::Shell("fmt".into()));
         assert_eq!(plan.steps[1].after, vec![0], "lint reads what fmt writes");
         assert!(plan.steps[2].after.is_empty(), "docs shares no file");
         assert_eq!(plan.steps[3].after, vec![0, 1]);
-        let checking = build(&c, &Selection::default(), &files).unwrap();
+        let checking = build(&c, &Selection::default(), &files, &NO_CONTENTS).unwrap();
         assert!(
             checking
                 .steps
                 .iter()
                 .all(|s| s.after.is_empty() && !s.fixes)
         );
+    }
+
+    #[test]
+    fn types_select_by_name_or_by_first_line_and_combine_with_files() {
+        let c = config(
+            r#"
+[steps.shell]
+run = "true"
+types = ["shell"]
+[steps.bin-sh]
+run = "true"
+files = ["bin/*"]
+types = ["sh"]
+[steps.runnable]
+run = "true"
+types = ["executable"]
+"#,
+        );
+        let contents = Files(&[
+            ("bin/a", "#!/bin/sh\n", true),
+            ("bin/b", "#!/usr/bin/env bash\n", false),
+            ("bin/c", "not a script\n", true),
+            (".aliases", "#!/usr/bin/env bash\nalias l=ls\n", false),
+            ("x.py", "#!/bin/sh\n", false),
+        ]);
+        let files: Vec<PathBuf> = [
+            "bin/a", "bin/b", "bin/c", ".aliases", ".bashrc", "x.py", "s.sh",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let plan = build(&c, &Selection::default(), &files, &contents).unwrap();
+        let got = |i: usize| {
+            plan.steps[i]
+                .files
+                .clone()
+                .unwrap()
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(0), ["bin/a", "bin/b", ".aliases", ".bashrc", "s.sh"]);
+        assert_eq!(got(1), ["bin/a"]);
+        assert_eq!(got(2), ["bin/a", "bin/c"]);
     }
 }

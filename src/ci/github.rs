@@ -13,13 +13,19 @@ const CHECKOUT: &str = "actions/checkout";
 const CACHE: &str = "actions/cache";
 const UPLOAD: &str = "actions/upload-artifact";
 
+/// Every action the workflows use.
+pub const ACTIONS: [&str; 3] = [CHECKOUT, CACHE, UPLOAD];
+
 fn default_pin(action: &str, forgejo: bool) -> Pin {
     let (sha, version) = match (action, forgejo) {
-        (CHECKOUT, _) => ("11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2"),
-        (CACHE, _) => ("5a3ec84eff668545956fd18022155c47e93e2684", "v4.2.3"),
+        // Forgejo runners keep the Node 20 releases: v5 and later need Node 24.
+        (CHECKOUT, true) => ("11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2"),
+        (CACHE, true) => ("5a3ec84eff668545956fd18022155c47e93e2684", "v4.2.3"),
         // Forgejo's artifact store speaks the protocol of upload-artifact v3.
         (UPLOAD, true) => ("a8a3f3ad30e3422c9c7b888a15615d19a852ae32", "v3.1.3"),
-        (UPLOAD, false) => ("ea165f8d65b6e75b540449e92b4886f43607fa02", "v4.6.2"),
+        (CHECKOUT, false) => ("8e8c483db84b4bee98b60c0593521ed34d9990e8", "v6.0.1"),
+        (CACHE, false) => ("9255dc7a253b0ccc959486e2bca901246202afeb", "v5.0.1"),
+        (UPLOAD, false) => ("b7c566a772e6b6bfb58ed0dc250532a479d7789f", "v6.0.0"),
         _ => unreachable!("only known actions have default pins"),
     };
     Pin {
@@ -28,13 +34,18 @@ fn default_pin(action: &str, forgejo: bool) -> Pin {
     }
 }
 
-/// `owner/repo@sha # version`, as written after `uses:`.
-fn uses(settings: &ActionsSettings, action: &str, forgejo: bool) -> String {
-    let pin = settings
+/// The pin of `action`: `[ci.github.pins]` (or forgejo's), else preflight's default.
+pub fn pin(settings: &ActionsSettings, action: &str, forgejo: bool) -> Pin {
+    settings
         .pins
         .get(action)
         .cloned()
-        .unwrap_or_else(|| default_pin(action, forgejo));
+        .unwrap_or_else(|| default_pin(action, forgejo))
+}
+
+/// `owner/repo@sha # version`, as written after `uses:`.
+fn uses(settings: &ActionsSettings, action: &str, forgejo: bool) -> String {
+    let pin = pin(settings, action, forgejo);
     match pin.version {
         Some(v) => format!("{action}@{} # {v}", pin.sha),
         None => format!("{action}@{}", pin.sha),

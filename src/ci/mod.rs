@@ -7,8 +7,9 @@
 //! it out. Every string reaches YAML through the `q` filter (a double-quoted scalar).
 
 mod buildkite;
-mod github;
+pub mod github;
 mod gitlab;
+pub mod pins;
 mod woodpecker;
 
 use crate::config::{CI_TARGETS, Ci, CiJob, Config};

@@ -6,6 +6,7 @@ use crate::cache::{self, Keyed, Mode, Session};
 use crate::cli::{CacheCommand, Cli, ExplainArgs, OutputFormat, RunArgs};
 use crate::config::{self, Config, did_you_mean};
 use crate::error::{Error, Result, exit};
+use crate::filetypes::WorkTree;
 use crate::git;
 use crate::plan::{self, Plan};
 use crate::report::{self, KeyState, StepKey};
@@ -222,7 +223,12 @@ pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         names: &args.steps,
         ..Default::default()
     };
-    let plan = plan::build(&config, &selection, &repo.tracked_files()?)?;
+    let plan = plan::build(
+        &config,
+        &selection,
+        &repo.tracked_files()?,
+        &WorkTree { root: &repo.root },
+    )?;
     let mode = Mode {
         read: true,
         write: false,

@@ -2,6 +2,7 @@
 //! adds to a run: the drift check first, then one CI job's steps with its matrix values.
 
 use super::{current_dir, load_config};
+use crate::ci::pins::Raised;
 use crate::ci::{self, Source, Target};
 use crate::cli::{CiGenerateArgs, Cli};
 use crate::config::{self, Config};
@@ -66,8 +67,34 @@ fn configured_targets(config: &Config) -> Vec<Target> {
         .collect()
 }
 
-/// Renders the files of `targets`.
+/// The pins update bots raised in the workflows on disk, by target.
+fn raised_pins(config: &Config, root: &Path) -> Vec<(Target, Raised)> {
+    let mut found = Vec::new();
+    for (target, settings, forgejo) in [
+        (Target::Github, &config.ci.github, false),
+        (Target::Forgejo, &config.ci.forgejo, true),
+    ] {
+        if let Some(existing) = read(root, target.path()) {
+            let raised = ci::pins::raised(&existing, &ci::github::ACTIONS, |action| {
+                ci::github::pin(settings, action, forgejo)
+            });
+            found.extend(raised.into_iter().map(|r| (target, r)));
+        }
+    }
+    found
+}
+
+/// Renders the files of `targets`, keeping the pins update bots raised.
 fn render_all(config: &Config, root: &Path, targets: &[Target]) -> Result<Vec<(Target, String)>> {
+    let mut config = config.clone();
+    for (target, raised) in raised_pins(&config, root) {
+        let settings = match target {
+            Target::Forgejo => &mut config.ci.forgejo,
+            _ => &mut config.ci.github,
+        };
+        ci::pins::apply(settings, std::slice::from_ref(&raised));
+    }
+    let config = &config;
     let rel = config_rel(config, root);
     let source = Source {
         config,
@@ -122,6 +149,7 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
     let config = load_config(cli)?;
     let repo = git::discover(&current_dir()?)?;
     let root = &repo.root;
+    warn_of_missing_branches(&repo, &config, color);
 
     if let Some(name) = &args.stdout {
         let target = parse_target(name)?;
@@ -153,6 +181,12 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
         }
         chosen
     };
+
+    for (target, raised) in raised_pins(&config, root) {
+        if chosen.contains(&target) {
+            report_raised(target, &raised, &config, color);
+        }
+    }
 
     if args.check {
         let skip: Vec<String> = Target::ALL
@@ -194,6 +228,62 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
         }
     }
     Ok(exit::SUCCESS)
+}
+
+/// Says when a branch pattern of `[ci.triggers] push` matches no branch of this repository,
+/// local or remote-tracking: pushes would then never start CI (a `main` trigger in a
+/// repository whose branch is `master`).
+fn warn_of_missing_branches(repo: &Repo, config: &Config, color: bool) {
+    if config.ci.targets.is_empty() {
+        return;
+    }
+    let Ok(branches) = repo.branch_names() else {
+        return;
+    };
+    if branches.is_empty() {
+        return;
+    }
+    for pattern in &config.ci.triggers.push {
+        let matches = match globset::Glob::new(pattern) {
+            Ok(glob) => {
+                let glob = glob.compile_matcher();
+                branches.iter().any(|b| glob.is_match(b))
+            }
+            Err(_) => branches.contains(pattern),
+        };
+        if !matches {
+            report::warn(
+                &format!(
+                    "CI runs on pushes to `{pattern}`, but this repository has no such branch \
+                     (local or remote-tracking), so pushes will not start it\n\
+                     help: the branches are: {}; set `[ci.triggers] push = [...]` in {}",
+                    branches.join(", "),
+                    config::display_path(&config.path)
+                ),
+                color,
+            );
+        }
+    }
+}
+
+/// Says that a pin an update bot raised in a workflow is kept, and how to record it.
+fn report_raised(target: Target, raised: &Raised, config: &Config, color: bool) {
+    let version = |p: &config::Pin| p.version.clone().unwrap_or_default();
+    report::warn(
+        &format!(
+            "keeping {action} {found} ({sha}) from {path}, newer than the {configured} {name} \
+             gives\nhelp: to record it there, add to [ci.{target}.pins]: \
+             \"{action}\" = {{ sha = \"{sha}\", version = \"{found}\" }}",
+            action = raised.action,
+            found = version(&raised.found),
+            sha = raised.found.sha,
+            path = target.path(),
+            configured = version(&raised.configured),
+            name = config::display_path(&config.path),
+            target = target.name(),
+        ),
+        color,
+    );
 }
 
 fn parse_target(name: &str) -> Result<Target> {

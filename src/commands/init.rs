@@ -5,6 +5,7 @@ use super::current_dir;
 use crate::cli::{Cli, InitArgs, InstallArgs};
 use crate::config;
 use crate::error::{Error, Result, exit};
+use crate::filetypes::WorkTree;
 use crate::git;
 use crate::init;
 use crate::report;
@@ -24,6 +25,7 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         &files,
         |program| which::which(program).is_ok(),
         |path| std::fs::read_to_string(repo.root.join(path)).ok(),
+        &WorkTree { root: &repo.root },
     );
     let mut text = starter.text.clone();
     if !args.ci.is_empty() {
@@ -39,6 +41,18 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         text.push_str(&format!(
             "\n# Hosted CI runs the same steps: `preflight ci generate` writes its files.\n[ci]\ntargets = [{}]\n",
             list.join(", ")
+        ));
+        // CI runs on pushes to the branch this repository's work goes to.
+        // Names outside the plain set (quotes, `${{`) could not go into a CI file safely.
+        let branch = repo
+            .default_branch()
+            .filter(|b| {
+                b.chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))
+            })
+            .unwrap_or_else(|| "main".to_string());
+        text.push_str(&format!(
+            "\n[ci.triggers]\npush = [{branch:?}]\npull_request = true\n"
         ));
     }
     let shown = config::display_path(&target);

@@ -6,6 +6,7 @@ use crate::cli::{Cli, OutputFormat, RunArgs};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::exec;
+use crate::filetypes::WorkTree;
 use crate::git::{self, Repo};
 use crate::hooks::checkout::Checkout;
 use crate::hooks::stash;
@@ -124,7 +125,12 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         fix,
         skip: &skip,
     };
-    let mut plan = plan::build(&config, &selection, &file_set)?;
+    let mut plan = plan::build(
+        &config,
+        &selection,
+        &file_set,
+        &WorkTree { root: &repo.root },
+    )?;
     if let Some(steps) = &job {
         plan = super::ci::only_steps(plan, steps);
     }

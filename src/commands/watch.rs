@@ -6,6 +6,7 @@ use crate::cli::{Cli, OutputFormat, WatchArgs};
 use crate::config::Config;
 use crate::error::{Result, exit};
 use crate::files::Matcher;
+use crate::filetypes::WorkTree;
 use crate::git;
 use crate::plan::{self, Selection};
 use crate::process::Canceller;
@@ -36,6 +37,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
             ..Default::default()
         },
         &[],
+        &WorkTree { root: &repo.root },
     )?
     .steps
     .into_iter()
@@ -120,6 +122,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs, color: bool) -> Result<i32> {
                 ..Default::default()
             },
             &file_set,
+            &WorkTree { root: &repo.root },
         )?;
         let running: Vec<String> = plan.steps.iter().map(|s| s.step.name.clone()).collect();
         report::triggered(format, color, &changed, &running);
@@ -216,11 +219,14 @@ fn interests(config: &Config, selected: &[String]) -> Vec<Interest> {
         .iter()
         .map(|name| {
             let step = &config.steps[name];
+            // A step with only `types` is about files anywhere.
+            let any_file = (step.files.is_empty() && !step.types.is_empty()).then_some("*");
             let globs: Vec<&str> = step
                 .files
                 .iter()
                 .chain(&step.inputs)
                 .map(String::as_str)
+                .chain(any_file)
                 .collect();
             let matcher = if globs.is_empty() {
                 None

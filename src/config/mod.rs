@@ -140,7 +140,10 @@ pub struct Step {
     pub needs: Vec<String>,
     pub files: Vec<String>,
     pub exclude: Vec<String>,
-    /// The compiled `files`/`exclude` globs; `None` when the step has no `files`.
+    /// `types`: a file must also be of one of these (empty: any file).
+    pub types: crate::filetypes::Types,
+    /// The compiled `files`/`exclude` globs (`*` when only `types` is given); `None` when
+    /// the step selects no files.
     pub matcher: Option<Matcher>,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,

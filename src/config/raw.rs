@@ -6,6 +6,7 @@ use super::{
     parse_duration,
 };
 use crate::files::Matcher;
+use crate::filetypes::{TYPE_NAMES, Types};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -56,6 +57,9 @@ struct RawStep {
     files: Vec<Spanned<String>>,
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
+    /// File types (`shell`, `python`, ...): with `files`, a file must match both.
+    #[serde(default)]
+    types: Vec<Spanned<String>>,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
     #[serde(default)]
@@ -342,18 +346,25 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 Some(p.components().collect::<PathBuf>())
             }
         });
-        let matcher = if s.files.is_empty() {
+        let types = check.types(name, &s.types);
+        // `types` alone selects among all the run's files.
+        let files = if s.files.is_empty() && !s.types.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            strings(&s.files)
+        };
+        let matcher = if files.is_empty() {
             if !s.exclude.is_empty() {
                 check
                     .error(
                         s.exclude[0].span(),
                         format!("step `{name}` has `exclude` but no `files`"),
                     )
-                    .label = "add `files` globs; `exclude` only narrows them".into();
+                    .label = "add `files` globs or `types`; `exclude` only narrows them".into();
             }
             None
         } else {
-            match Matcher::new(&strings(&s.files), &strings(&s.exclude)) {
+            match Matcher::new(&files, &strings(&s.exclude)) {
                 Ok(m) => Some(m),
                 Err(bad) => {
                     let list = if bad.in_exclude { &s.exclude } else { &s.files };
@@ -368,14 +379,15 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 }
             }
         };
-        if s.run.as_ref().is_some_and(|r| r.get_ref().uses_files()) && s.files.is_empty() {
+        if s.run.as_ref().is_some_and(|r| r.get_ref().uses_files()) && files.is_empty() {
             let span = s.run.as_ref().map(Spanned::span).unwrap_or_default();
             check
                 .error(
                     span,
                     format!("step `{name}` uses {{files}} but has no `files` globs"),
                 )
-                .label = "add `files = [\"...\"]` to say which files it gets".into();
+                .label =
+                "add `files = [\"...\"]` or `types = [\"...\"]` to say which files it gets".into();
         }
         steps.insert(
             name.clone(),
@@ -391,6 +403,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 needs: dedup(strings(&s.needs)),
                 files: strings(&s.files),
                 exclude: strings(&s.exclude),
+                types,
                 matcher,
                 inputs: strings(&s.inputs),
                 outputs: strings(&s.outputs),
@@ -488,6 +501,28 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
 }
 
 impl Checker<'_> {
+    /// The step's `types`, each checked against the known names.
+    fn types(&mut self, step: &str, names: &[Spanned<String>]) -> Types {
+        let mut set = Types::default();
+        for name in names {
+            match Types::parse(&[name.get_ref()]) {
+                Ok(t) => set = set.union(t),
+                Err(_) => {
+                    let d = self.error(
+                        name.span(),
+                        format!("unknown file type `{}` in step `{step}`", name.get_ref()),
+                    );
+                    d.label = match did_you_mean(name.get_ref(), TYPE_NAMES.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "not a file type".into(),
+                    };
+                    d.help = Some(format!("the types are: {}", TYPE_NAMES.join(", ")));
+                }
+            }
+        }
+        set
+    }
+
     /// Checks that every name refers to a step, with a suggestion for near misses.
     pub(super) fn step_refs_in(
         &mut self,

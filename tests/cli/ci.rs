@@ -814,3 +814,121 @@ fn the_examples_ci_tables_pass_the_ci_schema() {
         );
     }
 }
+
+const CHECKOUT_V4: &str = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2";
+const CHECKOUT_V6: &str = "actions/checkout@8e8c483db84b4bee98b60c0593521ed34d9990e8 # v6.0.1";
+
+const PINNED: &str = r#"[steps.check]
+run = "true"
+
+[ci]
+targets = ["github"]
+
+[ci.github.pins]
+"actions/checkout" = { sha = "11bd71901bbe5b1630ceea73d27597364c9af683", version = "v4.2.2" }
+"#;
+
+#[test]
+fn a_pin_an_update_bot_raised_in_the_workflow_is_kept_and_not_drift() {
+    let repo = generated(PINNED);
+    let path = ".github/workflows/preflight.yml";
+    let before = repo.read_string(path);
+    assert!(before.contains(CHECKOUT_V4), "{before}");
+    // What Dependabot (and Renovate with pinned digests) commits: the SHA and its comment.
+    let bumped = before.replace(CHECKOUT_V4, CHECKOUT_V6);
+    repo.write(path, &bumped);
+    repo.git(&[
+        "commit",
+        "-q",
+        "-am",
+        "Bump actions/checkout from 4.2.2 to 6.0.1",
+    ]);
+
+    let run = repo.run(&["run", "--ci"]);
+    run.code(0);
+    assert_eq!(run.status_of("check"), "passed");
+
+    let check = repo.run(&["ci", "generate", "--check"]);
+    check.code(0);
+    assert!(
+        check.stderr.contains(
+            "keeping actions/checkout v6.0.1 (8e8c483db84b4bee98b60c0593521ed34d9990e8) from \
+             .github/workflows/preflight.yml, newer than the v4.2.2 preflight.toml gives"
+        ) && check.stderr.contains(
+            "\"actions/checkout\" = { sha = \"8e8c483db84b4bee98b60c0593521ed34d9990e8\", version = \"v6.0.1\" }"
+        ),
+        "{}",
+        check.stderr
+    );
+    let again = repo.run(&["ci", "generate"]);
+    again.code(0);
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+    assert_eq!(repo.read_string(path), bumped, "the bot's pin stays");
+
+    // Another change to the config still regenerates, with the bot's pin.
+    repo.write(
+        "preflight.toml",
+        PINNED.replace("run = \"true\"", "run = \"true \""),
+    );
+    repo.run(&["ci", "generate"]).code(0);
+    let text = repo.read_string(path);
+    assert!(
+        text.contains(CHECKOUT_V6) && !text.contains(CHECKOUT_V4),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_older_or_hand_made_pin_in_the_workflow_is_still_drift() {
+    let repo = generated(PINNED);
+    let path = ".github/workflows/preflight.yml";
+    let before = repo.read_string(path);
+    let older = before.replace(
+        CHECKOUT_V4,
+        "actions/checkout@b4ffde65f46336ab88eb53be808477a3936bae11 # v4.1.1",
+    );
+    repo.write(path, &older);
+    let run = repo.run(&["run", "--ci"]);
+    run.code(1);
+    assert!(run.stderr.contains("is out of date"), "{}", run.stderr);
+    // A moving tag is not a pin.
+    repo.write(
+        path,
+        before.replace(CHECKOUT_V4, "actions/checkout@v6 # v6.0.1"),
+    );
+    repo.run(&["ci", "generate", "--check"]).code(1);
+    repo.run(&["ci", "generate"]).code(0);
+    assert_eq!(repo.read_string(path), before);
+}
+
+#[test]
+fn generate_warns_when_the_trigger_branch_does_not_exist() {
+    let repo = Repo::new();
+    repo.git(&["checkout", "-q", "-b", "master"]);
+    repo.write(
+        "preflight.toml",
+        "[steps.a]\nrun = \"true\"\n[ci]\ntargets = [\"github\"]\n",
+    );
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "first"]);
+    let run = repo.run(&["ci", "generate"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains(
+            "CI runs on pushes to `main`, but this repository has no such branch \
+             (local or remote-tracking), so pushes will not start it"
+        ) && run.stderr.contains("the branches are: master"),
+        "{}",
+        run.stderr
+    );
+    // A pattern that matches a remote-tracking branch is fine.
+    repo.write(
+        "preflight.toml",
+        "[steps.a]\nrun = \"true\"\n[ci]\ntargets = [\"github\"]\n\
+         [ci.triggers]\npush = [\"master\", \"release/*\"]\n",
+    );
+    repo.git(&["update-ref", "refs/remotes/origin/release/1.0", "HEAD"]);
+    let run = repo.run(&["ci", "generate"]);
+    run.code(0);
+    assert!(!run.stderr.contains("no such branch"), "{}", run.stderr);
+}

@@ -200,3 +200,86 @@ fn non_utf8_paths_survive_in_the_file_set() {
         bytes_path(b"\xe9t\xe9.bin").as_os_str().as_bytes()
     );
 }
+
+/// Scripts as dotfiles repositories hold them: by extension, by name, by `#!` line only.
+fn scripts_of_every_kind(repo: &Repo) {
+    repo.write("install.sh", "echo install\n");
+    repo.write(".bashrc", "alias ll='ls -l'\n");
+    repo.write(".aliases", "#!/usr/bin/env bash\nalias g=git\n");
+    repo.write(".exports", "export EDITOR=vim\n");
+    repo.write("bin/hook", "#!/bin/sh\necho hook\n");
+    repo.write("bin/tool", "#!/usr/bin/env python3\nprint(1)\n");
+    repo.write("bin/blob", b"\x7fELF\x00\x00".as_slice());
+    repo.write(".zshrc", "setopt autocd\n");
+    repo.write("notes.txt", "#!/bin/sh is how scripts start\n");
+}
+
+fn listed(repo: &Repo, file: &str) -> Vec<String> {
+    let mut names: Vec<String> = repo.read_string(file).lines().map(String::from).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn types_pick_scripts_by_extension_name_and_first_line_in_run_and_hooks() {
+    let repo = Repo::with_config(
+        r#"
+[steps.posix]
+run = "printf '%s\n' {files} > .git/posix.out"
+types = ["sh", "bash"]
+[steps.bin-python]
+run = "printf '%s\n' {files} > .git/python.out"
+files = ["bin/*"]
+types = ["python"]
+[steps.binary]
+run = "printf '%s\n' {files} > .git/binary.out"
+types = ["binary"]
+exclude = ["notes.txt"]
+[hooks]
+pre-commit = ["posix"]
+"#,
+    );
+    scripts_of_every_kind(&repo);
+    repo.add_all();
+    repo.run(&["run"]).code(0);
+    assert_eq!(
+        listed(&repo, ".git/posix.out"),
+        [".aliases", ".bashrc", "bin/hook", "install.sh"]
+    );
+    assert_eq!(listed(&repo, ".git/python.out"), ["bin/tool"]);
+    assert_eq!(listed(&repo, ".git/binary.out"), ["bin/blob"]);
+
+    // The pre-commit hook sees the staged scripts the same way.
+    repo.run(&["install"]).code(0);
+    repo.commit("scripts").code(0);
+    std::fs::remove_file(repo.path().join(".git/posix.out")).unwrap();
+    repo.write("bin/new", "#!/bin/dash\necho new\n");
+    repo.write("bin/other", "just text\n");
+    repo.git(&["add", "bin/new", "bin/other"]);
+    repo.commit("more").code(0);
+    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/new"]);
+
+    // A commit with no script of those types skips the step.
+    std::fs::remove_file(repo.path().join(".git/posix.out")).unwrap();
+    repo.write("bin/readme", "plain\n");
+    repo.git(&["add", "bin/readme"]);
+    repo.commit("plain").code(0);
+    assert!(!repo.path().join(".git/posix.out").exists());
+}
+
+#[test]
+fn an_unknown_type_is_a_config_error_with_a_suggestion() {
+    let repo = Repo::with_config("[steps.a]\nrun = \"true\"\ntypes = [\"shel\"]\n");
+    let run = repo.run(&["validate"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("unknown file type `shel` in step `a`")
+            && run.stderr.contains("did you mean `shell`?")
+            && run
+                .stderr
+                .contains("the types are: text, binary, executable, shell"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("preflight.toml:3:"), "{}", run.stderr);
+}
