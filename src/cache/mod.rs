@@ -456,7 +456,13 @@ impl Session {
     /// git blob id.
     fn outputs_digest(&self, declared: &[String]) -> Result<String> {
         let paths = outputs::files_below(&self.files_root, declared);
-        let candidates: Vec<Candidate> = paths.iter().map(|p| Candidate { path: p, entry: None }).collect();
+        let candidates: Vec<Candidate> = paths
+            .iter()
+            .map(|p| Candidate {
+                path: p,
+                entry: None,
+            })
+            .collect();
         let (files, _) = inputs::digest_all(&self.files_root, &self.index, &candidates)
             .map_err(|e| Error::io("cannot read an output of a needed step", e))?;
         let bytes = serde_json::to_vec(&files).map_err(|e| Error::Setup(e.to_string()))?;

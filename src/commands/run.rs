@@ -214,7 +214,16 @@ pub fn execute_at_commit(
         },
     };
     let cache = super::cache::session_at_commit(config, repo, mode, commit.files, &place.root)?;
-    let summary = execute_in(repo, &place, config, plan, output, None, Some(cache), canceller);
+    let summary = execute_in(
+        repo,
+        &place,
+        config,
+        plan,
+        output,
+        None,
+        Some(cache),
+        canceller,
+    );
     // The checkout goes before the last word, so that nothing is left behind when it is read.
     if let Some(checkout) = &checkout {
         checkout.remove();
@@ -284,7 +293,9 @@ pub fn execute(
     canceller: Arc<Canceller>,
 ) -> Summary {
     let place = Place::work_tree(repo);
-    execute_in(repo, &place, config, plan, output, msg_file, cache, canceller)
+    execute_in(
+        repo, &place, config, plan, output, msg_file, cache, canceller,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
