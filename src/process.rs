@@ -78,6 +78,11 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the step's own process has ended, how long its output may take to reach end of
 /// file before whatever still holds it open is given up on.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How much longer the end of file may take when no other process is seen holding the pipe
+/// (a busy machine is slow to schedule the reader; a holder /proc cannot show is given up on).
+const LATE_GRACE: Duration = Duration::from_secs(2);
+/// Once the reader is given up on, at most this many more reads take what is in the pipe.
+const FINAL_READS: usize = 16;
 /// How often the output reader looks whether it has been given up on.
 const POLL_INTERVAL_MS: i32 = 50;
 
@@ -231,8 +236,17 @@ pub fn run(spec: &Spec, canceller: &Canceller, on_line: Option<LineSink>) -> Fin
         Err(mpsc::RecvTimeoutError::Disconnected) => (Vec::new(), None),
         Err(mpsc::RecvTimeoutError::Timeout) => {
             let holders = pipe.map(pipe_holders).unwrap_or_default();
-            abandon.store(true, Ordering::SeqCst);
-            (output_rx.recv().unwrap_or_default(), Some(holders))
+            let late = match holders.is_empty() {
+                true => output_rx.recv_timeout(LATE_GRACE).ok(),
+                false => None,
+            };
+            match late {
+                Some(output) => (output, None),
+                None => {
+                    abandon.store(true, Ordering::SeqCst);
+                    (output_rx.recv().unwrap_or_default(), Some(holders))
+                }
+            }
         }
     };
 
@@ -401,11 +415,20 @@ fn capture(
     let mut line_start = 0usize;
     let mut pending = Vec::new();
     let mut buf = [0u8; 64 * 1024];
+    let mut final_reads = 0;
     loop {
-        if abandon.load(Ordering::SeqCst) {
-            break;
+        // Given up on: what is already in the pipe is still kept, then reading stops.
+        let giving_up = abandon.load(Ordering::SeqCst);
+        if giving_up {
+            final_reads += 1;
+            if final_reads > FINAL_READS {
+                break;
+            }
         }
-        if !readable(&reader, POLL_INTERVAL_MS) {
+        if !readable(&reader, if giving_up { 0 } else { POLL_INTERVAL_MS }) {
+            if giving_up {
+                break;
+            }
             continue;
         }
         let n = match reader.read(&mut buf) {

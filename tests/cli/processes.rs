@@ -185,6 +185,12 @@ fn a_daemon_that_leaves_the_group_does_not_hold_the_step() {
         "{}",
         json.stdout
     );
+    // What the step printed before it ended is all there.
+    assert!(
+        json.stdout.contains("\"output\":\"started\\n\""),
+        "{}",
+        json.stdout
+    );
 }
 
 #[test]
