@@ -156,8 +156,15 @@ impl Watch {
             let file = &self.tracked.files[entry];
             let path = self.root.join(&file.path);
             let stat = std::fs::symlink_metadata(&path).ok().map(|m| Stat::of(&m));
+            // The index's blob id is of the file as git cleans it (filters, line endings),
+            // while a file read later is hashed as its raw bytes: a file that may be read again
+            // (written just now, as the pre-commit set-aside does) is hashed raw here too.
             let content = match &stat {
-                Some(st) if self.tracked.sha1 && matches_index(file, st, self.tracked.written) => {
+                Some(st)
+                    if self.tracked.sha1
+                        && !st.recent(taken)
+                        && matches_index(file, st, self.tracked.written) =>
+                {
                     Content::Blob {
                         id: file.id,
                         symlink: file.symlink,
