@@ -6,7 +6,10 @@
 //! `${{ }}` expression that a CI service would evaluate.
 
 use super::raw::{Checker, is_step_name, strings};
-use super::{Step, did_you_mean, parse_duration};
+use super::{Step, did_you_mean, parse_duration, parse_duration_up_to};
+
+/// How long CI artifacts may be kept: GitLab takes years (and "never" expiring).
+const MAX_ARTIFACT_AGE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -533,10 +536,8 @@ impl Checker<'_> {
                 }
             },
         };
-        let expire_days = a
-            .expire
-            .as_ref()
-            .and_then(|e| match parse_duration(e.get_ref()) {
+        let expire_days = a.expire.as_ref().and_then(|e| {
+            match parse_duration_up_to(e.get_ref(), MAX_ARTIFACT_AGE, "a century") {
                 Ok(d) if d.as_secs() >= 86_400 => Some(d.as_secs().div_ceil(86_400)),
                 Ok(_) => {
                     self.error(e.span(), "artifacts are kept for at least a day")
@@ -548,7 +549,8 @@ impl Checker<'_> {
                         .label = reason;
                     None
                 }
-            });
+            }
+        });
         Some(Artifacts {
             paths,
             when,

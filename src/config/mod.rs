@@ -251,12 +251,23 @@ pub fn parse(path: &Path, source: &str) -> std::result::Result<Config, Vec<Diagn
 /// Parses a duration such as `500ms`, `90s`, `10m`, `1h` or `1m 30s`, longer than zero and
 /// at most `MAX_DURATION`.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_up_to(text, MAX_DURATION, "a year")
+}
+
+/// As `parse_duration`, with another longest value (`max`, said in words as `max_words`).
+pub fn parse_duration_up_to(
+    text: &str,
+    max: Duration,
+    max_words: &str,
+) -> std::result::Result<Duration, String> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("a timeout must be longer than zero".into());
     }
-    if d > MAX_DURATION {
-        return Err("it is longer than a year, the longest duration preflight takes".into());
+    if d > max {
+        return Err(format!(
+            "it is longer than {max_words}, the longest duration preflight takes"
+        ));
     }
     Ok(d)
 }
