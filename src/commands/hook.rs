@@ -6,7 +6,7 @@ use super::run::{self, Output};
 use crate::cli::{Cli, HookArgs, OutputFormat};
 use crate::config;
 use crate::error::{Result, exit};
-use crate::filetypes::WorkTree;
+use crate::filetypes::{Contents, WorkTree};
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
@@ -37,6 +37,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     };
 
     let mut msg_file = None;
+    let mut pushed_commits: Vec<String> = Vec::new();
     let file_set = match name {
         "pre-commit" | "pre-merge-commit" => repo.staged_files()?,
         "pre-push" => {
@@ -45,6 +46,11 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
                 .read_to_string(&mut input)
                 .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
             let updates = PushUpdate::parse_lines(&input)?;
+            pushed_commits = updates
+                .iter()
+                .filter(|u| !u.is_deletion())
+                .map(|u| u.local_sha.clone())
+                .collect();
             let remote = args.args.first().map_or("origin", String::as_str);
             repo.pushed_files(remote, &updates)?
         }
@@ -65,12 +71,21 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         fix: binding.fix,
         skip: &skip,
     };
-    let plan = plan::build(
-        &config,
-        &selection,
-        &file_set,
-        &WorkTree { root: &repo.root },
-    )?;
+    // File types are told from what the hook judges: the index, or the pushed commits.
+    let work_tree = WorkTree { root: &repo.root };
+    let stored = match name {
+        "pre-commit" | "pre-merge-commit" => Some(repo.staged_contents()?),
+        "pre-push" => {
+            let revs: Vec<&str> = pushed_commits.iter().map(String::as_str).collect();
+            Some(repo.commits_contents(&revs)?)
+        }
+        _ => None,
+    };
+    let contents: &dyn Contents = match &stored {
+        Some(stored) => stored,
+        None => &work_tree,
+    };
+    let plan = plan::build(&config, &selection, &file_set, contents)?;
     let fixers = plan.steps.iter().any(|s| s.fixes);
     let output = Output {
         jobs: None,
