@@ -6,7 +6,7 @@ use super::run::{self, Output};
 use crate::cli::{Cli, HookArgs, OutputFormat};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
-use crate::filetypes::WorkTree;
+use crate::filetypes::{Contents, WorkTree};
 use crate::git::{self, PushUpdate, Repo};
 use crate::hooks::stash::Stash;
 use crate::plan::{self, Selection};
@@ -63,12 +63,17 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         fix: binding.fix,
         skip: &skip,
     };
-    let plan = plan::build(
-        &config,
-        &selection,
-        &file_set,
-        &WorkTree { root: &repo.root },
-    )?;
+    // File types are told from what the hook judges: the index for a commit.
+    let work_tree = WorkTree { root: &repo.root };
+    let stored = match name {
+        "pre-commit" | "pre-merge-commit" => Some(repo.staged_contents()?),
+        _ => None,
+    };
+    let contents: &dyn Contents = match &stored {
+        Some(stored) => stored,
+        None => &work_tree,
+    };
+    let plan = plan::build(&config, &selection, &file_set, contents)?;
     let fixers = plan.steps.iter().any(|s| s.fixes);
     let output = Output {
         jobs: None,
@@ -299,10 +304,8 @@ fn pre_push(
             skip: &skip,
         };
         let files: Vec<PathBuf> = p.files.into_iter().filter(|f| commit.has_file(f)).collect();
-        let contents = Committed {
-            repo,
-            commit: &commit,
-        };
+        // File types are told from the pushed commit's own files.
+        let contents = repo.commits_contents(&[&commit.id.to_string()])?;
         let plan = plan::build(&config, &selection, &files, &contents)?;
         let checked = run::Checked {
             what: "the pushed commit",
@@ -359,25 +362,6 @@ fn committed_config(
         return loaded.map(Some);
     }
     Ok(None)
-}
-
-/// File types told from what a commit holds, not from the work tree.
-struct Committed<'a> {
-    repo: &'a Repo,
-    commit: &'a git::CommitContent,
-}
-
-impl crate::filetypes::Contents for Committed<'_> {
-    fn head(&self, path: &Path) -> Option<Vec<u8>> {
-        let entry = self.commit.file(path).filter(|f| !f.symlink)?;
-        let mut bytes = self.repo.blob(entry.id).ok()?;
-        bytes.truncate(crate::filetypes::HEAD_BYTES);
-        Some(bytes)
-    }
-
-    fn is_executable(&self, path: &Path) -> bool {
-        self.commit.file(path).is_some_and(|f| f.executable)
-    }
 }
 
 /// One commit a push sends, the refs that send it, and the files they change.

@@ -32,10 +32,14 @@ pub fn list(cli: &Cli) -> Result<i32> {
                 .filter(|(_, h)| h.steps.contains(&step.name))
                 .map(|(name, _)| name.as_str())
                 .collect();
+            let mut selection: Vec<String> = step.files.clone();
+            if !step.types.is_empty() {
+                selection.push(format!("types:{}", step.types.names().join(",")));
+            }
             let files = if step.exclude.is_empty() {
-                step.files.join(" ")
+                selection.join(" ")
             } else {
-                format!("{} (not {})", step.files.join(" "), step.exclude.join(" "))
+                format!("{} (not {})", selection.join(" "), step.exclude.join(" "))
             };
             [
                 step.name.clone(),

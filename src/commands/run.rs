@@ -6,7 +6,7 @@ use crate::cli::{Cli, OutputFormat, RunArgs};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::exec;
-use crate::filetypes::WorkTree;
+use crate::filetypes::{Contents, WorkTree};
 use crate::git::{self, Repo};
 use crate::hooks::checkout::Checkout;
 use crate::hooks::stash;
@@ -125,12 +125,22 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         fix,
         skip: &skip,
     };
-    let mut plan = plan::build(
-        &config,
-        &selection,
-        &file_set,
-        &WorkTree { root: &repo.root },
-    )?;
+    // File types are told from what is judged: the index, the commit, or the work tree.
+    let work_tree = WorkTree { root: &repo.root };
+    let stored = if !args.files.is_empty() {
+        None
+    } else if args.staged {
+        Some(repo.staged_contents()?)
+    } else if args.from.is_some() {
+        Some(repo.commits_contents(&[args.to.as_deref().unwrap_or("HEAD")])?)
+    } else {
+        None
+    };
+    let contents: &dyn Contents = match &stored {
+        Some(stored) => stored,
+        None => &work_tree,
+    };
+    let mut plan = plan::build(&config, &selection, &file_set, contents)?;
     if let Some(steps) = &job {
         plan = super::ci::only_steps(plan, steps);
     }

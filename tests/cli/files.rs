@@ -1,6 +1,6 @@
 //! The run's file set, globs, `{files}` expansion, hostile names and batching.
 
-use crate::common::{Repo, bytes_path};
+use crate::common::{Repo, bytes_path, git_command};
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 
@@ -282,4 +282,79 @@ fn an_unknown_type_is_a_config_error_with_a_suggestion() {
         run.stderr
     );
     assert!(run.stderr.contains("preflight.toml:3:"), "{}", run.stderr);
+}
+
+const SH_RECORDER: &str = r#"
+[steps.posix]
+run = "printf '%s\n' {files} > .git/posix.out"
+types = ["sh"]
+[hooks]
+pre-commit = ["posix"]
+pre-push = ["posix"]
+"#;
+
+#[test]
+fn types_are_told_from_the_staged_file_not_the_work_tree() {
+    let repo = Repo::with_config(SH_RECORDER);
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "config"]);
+    repo.run(&["install"]).code(0);
+    // Staged: a sh script. In the work tree, unstaged: the #! line is gone.
+    repo.write("bin/deploy", "#!/bin/sh\necho deploy\n");
+    repo.git(&["add", "bin/deploy"]);
+    repo.write("bin/deploy", "echo deploy\n");
+    // Staged: plain text. In the work tree, unstaged: a #! line.
+    repo.write("bin/notes", "plain\n");
+    repo.git(&["add", "bin/notes"]);
+    repo.write("bin/notes", "#!/bin/sh\nplain\n");
+    repo.commit("scripts").code(0);
+    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/deploy"]);
+    assert_eq!(
+        repo.read_string("bin/deploy"),
+        "echo deploy\n",
+        "unstaged work kept"
+    );
+    // `run --staged` judges the same.
+    repo.git(&["add", "bin/deploy", "bin/notes"]);
+    std::fs::remove_file(repo.path().join(".git/posix.out")).unwrap();
+    repo.write("bin/notes", "plain again\n");
+    repo.write("bin/deploy", "#!/bin/sh\necho deploy\n");
+    repo.run(&["run", "--no-cache", "--staged"]).code(0);
+    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/notes"]);
+}
+
+#[test]
+fn types_are_told_from_the_pushed_commits_not_the_work_tree() {
+    let remote = tempfile::tempdir().unwrap();
+    let bare = git_command(remote.path())
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .output()
+        .unwrap();
+    assert!(bare.status.success());
+    let repo = Repo::with_config(SH_RECORDER);
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "config"]);
+    repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    repo.run(&["install"]).code(0);
+    // Committed: a sh script. In the work tree, not committed: the #! line is gone.
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("bin/release", "#!/bin/sh\necho release\n");
+    repo.git(&["add", "bin/release"]);
+    repo.git(&["commit", "-q", "--no-verify", "-m", "release script"]);
+    repo.write("bin/release", "echo release\n");
+    let push = repo.git_run(&["push", "-q", "origin", "feature"]);
+    push.code(0);
+    assert!(
+        repo.path().join(".git/posix.out").exists(),
+        "{}{}",
+        push.stdout,
+        push.stderr
+    );
+    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/release"]);
+    // `run --from/--to` judges the commits too.
+    std::fs::remove_file(repo.path().join(".git/posix.out")).unwrap();
+    repo.run(&["run", "--no-cache", "--from", "main", "--to", "feature"])
+        .code(0);
+    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/release"]);
 }

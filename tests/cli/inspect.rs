@@ -60,3 +60,24 @@ fn graph_prints_dot_and_mermaid() {
       s0 --> s2
     "#);
 }
+
+#[test]
+fn list_shows_types() {
+    let run = Repo::with_config(
+        "[steps.shellcheck]\nrun = \"shellcheck {files}\"\ntypes = [\"sh\", \"bash\"]\n\
+         exclude = [\"/.bashrc\"]\n[steps.py]\nrun = \"true\"\nfiles = [\"bin/*\"]\ntypes = [\"python\"]\n",
+    )
+    .run(&["list"]);
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains("shellcheck  -      types:sh,bash (not /.bashrc)  -"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("py          -      bin/* types:python"),
+        "{}",
+        run.stdout
+    );
+}
