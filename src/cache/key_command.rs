@@ -2,11 +2,12 @@
 //!
 //! Running a tool's version probe can cost more than the whole cache hit (`mypy --version`
 //! takes half a second), so the digest is remembered in the store per command, working
-//! folder, environment and the program's file (its path, size, times and inode): the same
-//! program file prints the same version. Only commands that cannot print anything else are
-//! remembered: one program with plain arguments, none naming a file, no shell syntax, and
-//! not a version manager's stand-in (rustup's proxies, `shims` folders) whose answer follows
-//! settings elsewhere.
+//! folder, step environment and the program's file (its path, size, times and inode): the
+//! same program file prints the same version. Only version probes are remembered (one
+//! program and one version flag: `rustc -V`, `mypy --version`, `go version`): any other
+//! command may print what changes without its program changing (`git describe`, `uname -r`,
+//! `cat .env.local`). A version manager's stand-in (rustup's proxies, `shims` folders),
+//! which picks the real tool from settings elsewhere, is never remembered either.
 
 use super::key::{KeyCommand, sha256_hex};
 use indexmap::IndexMap;
@@ -40,25 +41,26 @@ pub fn run(cwd: &Path, command: &str, env: &IndexMap<String, String>) -> KeyComm
     }
 }
 
-/// Characters that make a command more than one program with plain arguments.
-const SHELL_SYNTAX: &[char] = &[
-    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '{', '}',
-    '~', '=', '#', '!', '\n',
+/// The arguments that ask a program for its version and nothing else.
+const VERSION_FLAGS: &[&str] = &[
+    "--version",
+    "-V",
+    "-v",
+    "-vV",
+    "-version",
+    "version",
+    "--print-version",
 ];
-
-/// Environment variables that change between shells without meaning anything to a tool.
-const VOLATILE_ENV: &[&str] = &["_", "OLDPWD", "SHLVL"];
 
 /// The name under which the command's output may be remembered, or `None` when it must run
 /// every time.
 pub fn memo_id(cwd: &Path, command: &str, env: &IndexMap<String, String>) -> Option<String> {
-    if command.contains(SHELL_SYNTAX) {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let [program, flag] = words[..] else {
         return None;
-    }
-    let mut words = command.split_whitespace();
-    let program = words.next()?;
-    // `cat .env.local` prints a file, not the program's own answer.
-    if words.any(|w| w.contains('/') || cwd.join(w).symlink_metadata().is_ok()) {
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/');
+    if !VERSION_FLAGS.contains(&flag) || !program.chars().all(plain) {
         return None;
     }
     let search = env
@@ -72,11 +74,6 @@ pub fn memo_id(cwd: &Path, command: &str, env: &IndexMap<String, String>) -> Opt
         return None;
     }
     let meta = std::fs::metadata(&real).ok()?;
-    let mut process_env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| !VOLATILE_ENV.contains(&k.as_str()))
-        .collect();
-    process_env.sort();
     let id = serde_json::json!({
         "command": command,
         "cwd": cwd,
@@ -88,7 +85,7 @@ pub fn memo_id(cwd: &Path, command: &str, env: &IndexMap<String, String>) -> Opt
         "ino": meta.ino(),
         "dev": meta.dev(),
         "env": env,
-        "process_env": process_env,
+        "path": search,
     });
     Some(sha256_hex(id.to_string().as_bytes()))
 }
@@ -122,10 +119,14 @@ mod tests {
         std::fs::write(dir.path().join(".env.local"), "API_KEY=x\n").unwrap();
         let env = IndexMap::new();
         assert!(memo_id(dir.path(), "sh --version", &env).is_some());
+        assert!(memo_id(dir.path(), "git   version", &env).is_some());
         assert!(memo_id(dir.path(), "cat .env.local", &env).is_none());
         assert!(memo_id(dir.path(), "cat /etc/hostname", &env).is_none());
         assert!(memo_id(dir.path(), "sh -c 'cat x'", &env).is_none());
         assert!(memo_id(dir.path(), "echo $HOME", &env).is_none());
+        assert!(memo_id(dir.path(), "git describe", &env).is_none());
+        assert!(memo_id(dir.path(), "uname -r", &env).is_none());
+        assert!(memo_id(dir.path(), "sh --version; cat x", &env).is_none());
         assert!(memo_id(dir.path(), "no-such-program-here --version", &env).is_none());
         assert_eq!(
             memo_id(dir.path(), "sh --version", &env),

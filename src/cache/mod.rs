@@ -505,6 +505,66 @@ impl Session {
         k
     }
 
+    /// `inputs` globs that match files on disk but no input: git ignores those files, and
+    /// ignored files are never inputs. Folders that steps it needs declare as
+    /// outputs are keyed through those steps, so they are not reported.
+    pub fn unmatched_inputs(&self, step: &Step, keyed: &Keyed, needed: &[&Step]) -> Vec<String> {
+        let mut unmatched = Vec::new();
+        for glob in &step.inputs {
+            let Some(root) =
+                glob_roots(std::slice::from_ref(glob)).and_then(|r| r.first().cloned())
+            else {
+                continue;
+            };
+            let produced = needed.iter().flat_map(|n| &n.outputs).any(|o| {
+                let o = Path::new(o.trim_end_matches('/'));
+                root.starts_with(o) || o.starts_with(&root)
+            });
+            if produced || !self.root.join(&root).exists() {
+                continue;
+            }
+            let Ok(matcher) = crate::files::Matcher::new(std::slice::from_ref(glob), &[]) else {
+                continue;
+            };
+            if !keyed
+                .record
+                .inputs
+                .iter()
+                .any(|i| matcher.is_match(&i.path.to_path()))
+                && self.any_file_below(&root, &matcher)
+            {
+                unmatched.push(format!(
+                    "step `{}`: input `{glob}` matches no file: what it matches in `{}` is \
+                     ignored by git, and ignored files are never inputs (declare them as `outputs` of the \
+                     step that writes them and list it in `needs`, or stop ignoring them)",
+                    step.name,
+                    root.display()
+                ));
+            }
+        }
+        unmatched
+    }
+
+    /// Whether a file below `rel` (repository-relative) on disk matches: stops at the first.
+    fn any_file_below(&self, rel: &Path, matcher: &crate::files::Matcher) -> bool {
+        let mut stack = vec![rel.to_path_buf()];
+        while let Some(at) = stack.pop() {
+            let Ok(meta) = self.root.join(&at).symlink_metadata() else {
+                continue;
+            };
+            if !meta.is_dir() {
+                if matcher.is_match(&at) && !self.in_store(&at) {
+                    return true;
+                }
+                continue;
+            }
+            if let Ok(children) = std::fs::read_dir(self.root.join(&at)) {
+                stack.extend(children.flatten().map(|c| at.join(c.file_name())));
+            }
+        }
+        false
+    }
+
     /// Whether an entry exists for this key with all its blobs present (not read).
     pub fn has_entry(&self, keyed: &Keyed) -> bool {
         self.store.get(&keyed.key).is_some_and(|entry| {

@@ -129,6 +129,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         };
         explain(lines);
     }
+    let needed: Vec<_> = needs.iter().map(|(step, _)| *step).collect();
+    for warning in cache.unmatched_inputs(step, &keyed, &needed) {
+        let _ = tx.send(Message::Warning(warning));
+    }
     if let Some(remote) = &remote
         && let Some(result) = remote.execute(shared, i, cache, &keyed, tx)
     {

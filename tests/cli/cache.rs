@@ -1025,6 +1025,37 @@ inputs = ["sub/**", "gen/**"]
 }
 
 #[test]
+fn an_input_glob_that_matches_only_ignored_files_is_reported() {
+    let config = r#"
+[steps.use]
+run = "cat gen/v.txt"
+inputs = ["sub/**", "gen/**"]
+"#;
+    let repo = Repo::with_config(config);
+    repo.write(".gitignore", "gen/\n");
+    repo.write("sub/x.txt", "x\n");
+    repo.write("gen/v.txt", "one\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "start"]);
+    let run = repo.run(&["run"]);
+    run.code(0);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("input `gen/**` matches no file: what it matches in `gen` is ignored by git"),
+        "{all}"
+    );
+    assert!(!all.contains("input `sub/**`"), "{all}");
+    // A glob that matches nothing there at all is no mistake to report.
+    repo.write(
+        "preflight.toml",
+        config.replace("\"gen/**\"", "\"sub/**/*.py\""),
+    );
+    let run = repo.run(&["run"]);
+    run.code(0);
+    assert!(!run.stderr.contains("matches no file"), "{}", run.stderr);
+}
+
+#[test]
 fn a_command_without_the_files_placeholder_is_keyed_on_every_file_its_globs_match() {
     let repo = Repo::with_config(&grep_step("check", "*.txt"));
     repo.write(".gitignore", "*.log\n");
