@@ -92,11 +92,12 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     }
 
     // pre-commit: the steps see exactly what will be committed.
-    // Steps that get files see only staged files; a step without `files` sees the whole tree.
+    // Steps that get files see only staged files; a step without `files`, or whose command
+    // does not take `{files}`, reads the whole tree, and a fixer may write anywhere.
     let whole_tree = plan
         .steps
         .iter()
-        .any(|s| s.files.is_none() && s.skip.is_none());
+        .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
     let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()))?;
     let cache = super::cache::default_session(&config, &repo)?;
     let summary = run::execute(&repo, &config, plan, &output, None, Some(cache), canceller);

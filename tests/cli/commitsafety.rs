@@ -353,3 +353,37 @@ pre-commit = ["ruff"]
     repo.git(&["add", "b.py"]);
     repo.commit("clean").code(0);
 }
+
+#[test]
+fn a_step_that_reads_the_tree_itself_sees_the_commit_not_unstaged_work() {
+    // `files` only says when the step is relevant; the command reads every file itself.
+    let repo = hooked(
+        r#"
+[steps.suite]
+run = "grep -q fixed helper.txt"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["suite"]
+"#,
+        &[("helper.txt", "fixed\n"), ("a.txt", "a\n")],
+    );
+    // The breakage is committed (skipping the hook); its fix is only in the work tree, and
+    // an unrelated file is committed: the suite must judge the commit, not the work tree.
+    repo.write("helper.txt", "broken\n");
+    repo.git(&["add", "helper.txt"]);
+    repo.git(&["commit", "-q", "--no-verify", "-m", "break"]);
+    repo.write("helper.txt", "fixed, not staged\n");
+    repo.write("a.txt", "a3\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("judged by the work tree");
+    assert_ne!(
+        commit.code, 0,
+        "the commit records the broken helper.txt: {}",
+        commit.stderr
+    );
+    assert_eq!(
+        repo.read_string("helper.txt"),
+        "fixed, not staged\n",
+        "the unstaged work is back"
+    );
+}
