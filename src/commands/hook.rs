@@ -147,7 +147,11 @@ fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option
         return super::config_for(cli, repo).map(Some);
     }
     let in_work_tree = config::locate(&repo.root).ok();
-    if matches!(name, "pre-commit" | "pre-merge-commit") {
+    // Every hook of a commit, its message hooks too, judges what the commit records.
+    if matches!(
+        name,
+        "pre-commit" | "pre-merge-commit" | "prepare-commit-msg" | "commit-msg"
+    ) {
         for file_name in config::FILE_NAMES {
             let Some(bytes) = repo.staged_blob(Path::new(file_name))? else {
                 continue;
@@ -161,7 +165,9 @@ fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option
             let path = repo.root.join(file_name);
             return config::load_text(&path, &text, Some("staged")).map(Some);
         }
-        if let Some(path) = &in_work_tree {
+        // Said once per commit, by the hook that checks its files.
+        let says = matches!(name, "pre-commit" | "pre-merge-commit");
+        if let Some(path) = in_work_tree.as_ref().filter(|_| says) {
             let shown = config::display_path(path);
             report::warn(
                 &format!(

@@ -387,3 +387,30 @@ pre-commit = ["suite"]
         "the unstaged work is back"
     );
 }
+
+#[test]
+fn the_message_hooks_run_by_the_staged_config_too() {
+    let config = r#"
+[steps.subject]
+run = "grep -q . {msg_file}"
+[hooks]
+commit-msg = ["subject"]
+"#;
+    let repo = hooked(config, &[("a.txt", "a\n")]);
+    // A rule added to the work tree's config only does not judge this commit's message.
+    repo.write(
+        "preflight.toml",
+        config.replace(
+            "run = \"grep -q . {msg_file}\"",
+            "run = \"grep -q JIRA- {msg_file}\"",
+        ),
+    );
+    repo.write("a.txt", "b\n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("no ticket").code(0);
+    // Staged, it does.
+    repo.git(&["add", "preflight.toml"]);
+    let commit = repo.commit("still no ticket");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(commit.stderr.contains("subject"), "{}", commit.stderr);
+}
