@@ -414,3 +414,28 @@ commit-msg = ["subject"]
     assert_ne!(commit.code, 0, "{}", commit.stderr);
     assert!(commit.stderr.contains("subject"), "{}", commit.stderr);
 }
+
+#[test]
+fn a_check_in_a_folder_is_watched_on_its_files_by_their_repository_paths() {
+    let repo = Repo::with_config(
+        r#"
+[steps.sub]
+run = "sed -i 's/foo/bar/' {files}"
+dir = "sub"
+files = ["sub/*.txt"]
+"#,
+    );
+    repo.write("sub/a.txt", "foo\n");
+    repo.write("a.txt", "foo\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sub")
+            .contains("changed 1 tracked file: sub/a.txt;"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(repo.read_string("a.txt"), "foo\n");
+}
