@@ -397,3 +397,46 @@ pub fn describe(changed: &[PathBuf], others: &[String]) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_at(secs: i64) -> Stat {
+        Stat {
+            dev: 1,
+            ino: 2,
+            mode: libc::S_IFREG | 0o644,
+            size: 3,
+            mtime: (secs, 0),
+            ctime: (secs, 0),
+        }
+    }
+
+    #[test]
+    fn a_file_changed_just_before_the_snapshot_is_compared_by_content() {
+        let taken = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert!(stat_at(999).recent(taken));
+        assert!(stat_at(1_000).recent(taken));
+        assert!(!stat_at(990).recent(taken));
+    }
+
+    #[test]
+    fn the_detail_names_a_few_files_and_counts_the_rest() {
+        let files: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("f{i}.py"))).collect();
+        let alone = describe(&files, &[]);
+        assert!(
+            alone.starts_with(
+                "changed 7 tracked files: f0.py, f1.py, f2.py, f3.py, f4.py, and 2 more;"
+            ),
+            "{alone}"
+        );
+        let beside = describe(&files[..1], &["lint".into()]);
+        assert!(
+            beside.starts_with(
+                "1 tracked file changed while it ran: f0.py; it ran at the same time as `lint`"
+            ),
+            "{beside}"
+        );
+    }
+}
