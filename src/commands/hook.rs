@@ -103,11 +103,12 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     }
 
     // pre-commit: the steps see exactly what will be committed.
-    // Steps that get files see only staged files; a step without `files` sees the whole tree.
+    // Steps that get files see only staged files; a step without `files`, or whose command
+    // does not take `{files}`, reads the whole tree, and a fixer may write anywhere.
     let whole_tree = plan
         .steps
         .iter()
-        .any(|s| s.files.is_none() && s.skip.is_none());
+        .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
     let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()), fixers)?;
     let cache = super::cache::default_session(&config, &repo)?;
     let summary = run::execute(&repo, &config, plan, &output, None, Some(cache), canceller);
@@ -162,7 +163,11 @@ fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option
         return super::config_for(cli, repo).map(Some);
     }
     let in_work_tree = config::locate(&repo.root).ok();
-    if matches!(name, "pre-commit" | "pre-merge-commit") {
+    // Every hook of a commit, its message hooks too, judges what the commit records.
+    if matches!(
+        name,
+        "pre-commit" | "pre-merge-commit" | "prepare-commit-msg" | "commit-msg"
+    ) {
         for file_name in config::FILE_NAMES {
             let Some(bytes) = repo.staged_blob(Path::new(file_name))? else {
                 continue;
@@ -176,7 +181,9 @@ fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option
             let path = repo.root.join(file_name);
             return config::load_text(&path, &text, Some("staged")).map(Some);
         }
-        if let Some(path) = &in_work_tree {
+        // Said once per commit, by the hook that checks its files.
+        let says = matches!(name, "pre-commit" | "pre-merge-commit");
+        if let Some(path) = in_work_tree.as_ref().filter(|_| says) {
             let shown = config::display_path(path);
             report::warn(
                 &format!(

@@ -32,7 +32,8 @@ pub struct Watch {
 /// The watched files of one step, as they were before it ran.
 pub struct Before {
     taken: SystemTime,
-    files: Vec<Noted>,
+    /// The files, folder by folder.
+    folders: Vec<Vec<Noted>>,
 }
 
 struct Noted {
@@ -54,14 +55,14 @@ struct Stat {
 }
 
 impl Stat {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    fn from_libc(st: &libc::stat) -> Self {
         Stat {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mode: meta.mode(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
         }
     }
 
@@ -152,64 +153,148 @@ impl Watch {
     pub fn before(&self, planned: &PlannedStep) -> Before {
         let taken = SystemTime::now();
         let watched = self.watched(planned);
-        let note = |&entry: &usize| {
-            let file = &self.tracked.files[entry];
-            let path = self.root.join(&file.path);
-            let stat = std::fs::symlink_metadata(&path).ok().map(|m| Stat::of(&m));
-            // The index's blob id is of the file as git cleans it (filters, line endings),
-            // while a file read later is hashed as its raw bytes: a file that may be read again
-            // (written just now, as the pre-commit set-aside does) is hashed raw here too.
-            let content = match &stat {
-                Some(st)
-                    if self.tracked.sha1
-                        && !st.recent(taken)
-                        && matches_index(file, st, self.tracked.written) =>
-                {
-                    Content::Blob {
-                        id: file.id,
-                        symlink: file.symlink,
-                        executable: file.executable,
-                    }
+        let groups = self.by_folder(&watched);
+        let folders = map_files(&groups, watched.len(), |group| {
+            let stats = self.stat_group(group);
+            let noted = group
+                .iter()
+                .zip(stats)
+                .map(|(&entry, stat)| Noted {
+                    entry,
+                    stat,
+                    content: self.content_before(entry, stat.as_ref(), taken),
+                })
+                .collect();
+            Some(noted)
+        });
+        Before { taken, folders }
+    }
+
+    /// What a watched file holds before the step: the index's blob when the stat data
+    /// vouches for it, else what is read. The index's blob id is of the file as git cleans it
+    /// (filters, line endings), while a file read again later is hashed as its raw bytes: a
+    /// file that will be read again (written just now, as the pre-commit set-aside does) is
+    /// hashed raw here too.
+    fn content_before(&self, entry: usize, stat: Option<&Stat>, taken: SystemTime) -> Content {
+        let file = &self.tracked.files[entry];
+        match stat {
+            None => Content::Gone,
+            Some(st)
+                if self.tracked.sha1
+                    && !st.recent(taken)
+                    && matches_index(file, st, self.tracked.written) =>
+            {
+                Content::Blob {
+                    id: file.id,
+                    symlink: file.symlink,
+                    executable: file.executable,
                 }
-                _ => read(&path),
-            };
-            Some(Noted {
-                entry,
-                stat,
-                content,
-            })
-        };
-        let files = map_files(&watched, note);
-        Before { taken, files }
+            }
+            Some(_) => read(&self.root.join(&file.path)),
+        }
     }
 
     /// The watched files that changed since `before`, repository-relative and sorted.
     pub fn changed(&self, before: &Before) -> Vec<PathBuf> {
-        let differs = |noted: &Noted| {
-            let file = &self.tracked.files[noted.entry];
-            let path = self.root.join(&file.path);
-            let stat = std::fs::symlink_metadata(&path).ok().map(|m| Stat::of(&m));
-            if stat == noted.stat
-                && (noted.content == Content::Unreadable
-                    || stat.is_none_or(|s| !s.recent(before.taken)))
+        let count = before.folders.iter().map(Vec::len).sum();
+        let changed = map_files(&before.folders, count, |folder| {
+            let entries: Vec<usize> = folder.iter().map(|n| n.entry).collect();
+            let stats = self.stat_group(&entries);
+            let changed: Vec<PathBuf> = folder
+                .iter()
+                .zip(stats)
+                .filter_map(|(noted, stat)| {
+                    if stat == noted.stat
+                        && (noted.content == Content::Unreadable
+                            || stat.is_none_or(|s| !s.recent(before.taken)))
+                    {
+                        return None;
+                    }
+                    let file = &self.tracked.files[noted.entry];
+                    let now = match stat {
+                        None => Content::Gone,
+                        Some(_) => read(&self.root.join(&file.path)),
+                    };
+                    (now != noted.content).then(|| file.path.clone())
+                })
+                .collect();
+            Some(changed)
+        });
+        changed.into_iter().flatten().collect()
+    }
+
+    /// `entries` (positions in the snapshot, in path order) cut into runs of files in the
+    /// same folder.
+    fn by_folder<'a>(&self, entries: &'a [usize]) -> Vec<&'a [usize]> {
+        const GROUP: usize = 256;
+        let parent = |i: usize| self.tracked.files[i].path.parent();
+        let mut groups = Vec::new();
+        let mut start = 0;
+        for i in 1..=entries.len() {
+            if i == entries.len()
+                || i - start == GROUP
+                || parent(entries[i]) != parent(entries[start])
             {
-                return None;
+                if i > start {
+                    groups.push(&entries[start..i]);
+                }
+                start = i;
             }
-            let now = match stat {
-                None => Content::Gone,
-                Some(_) => read(&path),
-            };
-            (now != noted.content).then(|| file.path.clone())
+        }
+        groups
+    }
+
+    /// The stat data of the files of one folder, each looked up relative to an open handle
+    /// on the folder, so that the kernel does not walk the whole path each time. `None` for
+    /// a file that is not there.
+    fn stat_group(&self, group: &[usize]) -> Vec<Option<Stat>> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let files = &self.tracked.files;
+        let parent = files[group[0]].path.parent().unwrap_or(Path::new(""));
+        let Ok(dir) = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(self.root.join(parent))
+        else {
+            return vec![None; group.len()];
         };
-        map_files(&before.files, differs)
+        group
+            .iter()
+            .map(|&i| {
+                let name = files[i].path.file_name()?;
+                let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+                let mut raw = std::mem::MaybeUninit::<libc::stat>::uninit();
+                // SAFETY: an open descriptor, a NUL-terminated name, a buffer of the right type.
+                let r = unsafe {
+                    libc::fstatat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        raw.as_mut_ptr(),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
+                if r != 0 {
+                    return None;
+                }
+                // SAFETY: fstatat succeeded, so it filled the buffer.
+                let raw = unsafe { raw.assume_init() };
+                Some(Stat::from_libc(&raw))
+            })
+            .collect()
     }
 }
 
-/// `f` over `items`, in parallel on the hashing pool, from a plain thread: a worker of the
-/// step pool that waited on another pool would start other steps meanwhile. A few files stay
-/// on the calling thread.
-fn map_files<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> Option<T> + Sync + Send) -> Vec<T> {
-    if items.len() < SMALL {
+/// `f` over `items` (which hold `files` files in all), in parallel on the hashing pool, from
+/// a plain thread: a worker of the step pool that waited on another pool would start other
+/// steps meanwhile. A few files stay on the calling thread.
+fn map_files<I: Sync, T: Send>(
+    items: &[I],
+    files: usize,
+    f: impl Fn(&I) -> Option<T> + Sync + Send,
+) -> Vec<T> {
+    if files < SMALL {
         return items.iter().filter_map(f).collect();
     }
     std::thread::scope(|scope| {
@@ -317,5 +402,48 @@ pub fn describe(changed: &[PathBuf], others: &[String]) -> String {
              that is not a fixer must not write tracked files (make the one that writes a fix \
              step, declare the files in `outputs`, or stop it from writing; `-j 1` tells which)"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_at(secs: i64) -> Stat {
+        Stat {
+            dev: 1,
+            ino: 2,
+            mode: libc::S_IFREG | 0o644,
+            size: 3,
+            mtime: (secs, 0),
+            ctime: (secs, 0),
+        }
+    }
+
+    #[test]
+    fn a_file_changed_just_before_the_snapshot_is_compared_by_content() {
+        let taken = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert!(stat_at(999).recent(taken));
+        assert!(stat_at(1_000).recent(taken));
+        assert!(!stat_at(990).recent(taken));
+    }
+
+    #[test]
+    fn the_detail_names_a_few_files_and_counts_the_rest() {
+        let files: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("f{i}.py"))).collect();
+        let alone = describe(&files, &[]);
+        assert!(
+            alone.starts_with(
+                "changed 7 tracked files: f0.py, f1.py, f2.py, f3.py, f4.py, and 2 more;"
+            ),
+            "{alone}"
+        );
+        let beside = describe(&files[..1], &["lint".into()]);
+        assert!(
+            beside.starts_with(
+                "1 tracked file changed while it ran: f0.py; it ran at the same time as `lint`"
+            ),
+            "{beside}"
+        );
     }
 }

@@ -353,3 +353,89 @@ pre-commit = ["ruff"]
     repo.git(&["add", "b.py"]);
     repo.commit("clean").code(0);
 }
+
+#[test]
+fn a_step_that_reads_the_tree_itself_sees_the_commit_not_unstaged_work() {
+    // `files` only says when the step is relevant; the command reads every file itself.
+    let repo = hooked(
+        r#"
+[steps.suite]
+run = "grep -q fixed helper.txt"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["suite"]
+"#,
+        &[("helper.txt", "fixed\n"), ("a.txt", "a\n")],
+    );
+    // The breakage is committed (skipping the hook); its fix is only in the work tree, and
+    // an unrelated file is committed: the suite must judge the commit, not the work tree.
+    repo.write("helper.txt", "broken\n");
+    repo.git(&["add", "helper.txt"]);
+    repo.git(&["commit", "-q", "--no-verify", "-m", "break"]);
+    repo.write("helper.txt", "fixed, not staged\n");
+    repo.write("a.txt", "a3\n");
+    repo.git(&["add", "a.txt"]);
+    let commit = repo.commit("judged by the work tree");
+    assert_ne!(
+        commit.code, 0,
+        "the commit records the broken helper.txt: {}",
+        commit.stderr
+    );
+    assert_eq!(
+        repo.read_string("helper.txt"),
+        "fixed, not staged\n",
+        "the unstaged work is back"
+    );
+}
+
+#[test]
+fn the_message_hooks_run_by_the_staged_config_too() {
+    let config = r#"
+[steps.subject]
+run = "grep -q . {msg_file}"
+[hooks]
+commit-msg = ["subject"]
+"#;
+    let repo = hooked(config, &[("a.txt", "a\n")]);
+    // A rule added to the work tree's config only does not judge this commit's message.
+    repo.write(
+        "preflight.toml",
+        config.replace(
+            "run = \"grep -q . {msg_file}\"",
+            "run = \"grep -q JIRA- {msg_file}\"",
+        ),
+    );
+    repo.write("a.txt", "b\n");
+    repo.git(&["add", "a.txt"]);
+    repo.commit("no ticket").code(0);
+    // Staged, it does.
+    repo.git(&["add", "preflight.toml"]);
+    let commit = repo.commit("still no ticket");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(commit.stderr.contains("subject"), "{}", commit.stderr);
+}
+
+#[test]
+fn a_check_in_a_folder_is_watched_on_its_files_by_their_repository_paths() {
+    let repo = Repo::with_config(
+        r#"
+[steps.sub]
+run = "sed -i 's/foo/bar/' {files}"
+dir = "sub"
+files = ["sub/*.txt"]
+"#,
+    );
+    repo.write("sub/a.txt", "foo\n");
+    repo.write("a.txt", "foo\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "initial"]);
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert!(
+        run.line_of("sub")
+            .contains("changed 1 tracked file: sub/a.txt;"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(repo.read_string("a.txt"), "foo\n");
+}
