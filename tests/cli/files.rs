@@ -331,7 +331,11 @@ fn types_are_told_from_the_pushed_commits_not_the_work_tree() {
         .output()
         .unwrap();
     assert!(bare.status.success());
-    let repo = Repo::with_config(SH_RECORDER);
+    // The pushed commit is checked in a checkout of its own: the record goes outside both.
+    let out = tempfile::tempdir().unwrap();
+    let record = out.path().join("posix.out");
+    let config = SH_RECORDER.replace(".git/posix.out", record.to_str().unwrap());
+    let repo = Repo::with_config(&config);
     repo.add_all();
     repo.git(&["commit", "-q", "-m", "config"]);
     repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
@@ -345,16 +349,11 @@ fn types_are_told_from_the_pushed_commits_not_the_work_tree() {
     repo.write("bin/release", "echo release\n");
     let push = repo.git_run(&["push", "-q", "origin", "feature"]);
     push.code(0);
-    assert!(
-        repo.path().join(".git/posix.out").exists(),
-        "{}{}",
-        push.stdout,
-        push.stderr
-    );
-    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/release"]);
+    assert!(record.exists(), "{}{}", push.stdout, push.stderr);
+    assert_eq!(listed(&repo, record.to_str().unwrap()), ["bin/release"]);
     // `run --from/--to` judges the commits too.
-    std::fs::remove_file(repo.path().join(".git/posix.out")).unwrap();
+    std::fs::remove_file(&record).unwrap();
     repo.run(&["run", "--no-cache", "--from", "main", "--to", "feature"])
         .code(0);
-    assert_eq!(listed(&repo, ".git/posix.out"), ["bin/release"]);
+    assert_eq!(listed(&repo, record.to_str().unwrap()), ["bin/release"]);
 }

@@ -417,7 +417,10 @@ pre-push = ["slow"]
     assert!(!status.success());
     // git returns at once; preflight stops its step and removes the checkout.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while (where_.exists() || !processes_with("push-sigint-marker").is_empty())
+    // git removes the folder first, then forgets the worktree.
+    while (where_.exists()
+        || !processes_with("push-sigint-marker").is_empty()
+        || worktrees(&p.repo) != 1)
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
