@@ -908,9 +908,6 @@ pub struct CommitContent {
     /// The commit's files with their blob ids and modes, sorted by path (no stat data: a
     /// commit's content is what its tree says).
     pub files: IndexSnapshot,
-    /// HEAD is this commit, nothing is staged or modified, and there are no untracked files:
-    /// steps may run in the work tree and see exactly the commit (plus ignored files).
-    pub is_work_tree: bool,
 }
 
 impl CommitContent {
@@ -963,8 +960,19 @@ impl Repo {
         Ok(object.detach().data)
     }
 
-    /// The files of `commit` read from its tree (blob ids, no hashing), and whether the work
-    /// tree is that commit unchanged.
+    /// Whether the work tree is `commit` unchanged: HEAD is this commit, nothing is staged or
+    /// modified, and there are no untracked files. Steps may then run in the work tree and
+    /// see exactly the commit (plus ignored files).
+    pub fn work_tree_is_commit(&self, commit: ObjectId) -> Result<bool> {
+        match self.inner.head_id() {
+            Ok(head) if head.detach() == commit => {}
+            _ => return Ok(false),
+        }
+        let tree = self.tree_as_index(self.tree_of(commit)?)?;
+        self.work_tree_is(commit, &tree)
+    }
+
+    /// The files of `commit` read from its tree (blob ids, no hashing).
     pub fn commit_content(&self, commit: ObjectId) -> Result<CommitContent> {
         let tree = self.tree_as_index(self.tree_of(commit)?)?;
         let mut files: Vec<IndexFile> = Vec::with_capacity(tree.entries().len());
@@ -992,7 +1000,6 @@ impl Repo {
                 },
             });
         }
-        let is_work_tree = self.work_tree_is(commit, &tree)?;
         Ok(CommitContent {
             id: commit,
             files: IndexSnapshot {
@@ -1001,7 +1008,6 @@ impl Repo {
                 sha1: true,
                 gitlinks,
             },
-            is_work_tree,
         })
     }
 

@@ -195,9 +195,10 @@ pub struct Checked<'a> {
 
 /// Runs `plan` on a commit's content rather than the work tree. Every step is keyed on the
 /// commit's files, read from its tree, so a step that passed on the same content before
-/// (at commit time) is a hit. Steps that must run do so in the work tree when it is exactly
-/// that commit, else in a temporary checkout of it, made only then and removed afterwards;
-/// outputs made there are cached (they are the commit's) and never reach the work tree.
+/// (at commit time) is a hit. The place where steps run is made only when one must run: the
+/// work tree when it is exactly that commit, else a temporary checkout of it; it is removed
+/// afterwards. Outputs made in a checkout are cached (they are the commit's) and never
+/// reach the work tree.
 #[allow(clippy::too_many_arguments)]
 pub fn execute_at_commit(
     repo: &Repo,
@@ -210,18 +211,11 @@ pub fn execute_at_commit(
     canceller: Arc<Canceller>,
 ) -> Result<Summary> {
     let short = commit.short_id();
-    let checkout = if commit.is_work_tree {
-        None
-    } else {
-        Some(Arc::new(Checkout::new(repo, &commit.id.to_string())?))
-    };
-    let place = match &checkout {
-        None => Place::work_tree(repo),
-        Some(c) => Place {
-            root: c.path().to_path_buf(),
-            env: c.git_env(),
-            workdir: Some(Arc::clone(c) as Arc<dyn exec::Workdir>),
-        },
+    let checkout = Arc::new(Checkout::new(repo, commit.id)?);
+    let place = Place {
+        root: checkout.path().to_path_buf(),
+        env: checkout.git_env(),
+        workdir: Some(Arc::clone(&checkout) as Arc<dyn exec::Workdir>),
     };
     let cache = super::cache::session_at_commit(config, repo, mode, commit.files, &place.root)?;
     let summary = execute_in(
@@ -235,9 +229,7 @@ pub fn execute_at_commit(
         canceller,
     );
     // The checkout goes before the last word, so that nothing is left behind when it is read.
-    if let Some(checkout) = &checkout {
-        checkout.remove();
-    }
+    checkout.remove();
     report::warn(
         &format!(
             "checked {} {short} ({}), not your work tree",

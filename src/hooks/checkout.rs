@@ -1,22 +1,24 @@
 //! A temporary checkout of a commit, for checks that must judge a commit's content and not
-//! the work tree (pre-push, `run --from/--to`): a detached linked worktree in a temp folder,
-//! made only when a step must really run, and removed on every way out (a failed step, an
-//! error, Ctrl-C: the run stops its steps and returns, and dropping the checkout removes it).
+//! the work tree (pre-push, `run --from/--to`): made only when a step must really run, and
+//! removed on every way out (a failed step, an error, Ctrl-C: the run stops its steps and
+//! returns, then removes it). When the work tree is exactly that commit, the checkout is a
+//! link to the work tree (steps run in place, with its build folders); else it is a
+//! detached linked worktree in a temp folder. Deciding only then keeps a run whose steps
+//! are all cache hits free of both the check and the checkout.
 
 use crate::error::Result;
 use crate::exec::Workdir;
-use crate::git::{GitCli, Repo};
+use crate::git::{GitCli, ObjectId, Repo};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub struct Checkout {
     git: GitCli,
-    commit: String,
+    repo_root: PathBuf,
+    commit: ObjectId,
     /// The checkout's folder, inside `temp`; git creates it.
     path: PathBuf,
-    /// Where git keeps the checkout's HEAD and index.
-    admin: PathBuf,
     state: Mutex<State>,
     /// Dropped after `Drop::drop` has asked git to forget the checkout.
     _temp: tempfile::TempDir,
@@ -24,6 +26,8 @@ pub struct Checkout {
 
 enum State {
     NotMade,
+    /// A link to the work tree, which is the commit.
+    InPlace,
     Made,
     /// `git worktree add` failed (it may have left something behind): why.
     Failed(String),
@@ -33,7 +37,7 @@ enum State {
 
 impl Checkout {
     /// A checkout of `commit`, not made yet.
-    pub fn new(repo: &Repo, commit: &str) -> Result<Checkout> {
+    pub fn new(repo: &Repo, commit: ObjectId) -> Result<Checkout> {
         let temp = tempfile::Builder::new()
             .prefix("preflight-check-")
             .tempdir()
@@ -46,9 +50,9 @@ impl Checkout {
             .unwrap_or_default();
         Ok(Checkout {
             git: repo.cli()?,
-            commit: commit.to_string(),
+            repo_root: repo.root.clone(),
+            commit,
             path: temp.path().join(&name),
-            admin: repo.common_dir().join("worktrees").join(&name),
             state: Mutex::new(State::NotMade),
             _temp: temp,
         })
@@ -60,9 +64,10 @@ impl Checkout {
     }
 
     /// What the steps' git commands must see: this checkout, not the repository a hook's
-    /// `GIT_DIR` (set by git in a linked worktree) names. Empty when git set none of them.
+    /// `GIT_DIR` (set by git in a linked worktree) names. `.git` in the checkout is the
+    /// right git dir (or git file) whichever way it is made. Empty when git set none.
     pub fn git_env(&self) -> Vec<(String, String)> {
-        let inherited = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"]
+        let inherited = ["GIT_DIR", "GIT_WORK_TREE"]
             .iter()
             .any(|v| std::env::var_os(v).is_some());
         if !inherited {
@@ -70,10 +75,22 @@ impl Checkout {
         }
         let text = |p: &Path| p.to_string_lossy().into_owned();
         vec![
-            ("GIT_DIR".into(), text(&self.admin)),
+            ("GIT_DIR".into(), text(&self.path.join(".git"))),
             ("GIT_WORK_TREE".into(), text(&self.path)),
-            ("GIT_INDEX_FILE".into(), text(&self.admin.join("index"))),
         ]
+    }
+
+    /// Links the checkout to the work tree when it is the commit; `Ok(false)` when not.
+    fn link_in_place(&self) -> std::result::Result<bool, String> {
+        let in_place = crate::git::discover(&self.repo_root)
+            .and_then(|repo| repo.work_tree_is_commit(self.commit))
+            .map_err(|e| format!("cannot compare the work tree with the commit: {e}"))?;
+        if !in_place {
+            return Ok(false);
+        }
+        std::os::unix::fs::symlink(&self.repo_root, &self.path)
+            .map_err(|e| format!("cannot link {}: {e}", self.path.display()))?;
+        Ok(true)
     }
 
     fn make(&self) -> std::result::Result<(), String> {
@@ -82,7 +99,7 @@ impl Checkout {
         cmd.args(["-c", "core.hooksPath=/dev/null", "worktree", "add"])
             .args(["--detach", "--quiet"])
             .arg(&self.path)
-            .arg(&self.commit)
+            .arg(self.commit.to_string())
             .env_remove("GIT_WORK_TREE")
             .env_remove("GIT_INDEX_FILE");
         let out = cmd
@@ -121,16 +138,25 @@ impl Workdir for Checkout {
     fn prepare(&self) -> std::result::Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &*state {
-            State::Made => Ok(()),
+            State::Made | State::InPlace => Ok(()),
             State::Failed(why) => Err(why.clone()),
             State::Removed => Err("the run is over: its checkout was removed".into()),
             State::NotMade => {
-                let made = self.make();
-                *state = match &made {
-                    Ok(()) => State::Made,
-                    Err(why) => State::Failed(why.clone()),
+                let made = match self.link_in_place() {
+                    Ok(true) => Ok(State::InPlace),
+                    Ok(false) => self.make().map(|()| State::Made),
+                    Err(why) => Err(why),
                 };
-                made
+                match made {
+                    Ok(ready) => {
+                        *state = ready;
+                        Ok(())
+                    }
+                    Err(why) => {
+                        *state = State::Failed(why.clone());
+                        Err(why)
+                    }
+                }
             }
         }
     }
@@ -138,7 +164,7 @@ impl Workdir for Checkout {
     fn is_ready(&self) -> bool {
         matches!(
             *self.state.lock().unwrap_or_else(|e| e.into_inner()),
-            State::Made
+            State::Made | State::InPlace
         )
     }
 }
@@ -150,7 +176,21 @@ impl Checkout {
     pub fn remove(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let was = std::mem::replace(&mut *state, State::Removed);
-        if matches!(was, State::NotMade | State::Removed) {
+        match was {
+            State::NotMade | State::Removed => return,
+            // Only the link goes: never anything it points to.
+            State::InPlace => {
+                let _ = std::fs::remove_file(&self.path);
+                return;
+            }
+            State::Made | State::Failed(_) => {}
+        }
+        if self
+            .path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            let _ = std::fs::remove_file(&self.path);
             return;
         }
         let removed = self.git_quietly(&[

@@ -334,6 +334,10 @@ fn a_clean_work_tree_at_the_pushed_commit_runs_in_place() {
     p.push(&["origin", "main"]).code(0);
     let where_ = p.repo.read_string(".git/where");
     assert_eq!(Path::new(where_.trim()), p.repo.path());
+    // Removing the link to the work tree left the work tree alone.
+    assert_eq!(p.repo.read_string("code.txt"), "good");
+    assert!(p.repo.git_run(&["status", "--porcelain"]).stdout.is_empty());
+    assert_eq!(worktrees(&p.repo), 1);
 }
 
 #[test]
