@@ -496,6 +496,35 @@ fn the_rust_starter_passes_a_clean_crate_and_catches_each_kind_of_mistake() {
 }
 
 #[test]
+fn the_go_starter_passes_a_clean_module_and_catches_each_kind_of_mistake() {
+    let go = tools::apt("golang-go", "go");
+    let repo = Repo::new();
+    repo.write("go.mod", "module example.com/calc\n\ngo 1.19\n");
+    let calc =
+        "package calc\n\n// Add adds two numbers.\nfunc Add(a, b int) int {\n\treturn a + b\n}\n";
+    repo.write("calc.go", calc);
+    repo.write(
+        "calc_test.go",
+        "package calc\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(2, 3) != 5 {\n\t\tt.Fatal(\"2 + 3 != 5\")\n\t}\n}\n",
+    );
+    let vet_error = "package calc\n\nimport \"fmt\"\n\n// Add adds two numbers.\nfunc Add(a, b int) int {\n\tfmt.Printf(\"%d\\n\", \"x\")\n\treturn a + b\n}\n";
+    starter_passes_clean_and_fails_planted(
+        &repo,
+        &[go.parent().unwrap()],
+        &["gofmt", "vet", "go-test"],
+        &[
+            (
+                "calc.go",
+                &calc.replace("\treturn a + b", "  return a+b"),
+                "gofmt",
+            ),
+            ("calc.go", vet_error, "vet"),
+            ("calc.go", &calc.replace("a + b", "a - b"), "go-test"),
+        ],
+    );
+}
+
+#[test]
 fn the_make_starter_runs_the_test_target() {
     let make = which::which("make").expect("make is on PATH");
     let repo = Repo::new();
