@@ -30,6 +30,17 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let Some(config) = hook_config(cli, &repo, name, color)? else {
         return Ok(exit::SUCCESS);
     };
+    // A push is judged by the configuration each pushed commit holds, whatever the work
+    // tree's copy binds (an uncommitted edit must not drop a check from a push).
+    if name == "pre-push" {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| Error::io("cannot read the pre-push input", e))?;
+        let updates = PushUpdate::parse_lines(&input)?;
+        let remote = args.args.first().map_or("origin", String::as_str);
+        return pre_push(cli, &repo, &config, remote, &updates, color);
+    }
     let Some(binding) = config.hooks.get(name) else {
         return Ok(exit::SUCCESS);
     };
@@ -37,15 +48,6 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let mut msg_file = None;
     let file_set = match name {
         "pre-commit" | "pre-merge-commit" => repo.staged_files()?,
-        "pre-push" => {
-            let mut input = String::new();
-            std::io::stdin()
-                .read_to_string(&mut input)
-                .map_err(|e| crate::error::Error::io("cannot read the pre-push input", e))?;
-            let updates = PushUpdate::parse_lines(&input)?;
-            let remote = args.args.first().map_or("origin", String::as_str);
-            return pre_push(cli, &repo, &config, remote, &updates, color);
-        }
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
             Vec::new()

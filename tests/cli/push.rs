@@ -493,6 +493,14 @@ fn each_pushed_commit_is_checked_with_its_own_configuration() {
     assert_ne!(run.code, 0);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("failed strict"), "{all}");
+    // The work tree drops its pre-push binding altogether: the push is still checked.
+    let unbound = CHECKS.replace(r#"pre-push = ["check", "whole"]"#, "");
+    assert_ne!(unbound, CHECKS);
+    p.repo.write("preflight.toml", logging(&p.repo, &unbound));
+    let run = p.push(&["origin", "main"]);
+    assert_ne!(run.code, 0);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("failed strict"), "{all}");
 
     // A commit without a configuration has nothing to check.
     p.repo.git(&["rm", "-q", "--cached", "preflight.toml"]);
