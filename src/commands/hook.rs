@@ -117,9 +117,13 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
         report::warn(
             &format!(
                 "the fixes to {} collided with your unstaged changes in the same files, so they \
-                 were undone; your unstaged changes are back as they were.\n\
+                 were undone; your unstaged changes are back as they were{}.\n\
                  help: stage those files fully (`git add`) or stash your unstaged changes, then commit again",
-                list(&restored.rolled_back)
+                list(&restored.rolled_back),
+                restored.undone_kept.as_ref().map_or_else(String::new, |dir| format!(
+                    "; the undone versions (with any edit saved while the steps ran) are kept in {}",
+                    dir.display()
+                ))
             ),
             color,
         );

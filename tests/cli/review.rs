@@ -50,3 +50,51 @@ run = "touch a.txt && git status --porcelain >/dev/null && git diff --quiet"
     let run = repo.run(&["run", "-j", "1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// An edit saved while the pre-commit steps run (an editor saving, a second terminal) to a
+/// file that has unstaged changes looks like a fixer's edit; when it collides with the
+/// unstaged work, it is undone, but never lost: a copy is kept and named.
+#[test]
+fn an_edit_saved_while_the_hook_runs_is_kept_when_undone() {
+    let repo = Repo::with_config(
+        r#"
+[steps.slow]
+run = "sleep 2"
+files = ["*.txt"]
+[hooks]
+pre-commit = { steps = ["slow"] }
+"#,
+    );
+    repo.write("a.txt", "one\n");
+    repo.add_all();
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "initial"])
+        .code(0);
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "staged\nunstaged\n");
+
+    let commit = crate::common::git_command(repo.path())
+        .args(["commit", "-q", "-m", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    repo.write("a.txt", "saved while the hook ran\n");
+    let out = commit.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(repo.read_string("a.txt"), "staged\nunstaged\n", "{stderr}");
+
+    // The edit made meanwhile is still somewhere the user is told about.
+    let undone = repo.path().join(".git/preflight/undone");
+    let kept: Vec<String> = std::fs::read_dir(&undone)
+        .map(|dirs| {
+            dirs.flatten()
+                .filter_map(|d| std::fs::read_to_string(d.path().join("a.txt")).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, ["saved while the hook ran\n"], "{stderr}");
+    assert!(stderr.contains("preflight/undone/"), "{stderr}");
+}
