@@ -97,4 +97,9 @@ pre-commit = { steps = ["slow"] }
         .unwrap_or_default();
     assert_eq!(kept, ["saved while the hook ran\n"], "{stderr}");
     assert!(stderr.contains("preflight/undone/"), "{stderr}");
+    // No fixer ran: the message does not blame one.
+    assert!(
+        stderr.contains("changes made while the steps ran to a.txt"),
+        "{stderr}"
+    );
 }
