@@ -119,10 +119,16 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     if !restored.rolled_back.is_empty() {
         report::warn(
             &format!(
-                "the fixes to {} collided with your unstaged changes in the same files, so they \
-                 were undone; your unstaged changes are back as they were.\n\
+                "the {} {} collided with your unstaged changes in the same files, so they \
+                 were undone; your unstaged changes are back as they were{}.\n\
                  help: stage those files fully (`git add`) or stash your unstaged changes, then commit again",
-                list(&restored.rolled_back)
+                // Without fixers, only something outside preflight (an editor) can have changed them.
+                if fixers { "fixes to" } else { "changes made while the steps ran to" },
+                list(&restored.rolled_back),
+                restored.undone_kept.as_ref().map_or_else(String::new, |dir| format!(
+                    "; the undone versions (with any edit saved while the steps ran) are kept in {}",
+                    dir.display()
+                ))
             ),
             color,
         );

@@ -27,13 +27,21 @@ pub struct Watch {
     tracked: Arc<IndexSnapshot>,
     /// Declared outputs of every step in the run (repository-relative).
     outputs: Vec<PathBuf>,
+    /// The index file (what `git commit` records), and its entries as last listed.
+    index: Option<PathBuf>,
+    index_seen: std::sync::Mutex<Option<IndexSeen>>,
 }
+
+/// The index file's stat data, and its entries as `git ls-files --stage -z` lists them.
+type IndexSeen = (Option<Stat>, Arc<Vec<u8>>);
 
 /// The watched files of one step, as they were before it ran.
 pub struct Before {
     taken: SystemTime,
     /// The files, folder by folder.
     folders: Vec<Vec<Noted>>,
+    /// The index file's stat data and entries before the step.
+    index: Option<IndexSeen>,
 }
 
 struct Noted {
@@ -55,6 +63,17 @@ struct Stat {
 }
 
 impl Stat {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Stat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
     fn from_libc(st: &libc::stat) -> Self {
         Stat {
             dev: st.st_dev,
@@ -106,7 +125,28 @@ impl Watch {
             root: root.to_path_buf(),
             tracked,
             outputs,
+            index: index_path(root),
+            index_seen: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The index's stat data and entries now; they are listed again only when its stat moved.
+    fn index_now(&self) -> Option<IndexSeen> {
+        let path = self.index.as_ref()?;
+        let stat = std::fs::metadata(path).ok().map(|m| Stat::of(&m));
+        let mut seen = self
+            .index_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen_stat, entries)) = seen.as_ref() {
+            // A stat taken in the file's last few seconds may not move on the next write.
+            if *seen_stat == stat && stat.is_some_and(|s| !s.recent(SystemTime::now())) {
+                return Some((stat, Arc::clone(entries)));
+            }
+        }
+        let entries = Arc::new(index_entries(&self.root)?);
+        *seen = Some((stat, Arc::clone(&entries)));
+        Some((stat, entries))
     }
 
     /// The tracked files `planned` is about, as positions in the index snapshot: the files it
@@ -167,7 +207,12 @@ impl Watch {
                 .collect();
             Some(noted)
         });
-        Before { taken, folders }
+        let index = self.index_now();
+        Before {
+            taken,
+            folders,
+            index,
+        }
     }
 
     /// What a watched file holds before the step: the index's blob when the stat data
@@ -220,7 +265,20 @@ impl Watch {
                 .collect();
             Some(changed)
         });
-        changed.into_iter().flatten().collect()
+        let mut changed: Vec<PathBuf> = changed.into_iter().flatten().collect();
+        // A check that stages (`git add`, `git update-index`) changes what is committed
+        // without touching the work tree.
+        if let (Some((_, was)), Some((_, now))) = (&before.index, self.index_now())
+            && **was != *now
+        {
+            for path in entries_differing(was, &now) {
+                if !changed.contains(&path) {
+                    changed.push(path);
+                }
+            }
+            changed.sort();
+        }
+        changed
     }
 
     /// `entries` (positions in the snapshot, in path order) cut into runs of files in the
@@ -284,6 +342,55 @@ impl Watch {
             })
             .collect()
     }
+}
+
+/// The index file git uses here (`GIT_INDEX_FILE` included), absolute.
+fn index_path(root: &Path) -> Option<PathBuf> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--path-format=absolute", "--git-path", "index"])
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| PathBuf::from(text.trim_end()))
+}
+
+/// The index's entries (mode, blob id, stage, path), as `git ls-files --stage -z` lists them.
+fn index_entries(root: &Path) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("git")
+        .args(["--no-optional-locks", "ls-files", "--stage", "-z"])
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// Paths whose index entries differ between two listings, repository-relative.
+fn entries_differing(was: &[u8], now: &[u8]) -> Vec<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::os::unix::ffi::OsStrExt;
+    let parse = |listing: &[u8]| -> BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+        let mut entries: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+        for record in listing.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+            let tab = record.iter().position(|&b| b == b'\t').unwrap_or(0);
+            let (head, path) = record.split_at(tab);
+            let path = path.get(1..).unwrap_or_default().to_vec();
+            entries.entry(path).or_default().push(head.to_vec());
+        }
+        entries
+    };
+    let (was, now) = (parse(was), parse(now));
+    was.keys()
+        .chain(now.keys())
+        .filter(|path| was.get(*path) != now.get(*path))
+        .map(|path| PathBuf::from(std::ffi::OsStr::from_bytes(path)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// `f` over `items` (which hold `files` files in all), in parallel on the hashing pool, from

@@ -62,6 +62,9 @@ pub struct Restored {
     pub left_unstaged: Vec<PathBuf>,
     /// Set when fixer edits collided with the unstaged work and were rolled back.
     pub rolled_back: Vec<PathBuf>,
+    /// Where the rolled-back versions were copied first: an edit made while the steps ran
+    /// (an editor saving) looks like a fixer's, and must not be lost with it.
+    pub undone_kept: Option<PathBuf>,
 }
 
 fn backup_root(repo: &Repo) -> PathBuf {
@@ -347,6 +350,59 @@ impl Stash {
         result
     }
 
+    /// Copies what `paths` hold now (files and symlinks) to `<git dir>/preflight/undone/<run>/`
+    /// before they are rolled back; `None` when none of them holds anything.
+    fn keep_undone(&self, paths: &[PathBuf]) -> Result<Option<PathBuf>> {
+        let mut kept_dir = None;
+        for path in paths {
+            let source = self.root.join(path);
+            let Ok(meta) = std::fs::symlink_metadata(&source) else {
+                continue;
+            };
+            if !meta.is_file() && !meta.is_symlink() {
+                continue;
+            }
+            let dir = match &kept_dir {
+                Some(dir) => PathBuf::clone(dir),
+                None => {
+                    let base = self.git.run(&[
+                        os("rev-parse"),
+                        os("--path-format=absolute"),
+                        os("--git-path"),
+                        os("preflight/undone"),
+                    ])?;
+                    let base = PathBuf::from(OsString::from_vec(
+                        base.strip_suffix(b"\n").unwrap_or(&base).to_vec(),
+                    ));
+                    base.join(run_name())
+                }
+            };
+            let target = dir.join(path);
+            let kept = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    if meta.is_symlink() {
+                        std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)
+                    } else {
+                        std::fs::copy(&source, &target).map(|_| ())
+                    }
+                });
+            kept.map_err(|e| {
+                Error::io(
+                    format!(
+                        "cannot keep a copy of {} (to {}) before undoing the changes made to it",
+                        path.display(),
+                        target.display()
+                    ),
+                    e,
+                )
+            })?;
+            kept_dir = Some(dir);
+        }
+        Ok(kept_dir)
+    }
+
     fn put_back(&self, fixers_ran: bool, stage: &[PathBuf], undo_all: bool) -> Result<Restored> {
         let mut restored = Restored::default();
         let listed: BTreeSet<&Path> = self
@@ -378,6 +434,7 @@ impl Stash {
         if plan.collided || undo_all {
             restored.rolled_back = plan.fixed.iter().map(|f| f.path.clone()).collect();
             restored.rolled_back.extend(others.iter().cloned());
+            restored.undone_kept = self.keep_undone(&restored.rolled_back)?;
             if let Some(saved) = &self.saved {
                 saved.write_back(&self.root, &plan)?;
             }

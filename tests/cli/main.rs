@@ -17,6 +17,7 @@ mod inspect;
 mod processes;
 mod push;
 mod remote;
+mod review;
 mod run;
 mod watch;
 mod worker;

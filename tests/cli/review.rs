@@ -1,0 +1,105 @@
+//! Adversarial checks of the trust guarantees: what a check changes behind the user's back
+//! must not reach a commit as passed.
+
+use crate::common::Repo;
+
+/// A check that stages content of its own (`git update-index`, `git add`) changes what the
+/// commit records without touching the work tree: it must fail like a check that writes.
+#[test]
+fn a_check_that_changes_the_index_fails() {
+    let repo = Repo::with_config(
+        r#"
+[steps.sneaky]
+run = "git update-index --cacheinfo 100644,$(echo evil | git hash-object -w --stdin),a.txt"
+[hooks]
+pre-commit = { steps = ["sneaky"] }
+"#,
+    );
+    repo.write("a.txt", "good\n");
+    repo.add_all();
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "initial"])
+        .code(0);
+
+    let run = repo.run(&["run", "-j", "1"]);
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("a.txt"), "{}", run.stdout);
+
+    // Through the hook: no commit records the staged content no check judged.
+    repo.git(&["reset", "-q"]);
+    repo.run(&["install"]).code(0);
+    repo.write("b.txt", "new\n");
+    repo.git(&["add", "b.txt"]);
+    let commit = repo.commit("add b");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert_eq!(repo.show("HEAD:a.txt"), "good\n");
+}
+
+/// Reading or refreshing the index (`git status`, `git diff`) is not a change.
+#[test]
+fn a_check_that_only_refreshes_the_index_passes() {
+    let repo = Repo::with_config(
+        r#"
+[steps.looks]
+run = "touch a.txt && git status --porcelain >/dev/null && git diff --quiet"
+"#,
+    );
+    repo.write("a.txt", "good\n");
+    repo.add_all();
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "initial"])
+        .code(0);
+    let run = repo.run(&["run", "-j", "1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// An edit saved while the pre-commit steps run (an editor saving, a second terminal) to a
+/// file that has unstaged changes looks like a fixer's edit; when it collides with the
+/// unstaged work, it is undone, but never lost: a copy is kept and named.
+#[test]
+fn an_edit_saved_while_the_hook_runs_is_kept_when_undone() {
+    let repo = Repo::with_config(
+        r#"
+[steps.slow]
+run = "sleep 2"
+files = ["*.txt"]
+[hooks]
+pre-commit = { steps = ["slow"] }
+"#,
+    );
+    repo.write("a.txt", "one\n");
+    repo.add_all();
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "initial"])
+        .code(0);
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "staged\nunstaged\n");
+
+    let commit = crate::common::git_command(repo.path())
+        .args(["commit", "-q", "-m", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    repo.write("a.txt", "saved while the hook ran\n");
+    let out = commit.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(repo.read_string("a.txt"), "staged\nunstaged\n", "{stderr}");
+
+    // The edit made meanwhile is still somewhere the user is told about.
+    let undone = repo.path().join(".git/preflight/undone");
+    let kept: Vec<String> = std::fs::read_dir(&undone)
+        .map(|dirs| {
+            dirs.flatten()
+                .filter_map(|d| std::fs::read_to_string(d.path().join("a.txt")).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, ["saved while the hook ran\n"], "{stderr}");
+    assert!(stderr.contains("preflight/undone/"), "{stderr}");
+    // No fixer ran: the message does not blame one.
+    assert!(
+        stderr.contains("changes made while the steps ran to a.txt"),
+        "{stderr}"
+    );
+}
