@@ -241,6 +241,8 @@ pub trait Contents {
     fn head(&self, path: &Path) -> Option<Vec<u8>>;
     /// Whether the file has its executable bit set.
     fn is_executable(&self, path: &Path) -> bool;
+    /// Whether the path is a symbolic link.
+    fn is_symlink(&self, path: &Path) -> bool;
 }
 
 /// Files as they are in a work tree, by repository-relative path.
@@ -270,6 +272,10 @@ impl Contents for WorkTree<'_> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::symlink_metadata(self.root.join(path))
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+
+    fn is_symlink(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(self.root.join(path)).is_ok_and(|m| m.file_type().is_symlink())
     }
 }
 

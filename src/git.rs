@@ -89,6 +89,11 @@ impl crate::filetypes::Contents for StoredContents<'_> {
         self.entry(path)
             .is_some_and(|(_, mode)| mode == Mode::FILE_EXECUTABLE)
     }
+
+    fn is_symlink(&self, path: &Path) -> bool {
+        self.entry(path)
+            .is_some_and(|(_, mode)| mode == Mode::SYMLINK)
+    }
 }
 
 /// Where git looks for hooks, and why.

@@ -317,6 +317,9 @@ mod tests {
         fn is_executable(&self, _: &Path) -> bool {
             false
         }
+        fn is_symlink(&self, _: &Path) -> bool {
+            false
+        }
     }
 
     fn valid(text: &str) {

@@ -106,6 +106,11 @@ pub fn build(
                     if !step.types.is_empty() {
                         selected.retain(|p| identifier.is_any_of(p, step.types));
                     }
+                    // A fixer rewriting a symlink's target through it would replace the link
+                    // with a file (`sed -i` does): fixers are never given links.
+                    if fix.is_some() {
+                        selected.retain(|p| !contents.is_symlink(p));
+                    }
                     relative_to_dir(&selected, step.dir.as_deref())
                         .into_iter()
                         .map(Path::to_path_buf)
@@ -187,6 +192,9 @@ mod tests {
         }
         fn is_executable(&self, path: &Path) -> bool {
             self.0.iter().any(|(p, _, x)| Path::new(p) == path && *x)
+        }
+        fn is_symlink(&self, _: &Path) -> bool {
+            false
         }
     }
 

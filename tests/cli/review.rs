@@ -103,3 +103,40 @@ pre-commit = { steps = ["slow"] }
         "{stderr}"
     );
 }
+
+/// `sed -i` through a tracked symlink replaces the link with a file: a fixer is never given
+/// links, so the commit keeps the link and the file it points to is fixed on its own.
+#[test]
+fn a_fixer_never_turns_a_tracked_symlink_into_a_file() {
+    let repo = Repo::with_config(
+        r#"
+[steps.spaces]
+run = "! grep -l ' $' {files}"
+fix = "sed -i 's/ *$//' {files}"
+files = ["*"]
+[hooks]
+pre-commit = { steps = ["spaces"], fix = true }
+"#,
+    );
+    repo.add_all();
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "config"])
+        .code(0);
+    repo.run(&["install"]).code(0);
+    repo.write("t", "trailing \n");
+    std::os::unix::fs::symlink("t", repo.path().join("link")).unwrap();
+    repo.git(&["add", "-A"]);
+    let commit = repo.git_run(&["commit", "-q", "-m", "link"]);
+    commit.code(0);
+    let tree = repo.show("HEAD^{tree}");
+    let listing = String::from_utf8(repo.git(&["ls-tree", "HEAD"]).stdout).unwrap();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("120000") && l.ends_with("\tlink")),
+        "{listing}\n{tree}"
+    );
+    let meta = std::fs::symlink_metadata(repo.path().join("link")).unwrap();
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(repo.read_string("t"), "trailing\n");
+    assert_eq!(repo.show("HEAD:t"), "trailing\n");
+}
