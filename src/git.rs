@@ -720,6 +720,23 @@ pub struct IndexSnapshot {
     pub sha1: bool,
     /// Submodules: each gitlink's path and the commit the index records, in hex.
     pub gitlinks: Vec<(PathBuf, String)>,
+    /// The index file it was read from (`GIT_INDEX_FILE` honoured); `None` for a commit.
+    pub path: Option<PathBuf>,
+}
+
+/// The entries of the index file at `path` (mode, blob id, stage, path; every stage and kind),
+/// one NUL-terminated record each, as `git ls-files --stage -z` lists them; `None` when it
+/// cannot be read.
+pub fn index_entries_at(path: &Path) -> Option<Vec<u8>> {
+    let file = gix::index::File::at(path, gix::hash::Kind::Sha1, true, Default::default()).ok()?;
+    let mut out = Vec::new();
+    for entry in file.entries() {
+        let head = format!("{:o} {} {:?}\t", entry.mode.bits(), entry.id, entry.stage());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(entry.path(&file));
+        out.push(0);
+    }
+    Some(out)
 }
 
 /// One tracked file in the index.
@@ -814,6 +831,7 @@ impl Repo {
         Ok(IndexSnapshot {
             files,
             gitlinks,
+            path: Some(self.inner.index_path()),
             written: (
                 u64::try_from(written.unix_seconds()).unwrap_or(0),
                 written.nanoseconds(),
@@ -1012,6 +1030,7 @@ impl Repo {
                 written: (0, 0),
                 sha1: true,
                 gitlinks,
+                path: None,
             },
         })
     }

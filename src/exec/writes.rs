@@ -123,9 +123,9 @@ impl Watch {
             .collect();
         Watch {
             root: root.to_path_buf(),
+            index: tracked.path.clone(),
             tracked,
             outputs,
-            index: index_path(root),
             index_seen: std::sync::Mutex::new(None),
         }
     }
@@ -144,7 +144,7 @@ impl Watch {
                 return Some((stat, Arc::clone(entries)));
             }
         }
-        let entries = Arc::new(index_entries(&self.root)?);
+        let entries = Arc::new(crate::git::index_entries_at(path)?);
         *seen = Some((stat, Arc::clone(&entries)));
         Some((stat, entries))
     }
@@ -342,31 +342,6 @@ impl Watch {
             })
             .collect()
     }
-}
-
-/// The index file git uses here (`GIT_INDEX_FILE` included), absolute.
-fn index_path(root: &Path) -> Option<PathBuf> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--path-format=absolute", "--git-path", "index"])
-        .current_dir(root)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    (out.status.success() && !text.trim().is_empty()).then(|| PathBuf::from(text.trim_end()))
-}
-
-/// The index's entries (mode, blob id, stage, path), as `git ls-files --stage -z` lists them.
-fn index_entries(root: &Path) -> Option<Vec<u8>> {
-    let out = std::process::Command::new("git")
-        .args(["--no-optional-locks", "ls-files", "--stage", "-z"])
-        .current_dir(root)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status.success().then_some(out.stdout)
 }
 
 /// Paths whose index entries differ between two listings, repository-relative.
