@@ -77,16 +77,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     };
     let plan = plan::build(&config, &selection, &file_set, contents)?;
     let fixers = plan.steps.iter().any(|s| s.fixes);
-    let output = Output {
-        jobs: None,
-        fail_fast: false,
-        verbose: false,
-        format: OutputFormat::Human,
-        color,
-        ci: false,
-        remote: crate::remote::Overrides::from_env(),
-        guard_writes: true,
-    };
+    let output = hook_output(color);
 
     let canceller = Canceller::new();
     run::watch_signals(&canceller)?;
@@ -268,16 +259,7 @@ fn pre_push(
         );
         return Ok(exit::SUCCESS);
     }
-    let output = Output {
-        jobs: None,
-        fail_fast: false,
-        verbose: false,
-        format: OutputFormat::Human,
-        color,
-        ci: false,
-        remote: crate::remote::Overrides::from_env(),
-        guard_writes: true,
-    };
+    let output = hook_output(color);
     let canceller = Canceller::new();
     run::watch_signals(&canceller)?;
     let mut code = exit::SUCCESS;
@@ -384,6 +366,21 @@ struct Pushed {
     commit: git::ObjectId,
     refs: Vec<String>,
     files: std::collections::BTreeSet<PathBuf>,
+}
+
+/// How every hook reports: plain human lines, checks watched for writes, the remote as the
+/// environment says (`PREFLIGHT_REMOTE_CACHE`).
+fn hook_output(color: bool) -> Output {
+    Output {
+        jobs: None,
+        fail_fast: false,
+        verbose: false,
+        format: OutputFormat::Human,
+        color,
+        ci: false,
+        remote: crate::remote::Overrides::from_env(),
+        guard_writes: true,
+    }
 }
 
 fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {
