@@ -14,6 +14,7 @@ mod files;
 mod fuzz;
 mod hooks;
 mod inspect;
+mod output;
 mod processes;
 mod push;
 mod remote;

@@ -4,24 +4,40 @@ use crate::common::Repo;
 use std::time::{Duration, Instant};
 
 #[test]
-fn eight_sleeping_steps_run_side_by_side() {
-    let mut config = String::new();
-    for i in 0..8 {
-        config.push_str(&format!("[steps.s{i}]\nrun = \"sleep 0.5\"\n"));
-    }
+fn eight_steps_run_side_by_side() {
+    // Each step records when it started and ended (ns). In between it waits, for at most
+    // 20 s, until all eight have started: steps run side by side get through at once, steps
+    // run one after another would each give up alone. The proof is that the eight intervals
+    // overlap, which holds however slow the machine is.
+    let step = r#"run = '''
+date +%s%N > times/$PREFLIGHT_STEP.start
+touch started/$PREFLIGHT_STEP
+i=0
+while [ "$(ls started | wc -l)" -lt 8 ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+date +%s%N > times/$PREFLIGHT_STEP.end
+'''"#;
+    let config: String = (0..8).map(|i| format!("[steps.s{i}]\n{step}\n")).collect();
     let repo = Repo::with_config(&config);
-    let start = Instant::now();
+    std::fs::create_dir(repo.path().join("times")).unwrap();
+    std::fs::create_dir(repo.path().join("started")).unwrap();
     let run = repo.run(&["run", "-j", "8"]);
-    let wall = start.elapsed();
     run.code(0);
     assert!(
         run.stdout.contains("8 passed, 0 failed, 0 skipped"),
         "{}",
         run.stdout
     );
+    let time = |name: String| -> u128 {
+        let text = String::from_utf8(repo.read(format!("times/{name}"))).unwrap();
+        text.trim().parse().unwrap()
+    };
+    let starts: Vec<u128> = (0..8).map(|i| time(format!("s{i}.start"))).collect();
+    let ends: Vec<u128> = (0..8).map(|i| time(format!("s{i}.end"))).collect();
+    let last_start = *starts.iter().max().unwrap();
+    let first_end = *ends.iter().min().unwrap();
     assert!(
-        wall < Duration::from_secs(1),
-        "8 × 0.5 s steps took {wall:?} with -j 8"
+        last_start < first_end,
+        "with -j 8 the eight steps did not all run at once: starts {starts:?}, ends {ends:?}"
     );
 }
 

@@ -1,0 +1,353 @@
+//! What users see, snapshotted: the report of a run on a terminal (a real pseudo-terminal),
+//! in a pipe and as JSON lines; a pre-commit hook; a failed step's output; a run in GitHub
+//! Actions. Only the real binary is used, so these snapshots hold whatever the code inside
+//! looks like.
+//!
+//! Steps run one at a time (`jobs = 1`), so the order of the lines is fixed; durations and
+//! the temporary folder are filtered out. On a terminal the live view redraws as often as
+//! the machine's speed allows, so the raw bytes are replayed on a small screen model and only
+//! the final screen is compared: that does not depend on how many redraws happened.
+
+use crate::common::{BIN, Repo, Run, cache_dir_for};
+use std::process::{Command, Stdio};
+
+/// Every status a step can end with in an ordinary run: `lint` is cached (a first run stores
+/// it), `ok` passes (slowly enough for the live view to redraw), `boom` fails with output,
+/// `after` needs `boom` so it does not run, `docs` matches no file so it is skipped.
+const EVERY_STATUS: &str = r#"
+[settings]
+jobs = 1
+
+[steps.lint]
+run = "echo linted"
+files = ["*.txt"]
+
+[steps.ok]
+run = "sleep 0.3; echo fine"
+
+[steps.boom]
+run = "echo 'checking a.txt'; echo 'a.txt: something broke' >&2; exit 3"
+
+[steps.after]
+run = "true"
+needs = ["boom"]
+
+[steps.docs]
+run = "true"
+files = ["*.md"]
+
+[hooks]
+pre-commit = ["lint", "boom"]
+"#;
+
+/// A repository with every status ready: `lint` already in the cache.
+fn every_status_repo() -> Repo {
+    let repo = Repo::with_config(EVERY_STATUS);
+    repo.write("a.txt", "hello\n");
+    repo.add_all();
+    repo.run(&["run", "lint"]).code(0);
+    repo
+}
+
+/// Snapshots `text` under `name`, with durations and the repository's path filtered.
+fn snapshot(repo: &Repo, name: &str, text: &str) {
+    let root = repo.path().to_string_lossy().into_owned();
+    insta::with_settings!({
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+        filters => vec![
+            (regex_escape(&root).as_str(), "[repo]"),
+            (r"\b\d+(\.\d+)?m?s\b", "[time]"),
+            (r"\b\d+m\d\ds\b", "[time]"),
+            (r#""duration_ms":\d+"#, r#""duration_ms":"[ms]""#),
+        ],
+    }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// Runs `command` (a shell command line) in a pseudo-terminal of `COLUMNS`×40 with TERM=xterm and
+/// colours allowed, and returns the exit code and the final screen, escape characters shown
+/// as `␛`.
+fn on_terminal(repo: &Repo, command: &str) -> (i32, String) {
+    let line = format!("stty cols {COLUMNS} rows 40 || exit 99; exec {command}");
+    let out = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .current_dir(repo.path())
+        .env("SHELL", "/bin/sh")
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("PREFLIGHT")
+        .env_remove("PREFLIGHT_SKIP")
+        .env_remove("PREFLIGHT_NO_CACHE")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("PREFLIGHT_CACHE_DIR", cache_dir_for(repo.path()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let code = out.status.code().unwrap_or(-1);
+    (code, final_screen(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The pseudo-terminal's width.
+const COLUMNS: usize = 100;
+
+/// The screen a terminal of `COLUMNS` columns shows after `raw`, for what a live view uses:
+/// carriage return, line feed, automatic margins, cursor up/down/column, erase in line and
+/// below. Colour sequences are kept, attached to the character they precede.
+fn final_screen(raw: &str) -> String {
+    let mut screen: Vec<Vec<String>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut pending = String::new();
+    let mut chars = raw.chars().peekable();
+    // Colour codes not yet followed by a character stay on the cell before the cursor.
+    fn settle(screen: &mut [Vec<String>], row: usize, col: usize, pending: &mut String) {
+        if pending.is_empty() {
+            return;
+        }
+        let line = &mut screen[row];
+        match col.checked_sub(1).and_then(|c| line.get_mut(c)) {
+            Some(cell) => cell.push_str(pending),
+            None => {
+                let mut cell = std::mem::take(pending);
+                cell.push_str(line.first().map_or("", |s| s.as_str()));
+                match line.first_mut() {
+                    Some(first) => *first = cell,
+                    None => line.push(cell),
+                }
+            }
+        }
+        pending.clear();
+    }
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                settle(&mut screen, row, col, &mut pending);
+                col = 0;
+            }
+            '\n' => {
+                settle(&mut screen, row, col, &mut pending);
+                row += 1;
+                if screen.len() <= row {
+                    screen.resize(row + 1, Vec::new());
+                }
+            }
+            '\u{1b}' => {
+                if chars.peek() != Some(&'[') {
+                    continue;
+                }
+                chars.next();
+                let mut params = String::new();
+                let mut last = ' ';
+                for p in chars.by_ref() {
+                    if p.is_ascii_digit() || p == ';' || p == '?' {
+                        params.push(p);
+                    } else {
+                        last = p;
+                        break;
+                    }
+                }
+                let n = params.parse::<usize>().unwrap_or(0);
+                match last {
+                    'm' => pending.push_str(&format!("␛[{params}m")),
+                    'A' => {
+                        settle(&mut screen, row, col, &mut pending);
+                        row = row.saturating_sub(n.max(1));
+                    }
+                    'B' => {
+                        settle(&mut screen, row, col, &mut pending);
+                        row += n.max(1);
+                        if screen.len() <= row {
+                            screen.resize(row + 1, Vec::new());
+                        }
+                    }
+                    'G' => {
+                        settle(&mut screen, row, col, &mut pending);
+                        col = n.max(1) - 1;
+                    }
+                    'K' => match n {
+                        0 => screen[row].truncate(col),
+                        1 => screen[row].iter_mut().take(col + 1).for_each(|c| {
+                            *c = " ".into();
+                        }),
+                        _ => screen[row].clear(),
+                    },
+                    'J' if n == 0 => {
+                        screen[row].truncate(col);
+                        screen.truncate(row + 1);
+                    }
+                    // Hiding or showing the cursor leaves the screen as it is.
+                    'h' | 'l' => {}
+                    other => panic!("unexpected escape sequence ␛[{params}{other} in:\n{raw}"),
+                }
+            }
+            c => {
+                // A character past the last column goes to the start of the next line,
+                // as on a terminal with automatic margins (the live view relies on it).
+                if col >= COLUMNS {
+                    row += 1;
+                    col = 0;
+                    if screen.len() <= row {
+                        screen.resize(row + 1, Vec::new());
+                    }
+                }
+                let line = &mut screen[row];
+                while line.len() < col {
+                    line.push(" ".into());
+                }
+                let mut cell = std::mem::take(&mut pending);
+                cell.push(c);
+                if col < line.len() {
+                    line[col] = cell;
+                } else {
+                    line.push(cell);
+                }
+                col += 1;
+            }
+        }
+    }
+    settle(&mut screen, row, col, &mut pending);
+    let mut text: Vec<String> = screen
+        .iter()
+        .map(|line| line.concat().trim_end_matches(' ').to_string())
+        .collect();
+    while text.last().is_some_and(|l| l.is_empty()) {
+        text.pop();
+    }
+    text.join("\n") + "\n"
+}
+
+#[test]
+fn the_screen_model_keeps_only_what_stays_visible() {
+    let raw = "⠁ running a\r\x1b[2K\x1b[32mpassed\x1b[0m a   \r\n⠁ running b\x1b[1A\r\x1b[2K\x1b[1B\r\x1b[2K\x1b[1Adone\r\n";
+    assert_eq!(final_screen(raw), "done\n");
+    assert_eq!(
+        final_screen("\x1b[32mpassed\x1b[0m a\r\n"),
+        "␛[32mpassed␛[0m a\n"
+    );
+    let full = format!("{}{}", "x".repeat(COLUMNS - 1), "y");
+    assert_eq!(
+        final_screen(&format!("{full}next\r\x1b[2Klast{full}")),
+        format!(
+            "{full}\nlast{}\n{}\n",
+            &full[..COLUMNS - 4],
+            &full[COLUMNS - 4..]
+        )
+    );
+}
+
+#[test]
+fn a_run_on_a_terminal() {
+    let repo = every_status_repo();
+    let (code, screen) = on_terminal(&repo, &format!("'{BIN}' run"));
+    assert_eq!(code, 1, "{screen}");
+    snapshot(&repo, "output-run-terminal", &screen);
+}
+
+#[test]
+fn a_run_in_a_pipe() {
+    let repo = every_status_repo();
+    let run = repo.run(&["run"]);
+    run.code(1);
+    assert_eq!(run.stderr, "");
+    snapshot(&repo, "output-run-plain", &run.stdout);
+}
+
+#[test]
+fn a_run_as_json() {
+    let repo = every_status_repo();
+    let run = repo.run(&["run", "--format", "json"]);
+    run.code(1);
+    assert_eq!(run.stderr, "");
+    for line in run.stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("each line is a JSON object");
+    }
+    snapshot(&repo, "output-run-json", &run.stdout);
+}
+
+/// A repository with the pre-commit hook installed and a change staged.
+fn hooked_repo() -> Repo {
+    let repo = every_status_repo();
+    repo.run(&["install"]).code(0);
+    repo
+}
+
+#[test]
+fn a_pre_commit_hook_on_a_terminal() {
+    let repo = hooked_repo();
+    let (code, screen) = on_terminal(&repo, "git commit -q -m change");
+    assert_eq!(code, 1, "{screen}");
+    snapshot(&repo, "output-hook-terminal", &screen);
+}
+
+#[test]
+fn a_pre_commit_hook_in_a_pipe() {
+    let repo = hooked_repo();
+    let commit = repo.commit("change");
+    commit.code(1);
+    // git gives the hook's output to stderr.
+    snapshot(
+        &repo,
+        "output-hook-plain",
+        &format!("--- stdout\n{}--- stderr\n{}", commit.stdout, commit.stderr),
+    );
+}
+
+const FAILING: &str = r#"
+[steps.test]
+run = "echo 'running 2 tests'; echo 'test a ... ok'; echo 'test b ... FAILED' >&2; printf 'no newline at the end'; exit 101"
+"#;
+
+#[test]
+fn a_failed_step_prints_its_output() {
+    let repo = Repo::with_config(FAILING);
+    let run = repo.run(&["run"]);
+    run.code(1);
+    snapshot(&repo, "output-failure-plain", &run.stdout);
+    let (code, screen) = on_terminal(&repo, &format!("'{BIN}' run"));
+    assert_eq!(code, 1, "{screen}");
+    snapshot(&repo, "output-failure-terminal", &screen);
+}
+
+#[test]
+fn a_run_in_github_actions_folds_output_in_groups() {
+    let repo = every_status_repo();
+    let run = in_github_actions(&repo);
+    run.code(1);
+    snapshot(&repo, "output-run-github", &run.stdout);
+    let failing = Repo::with_config(FAILING);
+    let run = in_github_actions(&failing);
+    run.code(1);
+    snapshot(&failing, "output-failure-github", &run.stdout);
+}
+
+fn in_github_actions(repo: &Repo) -> Run {
+    Run::from(
+        repo.cmd()
+            .args(["run", "--ci"])
+            .env("GITHUB_ACTIONS", "true")
+            .output()
+            .expect("preflight runs"),
+    )
+}
