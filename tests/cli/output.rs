@@ -5,7 +5,7 @@
 //!
 //! Steps run one at a time (`jobs = 1`), so the order of the lines is fixed; durations and
 //! the temporary folder are filtered out. On a terminal the live view redraws as often as
-//! the machine's speed allows, so the raw bytes are replayed on a small screen model and only
+//! the machine's speed allows, so the raw bytes are replayed on a terminal model (vt100) and only
 //! the final screen is compared: that does not depend on how many redraws happened.
 
 use crate::common::{BIN, Repo, Run, cache_dir_for};
@@ -107,154 +107,30 @@ fn on_terminal(repo: &Repo, command: &str) -> (i32, String) {
         .output()
         .expect("script (util-linux) runs");
     let code = out.status.code().unwrap_or(-1);
-    (code, final_screen(&String::from_utf8_lossy(&out.stdout)))
+    (code, final_screen(&out.stdout))
 }
 
 /// The pseudo-terminal's width.
-const COLUMNS: usize = 100;
+const COLUMNS: u16 = 100;
 
-/// The screen a terminal of `COLUMNS` columns shows after `raw`, for what a live view uses:
-/// carriage return, line feed, automatic margins, cursor up/down/column, erase in line and
-/// below. Colour sequences are kept, attached to the character they precede.
-fn final_screen(raw: &str) -> String {
-    let mut screen: Vec<Vec<String>> = vec![Vec::new()];
-    let (mut row, mut col) = (0usize, 0usize);
-    let mut pending = String::new();
-    let mut chars = raw.chars().peekable();
-    // Colour codes not yet followed by a character stay on the cell before the cursor.
-    fn settle(screen: &mut [Vec<String>], row: usize, col: usize, pending: &mut String) {
-        if pending.is_empty() {
-            return;
-        }
-        let line = &mut screen[row];
-        match col.checked_sub(1).and_then(|c| line.get_mut(c)) {
-            Some(cell) => cell.push_str(pending),
-            None => {
-                let mut cell = std::mem::take(pending);
-                cell.push_str(line.first().map_or("", |s| s.as_str()));
-                match line.first_mut() {
-                    Some(first) => *first = cell,
-                    None => line.push(cell),
-                }
-            }
-        }
-        pending.clear();
-    }
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                settle(&mut screen, row, col, &mut pending);
-                col = 0;
-            }
-            '\n' => {
-                settle(&mut screen, row, col, &mut pending);
-                row += 1;
-                if screen.len() <= row {
-                    screen.resize(row + 1, Vec::new());
-                }
-            }
-            '\u{1b}' => {
-                if chars.peek() != Some(&'[') {
-                    continue;
-                }
-                chars.next();
-                let mut params = String::new();
-                let mut last = ' ';
-                for p in chars.by_ref() {
-                    if p.is_ascii_digit() || p == ';' || p == '?' {
-                        params.push(p);
-                    } else {
-                        last = p;
-                        break;
-                    }
-                }
-                let n = params.parse::<usize>().unwrap_or(0);
-                match last {
-                    'm' => pending.push_str(&format!("␛[{params}m")),
-                    'A' => {
-                        settle(&mut screen, row, col, &mut pending);
-                        row = row.saturating_sub(n.max(1));
-                    }
-                    'B' => {
-                        settle(&mut screen, row, col, &mut pending);
-                        row += n.max(1);
-                        if screen.len() <= row {
-                            screen.resize(row + 1, Vec::new());
-                        }
-                    }
-                    'G' => {
-                        settle(&mut screen, row, col, &mut pending);
-                        col = n.max(1) - 1;
-                    }
-                    'K' => match n {
-                        0 => screen[row].truncate(col),
-                        1 => screen[row].iter_mut().take(col + 1).for_each(|c| {
-                            *c = " ".into();
-                        }),
-                        _ => screen[row].clear(),
-                    },
-                    'J' if n == 0 => {
-                        screen[row].truncate(col);
-                        screen.truncate(row + 1);
-                    }
-                    // Hiding or showing the cursor leaves the screen as it is.
-                    'h' | 'l' => {}
-                    other => panic!("unexpected escape sequence ␛[{params}{other} in:\n{raw}"),
-                }
-            }
-            c => {
-                // A character past the last column goes to the start of the next line,
-                // as on a terminal with automatic margins (the live view relies on it).
-                if col >= COLUMNS {
-                    row += 1;
-                    col = 0;
-                    if screen.len() <= row {
-                        screen.resize(row + 1, Vec::new());
-                    }
-                }
-                let line = &mut screen[row];
-                while line.len() < col {
-                    line.push(" ".into());
-                }
-                let mut cell = std::mem::take(&mut pending);
-                cell.push(c);
-                if col < line.len() {
-                    line[col] = cell;
-                } else {
-                    line.push(cell);
-                }
-                col += 1;
-            }
-        }
-    }
-    settle(&mut screen, row, col, &mut pending);
-    let mut text: Vec<String> = screen
-        .iter()
-        .map(|line| line.concat().trim_end_matches(' ').to_string())
+/// The screen a terminal of `COLUMNS` columns shows after `raw`, one line per row, trailing
+/// blanks and empty rows dropped. Colours and styles stay, written as the escape sequences
+/// vt100 gives for each row, with the escape character shown as `␛`.
+fn final_screen(raw: &[u8]) -> String {
+    // Taller than the pseudo-terminal, so that nothing this short scrolls off the model.
+    let rows = std::num::NonZeroU16::new(200).expect("non-zero");
+    let columns = std::num::NonZeroU16::new(COLUMNS).expect("non-zero");
+    let mut parser = vt100::Parser::new(rows, columns, 0);
+    parser.process(raw);
+    let mut rows: Vec<String> = parser
+        .screen()
+        .rows_formatted(0, COLUMNS)
+        .map(|row| row.replace('\u{1b}', "␛").trim_end().to_string())
         .collect();
-    while text.last().is_some_and(|l| l.is_empty()) {
-        text.pop();
+    while rows.last().is_some_and(|row| row.is_empty()) {
+        rows.pop();
     }
-    text.join("\n") + "\n"
-}
-
-#[test]
-fn the_screen_model_keeps_only_what_stays_visible() {
-    let raw = "⠁ running a\r\x1b[2K\x1b[32mpassed\x1b[0m a   \r\n⠁ running b\x1b[1A\r\x1b[2K\x1b[1B\r\x1b[2K\x1b[1Adone\r\n";
-    assert_eq!(final_screen(raw), "done\n");
-    assert_eq!(
-        final_screen("\x1b[32mpassed\x1b[0m a\r\n"),
-        "␛[32mpassed␛[0m a\n"
-    );
-    let full = format!("{}{}", "x".repeat(COLUMNS - 1), "y");
-    assert_eq!(
-        final_screen(&format!("{full}next\r\x1b[2Klast{full}")),
-        format!(
-            "{full}\nlast{}\n{}\n",
-            &full[..COLUMNS - 4],
-            &full[COLUMNS - 4..]
-        )
-    );
+    rows.join("\n") + "\n"
 }
 
 #[test]
