@@ -20,4 +20,5 @@ pub mod plan;
 pub mod process;
 pub mod remote;
 pub mod report;
+pub mod shell;
 pub mod watch;

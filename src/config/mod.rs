@@ -101,7 +101,7 @@ impl Command {
         use std::os::unix::ffi::OsStrExt;
         match self {
             Command::Shell(s) => {
-                let quoted = crate::exec::invocation::shell_quote(path.as_os_str().as_bytes());
+                let quoted = crate::shell::quote(path.as_os_str().as_bytes());
                 Command::Shell(s.replace(MSG_FILE_PLACEHOLDER, &String::from_utf8_lossy(&quoted)))
             }
             Command::Argv(args) => Command::Argv(

@@ -6,8 +6,8 @@ pub mod checkout;
 pub mod stash;
 
 use crate::error::{Error, Result};
-use crate::exec::invocation::shell_quote;
 use crate::git::{ConfigScope, HooksDir};
+use crate::shell;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ pub const PREVIOUS_SUFFIX: &str = ".pre-preflight";
 
 /// The shim for `hook`, remembering the absolute path of `bin`.
 pub fn shim(hook: &str, bin: &Path) -> String {
-    let quoted = String::from_utf8_lossy(&shell_quote(bin.as_os_str().as_bytes())).into_owned();
+    let quoted = String::from_utf8_lossy(&shell::quote(bin.as_os_str().as_bytes())).into_owned();
     SHIM.replace("@HOOK@", hook)
         .replace("@BIN@", &quoted)
         .replace("@VERSION@", &SHIM_VERSION.to_string())
