@@ -5,7 +5,7 @@
 //! matrix values use a small character set, and nothing carries a line break or a
 //! `${{ }}` expression that a CI service would evaluate.
 
-use super::raw::{Checker, is_step_name, strings};
+use super::checker::{Checker, is_step_name, strings};
 use super::{Step, did_you_mean, parse_duration, parse_duration_up_to};
 
 /// How long CI artifacts may be kept: GitLab takes years (and "never" expiring).

@@ -6,6 +6,7 @@
 //! reported, not just the first.
 
 mod cache_keys;
+mod checker;
 mod ci;
 mod diagnostic;
 mod limits;

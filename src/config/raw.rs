@@ -1,12 +1,12 @@
 //! The serde view of `preflight.toml` (with spans) and its validation into `Config`.
 
 use super::cache_keys::SizeValue;
+use super::checker::{Checker, is_step_name, strings};
 use super::{
     Command, Config, Diagnostic, FILES_PLACEHOLDER, GIT_HOOKS, Hook, Settings, Step, did_you_mean,
     parse_duration,
 };
 use crate::files::Matcher;
-use crate::filetypes::{TYPE_NAMES, Types};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -211,77 +211,47 @@ fn enclosing_table(source: &str, offset: usize) -> Option<String> {
     })
 }
 
-pub(super) fn is_step_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-pub(super) fn strings(list: &[Spanned<String>]) -> Vec<String> {
-    list.iter().map(|s| s.get_ref().clone()).collect()
-}
-
 fn env_map(raw: IndexMap<Spanned<String>, Spanned<EnvValue>>) -> IndexMap<String, String> {
     raw.into_iter()
         .map(|(k, v)| (k.into_inner(), v.into_inner().0))
         .collect()
 }
 
-/// Collects diagnostics for one file.
-pub(super) struct Checker<'a> {
-    path: &'a Path,
-    found: Vec<Diagnostic>,
-}
-
-impl Checker<'_> {
-    pub(super) fn error(
-        &mut self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> &mut Diagnostic {
-        self.found
-            .push(Diagnostic::new(self.path, Some(span), message));
-        self.found.last_mut().expect("just pushed")
-    }
-
-    fn command(&mut self, step: &str, key: &str, cmd: &Spanned<Command>) {
-        let span = cmd.span();
-        super::limits::check_command_bytes(self, step, key, cmd);
-        match cmd.get_ref() {
-            Command::Shell(s) if s.trim().is_empty() => {
-                self.error(span, format!("`{key}` of step `{step}` is empty"))
-                    .label = "give the command to run".into();
-            }
-            Command::Argv(args) if args.is_empty() || args[0].trim().is_empty() => {
-                self.error(span, format!("`{key}` of step `{step}` is empty"))
-                    .label = "the first element must name the program to run".into();
-            }
-            Command::Argv(args) => {
-                if args
-                    .iter()
-                    .any(|a| a != FILES_PLACEHOLDER && a.contains(FILES_PLACEHOLDER))
-                {
-                    let d = self.error(
-                        span,
-                        format!("`{{files}}` must be a whole element in `{key}` of step `{step}`"),
-                    );
-                    d.label =
-                        "in an array, \"{files}\" stands alone and becomes one argument per file"
-                            .into();
-                    d.help = Some("write it as its own element, or use a command string".into());
-                }
-            }
-            Command::Shell(_) => {}
+/// Checks a step's `run` or `fix` command: not empty, `{files}` used as a whole element.
+fn check_command(check: &mut Checker, step: &str, key: &str, cmd: &Spanned<Command>) {
+    let span = cmd.span();
+    super::limits::check_command_bytes(check, step, key, cmd);
+    match cmd.get_ref() {
+        Command::Shell(s) if s.trim().is_empty() => {
+            check
+                .error(span, format!("`{key}` of step `{step}` is empty"))
+                .label = "give the command to run".into();
         }
+        Command::Argv(args) if args.is_empty() || args[0].trim().is_empty() => {
+            check
+                .error(span, format!("`{key}` of step `{step}` is empty"))
+                .label = "the first element must name the program to run".into();
+        }
+        Command::Argv(args) => {
+            if args
+                .iter()
+                .any(|a| a != FILES_PLACEHOLDER && a.contains(FILES_PLACEHOLDER))
+            {
+                let d = check.error(
+                    span,
+                    format!("`{{files}}` must be a whole element in `{key}` of step `{step}`"),
+                );
+                d.label = "in an array, \"{files}\" stands alone and becomes one argument per file"
+                    .into();
+                d.help = Some("write it as its own element, or use a command string".into());
+            }
+        }
+        Command::Shell(_) => {}
     }
 }
 
 pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagnostic>> {
-    let mut check = Checker {
-        path,
-        found: Vec::new(),
-    };
+    let mut check = Checker::new(path);
 
     // Step names keep their spans here; afterwards steps are looked up by plain name.
     let mut name_spans: IndexMap<String, std::ops::Range<usize>> = IndexMap::new();
@@ -309,10 +279,10 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                     )
                     .label = "add `run = \"...\"` to this step".into();
             }
-            Some(run) => check.command(name, "run", run),
+            Some(run) => check_command(&mut check, name, "run", run),
         }
         if let Some(fix) = &s.fix {
-            check.command(name, "fix", fix);
+            check_command(&mut check, name, "fix", fix);
         }
         let timeout = s
             .timeout
@@ -474,12 +444,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         raw.settings.cache_max.as_ref(),
     );
 
-    if !check.found.is_empty() {
-        check
-            .found
-            .sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-        return Err(check.found);
-    }
+    check.finish()?;
     Ok(Config {
         path: path.to_path_buf(),
         settings: Settings {
@@ -498,50 +463,6 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         ci,
         remote,
     })
-}
-
-impl Checker<'_> {
-    /// The step's `types`, each checked against the known names.
-    fn types(&mut self, step: &str, names: &[Spanned<String>]) -> Types {
-        let mut set = Types::default();
-        for name in names {
-            match Types::parse(&[name.get_ref()]) {
-                Ok(t) => set = set.union(t),
-                Err(_) => {
-                    let d = self.error(
-                        name.span(),
-                        format!("unknown file type `{}` in step `{step}`", name.get_ref()),
-                    );
-                    d.label = match did_you_mean(name.get_ref(), TYPE_NAMES.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "not a file type".into(),
-                    };
-                    d.help = Some(format!("the types are: {}", TYPE_NAMES.join(", ")));
-                }
-            }
-        }
-        set
-    }
-
-    /// Checks that every name refers to a step, with a suggestion for near misses.
-    pub(super) fn step_refs_in(
-        &mut self,
-        refs: &[Spanned<String>],
-        steps: &IndexMap<String, Step>,
-        what: impl Fn(&str) -> String,
-    ) {
-        for r in refs {
-            let name = r.get_ref();
-            if !steps.contains_key(name) {
-                let suggestion = did_you_mean(name, steps.keys().map(String::as_str));
-                let d = self.error(r.span(), what(name));
-                d.label = match suggestion {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "no step has this name".into(),
-                };
-            }
-        }
-    }
 }
 
 fn dedup(mut names: Vec<String>) -> Vec<String> {
