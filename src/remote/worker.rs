@@ -7,6 +7,7 @@
 //! The engine never prints: it tells the caller what happens through [`Event`]s.
 
 mod blobs;
+mod failure;
 mod job;
 mod outputs;
 mod sandbox;
@@ -15,8 +16,9 @@ mod spawn;
 use super::bots::{self, BotSession, BotStatus, BotsClient, Lease, LeaseState, Property};
 use super::connection::Connection;
 use super::proto::{self, rpc};
+pub use failure::Failure;
 use job::Context;
-pub use job::{Failure, Finished, Ran};
+pub use job::{Finished, Ran};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
