@@ -17,6 +17,7 @@
 use super::backup::{self, Entry, Manifest, Node, Replacement};
 use crate::error::{Error, Result};
 use crate::git::{GitCli, Repo};
+use crate::lock::Mode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
@@ -73,7 +74,6 @@ fn backup_root(repo: &Repo) -> PathBuf {
 
 /// Opens and locks `<git dir>/preflight/unstaged.lock`; `wait = false` gives up if it is held.
 fn lock(repo: &Repo, wait: bool) -> Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
     let dir = repo.git_dir().join("preflight");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -84,21 +84,11 @@ fn lock(repo: &Repo, wait: bool) -> Result<Option<std::fs::File>> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let mode = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
-    // SAFETY: flock on a descriptor we own; the lock goes with the file when it is dropped.
-    let r = unsafe { libc::flock(file.as_raw_fd(), mode) };
-    if r != 0 {
-        let err = std::io::Error::last_os_error();
-        if !wait && err.kind() == std::io::ErrorKind::WouldBlock {
-            return Ok(None);
-        }
-        return Err(Error::io(format!("cannot lock {}", path.display()), err));
+    match crate::lock::flock(&file, Mode::Exclusive, wait) {
+        Ok(true) => Ok(Some(file)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
     }
-    Ok(Some(file))
 }
 
 /// A name for this run's files: time, then process id.
