@@ -127,6 +127,16 @@ impl Repo {
             .map_err(git_error)
     }
 
+    /// HEAD's tree in index form (empty when there is no HEAD yet), to compare with the index.
+    fn head_as_index(&self) -> Result<gix::index::State> {
+        let head_tree = self
+            .inner
+            .head_tree_id_or_empty()
+            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
+            .detach();
+        self.tree_as_index(head_tree)
+    }
+
     /// Every file in the index that is present as a file in the work tree: no submodules,
     /// no sparse directories, no skip-worktree entries, each path once even during a merge.
     pub fn tracked_files(&self) -> Result<Vec<PathBuf>> {
@@ -151,13 +161,8 @@ impl Repo {
     /// Files whose index version differs from HEAD: added, copied, modified, renamed (the new
     /// name), type-changed. Deleted files are not in the list. With no HEAD, everything staged.
     pub fn staged_files(&self) -> Result<Vec<PathBuf>> {
-        let head_tree = self
-            .inner
-            .head_tree_id_or_empty()
-            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
-            .detach();
+        let base = self.head_as_index()?;
         let index = self.index()?;
-        let base = self.tree_as_index(head_tree)?;
         Ok(changed_entries(&base, &index))
     }
 
@@ -171,13 +176,8 @@ impl Repo {
         if head.is_unborn() {
             return Ok(false);
         }
-        let head_tree = self
-            .inner
-            .head_tree_id_or_empty()
-            .map_err(|e| Error::Setup(format!("cannot read HEAD: {e}")))?
-            .detach();
+        let base = self.head_as_index()?;
         let index = self.index()?;
-        let base = self.tree_as_index(head_tree)?;
         // Intent-to-add entries have no content staged: git does not commit them.
         let committed = index
             .entries()
