@@ -5,6 +5,12 @@
 //! run `preflight run --ci --job NAME`. The steps' commands never leave `preflight.toml`.
 //! Each target module turns the config into a template context; the templates only lay
 //! it out. Every string reaches YAML through the `q` filter (a double-quoted scalar).
+//!
+//! Here: what every target shares (the header, quoting, the install and run commands).
+//! One module per service (`github` also serves Forgejo), and `pins` for the pinned
+//! actions. This folder reads the validated `crate::config` and uses `crate::shell`; it
+//! never imports exec, cache, remote, commands or report, and the targets never import
+//! each other.
 
 mod buildkite;
 pub mod github;

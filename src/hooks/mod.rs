@@ -1,5 +1,11 @@
 //! Git hooks: the shims `preflight install` writes, and saving unstaged work around a
 //! pre-commit run (`stash`), and the checkout of a pushed commit (`checkout`).
+//!
+//! Here: the shims and their installation. Below: `stash` (unstaged work kept safe, a folder
+//! of its own), `backup` (the byte-for-byte backup it writes), `checkout` (a pushed commit
+//! checked out for pre-push). This folder imports `git`, `error`, `atomic`, `lock`, `shell`
+//! and exec's `Workdir`; never config, plan, cache, commands or report: the commands decide
+//! what runs, the hooks only keep the work tree safe around it.
 
 mod backup;
 pub mod checkout;
