@@ -168,7 +168,8 @@ impl Canceller {
     }
 }
 
-fn kill_group(pgid: i32, signal: i32) {
+/// Sends `signal` to every process of group `pgid`.
+pub fn kill_group(pgid: i32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
     unsafe {
         libc::kill(-pgid, signal);

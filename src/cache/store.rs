@@ -18,12 +18,12 @@
 
 use super::inputs::{RecordPath, hex};
 use super::key::{KeyCommand, KeyRecord};
+use crate::lock::Mode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -463,32 +463,21 @@ impl Store {
         }
     }
 
-    fn lock(&self, op: i32) -> std::io::Result<Option<Lock>> {
+    fn lock(&self, mode: Mode, wait: bool) -> std::io::Result<Option<Lock>> {
         std::fs::create_dir_all(&self.root)?;
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.root.join("lock"))?;
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is passed.
-            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if r == 0 {
-                return Ok(Some(Lock { _file: file }));
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) => return Ok(None),
-                _ => return Err(e),
-            }
-        }
+        let locked = crate::lock::flock(&file, mode, wait)?;
+        Ok(locked.then_some(Lock { _file: file }))
     }
 
     /// Held while storing or restoring: gc waits for it.
     pub fn shared_lock(&self) -> std::io::Result<Lock> {
         Ok(self
-            .lock(libc::LOCK_SH)?
+            .lock(Mode::Shared, true)?
             .expect("a blocking lock is granted"))
     }
 
@@ -504,16 +493,8 @@ impl Store {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(e),
                 };
-                loop {
-                    // SAFETY: flock on a descriptor we own; no memory is passed.
-                    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } == 0 {
-                        return Ok(Some(Lock { _file: file }));
-                    }
-                    let e = std::io::Error::last_os_error();
-                    if e.raw_os_error() != Some(libc::EINTR) {
-                        return Err(e);
-                    }
-                }
+                crate::lock::flock(&file, Mode::Shared, true)?;
+                Ok(Some(Lock { _file: file }))
             }
             Err(e) => Err(e),
         }
@@ -528,11 +509,7 @@ impl Store {
 
     /// For gc: waits for writers when `wait`, else gives up when one is busy.
     pub fn exclusive_lock(&self, wait: bool) -> std::io::Result<Option<Lock>> {
-        self.lock(if wait {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_EX | libc::LOCK_NB
-        })
+        self.lock(Mode::Exclusive, wait)
     }
 
     /// Files below a folder of the store: (path, size, mtime).

@@ -175,7 +175,7 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 }
                 if forgejo {
                     let files: Vec<String> =
-                        c.key_files.iter().map(|f| super::shell_quote(f)).collect();
+                        c.key_files.iter().map(|f| crate::shell::quote_word(f)).collect();
                     JobCache {
                         paths: c.paths.clone(),
                         digest_script: Some(format!(

@@ -5,6 +5,12 @@
 //! run `preflight run --ci --job NAME`. The steps' commands never leave `preflight.toml`.
 //! Each target module turns the config into a template context; the templates only lay
 //! it out. Every string reaches YAML through the `q` filter (a double-quoted scalar).
+//!
+//! Here: what every target shares (the header, quoting, the install and run commands).
+//! One module per service (`github` also serves Forgejo), and `pins` for the pinned
+//! actions. This folder reads the validated `crate::config` and uses `crate::shell`; it
+//! never imports exec, cache, remote, commands or report, and the targets never import
+//! each other.
 
 mod buildkite;
 pub mod github;
@@ -13,6 +19,7 @@ pub mod pins;
 mod woodpecker;
 
 use crate::config::{CI_TARGETS, Ci, CiJob, Config};
+use crate::shell;
 use minijinja::Environment;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -174,17 +181,6 @@ pub fn flow_list(list: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Quotes a word for a POSIX shell (single quotes; kept bare when that is safe).
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-+:/@=,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// The environment variable that carries a matrix axis's value into the job.
 pub fn matrix_env(axis: &str) -> String {
     format!("PREFLIGHT_MATRIX_{}", axis.to_ascii_uppercase())
@@ -219,7 +215,7 @@ impl Common {
         } else {
             format!(
                 " --config {}",
-                shell_quote(&source.config_rel.to_string_lossy())
+                shell::quote_word(&source.config_rel.to_string_lossy())
             )
         };
         let install_text = ci
@@ -375,8 +371,6 @@ mod tests {
         assert_eq!(yaml_quote("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
         assert_eq!(yaml_quote("x\ny\u{7}"), "\"x\\ny\\u0007\"");
         assert_eq!(yaml_quote("\u{2028}"), "\"\\u2028\"");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote("ci/preflight.toml"), "ci/preflight.toml");
     }
 
     #[test]

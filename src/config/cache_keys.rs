@@ -1,7 +1,7 @@
 //! Checks of the keys that drive the cache: `inputs`, `outputs`, `key_commands` and the
 //! `[settings]` that place and bound the store.
 
-use super::raw::Checker;
+use super::checker::Checker;
 use crate::files::Matcher;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};

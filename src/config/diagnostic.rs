@@ -117,6 +117,47 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// Turns a TOML or serde error into a diagnostic, adding "did you mean" for unknown keys.
+pub(super) fn diagnose_toml_error(path: &Path, source: &str, err: &toml::de::Error) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let span = err.span();
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((key, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let section = span
+            .as_ref()
+            .and_then(|s| enclosing_table(source, s.start))
+            .map(|t| format!(" in `[{t}]`"))
+            .unwrap_or_default();
+        let mut d = Diagnostic::new(path, span, format!("unknown key `{key}`{section}"));
+        d = match did_you_mean(key, candidates.iter().copied()) {
+            Some(best) => d.label(format!("did you mean `{best}`?")),
+            None => d.label("unknown key"),
+        };
+        if !candidates.is_empty() {
+            d = d.help(format!("valid keys here: {}", candidates.join(", ")));
+        }
+        return d;
+    }
+    let (message, label) = match message.split_once('\n') {
+        Some((first, rest)) => (first.to_string(), rest.trim().to_string()),
+        None => (message, String::new()),
+    };
+    Diagnostic::new(path, span, message).label(label)
+}
+
+/// The header of the `[table]` that contains byte `offset`, if any.
+fn enclosing_table(source: &str, offset: usize) -> Option<String> {
+    let before = source.get(..offset)?;
+    before.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?.trim_start_matches('[');
+        let end = inner.find(']')?;
+        Some(inner[..end].trim().to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

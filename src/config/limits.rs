@@ -1,7 +1,7 @@
 //! Values the program must be able to hold and the system must accept: how many steps run at
 //! once, environment variable names and values, and command text.
 
-use super::raw::Checker;
+use super::checker::Checker;
 use toml::Spanned;
 
 /// The most steps (and batches) that may run at once, and the most actions a worker takes:

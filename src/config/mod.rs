@@ -4,13 +4,23 @@
 //! values a later check may complain about, then `validate` checks what serde cannot (names,
 //! references, cycles, durations, globs) and builds the typed `Config`. Every problem found is
 //! reported, not just the first.
+//!
+//! Here: the typed model (`Config`, `Step`, `Command`, `Hook`), loading and durations.
+//! Below: `raw` (serde types), `validate` (raw to typed), `checker` (the diagnostics
+//! collector every check writes to), `diagnostic` (messages with spans), and one module
+//! per table or concern: `ci`, `remote`, `cache_keys`, `limits`. They depend on `checker`
+//! and the model, never on each other in a circle. This folder imports only leaf modules
+//! (`error`, `files`, `filetypes`, `shell`): never exec, plan, cache, remote, commands or
+//! report, which all read the config.
 
 mod cache_keys;
+mod checker;
 mod ci;
 mod diagnostic;
 mod limits;
 mod raw;
 mod remote;
+mod validate;
 
 pub use cache_keys::parse_size;
 pub use ci::{
@@ -101,7 +111,7 @@ impl Command {
         use std::os::unix::ffi::OsStrExt;
         match self {
             Command::Shell(s) => {
-                let quoted = crate::exec::invocation::shell_quote(path.as_os_str().as_bytes());
+                let quoted = crate::shell::quote(path.as_os_str().as_bytes());
                 Command::Shell(s.replace(MSG_FILE_PLACEHOLDER, &String::from_utf8_lossy(&quoted)))
             }
             Command::Argv(args) => Command::Argv(
@@ -243,9 +253,9 @@ pub fn display_path(path: &Path) -> String {
 
 /// Parses and validates configuration text; `path` is only used in diagnostics.
 pub fn parse(path: &Path, source: &str) -> std::result::Result<Config, Vec<Diagnostic>> {
-    let raw: raw::RawConfig =
-        toml::from_str(source).map_err(|e| vec![raw::diagnose_toml_error(path, source, &e)])?;
-    raw::validate(path, raw)
+    let raw: raw::RawConfig = toml::from_str(source)
+        .map_err(|e| vec![diagnostic::diagnose_toml_error(path, source, &e)])?;
+    validate::validate(path, raw)
 }
 
 /// Parses a duration such as `500ms`, `90s`, `10m`, `1h` or `1m 30s`, longer than zero and

@@ -1,6 +1,6 @@
 //! `[remote]`: a REAPI server used as a shared cache and, optionally, to run steps.
 
-use super::raw::Checker;
+use super::checker::Checker;
 use super::{Step, parse_duration};
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -3,6 +3,7 @@
 
 use crate::config::{Command, FILES_PLACEHOLDER};
 use crate::process::Invocation;
+use crate::shell;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -23,7 +24,7 @@ pub fn invocations(command: &Command, files: Option<&[&Path]>) -> Vec<Invocation
             let parts: Vec<&str> = script.split(FILES_PLACEHOLDER).collect();
             let fixed: usize = parts.iter().map(|p| p.len()).sum();
             let per_use = parts.len() - 1;
-            let quoted: Vec<Vec<u8>> = files.iter().map(|f| shell_quote(&safe_path(f))).collect();
+            let quoted: Vec<Vec<u8>> = files.iter().map(|f| shell::quote(&safe_path(f))).collect();
             batches(
                 &quoted,
                 |q| (q.len() + 1) * per_use,
@@ -84,21 +85,6 @@ fn safe_path(path: &Path) -> Vec<u8> {
     } else {
         bytes.to_vec()
     }
-}
-
-/// POSIX single-quoting: everything is literal inside `'…'`; a `'` becomes `'\''`.
-pub fn shell_quote(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 2);
-    out.push(b'\'');
-    for &b in bytes {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-    out
 }
 
 /// Splits `items` into consecutive groups whose summed `cost` stays within `budget`

@@ -1,13 +1,19 @@
 //! Git hooks: the shims `preflight install` writes, and saving unstaged work around a
 //! pre-commit run (`stash`), and the checkout of a pushed commit (`checkout`).
+//!
+//! Here: the shims and their installation. Below: `stash` (unstaged work kept safe, a folder
+//! of its own), `backup` (the byte-for-byte backup it writes), `checkout` (a pushed commit
+//! checked out for pre-push). This folder imports `git`, `error`, `atomic`, `lock`, `shell`
+//! and exec's `Workdir`; never config, plan, cache, commands or report: the commands decide
+//! what runs, the hooks only keep the work tree safe around it.
 
 mod backup;
 pub mod checkout;
 pub mod stash;
 
 use crate::error::{Error, Result};
-use crate::exec::invocation::shell_quote;
 use crate::git::{ConfigScope, HooksDir};
+use crate::shell;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +28,7 @@ pub const PREVIOUS_SUFFIX: &str = ".pre-preflight";
 
 /// The shim for `hook`, remembering the absolute path of `bin`.
 pub fn shim(hook: &str, bin: &Path) -> String {
-    let quoted = String::from_utf8_lossy(&shell_quote(bin.as_os_str().as_bytes())).into_owned();
+    let quoted = String::from_utf8_lossy(&shell::quote(bin.as_os_str().as_bytes())).into_owned();
     SHIM.replace("@HOOK@", hook)
         .replace("@BIN@", &quoted)
         .replace("@VERSION@", &SHIM_VERSION.to_string())

@@ -5,8 +5,16 @@
 //! so results are reported at once.
 //!
 //! The engine never prints: it tells the caller what happens through [`Event`]s.
+//!
+//! Here: the bot session loop. Below, in `worker/`: `job` (one lease, start to end),
+//! `sandbox` (the input root laid out), `spawn` (the process and its group), `outputs`
+//! (what comes back), `blobs` (the local blob cache) and `failure` (why a lease gave no
+//! result, which all of them return and which imports none of them). The worker uses
+//! `remote`'s connection, protocol and tree code and `process`; it never imports exec,
+//! cache, config, commands or report.
 
 mod blobs;
+mod failure;
 mod job;
 mod outputs;
 mod sandbox;
@@ -15,8 +23,9 @@ mod spawn;
 use super::bots::{self, BotSession, BotStatus, BotsClient, Lease, LeaseState, Property};
 use super::connection::Connection;
 use super::proto::{self, rpc};
+pub use failure::Failure;
 use job::Context;
-pub use job::{Failure, Finished, Ran};
+pub use job::{Finished, Ran};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;

@@ -2,83 +2,14 @@
 //! from the CAS, the command run in a private folder in its own process group (killed at
 //! the Action's timeout), and its outputs, stdout and stderr uploaded as an ActionResult.
 
+use super::failure::Failure;
 use super::{blobs, outputs, sandbox, spawn};
 use crate::remote::cas::Blobs;
-use crate::remote::connection::{Connection, RemoteError};
+use crate::remote::connection::Connection;
 use crate::remote::proto::{self, pb, re};
 use prost::Message;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use tonic::Code;
-
-/// Why a lease gave no ActionResult: the status the server is told.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: Code,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The server sent something unusable (a bad path, a payload of the wrong type).
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Failure::new(Code::InvalidArgument, message)
-    }
-
-    /// A blob the action needs is not in the CAS: REAPI's answer is FAILED_PRECONDITION.
-    pub fn missing(what: String) -> Self {
-        Failure::new(Code::FailedPrecondition, format!("the CAS has no {what}"))
-    }
-
-    /// A CAS call failed: unreachable servers are worth a retry elsewhere (BuildGrid retries
-    /// UNAVAILABLE), a missing or damaged blob is not.
-    pub fn cas(e: RemoteError) -> Self {
-        let code = match e.code {
-            Some(Code::NotFound) | None => Code::FailedPrecondition,
-            Some(
-                Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::ResourceExhausted
-                | Code::Aborted
-                | Code::Cancelled,
-            ) => Code::Unavailable,
-            Some(code) => code,
-        };
-        Failure::new(code, e.to_string())
-    }
-
-    /// This machine failed (disk full, permissions): another worker may do better, and
-    /// BuildGrid retries INTERNAL.
-    pub fn local(path: &Path, e: std::io::Error) -> Self {
-        Failure::new(Code::Internal, format!("{}: {e}", path.display()))
-    }
-
-    pub fn internal(message: String) -> Self {
-        Failure::new(Code::Internal, message)
-    }
-
-    pub fn output(name: &str, why: String) -> Self {
-        Failure::new(
-            Code::FailedPrecondition,
-            format!("output `{name}` cannot be uploaded: {why}"),
-        )
-    }
-
-    /// The worker was stopped or the server took the lease back: UNAVAILABLE, so that the
-    /// action is run again elsewhere.
-    pub fn stopped() -> Self {
-        Failure::new(
-            Code::Unavailable,
-            "stopped: the worker is stopping, or the server gave the action to another worker",
-        )
-    }
-}
 
 /// What every job shares.
 pub struct Context {
@@ -201,16 +132,12 @@ async fn load_action(
     }
 }
 
-/// The biggest Action, Command or Directory message a worker reads: a bigger one is a
-/// mistake or an attack, and would only exhaust memory.
-pub const MAX_MESSAGE_BLOB: i64 = 64 << 20;
-
 async fn read_message<M: Message + Default>(
     connection: &Connection,
     digest: &re::Digest,
     what: &str,
 ) -> Result<M, Failure> {
-    if digest.size_bytes > MAX_MESSAGE_BLOB {
+    if digest.size_bytes > sandbox::MAX_MESSAGE_BLOB {
         return Err(Failure::invalid(format!(
             "the {what} {} is {} bytes, more than a worker reads",
             digest.hash, digest.size_bytes
@@ -343,6 +270,7 @@ fn log(path: &Path, blobs: &mut Blobs) -> Result<re::Digest, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
     fn a_payload_is_an_action_or_its_digest() {

@@ -1,7 +1,7 @@
 //! What an action made, as REAPI outputs: files, folders as `Tree` messages and symlinks,
 //! with the blobs to upload. Paths are relative to the working directory, as asked.
 
-use super::job::Failure;
+use super::failure::Failure;
 use super::sandbox::relative;
 use crate::remote::cas::Blobs;
 use crate::remote::proto::re;

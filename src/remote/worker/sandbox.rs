@@ -4,7 +4,7 @@
 //! written through a symlink.
 
 use super::blobs::Cache;
-use super::job::Failure;
+use super::failure::Failure;
 use crate::remote::connection::Connection;
 use crate::remote::proto::re;
 use crate::remote::tree::{self, Flat};
@@ -17,6 +17,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// The biggest Action, Command or Directory message a worker reads: a bigger one is a
+/// mistake or an attack, and would only exhaust memory.
+pub const MAX_MESSAGE_BLOB: i64 = 64 << 20;
 
 /// Files this big or bigger are streamed to disk one by one rather than read in batches.
 const LARGE: i64 = 1 << 20;
@@ -60,10 +64,7 @@ pub async fn fetch_tree(
                 "the input root is deeper than 256 folders",
             ));
         }
-        if let Some(huge) = wanted
-            .iter()
-            .find(|d| d.size_bytes > super::job::MAX_MESSAGE_BLOB)
-        {
+        if let Some(huge) = wanted.iter().find(|d| d.size_bytes > MAX_MESSAGE_BLOB) {
             return Err(Failure::invalid(format!(
                 "folder {} of the input root is {} bytes, more than a worker reads",
                 huge.hash, huge.size_bytes

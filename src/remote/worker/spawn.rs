@@ -2,7 +2,8 @@
 //! its output into files; killed with its group at its timeout, when its lease is taken
 //! back, or at a second Ctrl-C, so that nothing outlives it.
 
-use super::job::Failure;
+use super::failure::Failure;
+use crate::process::kill_group;
 use crate::remote::proto::re;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -61,7 +62,7 @@ impl Processes {
         let mut groups = self.lock();
         groups.cancelled.insert(lease.to_string());
         if let Some(&pgid) = groups.running.get(lease) {
-            kill_group(pgid);
+            kill_group(pgid, libc::SIGKILL);
         }
     }
 
@@ -70,15 +71,8 @@ impl Processes {
         let mut groups = self.lock();
         groups.all_cancelled = true;
         for &pgid in groups.running.values() {
-            kill_group(pgid);
+            kill_group(pgid, libc::SIGKILL);
         }
-    }
-}
-
-fn kill_group(pgid: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 
@@ -168,13 +162,13 @@ pub async fn wait(
             Ok(status) => status,
             Err(_) => {
                 timed_out = true;
-                kill_group(pgid);
+                kill_group(pgid, libc::SIGKILL);
                 waiting.await
             }
         },
         None => waiting.await,
     };
-    kill_group(pgid);
+    kill_group(pgid, libc::SIGKILL);
     let cancelled = processes.finish(lease);
     let status = status
         .map_err(|e| Failure::internal(format!("waiting for {program} failed: {e}")))?
