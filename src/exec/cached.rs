@@ -3,8 +3,8 @@
 //! and the store after a pass.
 
 use super::{Message, Shared};
+use super::{Status, StepResult};
 use crate::cache::{Lookup, NotSaved};
-use crate::report::{Status, StepResult};
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
 

@@ -1,16 +1,23 @@
 //! The executor: walks the plan's graph on a rayon pool, starting each step as soon as the
-//! steps it needs have passed, and tells the reporter what happens.
+//! steps it needs have passed, and tells a `Reporter` what happens.
+//!
+//! Here live the run itself (`execute`), the cache and remote around each step, the
+//! scheduler, and the engine's vocabulary (`event`: `Event`, `StepResult`, `Summary`):
+//! events carry data (durations, reasons, stages), never sentences. exec must not import
+//! `report` nor the commands: `report` depends on exec, not the other way.
 
 mod cached;
+mod event;
 pub mod invocation;
 mod not_found;
 mod remote;
 pub mod scheduler;
 mod writes;
 
+pub use event::{Event, RemoteOrigin, Reporter, Status, StepResult, Summary};
+
 use crate::plan::{Plan, PlannedStep};
 use crate::process::{self, Canceller, Outcome, Spec};
-use crate::report::{Event, Reporter, Status, StepResult, Summary};
 use rayon::prelude::*;
 use scheduler::Scheduler;
 use std::path::{Path, PathBuf};

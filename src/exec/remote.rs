@@ -3,10 +3,10 @@
 //! a warning and the step runs (or stays) local: a remote never fails a run.
 
 use super::{Message, Shared, invocation};
+use super::{RemoteOrigin, Status, StepResult};
 use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
 use crate::remote::{self, Executed, Warning};
-use crate::report::{RemoteOrigin, Status, StepResult};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 

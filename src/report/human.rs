@@ -1,7 +1,8 @@
 //! The human view: a live line per running step on a terminal, plain lines elsewhere, the
 //! output of failed steps as blocks, and a summary.
 
-use super::{Event, HumanOptions, Reporter, Status, StepResult, Summary, format_duration};
+use super::{HumanOptions, format_duration};
+use crate::exec::{Event, Reporter, Status, StepResult, Summary};
 use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;

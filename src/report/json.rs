@@ -1,6 +1,6 @@
 //! `--format json`: one JSON object per line on stdout, for scripts and editors.
 
-use super::{Event, Reporter};
+use crate::exec::{Event, Reporter, Status};
 use serde_json::json;
 use std::io::Write;
 
@@ -47,7 +47,7 @@ impl Reporter for Json {
             Event::StepFinished(r) => json!({
                 "event": "step_finished",
                 "step": r.name,
-                "status": r.status.as_str(),
+                "status": status_name(r.status),
                 "duration_ms": r.duration.as_millis() as u64,
                 "exit_code": r.exit_code,
                 "detail": r.detail,
@@ -70,5 +70,18 @@ impl Reporter for Json {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{value}");
         let _ = out.flush();
+    }
+}
+
+/// The word `status` holds for each way a step ends.
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::TimedOut => "timed_out",
+        Status::Skipped => "skipped",
+        Status::NotRun => "not_run",
+        Status::Cancelled => "cancelled",
+        Status::Cached => "cached",
     }
 }
