@@ -3,7 +3,7 @@
 //! and the store after a pass.
 
 use super::{Message, Shared};
-use super::{Status, StepResult};
+use super::{Status, StepResult, Warning};
 use crate::cache::{Lookup, NotSaved};
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
@@ -104,7 +104,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
             Lookup::Miss => {}
             Lookup::Unusable(why) => unusable = Some(why),
             Lookup::Refused(why) => {
-                let _ = tx.send(Message::Warning(format!("step `{}`: {why}", step.name)));
+                let _ = tx.send(Message::Warning(Warning::CacheRefused {
+                    step: step.name.clone(),
+                    why: why.to_string(),
+                }));
                 unusable = Some(why);
             }
         }
@@ -130,8 +133,12 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         explain(lines);
     }
     let needed: Vec<_> = needs.iter().map(|(step, _)| *step).collect();
-    for warning in cache.unmatched_inputs(step, &keyed, &needed) {
-        let _ = tx.send(Message::Warning(warning));
+    for ignored in cache.unmatched_inputs(step, &keyed, &needed) {
+        let _ = tx.send(Message::Warning(Warning::IgnoredInput {
+            step: step.name.clone(),
+            glob: ignored.glob,
+            folder: ignored.folder,
+        }));
     }
     if let Some(remote) = &remote
         && let Some(result) = remote.execute(shared, i, cache, &keyed, tx)
@@ -146,7 +153,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
             Err(NotSaved::Step(why)) => result.detail = Some(format!("not cached: {why}")),
             Err(NotSaved::Store(why)) => {
                 if cache.first_store_failure() {
-                    let _ = tx.send(Message::Warning(why));
+                    let _ = tx.send(Message::Warning(Warning::StoreFailed(why.to_string())));
                 }
             }
             Ok(()) => {

@@ -2,6 +2,7 @@
 //! each step ended (`StepResult`). Payloads are data, never sentences: `report` turns them
 //! into words.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a step ended.
@@ -102,13 +103,14 @@ pub enum Event {
         name: String,
         lines: Vec<String>,
     },
-    /// A step running on a remote worker changed stage (uploading, queued, executing).
+    /// A step that may use the remote changed stage (uploading, queued, executing), or
+    /// stays here.
     StepRemote {
         name: String,
-        stage: String,
+        stage: RemoteStage,
     },
     /// Something the user should know that does not fail the run (the remote is down).
-    Warning(String),
+    Warning(Warning),
     /// Processes (pid, command line) that outlived a step's own process, left its process
     /// group and still held its output open: the step was reported without waiting for them.
     StepLeftProcesses {
@@ -117,6 +119,54 @@ pub enum Event {
     },
     StepFinished(StepResult),
     RunFinished(Summary),
+}
+
+/// Where an execution on the farm is: uploading, queued, executing.
+pub use crate::remote::execute::Stage as ExecutionStage;
+
+/// Where a step that may use the remote is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteStage {
+    /// A stage of its execution on the farm.
+    Execution(ExecutionStage),
+    /// It runs here instead of on a worker.
+    RunsHere(RunsHere),
+}
+
+/// Why a step that may run remotely runs here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsHere {
+    /// It declares no `inputs`, so a worker would not know which files it reads.
+    NoInputs,
+    /// It cannot be an Action a worker runs, and why.
+    Unsupported(String),
+}
+
+/// What the engine warns of: nothing here fails the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// The system granted fewer threads than the run asked for.
+    FewerThreads { granted: usize, asked: usize },
+    /// Not even one thread could be started: no step runs.
+    NoThread(String),
+    /// The cache holds an entry for the step that it refuses to restore, and why.
+    CacheRefused { step: String, why: String },
+    /// An `inputs` glob of the step matches only files git ignores, below `folder`.
+    IgnoredInput {
+        step: String,
+        glob: String,
+        folder: PathBuf,
+    },
+    /// The cache store cannot be written (said once per run).
+    StoreFailed(String),
+    /// About the remote as a whole (down, no Execution service): said once per run.
+    Remote(String),
+    /// About one step's use of the remote.
+    RemoteStep { step: String, problem: String },
+    /// No worker took the step within the queue timeout: it runs here.
+    NotTaken { step: String, waited: Duration },
+    /// A result the remote gave for the step cannot be used here.
+    RemoteResultUnusable { step: String, why: String },
 }
 
 pub trait Reporter {

@@ -14,7 +14,10 @@ mod remote;
 pub mod scheduler;
 mod writes;
 
-pub use event::{Event, RemoteOrigin, Reporter, Status, StepResult, Summary};
+pub use event::{
+    Event, ExecutionStage, RemoteOrigin, RemoteStage, Reporter, RunsHere, Status, StepResult,
+    Summary, Warning,
+};
 
 use crate::plan::{Plan, PlannedStep};
 use crate::process::{self, Canceller, Outcome, Spec};
@@ -124,8 +127,8 @@ enum Message {
     /// Why the step ran or was cached (`--explain`).
     Explain(usize, Vec<String>),
     /// A remote execution's stage.
-    Remote(usize, String),
-    Warning(String),
+    Remote(usize, RemoteStage),
+    Warning(Warning),
     /// Processes that outlived the step's own process and still held its output open.
     LeftProcesses(usize, Vec<process::Leftover>),
     Done(usize, StepResult),
@@ -172,14 +175,15 @@ pub fn execute(
     let (pool, jobs) = match step_pool(jobs) {
         Ok((pool, granted)) => {
             if granted < jobs {
-                reporter.event(Event::Warning(format!(
-                    "the system granted {granted} of {jobs} threads: at most {granted} steps run at once"
-                )));
+                reporter.event(Event::Warning(Warning::FewerThreads {
+                    granted,
+                    asked: jobs,
+                }));
             }
             (Some(pool), granted)
         }
         Err(e) => {
-            reporter.event(Event::Warning(format!("cannot start a thread: {e}")));
+            reporter.event(Event::Warning(Warning::NoThread(e.to_string())));
             (None, 0)
         }
     };
@@ -240,7 +244,7 @@ pub fn execute(
                 name: names[i].clone(),
                 stage,
             }),
-            Message::Warning(text) => reporter.event(Event::Warning(text)),
+            Message::Warning(warning) => reporter.event(Event::Warning(warning)),
             Message::LeftProcesses(i, left) => reporter.event(Event::StepLeftProcesses {
                 name: names[i].clone(),
                 processes: left.into_iter().map(|p| (p.pid, p.command)).collect(),

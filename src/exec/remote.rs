@@ -3,10 +3,10 @@
 //! a warning and the step runs (or stays) local: a remote never fails a run.
 
 use super::{Message, Shared, invocation};
-use super::{RemoteOrigin, Status, StepResult};
+use super::{RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning};
 use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
-use crate::remote::{self, Executed, Warning};
+use crate::remote::{self, Executed};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -16,14 +16,17 @@ pub(super) struct RemoteStep<'a> {
     pub prepared: Prepared,
 }
 
-/// Reports a warning, naming the step when it is about the step.
-fn warn(tx: &Sender<Message>, step: &str, warning: Warning) {
-    let text = match warning {
-        Warning::Remote(text) => text,
-        Warning::Step(text) => format!("step `{step}`: {text}"),
-        Warning::Said => return,
+/// Reports a warning of the remote, naming the step when it is about the step.
+fn warn(tx: &Sender<Message>, step: &str, warning: remote::Warning) {
+    let warning = match warning {
+        remote::Warning::Remote(text) => Warning::Remote(text),
+        remote::Warning::Step(problem) => Warning::RemoteStep {
+            step: step.to_string(),
+            problem,
+        },
+        remote::Warning::Said => return,
     };
-    let _ = tx.send(Message::Warning(text));
+    let _ = tx.send(Message::Warning(warning));
 }
 
 /// The outputs declared by every step `i` needs, directly or not.
@@ -59,8 +62,7 @@ pub(super) fn prepare<'a>(
         if session.execute {
             let _ = tx.send(Message::Remote(
                 i,
-                "runs here: it declares no `inputs`, so a worker would not know which files it reads"
-                    .into(),
+                RemoteStage::RunsHere(RunsHere::NoInputs),
             ));
         }
         return None;
@@ -86,7 +88,10 @@ pub(super) fn prepare<'a>(
                 let _ = tx.send(Message::Explain(i, vec![format!("not remote: {why}")]));
             }
             if session.execute {
-                let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+                let _ = tx.send(Message::Remote(
+                    i,
+                    RemoteStage::RunsHere(RunsHere::Unsupported(why)),
+                ));
             }
             None
         }
@@ -145,13 +150,16 @@ impl RemoteStep<'_> {
         }
         let step = &shared.plan.steps[i].step;
         if let Err(why) = &self.prepared.executable {
-            let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+            let _ = tx.send(Message::Remote(
+                i,
+                RemoteStage::RunsHere(RunsHere::Unsupported(why.clone())),
+            ));
             return None;
         }
         let started = Instant::now();
         let _ = tx.send(Message::Started(i));
         let on_stage = |stage: remote::execute::Stage| {
-            let _ = tx.send(Message::Remote(i, stage.to_string()));
+            let _ = tx.send(Message::Remote(i, RemoteStage::Execution(stage)));
         };
         let executed = self.session.execute(
             &self.prepared,
@@ -176,6 +184,13 @@ impl RemoteStep<'_> {
         match executed {
             Err(w) => {
                 warn(tx, &step.name, w);
+                None
+            }
+            Ok(Executed::NotTaken { waited }) => {
+                let _ = tx.send(Message::Warning(Warning::NotTaken {
+                    step: step.name.clone(),
+                    waited,
+                }));
                 None
             }
             Ok(Executed::Cancelled) => Some(result(
@@ -249,18 +264,20 @@ fn restore(
 ) -> Option<Vec<u8>> {
     let step = &shared.plan.steps[i].step;
     if let Err(why) = cache.import(keyed, entry) {
-        warn(tx, &step.name, Warning::Step(why));
+        let _ = tx.send(Message::Warning(Warning::RemoteStep {
+            step: step.name.clone(),
+            problem: why.to_string(),
+        }));
         return None;
     }
     match cache.lookup(step, keyed) {
         cache::Lookup::Hit { log } => Some(log),
         cache::Lookup::Miss => None,
         cache::Lookup::Unusable(why) | cache::Lookup::Refused(why) => {
-            warn(
-                tx,
-                &step.name,
-                Warning::Step(format!("the remote result {why}")),
-            );
+            let _ = tx.send(Message::Warning(Warning::RemoteResultUnusable {
+                step: step.name.clone(),
+                why: why.to_string(),
+            }));
             None
         }
     }

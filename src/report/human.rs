@@ -199,15 +199,18 @@ impl Reporter for Human {
             Event::StepExplained { name, lines } => {
                 self.explained.entry(name).or_default().extend(lines);
             }
-            Event::StepRemote { name, stage } => match self.bars.get(&name) {
-                Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
-                None => {
-                    let text = format!("{:>9} remote {name} → {stage}", "·");
-                    self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
+            Event::StepRemote { name, stage } => {
+                let stage = super::words::remote_stage(&stage);
+                match self.bars.get(&name) {
+                    Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
+                    None => {
+                        let text = format!("{:>9} remote {name} → {stage}", "·");
+                        self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
+                    }
                 }
-            },
-            Event::Warning(message) => {
-                let text = format!("warning: {message}");
+            }
+            Event::Warning(warning) => {
+                let text = format!("warning: {}", super::words::warning(&warning));
                 self.line(&self.style(Style::new().yellow()).apply_to(text).to_string());
             }
             Event::StepLeftProcesses { name, processes } => {

@@ -32,9 +32,11 @@ impl Reporter for Json {
                 json!({"event": "step_explained", "step": name, "reasons": lines})
             }
             Event::StepRemote { name, stage } => {
-                json!({"event": "step_remote", "step": name, "stage": stage})
+                json!({"event": "step_remote", "step": name, "stage": super::words::remote_stage(&stage)})
             }
-            Event::Warning(message) => json!({"event": "warning", "message": message}),
+            Event::Warning(warning) => {
+                json!({"event": "warning", "message": super::words::warning(&warning)})
+            }
             Event::StepLeftProcesses { name, processes } => json!({
                 "event": "step_left_processes",
                 "step": name,

@@ -8,6 +8,7 @@
 mod cache;
 mod human;
 mod json;
+mod words;
 
 pub use cache::{
     KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,
