@@ -3,7 +3,7 @@
 //! and the store after a pass.
 
 use super::{Message, Shared};
-use super::{Status, StepResult, Warning};
+use super::{Reason, Status, StepResult, Warning};
 use crate::cache::{Lookup, NotSaved};
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
@@ -58,8 +58,8 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
             explain(vec![format!("not cached: {e}")]);
             let mut result = super::run_step(shared, i, tx);
             cache.step_ran();
-            if result.status == Status::Passed && result.detail.is_none() {
-                result.detail = Some(format!("not cached: {e}"));
+            if result.status == Status::Passed && result.reason.is_none() {
+                result.reason = Some(Reason::NotCached(e.to_string()));
             }
             return result;
         }
@@ -97,7 +97,8 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
                     duration: started.elapsed(),
                     exit_code: Some(0),
                     output: log,
-                    detail: None,
+                    reason: None,
+                    wrote: None,
                     remote: None,
                 };
             }
@@ -150,7 +151,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     cache.step_ran();
     if result.status == Status::Passed {
         match cache.save(step, &keyed, &result.output, started_at) {
-            Err(NotSaved::Step(why)) => result.detail = Some(format!("not cached: {why}")),
+            Err(NotSaved::Step(why)) => result.reason = Some(Reason::NotCached(why.to_string())),
             Err(NotSaved::Store(why)) => {
                 if cache.first_store_failure() {
                     let _ = tx.send(Message::Warning(Warning::StoreFailed(why.to_string())));

@@ -38,10 +38,66 @@ pub struct StepResult {
     pub exit_code: Option<i32>,
     /// Combined stdout and stderr of the step's processes, in batch order.
     pub output: Vec<u8>,
-    /// Why it was skipped, not run, or failed without an exit code.
-    pub detail: Option<String>,
+    /// Why it was skipped, not run, or failed, when there is more to say than its status
+    /// and exit code (and why a passed step was not cached).
+    pub reason: Option<Reason>,
+    /// Tracked files it changed though it is no fixer: that alone fails it.
+    pub wrote: Option<TrackedWrites>,
     /// Set when the result came from `[remote]`: its cache or one of its workers.
     pub remote: Option<RemoteOrigin>,
+}
+
+/// Why a step ended as it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Skipped on purpose, by the setting named (`PREFLIGHT_SKIP`).
+    SkippedBy(String),
+    /// Its `files` globs matched none of the run's files that are still there.
+    NoMatchingFiles,
+    /// It uses `{msg_file}` outside the hooks that have a commit message.
+    NoMessageFile,
+    /// The folder the steps run in could not be made, and why.
+    NoWorkdir(String),
+    /// Its working directory (`dir`, relative to the root) does not exist.
+    MissingDir(PathBuf),
+    /// The shell could not find the program its command names.
+    CommandNotFound { code: i32, program: String },
+    /// The shell found the program but could not run it.
+    CommandNotRunnable { code: i32, program: String },
+    /// Killed by this signal.
+    Signal(i32),
+    /// Its process could not be started, and why.
+    SpawnFailed(String),
+    /// Killed when it reached its timeout, here or on a remote worker.
+    TimedOut { limit: Duration, remote: bool },
+    /// Stopped while it ran, for the canceller's reason (`--fail-fast`, Ctrl-C).
+    Cancelled(String),
+    /// Never started: the run stopped first.
+    NotStarted(NotStarted),
+    /// A step it needs did not pass; how that one ended, when it did.
+    NeedNotPassed {
+        need: String,
+        status: Option<Status>,
+    },
+    /// It passed, but its result was not stored in the cache, and why.
+    NotCached(String),
+}
+
+/// Why a run started no more steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStarted {
+    /// It was stopped, for the canceller's reason.
+    Stopped(String),
+    /// Not even one thread could be started.
+    NoThread,
+}
+
+/// Tracked files a step that is no fixer changed, and the steps that ran beside it (the
+/// change may be theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedWrites {
+    pub files: Vec<PathBuf>,
+    pub alongside: Vec<String>,
 }
 
 /// Where a remote result came from.

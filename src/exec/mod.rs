@@ -15,8 +15,8 @@ pub mod scheduler;
 mod writes;
 
 pub use event::{
-    Event, ExecutionStage, RemoteOrigin, RemoteStage, Reporter, RunsHere, Status, StepResult,
-    Summary, Warning,
+    Event, ExecutionStage, NotStarted, Reason, RemoteOrigin, RemoteStage, Reporter, RunsHere,
+    Status, StepResult, Summary, TrackedWrites, Warning,
 };
 
 use crate::plan::{Plan, PlannedStep};
@@ -217,12 +217,12 @@ pub fn execute(
             }
         }
         if running == 0 {
-            let reason = match pool {
-                Some(_) => canceller.reason().to_string(),
-                None => "no thread could be started".to_string(),
+            let why = match pool {
+                Some(_) => NotStarted::Stopped(canceller.reason().to_string()),
+                None => NotStarted::NoThread,
             };
             for i in scheduler.drain_waiting() {
-                let result = not_run(&names[i], format!("not started: {reason}"));
+                let result = not_run(&names[i], Reason::NotStarted(why.clone()));
                 finish(reporter, &mut statuses, result, i);
             }
             break;
@@ -252,21 +252,16 @@ pub fn execute(
             Message::Done(i, mut result) => {
                 running -= 1;
                 if result.status == Status::Cancelled {
-                    result.detail = Some(canceller.reason().to_string());
+                    result.reason = Some(Reason::Cancelled(canceller.reason().to_string()));
                 }
                 let ok = result.status.satisfies_dependents();
                 finish(reporter, &mut statuses, result, i);
                 for (blocked, because) in scheduler.finish(i, ok) {
-                    let why = match statuses[because] {
-                        Some(Status::Failed) => "failed",
-                        Some(Status::TimedOut) => "timed out",
-                        Some(Status::Cancelled) => "was cancelled",
-                        _ => "did not run",
+                    let why = Reason::NeedNotPassed {
+                        need: names[because].clone(),
+                        status: statuses[because],
                     };
-                    let result = not_run(
-                        &names[blocked],
-                        format!("needs `{}`, which {why}", names[because]),
-                    );
+                    let result = not_run(&names[blocked], why);
                     finish(reporter, &mut statuses, result, blocked);
                 }
                 if !ok && options.fail_fast {
@@ -317,14 +312,15 @@ fn step_pool(jobs: usize) -> Result<(rayon::ThreadPool, usize), rayon::ThreadPoo
     }
 }
 
-fn not_run(name: &str, detail: String) -> StepResult {
+fn not_run(name: &str, reason: Reason) -> StepResult {
     StepResult {
         name: name.to_string(),
         status: Status::NotRun,
         duration: Duration::ZERO,
         exit_code: None,
         output: Vec::new(),
-        detail: Some(detail),
+        reason: Some(reason),
+        wrote: None,
         remote: None,
     }
 }
@@ -362,13 +358,14 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     let planned: &PlannedStep = &shared.plan.steps[i];
     let step = &planned.step;
     let started = Instant::now();
-    let result = |status, exit_code, output, detail: Option<String>| StepResult {
+    let result = |status, exit_code, output, reason: Option<Reason>| StepResult {
         name: step.name.clone(),
         status,
         duration: started.elapsed(),
         exit_code,
         output,
-        detail,
+        reason,
+        wrote: None,
         remote: None,
     };
 
@@ -377,7 +374,7 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
             Status::Skipped,
             None,
             Vec::new(),
-            Some(format!("skipped by {reason}")),
+            Some(Reason::SkippedBy(reason.clone())),
         );
     }
     let command = match (&shared.msg_file, planned.command.uses_msg_file()) {
@@ -387,16 +384,18 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
                 Status::Failed,
                 None,
                 Vec::new(),
-                Some(
-                    "{msg_file} is only known in the commit-msg and prepare-commit-msg hooks"
-                        .into(),
-                ),
+                Some(Reason::NoMessageFile),
             );
         }
         (_, false) => planned.command.clone(),
     };
     if let Err(why) = shared.prepare_workdir() {
-        return result(Status::Failed, None, Vec::new(), Some(why));
+        return result(
+            Status::Failed,
+            None,
+            Vec::new(),
+            Some(Reason::NoWorkdir(why)),
+        );
     }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
@@ -404,16 +403,16 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
             Status::Skipped,
             None,
             Vec::new(),
-            Some("no matching files".into()),
+            Some(Reason::NoMatchingFiles),
         );
     }
     if !cwd.is_dir() {
-        let dir = step.dir.as_deref().unwrap_or(Path::new(".")).display();
+        let dir = step.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         return result(
             Status::Failed,
             None,
             Vec::new(),
-            Some(format!("its working directory `{dir}` does not exist")),
+            Some(Reason::MissingDir(dir)),
         );
     }
     let _ = tx.send(Message::Started(i));
@@ -478,31 +477,29 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
             let why = not_found::explain(&command, code, &output, &env, &cwd);
             result(Status::Failed, Some(code), output, why)
         }
-        Outcome::Signaled(sig) => result(
+        Outcome::Signaled(sig) => result(Status::Failed, None, output, Some(Reason::Signal(sig))),
+        Outcome::SpawnFailed(message) => result(
             Status::Failed,
             None,
             output,
-            Some(format!("killed by signal {sig}")),
+            Some(Reason::SpawnFailed(message)),
         ),
-        Outcome::SpawnFailed(message) => result(Status::Failed, None, output, Some(message)),
-        Outcome::TimedOut => {
-            let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
-            result(
-                Status::TimedOut,
-                None,
-                output,
-                Some(format!("killed after the {limit} timeout")),
-            )
-        }
+        Outcome::TimedOut => result(
+            Status::TimedOut,
+            None,
+            output,
+            Some(Reason::TimedOut {
+                limit: step.timeout.unwrap_or_default(),
+                remote: false,
+            }),
+        ),
         Outcome::Cancelled => result(Status::Cancelled, None, output, None),
     };
     // A check that wrote the files it judges did not judge what is there now.
     if !changed.is_empty() && matches!(result.status, Status::Passed | Status::Failed) {
-        let note = writes::describe(&changed, &alongside);
-        result.detail = Some(match (result.detail.take(), result.exit_code) {
-            (Some(detail), _) => format!("{detail}; {note}"),
-            (None, Some(code)) if code != 0 => format!("exit code {code}; {note}"),
-            (None, _) => note,
+        result.wrote = Some(TrackedWrites {
+            files: changed,
+            alongside,
         });
         result.status = Status::Failed;
     }

@@ -3,7 +3,7 @@
 //! a warning and the step runs (or stays) local: a remote never fails a run.
 
 use super::{Message, Shared, invocation};
-use super::{RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning};
+use super::{Reason, RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning};
 use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
 use crate::remote::{self, Executed};
@@ -128,7 +128,8 @@ impl RemoteStep<'_> {
             duration: started.elapsed(),
             exit_code: Some(0),
             output: log,
-            detail: None,
+            reason: None,
+            wrote: None,
             remote: Some(RemoteOrigin {
                 executed: false,
                 worker: fetched.worker,
@@ -169,13 +170,14 @@ impl RemoteStep<'_> {
             &on_stage,
             &|| shared.canceller.is_cancelled(),
         );
-        let result = |status, exit_code, output, detail, worker: String| StepResult {
+        let result = |status, exit_code, output, reason, worker: String| StepResult {
             name: step.name.clone(),
             status,
             duration: started.elapsed(),
             exit_code,
             output,
-            detail,
+            reason,
+            wrote: None,
             remote: Some(RemoteOrigin {
                 executed: true,
                 worker,
@@ -200,16 +202,16 @@ impl RemoteStep<'_> {
                 None,
                 String::new(),
             )),
-            Ok(Executed::TimedOut) => {
-                let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
-                Some(result(
-                    Status::TimedOut,
-                    None,
-                    Vec::new(),
-                    Some(format!("killed after the {limit} timeout on the worker")),
-                    String::new(),
-                ))
-            }
+            Ok(Executed::TimedOut) => Some(result(
+                Status::TimedOut,
+                None,
+                Vec::new(),
+                Some(Reason::TimedOut {
+                    limit: step.timeout.unwrap_or_default(),
+                    remote: true,
+                }),
+                String::new(),
+            )),
             Ok(Executed::Done {
                 exit_code,
                 worker,

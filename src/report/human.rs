@@ -82,8 +82,8 @@ impl Human {
         ) {
             text.push_str(&format!(" ({})", format_duration(r.duration)));
         }
-        let detail = match (&r.detail, r.status, r.exit_code) {
-            (Some(d), _, _) => Some(d.clone()),
+        let detail = match (super::words::detail(r), r.status, r.exit_code) {
+            (Some(d), _, _) => Some(d),
             (None, Status::Failed, Some(code)) => Some(format!("exit code {code}")),
             (None, _, _)
                 if r.remote

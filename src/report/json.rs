@@ -52,7 +52,7 @@ impl Reporter for Json {
                 "status": status_name(r.status),
                 "duration_ms": r.duration.as_millis() as u64,
                 "exit_code": r.exit_code,
-                "detail": r.detail,
+                "detail": super::words::detail(&r),
                 "remote": r.remote.as_ref().map(|o| json!({"executed": o.executed, "worker": o.worker})),
                 "output": String::from_utf8_lossy(&r.output),
             }),

@@ -1,8 +1,107 @@
-//! The words for the engine's data: the warnings of a run and the stages of a remote step,
-//! said the same way by the human and the JSON renderers.
+//! The words for the engine's data: why a step ended as it did, the warnings of a run and
+//! the stages of a remote step, said the same way by the human and the JSON renderers.
 
 use super::format_duration;
-use crate::exec::{ExecutionStage, RemoteStage, RunsHere, Warning};
+use crate::exec::{
+    ExecutionStage, NotStarted, Reason, RemoteStage, RunsHere, Status, StepResult, TrackedWrites,
+    Warning,
+};
+
+/// What a finished step's line says after its name, and the JSON `detail`: why it ended so,
+/// when the engine knows more than its status and exit code.
+pub fn detail(r: &StepResult) -> Option<String> {
+    let reason = r.reason.as_ref().map(reason);
+    let Some(wrote) = &r.wrote else {
+        return reason;
+    };
+    let wrote = tracked_writes(wrote);
+    Some(match (reason, r.exit_code) {
+        (Some(reason), _) => format!("{reason}; {wrote}"),
+        (None, Some(code)) if code != 0 => format!("exit code {code}; {wrote}"),
+        (None, _) => wrote,
+    })
+}
+
+fn reason(reason: &Reason) -> String {
+    match reason {
+        Reason::SkippedBy(setting) => format!("skipped by {setting}"),
+        Reason::NoMatchingFiles => "no matching files".into(),
+        Reason::NoMessageFile => {
+            "{msg_file} is only known in the commit-msg and prepare-commit-msg hooks".into()
+        }
+        Reason::NoWorkdir(why) => why.clone(),
+        Reason::MissingDir(dir) => {
+            format!("its working directory `{}` does not exist", dir.display())
+        }
+        Reason::CommandNotFound { code, program } => {
+            format!("exit code {code}: `{program}` not found (is it installed and on PATH?)")
+        }
+        Reason::CommandNotRunnable { code, program } => format!(
+            "exit code {code}: `{program}` cannot be run (is it executable, and a program?)"
+        ),
+        Reason::Signal(signal) => format!("killed by signal {signal}"),
+        Reason::SpawnFailed(why) => why.clone(),
+        Reason::TimedOut { limit, remote } => format!(
+            "killed after the {} timeout{}",
+            format_duration(*limit),
+            if *remote { " on the worker" } else { "" }
+        ),
+        Reason::Cancelled(why) => why.clone(),
+        Reason::NotStarted(NotStarted::Stopped(why)) => format!("not started: {why}"),
+        Reason::NotStarted(NotStarted::NoThread) => {
+            "not started: no thread could be started".into()
+        }
+        Reason::NeedNotPassed { need, status } => {
+            let how = match status {
+                Some(Status::Failed) => "failed",
+                Some(Status::TimedOut) => "timed out",
+                Some(Status::Cancelled) => "was cancelled",
+                _ => "did not run",
+            };
+            format!("needs `{need}`, which {how}")
+        }
+        Reason::NotCached(why) => format!("not cached: {why}"),
+    }
+}
+
+/// Which tracked files a check changed, and what to do about it. When other steps ran at the
+/// same time, the change may be theirs.
+fn tracked_writes(wrote: &TrackedWrites) -> String {
+    const SHOWN: usize = 5;
+    let changed = &wrote.files;
+    let mut names: Vec<String> = changed
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if changed.len() > SHOWN {
+        names.push(format!("and {} more", changed.len() - SHOWN));
+    }
+    let count = match changed.len() {
+        1 => "1 tracked file".to_string(),
+        n => format!("{n} tracked files"),
+    };
+    let names = names.join(", ");
+    if wrote.alongside.is_empty() {
+        format!(
+            "changed {count}: {names}; a check must not write the files it checks: make it a \
+             fix step (`fix`), declare what it writes in `outputs`, or stop it from writing"
+        )
+    } else {
+        let others = wrote
+            .alongside
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{count} changed while it ran: {names}; it ran at the same time as {others}, so \
+             the change may be theirs, and what it checked is not what is there now: a step \
+             that is not a fixer must not write tracked files (make the one that writes a fix \
+             step, declare the files in `outputs`, or stop it from writing; `-j 1` tells which)"
+        )
+    }
+}
 
 /// The text of a warning, without the `warning:` prefix.
 pub fn warning(warning: &Warning) -> String {
@@ -59,6 +158,103 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    fn step(status: Status, exit_code: Option<i32>, reason: Option<Reason>) -> StepResult {
+        StepResult {
+            name: "lint".into(),
+            status,
+            duration: Duration::ZERO,
+            exit_code,
+            output: Vec::new(),
+            reason,
+            wrote: None,
+            remote: None,
+        }
+    }
+
+    #[test]
+    fn the_detail_names_a_few_changed_files_and_counts_the_rest() {
+        let files: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("f{i}.py"))).collect();
+        let alone = tracked_writes(&TrackedWrites {
+            files: files.clone(),
+            alongside: Vec::new(),
+        });
+        assert!(
+            alone.starts_with(
+                "changed 7 tracked files: f0.py, f1.py, f2.py, f3.py, f4.py, and 2 more;"
+            ),
+            "{alone}"
+        );
+        let beside = tracked_writes(&TrackedWrites {
+            files: files[..1].to_vec(),
+            alongside: vec!["lint".into()],
+        });
+        assert!(
+            beside.starts_with(
+                "1 tracked file changed while it ran: f0.py; it ran at the same time as `lint`"
+            ),
+            "{beside}"
+        );
+    }
+
+    #[test]
+    fn changed_files_follow_the_reason_or_the_exit_code() {
+        let wrote = TrackedWrites {
+            files: vec![PathBuf::from("a.py")],
+            alongside: Vec::new(),
+        };
+        let note = tracked_writes(&wrote);
+        let mut failed = step(Status::Failed, Some(1), None);
+        failed.wrote = Some(wrote.clone());
+        assert_eq!(detail(&failed), Some(format!("exit code 1; {note}")));
+        let mut passed = step(Status::Failed, Some(0), None);
+        passed.wrote = Some(wrote.clone());
+        assert_eq!(detail(&passed), Some(note.clone()));
+        let mut missing = step(
+            Status::Failed,
+            Some(127),
+            Some(Reason::CommandNotFound {
+                code: 127,
+                program: "shfmt".into(),
+            }),
+        );
+        missing.wrote = Some(wrote);
+        assert_eq!(
+            detail(&missing),
+            Some(format!(
+                "exit code 127: `shfmt` not found (is it installed and on PATH?); {note}"
+            ))
+        );
+        assert_eq!(detail(&step(Status::Failed, Some(1), None)), None);
+    }
+
+    #[test]
+    fn a_timeout_says_its_limit_and_where() {
+        let here = Reason::TimedOut {
+            limit: Duration::from_millis(1500),
+            remote: false,
+        };
+        assert_eq!(
+            detail(&step(Status::TimedOut, None, Some(here))).as_deref(),
+            Some("killed after the 1.50s timeout")
+        );
+        let there = Reason::TimedOut {
+            limit: Duration::from_secs(90),
+            remote: true,
+        };
+        assert_eq!(
+            detail(&step(Status::TimedOut, None, Some(there))).as_deref(),
+            Some("killed after the 1m30s timeout on the worker")
+        );
+        let blocked = Reason::NeedNotPassed {
+            need: "build".into(),
+            status: Some(Status::TimedOut),
+        };
+        assert_eq!(
+            detail(&step(Status::NotRun, None, Some(blocked))).as_deref(),
+            Some("needs `build`, which timed out")
+        );
+    }
 
     #[test]
     fn a_warning_about_a_step_names_it() {
