@@ -91,16 +91,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
                     &keyed.key[..12]
                 )]);
                 replay(shared, i, &log, tx);
-                return StepResult {
-                    name: step.name.clone(),
-                    status: Status::Cached,
-                    duration: started.elapsed(),
-                    exit_code: Some(0),
-                    output: log,
-                    reason: None,
-                    wrote: None,
-                    remote: None,
-                };
+                return StepResult::new(&step.name, Status::Cached)
+                    .took(started.elapsed())
+                    .exited(0)
+                    .with_output(log);
             }
             Lookup::Miss => {}
             Lookup::Unusable(why) => unusable = Some(why),

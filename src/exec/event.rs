@@ -47,6 +47,48 @@ pub struct StepResult {
     pub remote: Option<RemoteOrigin>,
 }
 
+impl StepResult {
+    /// A result that says only how the step ended; the methods below add the rest.
+    pub fn new(name: impl Into<String>, status: Status) -> Self {
+        StepResult {
+            name: name.into(),
+            status,
+            duration: Duration::ZERO,
+            exit_code: None,
+            output: Vec::new(),
+            reason: None,
+            wrote: None,
+            remote: None,
+        }
+    }
+
+    pub fn took(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    pub fn exited(mut self, code: i32) -> Self {
+        self.exit_code = Some(code);
+        self
+    }
+
+    pub fn with_output(mut self, output: Vec<u8>) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Why it ended so; `None` leaves it unsaid.
+    pub fn because(mut self, reason: impl Into<Option<Reason>>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    pub fn from_remote(mut self, origin: RemoteOrigin) -> Self {
+        self.remote = Some(origin);
+        self
+    }
+}
+
 /// Why a step ended as it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {

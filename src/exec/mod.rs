@@ -26,7 +26,7 @@ use scheduler::Scheduler;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -313,16 +313,7 @@ fn step_pool(jobs: usize) -> Result<(rayon::ThreadPool, usize), rayon::ThreadPoo
 }
 
 fn not_run(name: &str, reason: Reason) -> StepResult {
-    StepResult {
-        name: name.to_string(),
-        status: Status::NotRun,
-        duration: Duration::ZERO,
-        exit_code: None,
-        output: Vec::new(),
-        reason: Some(reason),
-        wrote: None,
-        remote: None,
-    }
+    StepResult::new(name, Status::NotRun).because(reason)
 }
 
 /// A step's working folder, and its files that are still there: tracked files deleted from
@@ -358,62 +349,26 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     let planned: &PlannedStep = &shared.plan.steps[i];
     let step = &planned.step;
     let started = Instant::now();
-    let result = |status, exit_code, output, reason: Option<Reason>| StepResult {
-        name: step.name.clone(),
-        status,
-        duration: started.elapsed(),
-        exit_code,
-        output,
-        reason,
-        wrote: None,
-        remote: None,
-    };
+    let result = |status| StepResult::new(&step.name, status).took(started.elapsed());
 
     if let Some(reason) = &planned.skip {
-        return result(
-            Status::Skipped,
-            None,
-            Vec::new(),
-            Some(Reason::SkippedBy(reason.clone())),
-        );
+        return result(Status::Skipped).because(Reason::SkippedBy(reason.clone()));
     }
     let command = match (&shared.msg_file, planned.command.uses_msg_file()) {
         (Some(msg_file), true) => planned.command.with_msg_file(msg_file),
-        (None, true) => {
-            return result(
-                Status::Failed,
-                None,
-                Vec::new(),
-                Some(Reason::NoMessageFile),
-            );
-        }
+        (None, true) => return result(Status::Failed).because(Reason::NoMessageFile),
         (_, false) => planned.command.clone(),
     };
     if let Err(why) = shared.prepare_workdir() {
-        return result(
-            Status::Failed,
-            None,
-            Vec::new(),
-            Some(Reason::NoWorkdir(why)),
-        );
+        return result(Status::Failed).because(Reason::NoWorkdir(why));
     }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
-        return result(
-            Status::Skipped,
-            None,
-            Vec::new(),
-            Some(Reason::NoMatchingFiles),
-        );
+        return result(Status::Skipped).because(Reason::NoMatchingFiles);
     }
     if !cwd.is_dir() {
         let dir = step.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        return result(
-            Status::Failed,
-            None,
-            Vec::new(),
-            Some(Reason::MissingDir(dir)),
-        );
+        return result(Status::Failed).because(Reason::MissingDir(dir));
     }
     let _ = tx.send(Message::Started(i));
     shared.begin(i);
@@ -472,28 +427,29 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .cloned()
         .unwrap_or(Outcome::Exited(0));
     let mut result = match worst {
-        Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
+        Outcome::Exited(0) => result(Status::Passed).exited(0).with_output(output),
         Outcome::Exited(code) => {
             let why = not_found::explain(&command, code, &output, &env, &cwd);
-            result(Status::Failed, Some(code), output, why)
+            result(Status::Failed)
+                .exited(code)
+                .with_output(output)
+                .because(why)
         }
-        Outcome::Signaled(sig) => result(Status::Failed, None, output, Some(Reason::Signal(sig))),
-        Outcome::SpawnFailed(message) => result(
-            Status::Failed,
-            None,
-            output,
-            Some(Reason::SpawnFailed(message)),
-        ),
-        Outcome::TimedOut => result(
-            Status::TimedOut,
-            None,
-            output,
-            Some(Reason::TimedOut {
-                limit: step.timeout.unwrap_or_default(),
-                remote: false,
-            }),
-        ),
-        Outcome::Cancelled => result(Status::Cancelled, None, output, None),
+        Outcome::Signaled(sig) => result(Status::Failed)
+            .with_output(output)
+            .because(Reason::Signal(sig)),
+        Outcome::SpawnFailed(message) => result(Status::Failed)
+            .with_output(output)
+            .because(Reason::SpawnFailed(message)),
+        Outcome::TimedOut => {
+            result(Status::TimedOut)
+                .with_output(output)
+                .because(Reason::TimedOut {
+                    limit: step.timeout.unwrap_or_default(),
+                    remote: false,
+                })
+        }
+        Outcome::Cancelled => result(Status::Cancelled).with_output(output),
     };
     // A check that wrote the files it judges did not judge what is there now.
     if !changed.is_empty() && matches!(result.status, Status::Passed | Status::Failed) {

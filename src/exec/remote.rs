@@ -122,19 +122,16 @@ impl RemoteStep<'_> {
             }
         };
         let log = restore(shared, i, cache, keyed, &fetched.entry, tx)?;
-        Some(StepResult {
-            name: step.name.clone(),
-            status: Status::Cached,
-            duration: started.elapsed(),
-            exit_code: Some(0),
-            output: log,
-            reason: None,
-            wrote: None,
-            remote: Some(RemoteOrigin {
-                executed: false,
-                worker: fetched.worker,
-            }),
-        })
+        Some(
+            StepResult::new(&step.name, Status::Cached)
+                .took(started.elapsed())
+                .exited(0)
+                .with_output(log)
+                .from_remote(RemoteOrigin {
+                    executed: false,
+                    worker: fetched.worker,
+                }),
+        )
     }
 
     /// Runs the step on the farm; `None` when it must run here instead.
@@ -170,18 +167,13 @@ impl RemoteStep<'_> {
             &on_stage,
             &|| shared.canceller.is_cancelled(),
         );
-        let result = |status, exit_code, output, reason, worker: String| StepResult {
-            name: step.name.clone(),
-            status,
-            duration: started.elapsed(),
-            exit_code,
-            output,
-            reason,
-            wrote: None,
-            remote: Some(RemoteOrigin {
-                executed: true,
-                worker,
-            }),
+        let result = |status, worker: String| {
+            StepResult::new(&step.name, status)
+                .took(started.elapsed())
+                .from_remote(RemoteOrigin {
+                    executed: true,
+                    worker,
+                })
         };
         match executed {
             Err(w) => {
@@ -195,22 +187,12 @@ impl RemoteStep<'_> {
                 }));
                 None
             }
-            Ok(Executed::Cancelled) => Some(result(
-                Status::Cancelled,
-                None,
-                Vec::new(),
-                None,
-                String::new(),
-            )),
-            Ok(Executed::TimedOut) => Some(result(
-                Status::TimedOut,
-                None,
-                Vec::new(),
-                Some(Reason::TimedOut {
+            Ok(Executed::Cancelled) => Some(result(Status::Cancelled, String::new())),
+            Ok(Executed::TimedOut) => Some(result(Status::TimedOut, String::new()).because(
+                Reason::TimedOut {
                     limit: step.timeout.unwrap_or_default(),
                     remote: true,
-                }),
-                String::new(),
+                },
             )),
             Ok(Executed::Done {
                 exit_code,
@@ -222,11 +204,15 @@ impl RemoteStep<'_> {
                     .as_ref()
                     .and_then(|d| cache.store().read_verified(d))
                     .unwrap_or_default();
-                Some(result(Status::Failed, Some(exit_code), log, None, worker))
+                Some(
+                    result(Status::Failed, worker)
+                        .exited(exit_code)
+                        .with_output(log),
+                )
             }
             Ok(Executed::Done { worker, entry, .. }) => {
                 let log = restore(shared, i, cache, keyed, &entry, tx)?;
-                Some(result(Status::Passed, Some(0), log, None, worker))
+                Some(result(Status::Passed, worker).exited(0).with_output(log))
             }
         }
     }

@@ -160,15 +160,10 @@ mod tests {
     use std::time::Duration;
 
     fn step(status: Status, exit_code: Option<i32>, reason: Option<Reason>) -> StepResult {
-        StepResult {
-            name: "lint".into(),
-            status,
-            duration: Duration::ZERO,
-            exit_code,
-            output: Vec::new(),
-            reason,
-            wrote: None,
-            remote: None,
+        let result = StepResult::new("lint", status).because(reason);
+        match exit_code {
+            Some(code) => result.exited(code),
+            None => result,
         }
     }
 
