@@ -2,8 +2,8 @@
 //! that restores outputs and replays the log on a hit, the reason it ran for `--explain`,
 //! and the store after a pass.
 
+use super::{Explanation, Reason, Status, StepResult, Warning};
 use super::{Message, Shared};
-use super::{Reason, Status, StepResult, Warning};
 use crate::cache::{Lookup, NotSaved};
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
@@ -19,7 +19,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     let step = &planned.step;
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let explain = |lines: Vec<String>| {
+    let explain = |lines: Vec<Explanation>| {
         if cache.mode.explain {
             let _ = tx.send(Message::Explain(i, lines));
         }
@@ -38,7 +38,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     }
     if let Some(name) = missing_need {
-        explain(vec![format!("not cached: needed step `{name}` has no key")]);
+        explain(vec![Explanation::NeedHasNoKey(name)]);
         let result = super::run_step(shared, i, tx);
         cache.step_ran();
         return result;
@@ -55,7 +55,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     let keyed = match keyed {
         Ok(k) => k,
         Err(e) => {
-            explain(vec![format!("not cached: {e}")]);
+            explain(vec![Explanation::NotKeyed(e.to_string())]);
             let mut result = super::run_step(shared, i, tx);
             cache.step_ran();
             if result.status == Status::Passed && result.reason.is_none() {
@@ -86,10 +86,9 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     if !cache.mode.force.contains(&step.name) {
         match cache.lookup(step, &keyed) {
             Lookup::Hit { log } => {
-                explain(vec![format!(
-                    "cache hit (key {}): outputs restored, log replayed",
-                    &keyed.key[..12]
-                )]);
+                explain(vec![Explanation::Hit {
+                    key: keyed.key.clone(),
+                }]);
                 replay(shared, i, &log, tx);
                 return StepResult::new(&step.name, Status::Cached)
                     .took(started.elapsed())
@@ -113,19 +112,18 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         && !cache.mode.force.contains(&step.name)
         && let Some(result) = remote.lookup(shared, i, cache, &keyed, tx)
     {
-        explain(vec![format!(
-            "remote cache hit (action {}): outputs restored, log replayed",
-            &remote.prepared.action_digest.hash[..12]
-        )]);
+        explain(vec![Explanation::RemoteHit {
+            action: remote.prepared.action_digest.hash.clone(),
+        }]);
         replay(shared, i, &result.output, tx);
         return result;
     }
     if cache.mode.explain {
         let lines = match &unusable {
-            Some(why) => vec![why.clone()],
+            Some(why) => vec![why.to_string()],
             None => cache.explain_miss(step, &keyed),
         };
-        explain(lines);
+        explain(lines.into_iter().map(Explanation::Miss).collect());
     }
     let needed: Vec<_> = needs.iter().map(|(step, _)| *step).collect();
     for ignored in cache.unmatched_inputs(step, &keyed, &needed) {

@@ -89,6 +89,23 @@ impl StepResult {
     }
 }
 
+/// Why a step ran or came from the cache (`--explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Explanation {
+    /// A step it needs has no key, so neither has this one: it is not cached.
+    NeedHasNoKey(String),
+    /// Its key could not be computed, and why: it is not cached.
+    NotKeyed(String),
+    /// A hit in the local cache, under this key.
+    Hit { key: String },
+    /// A hit in the remote cache, for the Action with this digest.
+    RemoteHit { action: String },
+    /// It cannot run on the farm, and why.
+    NotRemote(String),
+    /// A miss, as the cache tells it (what changed since the last pass).
+    Miss(String),
+}
+
 /// Why a step ended as it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
@@ -199,7 +216,7 @@ pub enum Event {
     /// Why a step ran or came from the cache (`--explain`); sent before it finishes.
     StepExplained {
         name: String,
-        lines: Vec<String>,
+        lines: Vec<Explanation>,
     },
     /// A step that may use the remote changed stage (uploading, queued, executing), or
     /// stays here.

@@ -15,8 +15,8 @@ pub mod scheduler;
 mod writes;
 
 pub use event::{
-    Event, ExecutionStage, NotStarted, Reason, RemoteOrigin, RemoteStage, Reporter, RunsHere,
-    Status, StepResult, Summary, TrackedWrites, Warning,
+    Event, ExecutionStage, Explanation, NotStarted, Reason, RemoteOrigin, RemoteStage, Reporter,
+    RunsHere, Status, StepResult, Summary, TrackedWrites, Warning,
 };
 
 use crate::plan::{Plan, PlannedStep};
@@ -125,7 +125,7 @@ enum Message {
     Started(usize),
     Line(usize, Vec<u8>),
     /// Why the step ran or was cached (`--explain`).
-    Explain(usize, Vec<String>),
+    Explain(usize, Vec<Explanation>),
     /// A remote execution's stage.
     Remote(usize, RemoteStage),
     Warning(Warning),

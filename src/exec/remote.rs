@@ -2,8 +2,10 @@
 //! run on the farm runs there; a step that passed here is uploaded. Every remote failure is
 //! a warning and the step runs (or stays) local: a remote never fails a run.
 
+use super::{
+    Explanation, Reason, RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning,
+};
 use super::{Message, Shared, invocation};
-use super::{Reason, RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning};
 use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
 use crate::remote::{self, Executed};
@@ -85,7 +87,10 @@ pub(super) fn prepare<'a>(
         // The step cannot be an Action: it stays here, and says why when asked.
         Err(why) => {
             if cache.mode.explain {
-                let _ = tx.send(Message::Explain(i, vec![format!("not remote: {why}")]));
+                let _ = tx.send(Message::Explain(
+                    i,
+                    vec![Explanation::NotRemote(why.clone())],
+                ));
             }
             if session.execute {
                 let _ = tx.send(Message::Remote(

@@ -197,7 +197,10 @@ impl Reporter for Human {
                 self.line(&format!("{prefix} {}", String::from_utf8_lossy(&line)));
             }
             Event::StepExplained { name, lines } => {
-                self.explained.entry(name).or_default().extend(lines);
+                self.explained
+                    .entry(name)
+                    .or_default()
+                    .extend(lines.iter().map(super::words::explanation));
             }
             Event::StepRemote { name, stage } => {
                 let stage = super::words::remote_stage(&stage);

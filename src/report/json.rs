@@ -29,7 +29,8 @@ impl Reporter for Json {
                 "event": "step_output", "step": name, "line": String::from_utf8_lossy(&line),
             }),
             Event::StepExplained { name, lines } => {
-                json!({"event": "step_explained", "step": name, "reasons": lines})
+                let reasons: Vec<String> = lines.iter().map(super::words::explanation).collect();
+                json!({"event": "step_explained", "step": name, "reasons": reasons})
             }
             Event::StepRemote { name, stage } => {
                 json!({"event": "step_remote", "step": name, "stage": super::words::remote_stage(&stage)})

@@ -1,10 +1,11 @@
-//! The words for the engine's data: why a step ended as it did, the warnings of a run and
-//! the stages of a remote step, said the same way by the human and the JSON renderers.
+//! The words for the engine's data: why a step ended as it did, why it ran (`--explain`),
+//! the warnings of a run and the stages of a remote step, said the same way by the human
+//! and the JSON renderers.
 
 use super::format_duration;
 use crate::exec::{
-    ExecutionStage, NotStarted, Reason, RemoteStage, RunsHere, Status, StepResult, TrackedWrites,
-    Warning,
+    ExecutionStage, Explanation, NotStarted, Reason, RemoteStage, RunsHere, Status, StepResult,
+    TrackedWrites, Warning,
 };
 
 /// What a finished step's line says after its name, and the JSON `detail`: why it ended so,
@@ -61,6 +62,26 @@ fn reason(reason: &Reason) -> String {
             format!("needs `{need}`, which {how}")
         }
         Reason::NotCached(why) => format!("not cached: {why}"),
+    }
+}
+
+/// One `--explain` line: why a step ran or came from the cache.
+pub fn explanation(line: &Explanation) -> String {
+    // Digests are shown by their first 12 hex digits, enough to tell them apart.
+    let short = |digest: &str| digest.get(..12).unwrap_or(digest).to_string();
+    match line {
+        Explanation::NeedHasNoKey(need) => format!("not cached: needed step `{need}` has no key"),
+        Explanation::NotKeyed(why) => format!("not cached: {why}"),
+        Explanation::Hit { key } => format!(
+            "cache hit (key {}): outputs restored, log replayed",
+            short(key)
+        ),
+        Explanation::RemoteHit { action } => format!(
+            "remote cache hit (action {}): outputs restored, log replayed",
+            short(action)
+        ),
+        Explanation::NotRemote(why) => format!("not remote: {why}"),
+        Explanation::Miss(line) => line.clone(),
     }
 }
 
@@ -248,6 +269,24 @@ mod tests {
         assert_eq!(
             detail(&step(Status::NotRun, None, Some(blocked))).as_deref(),
             Some("needs `build`, which timed out")
+        );
+    }
+
+    #[test]
+    fn an_explained_hit_shows_the_start_of_its_key() {
+        let hit = Explanation::Hit {
+            key: "0123456789abcdef0123".into(),
+        };
+        assert_eq!(
+            explanation(&hit),
+            "cache hit (key 0123456789ab): outputs restored, log replayed"
+        );
+        let short = Explanation::RemoteHit {
+            action: "abc".into(),
+        };
+        assert_eq!(
+            explanation(&short),
+            "remote cache hit (action abc): outputs restored, log replayed"
         );
     }
 
