@@ -1,7 +1,8 @@
 //! preflight: local-first CI as code.
 //!
 //! Dependencies flow one way: `cli → commands → {plan, exec} → {process, git, config, report}`.
-//! Only `report` writes to the terminal; the engine sends it `report::Event` values.
+//! Only `report` writes to the terminal; the engine owns its events (`exec::Event`, typed data)
+//! and `report` renders them.
 
 pub mod atomic;
 pub mod cache;

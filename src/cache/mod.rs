@@ -105,6 +105,13 @@ pub enum Lookup {
     Refused(String),
 }
 
+/// An `inputs` glob that matches files on disk, below `folder`, but only ones git ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredInput {
+    pub glob: String,
+    pub folder: PathBuf,
+}
+
 /// Why a passed result was not stored.
 #[derive(Debug)]
 pub enum NotSaved {
@@ -508,7 +515,12 @@ impl Session {
     /// `inputs` globs that match files on disk but no input: git ignores those files, and
     /// ignored files are never inputs. Folders that steps it needs declare as
     /// outputs are keyed through those steps, so they are not reported.
-    pub fn unmatched_inputs(&self, step: &Step, keyed: &Keyed, needed: &[&Step]) -> Vec<String> {
+    pub fn unmatched_inputs(
+        &self,
+        step: &Step,
+        keyed: &Keyed,
+        needed: &[&Step],
+    ) -> Vec<IgnoredInput> {
         let mut unmatched = Vec::new();
         for glob in &step.inputs {
             let Some(root) =
@@ -533,13 +545,10 @@ impl Session {
                 .any(|i| matcher.is_match(&i.path.to_path()))
                 && self.any_file_below(&root, &matcher)
             {
-                unmatched.push(format!(
-                    "step `{}`: input `{glob}` matches no file: what it matches in `{}` is \
-                     ignored by git, and ignored files are never inputs (declare them as `outputs` of the \
-                     step that writes them and list it in `needs`, or stop ignoring them)",
-                    step.name,
-                    root.display()
-                ));
+                unmatched.push(IgnoredInput {
+                    glob: glob.clone(),
+                    folder: root,
+                });
             }
         }
         unmatched

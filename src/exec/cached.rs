@@ -2,9 +2,9 @@
 //! that restores outputs and replays the log on a hit, the reason it ran for `--explain`,
 //! and the store after a pass.
 
+use super::{Explanation, Reason, Status, StepResult, Warning};
 use super::{Message, Shared};
 use crate::cache::{Lookup, NotSaved};
-use crate::report::{Status, StepResult};
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
 
@@ -19,7 +19,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     let step = &planned.step;
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let explain = |lines: Vec<String>| {
+    let explain = |lines: Vec<Explanation>| {
         if cache.mode.explain {
             let _ = tx.send(Message::Explain(i, lines));
         }
@@ -38,7 +38,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     }
     if let Some(name) = missing_need {
-        explain(vec![format!("not cached: needed step `{name}` has no key")]);
+        explain(vec![Explanation::NeedHasNoKey(name)]);
         let result = super::run_step(shared, i, tx);
         cache.step_ran();
         return result;
@@ -55,11 +55,11 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     let keyed = match keyed {
         Ok(k) => k,
         Err(e) => {
-            explain(vec![format!("not cached: {e}")]);
+            explain(vec![Explanation::NotKeyed(e.to_string())]);
             let mut result = super::run_step(shared, i, tx);
             cache.step_ran();
-            if result.status == Status::Passed && result.detail.is_none() {
-                result.detail = Some(format!("not cached: {e}"));
+            if result.status == Status::Passed && result.reason.is_none() {
+                result.reason = Some(Reason::NotCached(e.to_string()));
             }
             return result;
         }
@@ -86,25 +86,22 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     if !cache.mode.force.contains(&step.name) {
         match cache.lookup(step, &keyed) {
             Lookup::Hit { log } => {
-                explain(vec![format!(
-                    "cache hit (key {}): outputs restored, log replayed",
-                    &keyed.key[..12]
-                )]);
+                explain(vec![Explanation::Hit {
+                    key: keyed.key.clone(),
+                }]);
                 replay(shared, i, &log, tx);
-                return StepResult {
-                    name: step.name.clone(),
-                    status: Status::Cached,
-                    duration: started.elapsed(),
-                    exit_code: Some(0),
-                    output: log,
-                    detail: None,
-                    remote: None,
-                };
+                return StepResult::new(&step.name, Status::Cached)
+                    .took(started.elapsed())
+                    .exited(0)
+                    .with_output(log);
             }
             Lookup::Miss => {}
             Lookup::Unusable(why) => unusable = Some(why),
             Lookup::Refused(why) => {
-                let _ = tx.send(Message::Warning(format!("step `{}`: {why}", step.name)));
+                let _ = tx.send(Message::Warning(Warning::CacheRefused {
+                    step: step.name.clone(),
+                    why: why.to_string(),
+                }));
                 unusable = Some(why);
             }
         }
@@ -115,23 +112,26 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         && !cache.mode.force.contains(&step.name)
         && let Some(result) = remote.lookup(shared, i, cache, &keyed, tx)
     {
-        explain(vec![format!(
-            "remote cache hit (action {}): outputs restored, log replayed",
-            &remote.prepared.action_digest.hash[..12]
-        )]);
+        explain(vec![Explanation::RemoteHit {
+            action: remote.prepared.action_digest.hash.clone(),
+        }]);
         replay(shared, i, &result.output, tx);
         return result;
     }
     if cache.mode.explain {
         let lines = match &unusable {
-            Some(why) => vec![why.clone()],
+            Some(why) => vec![why.to_string()],
             None => cache.explain_miss(step, &keyed),
         };
-        explain(lines);
+        explain(lines.into_iter().map(Explanation::Miss).collect());
     }
     let needed: Vec<_> = needs.iter().map(|(step, _)| *step).collect();
-    for warning in cache.unmatched_inputs(step, &keyed, &needed) {
-        let _ = tx.send(Message::Warning(warning));
+    for ignored in cache.unmatched_inputs(step, &keyed, &needed) {
+        let _ = tx.send(Message::Warning(Warning::IgnoredInput {
+            step: step.name.clone(),
+            glob: ignored.glob,
+            folder: ignored.folder,
+        }));
     }
     if let Some(remote) = &remote
         && let Some(result) = remote.execute(shared, i, cache, &keyed, tx)
@@ -143,10 +143,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     cache.step_ran();
     if result.status == Status::Passed {
         match cache.save(step, &keyed, &result.output, started_at) {
-            Err(NotSaved::Step(why)) => result.detail = Some(format!("not cached: {why}")),
+            Err(NotSaved::Step(why)) => result.reason = Some(Reason::NotCached(why.to_string())),
             Err(NotSaved::Store(why)) => {
                 if cache.first_store_failure() {
-                    let _ = tx.send(Message::Warning(why));
+                    let _ = tx.send(Message::Warning(Warning::StoreFailed(why.to_string())));
                 }
             }
             Ok(()) => {

@@ -1,22 +1,32 @@
 //! The executor: walks the plan's graph on a rayon pool, starting each step as soon as the
-//! steps it needs have passed, and tells the reporter what happens.
+//! steps it needs have passed, and tells a `Reporter` what happens.
+//!
+//! Here live the run itself (`execute`), the cache and remote around each step, the
+//! scheduler, and the engine's vocabulary (`event`: `Event`, `StepResult`, `Summary`):
+//! events carry data (durations, reasons, stages), never sentences. exec must not import
+//! `report` nor the commands: `report` depends on exec, not the other way.
 
 mod cached;
+mod event;
 pub mod invocation;
 mod not_found;
 mod remote;
 pub mod scheduler;
 mod writes;
 
+pub use event::{
+    Event, ExecutionStage, Explanation, NotStarted, Reason, RemoteOrigin, RemoteStage, Reporter,
+    RunsHere, Status, StepResult, Summary, TrackedWrites, Warning,
+};
+
 use crate::plan::{Plan, PlannedStep};
 use crate::process::{self, Canceller, Outcome, Spec};
-use crate::report::{Event, Reporter, Status, StepResult, Summary};
 use rayon::prelude::*;
 use scheduler::Scheduler;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -115,10 +125,10 @@ enum Message {
     Started(usize),
     Line(usize, Vec<u8>),
     /// Why the step ran or was cached (`--explain`).
-    Explain(usize, Vec<String>),
+    Explain(usize, Vec<Explanation>),
     /// A remote execution's stage.
-    Remote(usize, String),
-    Warning(String),
+    Remote(usize, RemoteStage),
+    Warning(Warning),
     /// Processes that outlived the step's own process and still held its output open.
     LeftProcesses(usize, Vec<process::Leftover>),
     Done(usize, StepResult),
@@ -165,14 +175,15 @@ pub fn execute(
     let (pool, jobs) = match step_pool(jobs) {
         Ok((pool, granted)) => {
             if granted < jobs {
-                reporter.event(Event::Warning(format!(
-                    "the system granted {granted} of {jobs} threads: at most {granted} steps run at once"
-                )));
+                reporter.event(Event::Warning(Warning::FewerThreads {
+                    granted,
+                    asked: jobs,
+                }));
             }
             (Some(pool), granted)
         }
         Err(e) => {
-            reporter.event(Event::Warning(format!("cannot start a thread: {e}")));
+            reporter.event(Event::Warning(Warning::NoThread(e.to_string())));
             (None, 0)
         }
     };
@@ -206,12 +217,12 @@ pub fn execute(
             }
         }
         if running == 0 {
-            let reason = match pool {
-                Some(_) => canceller.reason().to_string(),
-                None => "no thread could be started".to_string(),
+            let why = match pool {
+                Some(_) => NotStarted::Stopped(canceller.reason().to_string()),
+                None => NotStarted::NoThread,
             };
             for i in scheduler.drain_waiting() {
-                let result = not_run(&names[i], format!("not started: {reason}"));
+                let result = not_run(&names[i], Reason::NotStarted(why.clone()));
                 finish(reporter, &mut statuses, result, i);
             }
             break;
@@ -233,7 +244,7 @@ pub fn execute(
                 name: names[i].clone(),
                 stage,
             }),
-            Message::Warning(text) => reporter.event(Event::Warning(text)),
+            Message::Warning(warning) => reporter.event(Event::Warning(warning)),
             Message::LeftProcesses(i, left) => reporter.event(Event::StepLeftProcesses {
                 name: names[i].clone(),
                 processes: left.into_iter().map(|p| (p.pid, p.command)).collect(),
@@ -241,21 +252,16 @@ pub fn execute(
             Message::Done(i, mut result) => {
                 running -= 1;
                 if result.status == Status::Cancelled {
-                    result.detail = Some(canceller.reason().to_string());
+                    result.reason = Some(Reason::Cancelled(canceller.reason().to_string()));
                 }
                 let ok = result.status.satisfies_dependents();
                 finish(reporter, &mut statuses, result, i);
                 for (blocked, because) in scheduler.finish(i, ok) {
-                    let why = match statuses[because] {
-                        Some(Status::Failed) => "failed",
-                        Some(Status::TimedOut) => "timed out",
-                        Some(Status::Cancelled) => "was cancelled",
-                        _ => "did not run",
+                    let why = Reason::NeedNotPassed {
+                        need: names[because].clone(),
+                        status: statuses[because],
                     };
-                    let result = not_run(
-                        &names[blocked],
-                        format!("needs `{}`, which {why}", names[because]),
-                    );
+                    let result = not_run(&names[blocked], why);
                     finish(reporter, &mut statuses, result, blocked);
                 }
                 if !ok && options.fail_fast {
@@ -306,16 +312,8 @@ fn step_pool(jobs: usize) -> Result<(rayon::ThreadPool, usize), rayon::ThreadPoo
     }
 }
 
-fn not_run(name: &str, detail: String) -> StepResult {
-    StepResult {
-        name: name.to_string(),
-        status: Status::NotRun,
-        duration: Duration::ZERO,
-        exit_code: None,
-        output: Vec::new(),
-        detail: Some(detail),
-        remote: None,
-    }
+fn not_run(name: &str, reason: Reason) -> StepResult {
+    StepResult::new(name, Status::NotRun).because(reason)
 }
 
 /// A step's working folder, and its files that are still there: tracked files deleted from
@@ -351,59 +349,26 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     let planned: &PlannedStep = &shared.plan.steps[i];
     let step = &planned.step;
     let started = Instant::now();
-    let result = |status, exit_code, output, detail: Option<String>| StepResult {
-        name: step.name.clone(),
-        status,
-        duration: started.elapsed(),
-        exit_code,
-        output,
-        detail,
-        remote: None,
-    };
+    let result = |status| StepResult::new(&step.name, status).took(started.elapsed());
 
     if let Some(reason) = &planned.skip {
-        return result(
-            Status::Skipped,
-            None,
-            Vec::new(),
-            Some(format!("skipped by {reason}")),
-        );
+        return result(Status::Skipped).because(Reason::SkippedBy(reason.clone()));
     }
     let command = match (&shared.msg_file, planned.command.uses_msg_file()) {
         (Some(msg_file), true) => planned.command.with_msg_file(msg_file),
-        (None, true) => {
-            return result(
-                Status::Failed,
-                None,
-                Vec::new(),
-                Some(
-                    "{msg_file} is only known in the commit-msg and prepare-commit-msg hooks"
-                        .into(),
-                ),
-            );
-        }
+        (None, true) => return result(Status::Failed).because(Reason::NoMessageFile),
         (_, false) => planned.command.clone(),
     };
     if let Err(why) = shared.prepare_workdir() {
-        return result(Status::Failed, None, Vec::new(), Some(why));
+        return result(Status::Failed).because(Reason::NoWorkdir(why));
     }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
-        return result(
-            Status::Skipped,
-            None,
-            Vec::new(),
-            Some("no matching files".into()),
-        );
+        return result(Status::Skipped).because(Reason::NoMatchingFiles);
     }
     if !cwd.is_dir() {
-        let dir = step.dir.as_deref().unwrap_or(Path::new(".")).display();
-        return result(
-            Status::Failed,
-            None,
-            Vec::new(),
-            Some(format!("its working directory `{dir}` does not exist")),
-        );
+        let dir = step.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        return result(Status::Failed).because(Reason::MissingDir(dir));
     }
     let _ = tx.send(Message::Started(i));
     shared.begin(i);
@@ -462,36 +427,35 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         .cloned()
         .unwrap_or(Outcome::Exited(0));
     let mut result = match worst {
-        Outcome::Exited(0) => result(Status::Passed, Some(0), output, None),
+        Outcome::Exited(0) => result(Status::Passed).exited(0).with_output(output),
         Outcome::Exited(code) => {
             let why = not_found::explain(&command, code, &output, &env, &cwd);
-            result(Status::Failed, Some(code), output, why)
+            result(Status::Failed)
+                .exited(code)
+                .with_output(output)
+                .because(why)
         }
-        Outcome::Signaled(sig) => result(
-            Status::Failed,
-            None,
-            output,
-            Some(format!("killed by signal {sig}")),
-        ),
-        Outcome::SpawnFailed(message) => result(Status::Failed, None, output, Some(message)),
+        Outcome::Signaled(sig) => result(Status::Failed)
+            .with_output(output)
+            .because(Reason::Signal(sig)),
+        Outcome::SpawnFailed(message) => result(Status::Failed)
+            .with_output(output)
+            .because(Reason::SpawnFailed(message)),
         Outcome::TimedOut => {
-            let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
-            result(
-                Status::TimedOut,
-                None,
-                output,
-                Some(format!("killed after the {limit} timeout")),
-            )
+            result(Status::TimedOut)
+                .with_output(output)
+                .because(Reason::TimedOut {
+                    limit: step.timeout.unwrap_or_default(),
+                    remote: false,
+                })
         }
-        Outcome::Cancelled => result(Status::Cancelled, None, output, None),
+        Outcome::Cancelled => result(Status::Cancelled).with_output(output),
     };
     // A check that wrote the files it judges did not judge what is there now.
     if !changed.is_empty() && matches!(result.status, Status::Passed | Status::Failed) {
-        let note = writes::describe(&changed, &alongside);
-        result.detail = Some(match (result.detail.take(), result.exit_code) {
-            (Some(detail), _) => format!("{detail}; {note}"),
-            (None, Some(code)) if code != 0 => format!("exit code {code}; {note}"),
-            (None, _) => note,
+        result.wrote = Some(TrackedWrites {
+            files: changed,
+            alongside,
         });
         result.status = Status::Failed;
     }

@@ -1,31 +1,31 @@
 //! Exit codes 127 and 126 of a shell string: which command the shell could not find, or
 //! found but could not run, so that the result line says so (as the array form does).
 
+use super::Reason;
 use crate::config::Command;
 use std::path::Path;
 
 /// Why a `sh -c` step exited with `code`, when the shell says it could not find or run a
-/// command: e.g. "exit code 127: `shfmt` not found (is it installed and on PATH?)".
+/// command (`shfmt` not found).
 pub fn explain(
     command: &Command,
     code: i32,
     output: &[u8],
     env: &[(String, String)],
     cwd: &Path,
-) -> Option<String> {
+) -> Option<Reason> {
     let Command::Shell(script) = command else {
         return None;
     };
     let text = String::from_utf8_lossy(output);
-    let why = match code {
+    match code {
         127 => shell_message(&text, &NOT_FOUND)
             .or_else(|| first_word_missing(script, env, cwd))
-            .map(|name| format!("`{name}` not found (is it installed and on PATH?)")),
+            .map(|program| Reason::CommandNotFound { code, program }),
         126 => shell_message(&text, &NOT_RUNNABLE)
-            .map(|name| format!("`{name}` cannot be run (is it executable, and a program?)")),
+            .map(|program| Reason::CommandNotRunnable { code, program }),
         _ => None,
-    }?;
-    Some(format!("exit code {code}: {why}"))
+    }
 }
 
 /// How shells end the line for a command they cannot find (dash, bash, busybox).
@@ -88,7 +88,7 @@ fn first_word_missing(script: &str, env: &[(String, String)], cwd: &Path) -> Opt
 mod tests {
     use super::*;
 
-    fn explain_shell(code: i32, output: &str) -> Option<String> {
+    fn explain_shell(code: i32, output: &str) -> Option<Reason> {
         explain(
             &Command::Shell("true".into()),
             code,
@@ -107,14 +107,20 @@ mod tests {
             "/bin/sh: shfmt: not found",
         ] {
             assert_eq!(
-                explain_shell(127, &format!("some output\n{line}\n")).as_deref(),
-                Some("exit code 127: `shfmt` not found (is it installed and on PATH?)"),
+                explain_shell(127, &format!("some output\n{line}\n")),
+                Some(Reason::CommandNotFound {
+                    code: 127,
+                    program: "shfmt".into()
+                }),
                 "{line}"
             );
         }
         assert_eq!(
-            explain_shell(126, "sh: 1: ./run.sh: Permission denied\n").as_deref(),
-            Some("exit code 126: `./run.sh` cannot be run (is it executable, and a program?)")
+            explain_shell(126, "sh: 1: ./run.sh: Permission denied\n"),
+            Some(Reason::CommandNotRunnable {
+                code: 126,
+                program: "./run.sh".into()
+            })
         );
     }
 
@@ -139,8 +145,11 @@ mod tests {
         let env = [("PATH".to_string(), "/nonexistent-dir".to_string())];
         let cmd = Command::Shell("FOO=1 no-such-tool-x --check".into());
         assert_eq!(
-            explain(&cmd, 127, b"", &env, Path::new("/")).as_deref(),
-            Some("exit code 127: `no-such-tool-x` not found (is it installed and on PATH?)")
+            explain(&cmd, 127, b"", &env, Path::new("/")),
+            Some(Reason::CommandNotFound {
+                code: 127,
+                program: "no-such-tool-x".into()
+            })
         );
         let cmd = Command::Shell("exit 127".into());
         let env = [("PATH".to_string(), "/bin:/usr/bin".to_string())];

@@ -2,11 +2,13 @@
 //! run on the farm runs there; a step that passed here is uploaded. Every remote failure is
 //! a warning and the step runs (or stays) local: a remote never fails a run.
 
+use super::{
+    Explanation, Reason, RemoteOrigin, RemoteStage, RunsHere, Status, StepResult, Warning,
+};
 use super::{Message, Shared, invocation};
 use crate::cache::{self, Keyed};
 use crate::remote::action::{self, Prepared, StepAction};
-use crate::remote::{self, Executed, Warning};
-use crate::report::{RemoteOrigin, Status, StepResult};
+use crate::remote::{self, Executed};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -16,14 +18,17 @@ pub(super) struct RemoteStep<'a> {
     pub prepared: Prepared,
 }
 
-/// Reports a warning, naming the step when it is about the step.
-fn warn(tx: &Sender<Message>, step: &str, warning: Warning) {
-    let text = match warning {
-        Warning::Remote(text) => text,
-        Warning::Step(text) => format!("step `{step}`: {text}"),
-        Warning::Said => return,
+/// Reports a warning of the remote, naming the step when it is about the step.
+fn warn(tx: &Sender<Message>, step: &str, warning: remote::Warning) {
+    let warning = match warning {
+        remote::Warning::Remote(text) => Warning::Remote(text),
+        remote::Warning::Step(problem) => Warning::RemoteStep {
+            step: step.to_string(),
+            problem,
+        },
+        remote::Warning::Said => return,
     };
-    let _ = tx.send(Message::Warning(text));
+    let _ = tx.send(Message::Warning(warning));
 }
 
 /// The outputs declared by every step `i` needs, directly or not.
@@ -59,8 +64,7 @@ pub(super) fn prepare<'a>(
         if session.execute {
             let _ = tx.send(Message::Remote(
                 i,
-                "runs here: it declares no `inputs`, so a worker would not know which files it reads"
-                    .into(),
+                RemoteStage::RunsHere(RunsHere::NoInputs),
             ));
         }
         return None;
@@ -83,10 +87,16 @@ pub(super) fn prepare<'a>(
         // The step cannot be an Action: it stays here, and says why when asked.
         Err(why) => {
             if cache.mode.explain {
-                let _ = tx.send(Message::Explain(i, vec![format!("not remote: {why}")]));
+                let _ = tx.send(Message::Explain(
+                    i,
+                    vec![Explanation::NotRemote(why.clone())],
+                ));
             }
             if session.execute {
-                let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+                let _ = tx.send(Message::Remote(
+                    i,
+                    RemoteStage::RunsHere(RunsHere::Unsupported(why)),
+                ));
             }
             None
         }
@@ -117,18 +127,16 @@ impl RemoteStep<'_> {
             }
         };
         let log = restore(shared, i, cache, keyed, &fetched.entry, tx)?;
-        Some(StepResult {
-            name: step.name.clone(),
-            status: Status::Cached,
-            duration: started.elapsed(),
-            exit_code: Some(0),
-            output: log,
-            detail: None,
-            remote: Some(RemoteOrigin {
-                executed: false,
-                worker: fetched.worker,
-            }),
-        })
+        Some(
+            StepResult::new(&step.name, Status::Cached)
+                .took(started.elapsed())
+                .exited(0)
+                .with_output(log)
+                .from_remote(RemoteOrigin {
+                    executed: false,
+                    worker: fetched.worker,
+                }),
+        )
     }
 
     /// Runs the step on the farm; `None` when it must run here instead.
@@ -145,13 +153,16 @@ impl RemoteStep<'_> {
         }
         let step = &shared.plan.steps[i].step;
         if let Err(why) = &self.prepared.executable {
-            let _ = tx.send(Message::Remote(i, format!("runs here: {why}")));
+            let _ = tx.send(Message::Remote(
+                i,
+                RemoteStage::RunsHere(RunsHere::Unsupported(why.clone())),
+            ));
             return None;
         }
         let started = Instant::now();
         let _ = tx.send(Message::Started(i));
         let on_stage = |stage: remote::execute::Stage| {
-            let _ = tx.send(Message::Remote(i, stage.to_string()));
+            let _ = tx.send(Message::Remote(i, RemoteStage::Execution(stage)));
         };
         let executed = self.session.execute(
             &self.prepared,
@@ -161,40 +172,33 @@ impl RemoteStep<'_> {
             &on_stage,
             &|| shared.canceller.is_cancelled(),
         );
-        let result = |status, exit_code, output, detail, worker: String| StepResult {
-            name: step.name.clone(),
-            status,
-            duration: started.elapsed(),
-            exit_code,
-            output,
-            detail,
-            remote: Some(RemoteOrigin {
-                executed: true,
-                worker,
-            }),
+        let result = |status, worker: String| {
+            StepResult::new(&step.name, status)
+                .took(started.elapsed())
+                .from_remote(RemoteOrigin {
+                    executed: true,
+                    worker,
+                })
         };
         match executed {
             Err(w) => {
                 warn(tx, &step.name, w);
                 None
             }
-            Ok(Executed::Cancelled) => Some(result(
-                Status::Cancelled,
-                None,
-                Vec::new(),
-                None,
-                String::new(),
-            )),
-            Ok(Executed::TimedOut) => {
-                let limit = crate::report::format_duration(step.timeout.unwrap_or_default());
-                Some(result(
-                    Status::TimedOut,
-                    None,
-                    Vec::new(),
-                    Some(format!("killed after the {limit} timeout on the worker")),
-                    String::new(),
-                ))
+            Ok(Executed::NotTaken { waited }) => {
+                let _ = tx.send(Message::Warning(Warning::NotTaken {
+                    step: step.name.clone(),
+                    waited,
+                }));
+                None
             }
+            Ok(Executed::Cancelled) => Some(result(Status::Cancelled, String::new())),
+            Ok(Executed::TimedOut) => Some(result(Status::TimedOut, String::new()).because(
+                Reason::TimedOut {
+                    limit: step.timeout.unwrap_or_default(),
+                    remote: true,
+                },
+            )),
             Ok(Executed::Done {
                 exit_code,
                 worker,
@@ -205,11 +209,15 @@ impl RemoteStep<'_> {
                     .as_ref()
                     .and_then(|d| cache.store().read_verified(d))
                     .unwrap_or_default();
-                Some(result(Status::Failed, Some(exit_code), log, None, worker))
+                Some(
+                    result(Status::Failed, worker)
+                        .exited(exit_code)
+                        .with_output(log),
+                )
             }
             Ok(Executed::Done { worker, entry, .. }) => {
                 let log = restore(shared, i, cache, keyed, &entry, tx)?;
-                Some(result(Status::Passed, Some(0), log, None, worker))
+                Some(result(Status::Passed, worker).exited(0).with_output(log))
             }
         }
     }
@@ -249,18 +257,20 @@ fn restore(
 ) -> Option<Vec<u8>> {
     let step = &shared.plan.steps[i].step;
     if let Err(why) = cache.import(keyed, entry) {
-        warn(tx, &step.name, Warning::Step(why));
+        let _ = tx.send(Message::Warning(Warning::RemoteStep {
+            step: step.name.clone(),
+            problem: why.to_string(),
+        }));
         return None;
     }
     match cache.lookup(step, keyed) {
         cache::Lookup::Hit { log } => Some(log),
         cache::Lookup::Miss => None,
         cache::Lookup::Unusable(why) | cache::Lookup::Refused(why) => {
-            warn(
-                tx,
-                &step.name,
-                Warning::Step(format!("the remote result {why}")),
-            );
+            let _ = tx.send(Message::Warning(Warning::RemoteResultUnusable {
+                step: step.name.clone(),
+                why: why.to_string(),
+            }));
             None
         }
     }

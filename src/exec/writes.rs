@@ -450,43 +450,6 @@ fn read(path: &Path) -> Content {
     }
 }
 
-/// The detail of a step that changed tracked files: which, and what to do about it. `others`
-/// ran at the same time, so the change may be theirs.
-pub fn describe(changed: &[PathBuf], others: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut names: Vec<String> = changed
-        .iter()
-        .take(SHOWN)
-        .map(|p| p.display().to_string())
-        .collect();
-    if changed.len() > SHOWN {
-        names.push(format!("and {} more", changed.len() - SHOWN));
-    }
-    let count = match changed.len() {
-        1 => "1 tracked file".to_string(),
-        n => format!("{n} tracked files"),
-    };
-    let names = names.join(", ");
-    if others.is_empty() {
-        format!(
-            "changed {count}: {names}; a check must not write the files it checks: make it a \
-             fix step (`fix`), declare what it writes in `outputs`, or stop it from writing"
-        )
-    } else {
-        let others = others
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "{count} changed while it ran: {names}; it ran at the same time as {others}, so \
-             the change may be theirs, and what it checked is not what is there now: a step \
-             that is not a fixer must not write tracked files (make the one that writes a fix \
-             step, declare the files in `outputs`, or stop it from writing; `-j 1` tells which)"
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,24 +471,5 @@ mod tests {
         assert!(stat_at(999).recent(taken));
         assert!(stat_at(1_000).recent(taken));
         assert!(!stat_at(990).recent(taken));
-    }
-
-    #[test]
-    fn the_detail_names_a_few_files_and_counts_the_rest() {
-        let files: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("f{i}.py"))).collect();
-        let alone = describe(&files, &[]);
-        assert!(
-            alone.starts_with(
-                "changed 7 tracked files: f0.py, f1.py, f2.py, f3.py, f4.py, and 2 more;"
-            ),
-            "{alone}"
-        );
-        let beside = describe(&files[..1], &["lint".into()]);
-        assert!(
-            beside.starts_with(
-                "1 tracked file changed while it ran: f0.py; it ran at the same time as `lint`"
-            ),
-            "{beside}"
-        );
     }
 }

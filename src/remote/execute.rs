@@ -22,26 +22,6 @@ pub enum Stage {
     Executing,
 }
 
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stage::Uploading => f.write_str("uploading inputs"),
-            Stage::Uploaded {
-                blobs,
-                missing,
-                bytes,
-                took,
-            } => write!(
-                f,
-                "uploaded {missing} of {blobs} blobs ({bytes} bytes) in {}",
-                crate::report::format_duration(*took)
-            ),
-            Stage::Queued => f.write_str("queued"),
-            Stage::Executing => f.write_str("executing"),
-        }
-    }
-}
-
 /// What the farm answered.
 #[derive(Debug)]
 pub struct Finished {
@@ -56,6 +36,10 @@ pub struct Finished {
 pub enum NotExecuted {
     /// The step ran past its timeout on the worker.
     TimedOut,
+    /// No worker took it within the queue timeout; the server was asked to drop it.
+    NotTaken {
+        waited: Duration,
+    },
     Failed(RemoteError),
 }
 
@@ -140,14 +124,9 @@ pub async fn execute(
                 Ok(message) => message,
                 Err(_) => {
                     cancel(connection, &name).await;
-                    return Err(RemoteError::new(
-                        what,
-                        format!(
-                            "no worker took it within {} (does a worker offer its platform?); it runs here",
-                            crate::report::format_duration(queue_timeout)
-                        ),
-                    )
-                    .into());
+                    return Err(NotExecuted::NotTaken {
+                        waited: queue_timeout,
+                    });
                 }
             }
         };

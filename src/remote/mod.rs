@@ -295,6 +295,7 @@ impl Session {
                     })
                 }
                 Err(execute::NotExecuted::TimedOut) => Ok(Executed::TimedOut),
+                Err(execute::NotExecuted::NotTaken { waited }) => Ok(Executed::NotTaken { waited }),
                 Err(execute::NotExecuted::Failed(e)) => Err(e),
             }
         };
@@ -323,6 +324,10 @@ pub enum Executed {
         entry: Box<store::ActionResult>,
     },
     TimedOut,
+    /// No worker took it within the queue timeout (the server was asked to drop it).
+    NotTaken {
+        waited: Duration,
+    },
     /// The run was stopped while it waited.
     Cancelled,
 }

@@ -1,7 +1,8 @@
 //! The human view: a live line per running step on a terminal, plain lines elsewhere, the
 //! output of failed steps as blocks, and a summary.
 
-use super::{Event, HumanOptions, Reporter, Status, StepResult, Summary, format_duration};
+use super::{HumanOptions, format_duration};
+use crate::exec::{Event, Reporter, Status, StepResult, Summary};
 use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -81,8 +82,8 @@ impl Human {
         ) {
             text.push_str(&format!(" ({})", format_duration(r.duration)));
         }
-        let detail = match (&r.detail, r.status, r.exit_code) {
-            (Some(d), _, _) => Some(d.clone()),
+        let detail = match (super::words::detail(r), r.status, r.exit_code) {
+            (Some(d), _, _) => Some(d),
             (None, Status::Failed, Some(code)) => Some(format!("exit code {code}")),
             (None, _, _)
                 if r.remote
@@ -196,17 +197,23 @@ impl Reporter for Human {
                 self.line(&format!("{prefix} {}", String::from_utf8_lossy(&line)));
             }
             Event::StepExplained { name, lines } => {
-                self.explained.entry(name).or_default().extend(lines);
+                self.explained
+                    .entry(name)
+                    .or_default()
+                    .extend(lines.iter().map(super::words::explanation));
             }
-            Event::StepRemote { name, stage } => match self.bars.get(&name) {
-                Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
-                None => {
-                    let text = format!("{:>9} remote {name} → {stage}", "·");
-                    self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
+            Event::StepRemote { name, stage } => {
+                let stage = super::words::remote_stage(&stage);
+                match self.bars.get(&name) {
+                    Some(bar) => bar.set_message(format!("{stage:>8} {name} (remote)")),
+                    None => {
+                        let text = format!("{:>9} remote {name} → {stage}", "·");
+                        self.line(&self.style(Style::new().dim()).apply_to(text).to_string());
+                    }
                 }
-            },
-            Event::Warning(message) => {
-                let text = format!("warning: {message}");
+            }
+            Event::Warning(warning) => {
+                let text = format!("warning: {}", super::words::warning(&warning));
                 self.line(&self.style(Style::new().yellow()).apply_to(text).to_string());
             }
             Event::StepLeftProcesses { name, processes } => {

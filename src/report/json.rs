@@ -1,6 +1,6 @@
 //! `--format json`: one JSON object per line on stdout, for scripts and editors.
 
-use super::{Event, Reporter};
+use crate::exec::{Event, Reporter, Status};
 use serde_json::json;
 use std::io::Write;
 
@@ -29,12 +29,15 @@ impl Reporter for Json {
                 "event": "step_output", "step": name, "line": String::from_utf8_lossy(&line),
             }),
             Event::StepExplained { name, lines } => {
-                json!({"event": "step_explained", "step": name, "reasons": lines})
+                let reasons: Vec<String> = lines.iter().map(super::words::explanation).collect();
+                json!({"event": "step_explained", "step": name, "reasons": reasons})
             }
             Event::StepRemote { name, stage } => {
-                json!({"event": "step_remote", "step": name, "stage": stage})
+                json!({"event": "step_remote", "step": name, "stage": super::words::remote_stage(&stage)})
             }
-            Event::Warning(message) => json!({"event": "warning", "message": message}),
+            Event::Warning(warning) => {
+                json!({"event": "warning", "message": super::words::warning(&warning)})
+            }
             Event::StepLeftProcesses { name, processes } => json!({
                 "event": "step_left_processes",
                 "step": name,
@@ -47,10 +50,10 @@ impl Reporter for Json {
             Event::StepFinished(r) => json!({
                 "event": "step_finished",
                 "step": r.name,
-                "status": r.status.as_str(),
+                "status": status_name(r.status),
                 "duration_ms": r.duration.as_millis() as u64,
                 "exit_code": r.exit_code,
-                "detail": r.detail,
+                "detail": super::words::detail(&r),
                 "remote": r.remote.as_ref().map(|o| json!({"executed": o.executed, "worker": o.worker})),
                 "output": String::from_utf8_lossy(&r.output),
             }),
@@ -70,5 +73,18 @@ impl Reporter for Json {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{value}");
         let _ = out.flush();
+    }
+}
+
+/// The word `status` holds for each way a step ends.
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::TimedOut => "timed_out",
+        Status::Skipped => "skipped",
+        Status::NotRun => "not_run",
+        Status::Cancelled => "cancelled",
+        Status::Cached => "cached",
     }
 }

@@ -1,9 +1,14 @@
-//! Everything preflight writes to the terminal. The engine sends `Event`s; a `Reporter`
-//! renders them: live and coloured on a terminal, plain lines in CI and pipes, or JSON lines.
+//! Everything preflight writes to the terminal. The engine (`exec`) owns the `Event` and
+//! `StepResult` types and sends them to a `Reporter`; this module turns them into words:
+//! live and coloured on a terminal, plain lines in CI and pipes, or JSON lines.
+//!
+//! It imports the engine's types and calls nothing back: nothing in `exec`, `cache`,
+//! `remote`, `git` or `process` may import `report`.
 
 mod cache;
 mod human;
 mod json;
+mod words;
 
 pub use cache::{
     KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,
@@ -12,138 +17,8 @@ pub use cache::{
 pub use human::Human;
 pub use json::Json;
 
+use crate::exec::Reporter;
 use std::time::Duration;
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Passed,
-    Failed,
-    TimedOut,
-    /// Its files globs matched none of the run's files.
-    Skipped,
-    /// A step it needs did not pass, or the run stopped before it started.
-    NotRun,
-    /// Killed by --fail-fast or Ctrl-C while running.
-    Cancelled,
-    /// Not run: its inputs already passed, its outputs and log came back from the cache.
-    Cached,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Passed => "passed",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Skipped => "skipped",
-            Status::NotRun => "not_run",
-            Status::Cancelled => "cancelled",
-            Status::Cached => "cached",
-        }
-    }
-
-    /// Whether the steps that need this one may run.
-    pub fn satisfies_dependents(self) -> bool {
-        matches!(self, Status::Passed | Status::Skipped | Status::Cached)
-    }
-}
-
-/// The result of one step.
-#[derive(Debug, Clone)]
-pub struct StepResult {
-    pub name: String,
-    pub status: Status,
-    pub duration: Duration,
-    /// The exit code of the failing (or last) process, when there was one.
-    pub exit_code: Option<i32>,
-    /// Combined stdout and stderr of the step's processes, in batch order.
-    pub output: Vec<u8>,
-    /// Why it was skipped, not run, or failed without an exit code.
-    pub detail: Option<String>,
-    /// Set when the result came from `[remote]`: its cache or one of its workers.
-    pub remote: Option<RemoteOrigin>,
-}
-
-/// Where a remote result came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteOrigin {
-    /// Run by a worker in this run (else found in the remote cache).
-    pub executed: bool,
-    /// The worker that built it, as the server names it.
-    pub worker: String,
-}
-
-/// Totals for the end of a run.
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub passed: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub not_run: usize,
-    pub cancelled: usize,
-    pub cached: usize,
-    pub duration: Duration,
-    pub interrupted: bool,
-}
-
-impl Summary {
-    pub fn add(&mut self, status: Status) {
-        match status {
-            Status::Passed => self.passed += 1,
-            Status::Failed | Status::TimedOut => self.failed += 1,
-            Status::Cancelled => self.cancelled += 1,
-            Status::Skipped => self.skipped += 1,
-            Status::NotRun => self.not_run += 1,
-            Status::Cached => self.cached += 1,
-        }
-    }
-
-    pub fn success(&self) -> bool {
-        self.failed == 0 && self.not_run == 0 && self.cancelled == 0 && !self.interrupted
-    }
-}
-
-/// What the engine tells the reporter, in the order it happens.
-#[derive(Debug)]
-pub enum Event {
-    RunStarted {
-        steps: usize,
-        jobs: usize,
-    },
-    StepStarted {
-        name: String,
-    },
-    /// One line of a step's output, sent only when output is streamed (`-v`).
-    StepOutput {
-        name: String,
-        line: Vec<u8>,
-    },
-    /// Why a step ran or came from the cache (`--explain`); sent before it finishes.
-    StepExplained {
-        name: String,
-        lines: Vec<String>,
-    },
-    /// A step running on a remote worker changed stage (uploading, queued, executing).
-    StepRemote {
-        name: String,
-        stage: String,
-    },
-    /// Something the user should know that does not fail the run (the remote is down).
-    Warning(String),
-    /// Processes (pid, command line) that outlived a step's own process, left its process
-    /// group and still held its output open: the step was reported without waiting for them.
-    StepLeftProcesses {
-        name: String,
-        processes: Vec<(u32, String)>,
-    },
-    StepFinished(StepResult),
-    RunFinished(Summary),
-}
-
-pub trait Reporter {
-    fn event(&mut self, event: Event);
-}
 
 /// Which renderer a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
