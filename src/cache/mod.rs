@@ -39,11 +39,8 @@ pub fn cache_dir(config: &Config, repo_root: &Path) -> Result<PathBuf> {
     user_cache_dir()
         .map(|d| d.join("preflight"))
         .ok_or_else(|| {
-            Error::Setup(
-                "cannot find a cache folder: HOME is not set\n\
-                 help: set PREFLIGHT_CACHE_DIR or `[settings] cache_dir`"
-                    .into(),
-            )
+            Error::Setup("cannot find a cache folder: HOME is not set".into())
+                .hint("set PREFLIGHT_CACHE_DIR or `[settings] cache_dir`")
         })
 }
 
@@ -816,11 +813,13 @@ fn check_output_folders(config: &Config, index: &IndexSnapshot) -> Result<()> {
                 "step `{}` declares the output folder `{folder}`, which holds tracked files: \
                  {}{more}\n\
                  a cache hit replaces an output folder with what the step wrote, which would \
-                 revert edits to those files\n\
-                 help: declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
-                 or generate into a folder git does not track",
+                 revert edits to those files",
                 step.name,
                 tracked[..shown].join(", ")
+            ))
+            .hint(format!(
+                "declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
+                 or generate into a folder git does not track"
             )));
         }
     }

@@ -255,11 +255,11 @@ impl Stash {
         let unmerged = repo.unmerged_files()?;
         if !unmerged.is_empty() {
             return Err(Error::Setup(format!(
-                "{} {} unresolved merge conflicts, so there is nothing to check yet\n\
-                 help: resolve the conflicts and `git add` the files, then commit again",
+                "{} {} unresolved merge conflicts, so there is nothing to check yet",
                 list(&unmerged),
                 if unmerged.len() == 1 { "has" } else { "have" }
-            )));
+            ))
+            .hint("resolve the conflicts and `git add` the files, then commit again"));
         }
         let git = repo.cli()?;
         let dir = backup_root(repo);
@@ -325,9 +325,9 @@ impl Stash {
             let undone = stash.put_back(false, &[], true);
             stash.readd_intent_to_add();
             return Err(match undone {
-                Ok(_) => Error::Setup(format!(
-                    "cannot set unstaged changes aside ({e}); the work tree is as it was"
-                )),
+                Ok(_) => e.reworded(|e| {
+                    format!("cannot set unstaged changes aside ({e}); the work tree is as it was")
+                }),
                 Err(again) => again,
             });
         }
@@ -817,13 +817,19 @@ impl SetAside {
     }
 
     fn recovery_error(&self, path: &Path, e: std::io::Error) -> Error {
-        Error::Setup(format!(
-            "cannot put back {}: {e}\nyour unstaged work is safe in {}: your own versions of \
-             the files are in its work/ folder, by path.\nhelp: once the cause is fixed (free \
-             some disk space?), run `preflight recover` to put everything back",
-            path.display(),
-            self.dir.display()
-        ))
+        Error::Io {
+            message: format!(
+                "cannot put back {}: {e}\nyour unstaged work is safe in {}: your own versions of \
+                 the files are in its work/ folder, by path.",
+                path.display(),
+                self.dir.display()
+            ),
+            source: e,
+        }
+        .hint(
+            "once the cause is fixed (free some disk space?), run `preflight recover` to put \
+             everything back",
+        )
     }
 }
 
@@ -872,10 +878,10 @@ fn capture(git: &GitCli, root: &Path, partial: &Path, changed: &[PathBuf]) -> Re
             }
             Node::Other => {
                 return Err(Error::Setup(format!(
-                    "cannot set aside {}: it is neither a file, a symlink nor a folder\n\
-                     help: move it away, then commit again",
+                    "cannot set aside {}: it is neither a file, a symlink nor a folder",
                     path.display()
-                )));
+                ))
+                .hint("move it away, then commit again"));
             }
             Node::File { mode, .. } => {
                 let bytes = std::fs::read(root.join(path)).map_err(failed)?;
