@@ -108,7 +108,27 @@ pub enum NotSaved {
     /// The store cannot be written (read-only, full, no permission): said once per run.
     Store(String),
     /// This step's result cannot be stored (an output is missing or unsafe).
-    Step(String),
+    Step(StepNotSaved),
+}
+
+/// Why one step's passed result cannot be stored while the store itself is writable.
+#[derive(Debug, thiserror::Error)]
+pub enum StepNotSaved {
+    #[error(transparent)]
+    Outputs(#[from] outputs::NotCaptured),
+    #[error("cannot store the log: {0}")]
+    Log(#[source] std::io::Error),
+    #[error("cannot write the cache entry: {0}")]
+    Entry(#[source] std::io::Error),
+}
+
+/// Why a result from elsewhere (the remote cache, a worker) could not be filed locally.
+#[derive(Debug, thiserror::Error)]
+pub enum NotImported {
+    #[error("cannot lock the cache: {0}")]
+    Lock(#[source] std::io::Error),
+    #[error("cannot write the cache entry: {0}")]
+    Entry(#[source] std::io::Error),
 }
 
 /// Untracked files below some folders (`None`: everywhere), as of a run generation.
@@ -462,7 +482,12 @@ impl Session {
             .collect();
         let (files, _) = inputs::digest_all(&self.files_root, &self.index, &candidates)
             .map_err(|e| Error::io("cannot read an output of a needed step", e))?;
-        let bytes = serde_json::to_vec(&files).map_err(|e| Error::Setup(e.to_string()))?;
+        let bytes = serde_json::to_vec(&files).map_err(|e| {
+            Error::io(
+                "cannot list the outputs of a needed step",
+                std::io::Error::other(e),
+            )
+        })?;
         Ok(sha256_hex(&bytes))
     }
 
@@ -633,7 +658,7 @@ impl Session {
         &self,
         step: &Step,
         extra: &[PathBuf],
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), outputs::NotRestored> {
         if extra.is_empty() {
             return Ok(());
         }
@@ -642,9 +667,9 @@ impl Session {
             .iter()
             .map(|o| PathBuf::from(o.trim_end_matches('/')))
             .collect();
-        let untracked = self
-            .untracked(Some(declared))
-            .map_err(|e| format!("its outputs were not restored: {e}"))?;
+        let untracked = self.untracked(Some(declared)).map_err(|e| {
+            outputs::NotRestored::Refused(format!("its outputs were not restored: {e}"))
+        })?;
         let untracked: HashSet<&PathBuf> = untracked.iter().collect();
         let precious: Vec<String> = extra
             .iter()
@@ -664,13 +689,13 @@ impl Session {
         } else {
             String::new()
         };
-        Err(format!(
+        Err(outputs::NotRestored::Refused(format!(
             "its cached outputs were not restored: that would delete or overwrite {}{more}, \
              which git does not ignore; the step runs instead (keep your own files out of \
              `{}`, or let git ignore what the step writes there)",
             precious[..shown].join(", "),
             step.outputs.join("`, `")
-        ))
+        )))
     }
 
     /// Why the step does not hit: lines for `--explain`.
@@ -708,14 +733,15 @@ impl Session {
 
     /// Files a result that came from elsewhere (the remote cache, a worker) as the entry
     /// of this key; `lookup` then restores it.
-    pub fn import(&self, keyed: &Keyed, entry: &ActionResult) -> std::result::Result<(), String> {
-        let _lock = self
-            .store
-            .shared_lock()
-            .map_err(|e| format!("cannot lock the cache: {e}"))?;
+    pub fn import(
+        &self,
+        keyed: &Keyed,
+        entry: &ActionResult,
+    ) -> std::result::Result<(), NotImported> {
+        let _lock = self.store.shared_lock().map_err(NotImported::Lock)?;
         self.store
             .put(&keyed.key, entry, &keyed.bytes)
-            .map_err(|e| format!("cannot write the cache entry: {e}"))?;
+            .map_err(NotImported::Entry)?;
         self.stored.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -740,11 +766,11 @@ impl Session {
         let _lock = self.store.shared_lock().map_err(unwritable)?;
         self.store.check_writable().map_err(unwritable)?;
         let captured = outputs::capture(&self.files_root, &step.outputs, &self.store)
-            .map_err(NotSaved::Step)?;
+            .map_err(|e| NotSaved::Step(e.into()))?;
         let stdout_digest = self
             .store
             .put_bytes(log)
-            .map_err(|e| NotSaved::Step(format!("cannot store the log: {e}")))?;
+            .map_err(|e| NotSaved::Step(StepNotSaved::Log(e)))?;
         let entry = ActionResult {
             output_files: captured.files,
             output_symlinks: captured.symlinks,
@@ -760,7 +786,7 @@ impl Session {
         };
         self.store
             .put(&keyed.key, &entry, &keyed.bytes)
-            .map_err(|e| NotSaved::Step(format!("cannot write the cache entry: {e}")))?;
+            .map_err(|e| NotSaved::Step(StepNotSaved::Entry(e)))?;
         self.store.set_last_key(&self.root, &step.name, &keyed.key);
         self.stored.store(true, Ordering::SeqCst);
         Ok(())

@@ -249,7 +249,7 @@ fn restore(
 ) -> Option<Vec<u8>> {
     let step = &shared.plan.steps[i].step;
     if let Err(why) = cache.import(keyed, entry) {
-        warn(tx, &step.name, Warning::Step(why));
+        warn(tx, &step.name, Warning::Step(why.to_string()));
         return None;
     }
     match cache.lookup(step, keyed) {
