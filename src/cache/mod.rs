@@ -6,6 +6,7 @@
 //! and the files they wrote are seen).
 
 pub mod explain;
+mod gc;
 pub mod inputs;
 pub mod key;
 pub mod key_command;
