@@ -5,13 +5,17 @@
 //! target is relative and stays inside the repository; nothing is written through a symlink
 //! that is already there; permission bits are kept but setuid, setgid and sticky are dropped;
 //! and every blob is checked against its digest before the first file is touched, so a
-//! damaged entry is a miss, never a partial restore.
+//! damaged entry is a miss, never a partial restore. And before a run: no cached step may
+//! declare an output folder that holds tracked files (a hit would revert edits to them).
 
 use super::inputs::RecordPath;
 use super::store::{
     ActionResult, Digest, FolderListing, NodeProperties, OutputDirectory, OutputFile,
     OutputSymlink, Store,
 };
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::git::IndexSnapshot;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -520,6 +524,57 @@ fn temp_beside(dest: &Path) -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// An output folder of a cached step must not hold tracked files or submodules: a hit
+/// replaces the folder with what the step wrote, which would revert edits to them.
+pub fn check_output_folders(config: &Config, index: &IndexSnapshot) -> Result<()> {
+    for step in config.steps.values().filter(|s| super::is_cached(s)) {
+        for output in &step.outputs {
+            let folder = output.trim_end_matches('/');
+            let mut prefix = folder.as_bytes().to_vec();
+            prefix.push(b'/');
+            let start = index
+                .files
+                .partition_point(|f| f.path.as_os_str().as_bytes() < prefix.as_slice());
+            let mut tracked: Vec<String> = index.files[start..]
+                .iter()
+                .take_while(|f| f.path.as_os_str().as_bytes().starts_with(&prefix))
+                .map(|f| f.path.display().to_string())
+                .collect();
+            tracked.extend(
+                index
+                    .gitlinks
+                    .iter()
+                    .filter(|(p, _)| {
+                        p.as_os_str().as_bytes().starts_with(&prefix) || p == Path::new(folder)
+                    })
+                    .map(|(p, _)| format!("{} (a submodule)", p.display())),
+            );
+            if tracked.is_empty() {
+                continue;
+            }
+            let shown = tracked.len().min(5);
+            let more = if tracked.len() > shown {
+                format!(" and {} more", tracked.len() - shown)
+            } else {
+                String::new()
+            };
+            return Err(Error::Usage(format!(
+                "step `{}` declares the output folder `{folder}`, which holds tracked files: \
+                 {}{more}\n\
+                 a cache hit replaces an output folder with what the step wrote, which would \
+                 revert edits to those files",
+                step.name,
+                tracked[..shown].join(", ")
+            ))
+            .hint(format!(
+                "declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
+                 or generate into a folder git does not track"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
