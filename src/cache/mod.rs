@@ -15,6 +15,7 @@
 //! way round). It says what happened through values (`Lookup`, `NotSaved`, typed errors);
 //! the callers put them into words.
 
+mod blob_id;
 pub mod explain;
 mod gc;
 pub mod inputs;
