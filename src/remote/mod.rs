@@ -4,6 +4,17 @@
 //!
 //! A cache never fails a run: when the server is down, slow or refusing, the run says so
 //! once and goes on locally.
+//!
+//! What lives here: the session of one run (this file), a step as an Action (`action`,
+//! `tree`), the channel and its errors (`connection`, `proto`), blob transfer (`cas`),
+//! results between the local and the remote store (`results`), remote execution
+//! (`execute`), and the worker (`worker`, `bots`, `host`).
+//!
+//! What it may import: the configuration, the local cache (`cache`: the store, keys,
+//! inputs), `process` and `git`. What it must not import: the reporter (`report`), the
+//! executor (`exec`), the commands or the command line (`cli`); and the cache never imports
+//! this module. Problems go back as values (`Warning`, `RemoteError`, typed errors), which
+//! the executor puts into words.
 
 pub mod action;
 pub mod bots;
