@@ -11,7 +11,10 @@ use std::path::PathBuf;
              by hand and from git hooks",
     after_help = "Examples:\n  preflight run                 run every step\n  \
                   preflight run test            run `test` and the steps it needs\n  \
-                  preflight run -j 4 --fail-fast\n  preflight validate            check preflight.toml"
+                  preflight run -j 4 --fail-fast\n  preflight validate            check preflight.toml\n\n\
+                  Exit codes: 0 passed, 1 a step failed, 2 usage or configuration error,\n\
+                  3 environment error (no git repository, no preflight.toml, a program missing),\n\
+                  4 I/O error, 130 interrupted"
 )]
 pub struct Cli {
     /// Use this configuration file instead of preflight.toml at the repository root

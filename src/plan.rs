@@ -171,9 +171,10 @@ fn unknown_step(config: &Config, name: &str) -> Error {
         ),
     };
     Error::Usage(format!(
-        "no step named `{name}` in {}\nhelp: {hint}",
+        "no step named `{name}` in {}",
         config.path.display()
     ))
+    .hint(hint)
 }
 
 #[cfg(test)]
@@ -255,7 +256,7 @@ run = "true"
             &NO_CONTENTS,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("did you mean `test`?"), "{err}");
+        assert_eq!(err.hints(), ["did you mean `test`?"], "{err}");
     }
 
     #[test]

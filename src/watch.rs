@@ -92,15 +92,15 @@ fn watch_error(e: notify::Error) -> Error {
         || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC));
     if limit {
         Error::Setup(
-            "the system limit on watched folders is reached (inotify max_user_watches)\n\
-             help: raise it: sudo sysctl fs.inotify.max_user_watches=524288 \
-             (add it to /etc/sysctl.d/ to keep it), or use `preflight watch --poll`"
-                .into(),
+            "the system limit on watched folders is reached (inotify max_user_watches)".into(),
+        )
+        .hint(
+            "raise it: sudo sysctl fs.inotify.max_user_watches=524288 \
+             (add it to /etc/sysctl.d/ to keep it), or use `preflight watch --poll`",
         )
     } else {
-        Error::Setup(format!(
-            "cannot watch the work tree: {e}\nhelp: `preflight watch --poll` polls instead"
-        ))
+        Error::Setup(format!("cannot watch the work tree: {e}"))
+            .hint("`preflight watch --poll` polls instead")
     }
 }
 
@@ -242,7 +242,7 @@ fn debounce_loop(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                let message = watch_error(e).to_string();
+                let message = watch_error(e).with_help_lines();
                 let _ = batches.send(Batch::Failed(message));
                 continue;
             }

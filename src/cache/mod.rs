@@ -4,11 +4,24 @@
 //! A `Session` is one run's view of the cache, shared by the executor's workers. Keys are
 //! computed when a step is about to start (its needs have finished, so their keys are known
 //! and the files they wrote are seen).
+//!
+//! What lives here: where the cache is (`cache_dir`), how a run uses it (`Mode`), the
+//! session and each step's key (this file); hits, misses and storing (`lookup`); the key
+//! record (`key`, `inputs`, `key_command`, `explain`); declared outputs (`outputs`); the
+//! store on disk (`store`), kept bounded by `gc`.
+//!
+//! What it must not import: the reporter (`report`), the executor (`exec`), the commands,
+//! the command line (`cli`), or the remote (`remote` builds on the cache, never the other
+//! way round). It says what happened through values (`Lookup`, `NotSaved`, typed errors);
+//! the callers put them into words.
 
+mod blob_id;
 pub mod explain;
+mod gc;
 pub mod inputs;
 pub mod key;
 pub mod key_command;
+mod lookup;
 pub mod outputs;
 pub mod store;
 
@@ -20,12 +33,12 @@ use inputs::{Candidate, HashStats, glob_roots};
 use key::{CommandRecord, InputsFrom, KEY_VERSION, KeyCommand, KeyRecord, sha256_hex};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-use store::{ActionResult, ExecutionMetadata, Store};
+use store::Store;
+
+pub use lookup::{Lookup, NotImported, NotSaved, StepNotSaved};
 
 /// Where the cache lives: `PREFLIGHT_CACHE_DIR` (relative to the current folder), else
 /// `[settings] cache_dir` (relative to the repository root), else the user's cache folder.
@@ -39,11 +52,8 @@ pub fn cache_dir(config: &Config, repo_root: &Path) -> Result<PathBuf> {
     user_cache_dir()
         .map(|d| d.join("preflight"))
         .ok_or_else(|| {
-            Error::Setup(
-                "cannot find a cache folder: HOME is not set\n\
-                 help: set PREFLIGHT_CACHE_DIR or `[settings] cache_dir`"
-                    .into(),
-            )
+            Error::Setup("cannot find a cache folder: HOME is not set".into())
+                .hint("set PREFLIGHT_CACHE_DIR or `[settings] cache_dir`")
         })
 }
 
@@ -91,34 +101,11 @@ impl Keyed {
     }
 }
 
-/// What a lookup found.
-#[derive(Debug)]
-pub enum Lookup {
-    /// Outputs restored; the step's log to replay.
-    Hit { log: Vec<u8> },
-    /// No entry: the step runs.
-    Miss,
-    /// An entry was there but could not be used: the step runs, and this says why.
-    Unusable(String),
-    /// The entry is good but restoring it would delete files preflight did not write: the
-    /// step runs, and the user must be told (a warning, not only `--explain`).
-    Refused(String),
-}
-
 /// An `inputs` glob that matches files on disk, below `folder`, but only ones git ignores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredInput {
     pub glob: String,
     pub folder: PathBuf,
-}
-
-/// Why a passed result was not stored.
-#[derive(Debug)]
-pub enum NotSaved {
-    /// The store cannot be written (read-only, full, no permission): said once per run.
-    Store(String),
-    /// This step's result cannot be stored (an output is missing or unsafe).
-    Step(String),
 }
 
 /// Untracked files below some folders (`None`: everywhere), as of a run generation.
@@ -167,7 +154,7 @@ impl Session {
         } else {
             IndexSnapshot::default()
         };
-        check_output_folders(config, &index)?;
+        outputs::check_output_folders(config, &index)?;
         Ok(Session::with_index(config, repo, dir, mode, index))
     }
 
@@ -472,7 +459,12 @@ impl Session {
             .collect();
         let (files, _) = inputs::digest_all(&self.files_root, &self.index, &candidates)
             .map_err(|e| Error::io("cannot read an output of a needed step", e))?;
-        let bytes = serde_json::to_vec(&files).map_err(|e| Error::Setup(e.to_string()))?;
+        let bytes = serde_json::to_vec(&files).map_err(|e| {
+            Error::io(
+                "cannot list the outputs of a needed step",
+                std::io::Error::other(e),
+            )
+        })?;
         Ok(sha256_hex(&bytes))
     }
 
@@ -573,267 +565,6 @@ impl Session {
         }
         false
     }
-
-    /// Whether an entry exists for this key with all its blobs present (not read).
-    pub fn has_entry(&self, keyed: &Keyed) -> bool {
-        self.store.get(&keyed.key).is_some_and(|entry| {
-            entry.exit_code == 0
-                && entry
-                    .blobs()
-                    .iter()
-                    .all(|d| self.store.blob_file(d).is_file())
-        })
-    }
-
-    /// Looks the key up and, on a hit, restores the step's outputs.
-    pub fn lookup(&self, step: &Step, keyed: &Keyed) -> Lookup {
-        if !self.mode.read || !keyed.cacheable() {
-            return Lookup::Miss;
-        }
-        let Ok(_lock) = self.store.read_lock() else {
-            return Lookup::Miss;
-        };
-        let Some(entry) = self.store.get(&keyed.key) else {
-            return Lookup::Miss;
-        };
-        // Only a pass is ever stored; an entry that says otherwise was not written by this
-        // store's rules (a hand-made or foreign entry) and must not pass a step.
-        if entry.exit_code != 0 {
-            self.store.evict(&keyed.key);
-            return Lookup::Unusable(format!(
-                "its cache entry records a failure (exit code {}) and was removed",
-                entry.exit_code
-            ));
-        }
-
-        let log = match &entry.stdout_digest {
-            None => Some(Vec::new()),
-            Some(d) => self.store.read_verified(d),
-        };
-        let Some(log) = log else {
-            self.store.evict(&keyed.key);
-            return Lookup::Unusable(
-                "its cache entry was damaged (the stored log is missing or corrupt) and was removed"
-                    .into(),
-            );
-        };
-        let allow = |changed: &[PathBuf]| self.check_nothing_lost(step, changed);
-        match outputs::restore(&self.files_root, &step.outputs, &entry, &self.store, &allow) {
-            Ok(()) => {
-                self.store.touch(&keyed.key);
-                if self.mode.write {
-                    self.store.set_last_key(&self.root, &step.name, &keyed.key);
-                }
-                Lookup::Hit { log }
-            }
-            Err(outputs::NotRestored::BadEntry(why)) => {
-                self.store.evict(&keyed.key);
-                Lookup::Unusable(format!(
-                    "its cache entry was damaged ({why}) and was removed"
-                ))
-            }
-            Err(outputs::NotRestored::Refused(why)) => Lookup::Refused(why),
-            Err(why) => Lookup::Unusable(format!("its outputs could not be restored: {why}")),
-        }
-    }
-
-    /// A restore replaces the declared outputs with the entry's files: what else is below
-    /// them goes, what differs is overwritten. That is only allowed for files git ignores
-    /// (stale outputs); a tracked file, or an untracked one git does not ignore, may be the
-    /// user's work.
-    fn check_nothing_lost(
-        &self,
-        step: &Step,
-        extra: &[PathBuf],
-    ) -> std::result::Result<(), String> {
-        if extra.is_empty() {
-            return Ok(());
-        }
-        let declared: Vec<PathBuf> = step
-            .outputs
-            .iter()
-            .map(|o| PathBuf::from(o.trim_end_matches('/')))
-            .collect();
-        let untracked = self
-            .untracked(Some(declared))
-            .map_err(|e| format!("its outputs were not restored: {e}"))?;
-        let untracked: HashSet<&PathBuf> = untracked.iter().collect();
-        let precious: Vec<String> = extra
-            .iter()
-            .filter(|p| {
-                untracked.contains(p)
-                    || Candidate::lookup(&self.index, p).entry.is_some()
-                    || self.index.gitlinks.iter().any(|(g, _)| p.starts_with(g))
-            })
-            .map(|p| format!("`{}`", p.display()))
-            .collect();
-        if precious.is_empty() {
-            return Ok(());
-        }
-        let shown = precious.len().min(5);
-        let more = if precious.len() > shown {
-            format!(" and {} more", precious.len() - shown)
-        } else {
-            String::new()
-        };
-        Err(format!(
-            "its cached outputs were not restored: that would delete or overwrite {}{more}, \
-             which git does not ignore; the step runs instead (keep your own files out of \
-             `{}`, or let git ignore what the step writes there)",
-            precious[..shown].join(", "),
-            step.outputs.join("`, `")
-        ))
-    }
-
-    /// Why the step does not hit: lines for `--explain`.
-    pub fn explain_miss(&self, step: &Step, keyed: &Keyed) -> Vec<String> {
-        if !keyed.cacheable() {
-            return vec!["not cached: the step has neither `inputs` nor `files`".into()];
-        }
-        if !self.mode.read {
-            return vec!["the cache is off (--no-cache)".into()];
-        }
-        if self.mode.force.contains(&step.name) {
-            return vec!["forced to run (--force)".into()];
-        }
-        let Some(last) = self.store.last_key(&self.root, &step.name) else {
-            return vec!["no cache entry for this step yet".into()];
-        };
-        if last == keyed.key {
-            return vec![
-                "its key is unchanged but its cache entry is gone (evicted or cleared)".into(),
-            ];
-        }
-        let Some(old) = self.store.record(&last) else {
-            return vec![
-                "its key changed; the entry it last used was evicted, so there is nothing to compare"
-                    .into(),
-            ];
-        };
-        let lines = explain::diff(&old, &keyed.record);
-        if lines.is_empty() {
-            vec!["its key changed".into()]
-        } else {
-            lines
-        }
-    }
-
-    /// Files a result that came from elsewhere (the remote cache, a worker) as the entry
-    /// of this key; `lookup` then restores it.
-    pub fn import(&self, keyed: &Keyed, entry: &ActionResult) -> std::result::Result<(), String> {
-        let _lock = self
-            .store
-            .shared_lock()
-            .map_err(|e| format!("cannot lock the cache: {e}"))?;
-        self.store
-            .put(&keyed.key, entry, &keyed.bytes)
-            .map_err(|e| format!("cannot write the cache entry: {e}"))?;
-        self.stored.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Stores a passed step's outputs and log. `Err` says why it was not cached.
-    pub fn save(
-        &self,
-        step: &Step,
-        keyed: &Keyed,
-        log: &[u8],
-        started: SystemTime,
-    ) -> std::result::Result<(), NotSaved> {
-        if !self.mode.write || !keyed.cacheable() {
-            return Ok(());
-        }
-        let unwritable = |e: std::io::Error| {
-            NotSaved::Store(format!(
-                "the cache at {} cannot be written ({e}); results are not stored",
-                self.store.dir().display()
-            ))
-        };
-        let _lock = self.store.shared_lock().map_err(unwritable)?;
-        self.store.check_writable().map_err(unwritable)?;
-        let captured = outputs::capture(&self.files_root, &step.outputs, &self.store)
-            .map_err(NotSaved::Step)?;
-        let stdout_digest = self
-            .store
-            .put_bytes(log)
-            .map_err(|e| NotSaved::Step(format!("cannot store the log: {e}")))?;
-        let entry = ActionResult {
-            output_files: captured.files,
-            output_symlinks: captured.symlinks,
-            output_directories: captured.directories,
-            exit_code: 0,
-            stdout_digest: Some(stdout_digest),
-            stderr_digest: None,
-            execution_metadata: ExecutionMetadata {
-                worker: "preflight".into(),
-                execution_start_timestamp: store::timestamp(started),
-                execution_completed_timestamp: store::timestamp(SystemTime::now()),
-            },
-        };
-        self.store
-            .put(&keyed.key, &entry, &keyed.bytes)
-            .map_err(|e| NotSaved::Step(format!("cannot write the cache entry: {e}")))?;
-        self.store.set_last_key(&self.root, &step.name, &keyed.key);
-        self.stored.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// After a run that stored something: evicts old entries when the store is over its bound
-    /// (unless another preflight is writing right now; it will do it).
-    pub fn finish(&self) {
-        if self.stored.load(Ordering::SeqCst) && self.store.size() > self.max {
-            let _ = self.store.gc(self.max, false);
-        }
-    }
-}
-
-/// An output folder of a cached step must not hold tracked files or submodules: a hit
-/// replaces the folder with what the step wrote, which would revert edits to them.
-fn check_output_folders(config: &Config, index: &IndexSnapshot) -> Result<()> {
-    for step in config.steps.values().filter(|s| is_cached(s)) {
-        for output in &step.outputs {
-            let folder = output.trim_end_matches('/');
-            let mut prefix = folder.as_bytes().to_vec();
-            prefix.push(b'/');
-            let start = index
-                .files
-                .partition_point(|f| f.path.as_os_str().as_bytes() < prefix.as_slice());
-            let mut tracked: Vec<String> = index.files[start..]
-                .iter()
-                .take_while(|f| f.path.as_os_str().as_bytes().starts_with(&prefix))
-                .map(|f| f.path.display().to_string())
-                .collect();
-            tracked.extend(
-                index
-                    .gitlinks
-                    .iter()
-                    .filter(|(p, _)| {
-                        p.as_os_str().as_bytes().starts_with(&prefix) || p == Path::new(folder)
-                    })
-                    .map(|(p, _)| format!("{} (a submodule)", p.display())),
-            );
-            if tracked.is_empty() {
-                continue;
-            }
-            let shown = tracked.len().min(5);
-            let more = if tracked.len() > shown {
-                format!(" and {} more", tracked.len() - shown)
-            } else {
-                String::new()
-            };
-            return Err(Error::Usage(format!(
-                "step `{}` declares the output folder `{folder}`, which holds tracked files: \
-                 {}{more}\n\
-                 a cache hit replaces an output folder with what the step wrote, which would \
-                 revert edits to those files\n\
-                 help: declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
-                 or generate into a folder git does not track",
-                step.name,
-                tracked[..shown].join(", ")
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Whether a step is cached: it has `inputs` or `files`.

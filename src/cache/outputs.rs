@@ -5,13 +5,17 @@
 //! target is relative and stays inside the repository; nothing is written through a symlink
 //! that is already there; permission bits are kept but setuid, setgid and sticky are dropped;
 //! and every blob is checked against its digest before the first file is touched, so a
-//! damaged entry is a miss, never a partial restore.
+//! damaged entry is a miss, never a partial restore. And before a run: no cached step may
+//! declare an output folder that holds tracked files (a hit would revert edits to them).
 
 use super::inputs::RecordPath;
 use super::store::{
     ActionResult, Digest, FolderListing, NodeProperties, OutputDirectory, OutputFile,
     OutputSymlink, Store,
 };
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::git::IndexSnapshot;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -78,31 +82,72 @@ fn symlinked_parent(root: &Path, rel: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Why a step's outputs cannot be captured: its result is then not cached.
+#[derive(Debug, thiserror::Error)]
+pub enum NotCaptured {
+    #[error("output `{output}` is below `{}`, a symlink", link.display())]
+    BelowSymlink { output: String, link: PathBuf },
+    #[error("the step did not write its output `{0}`")]
+    Missing(String),
+    #[error("cannot read output `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read output folder `{}`: {source}", path.display())]
+    ReadFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot store output `{}`: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("output `{}` is a symlink to `{}`, outside the repository", path.display(), target.display())]
+    LinkOutside { path: PathBuf, target: PathBuf },
+    #[error("output `{}` is neither a file, a folder nor a symlink", .0.display())]
+    NotAFile(PathBuf),
+    #[error(transparent)]
+    Listing(#[from] serde_json::Error),
+}
+
 /// Stores the declared outputs. `Err` says why the result cannot be cached.
-pub fn capture(root: &Path, outputs: &[String], store: &Store) -> Result<Captured, String> {
+pub fn capture(root: &Path, outputs: &[String], store: &Store) -> Result<Captured, NotCaptured> {
     let mut captured = Captured::default();
     for out in outputs {
         let rel = Path::new(out.trim_end_matches('/'));
         if let Some(link) = symlinked_parent(root, rel) {
-            return Err(format!(
-                "output `{out}` is below `{}`, a symlink",
-                link.display()
-            ));
+            return Err(NotCaptured::BelowSymlink {
+                output: out.clone(),
+                link,
+            });
         }
         let meta = match root.join(rel).symlink_metadata() {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("the step did not write its output `{out}`"));
+                return Err(NotCaptured::Missing(out.clone()));
             }
-            Err(e) => return Err(format!("cannot read output `{out}`: {e}")),
+            Err(source) => {
+                return Err(NotCaptured::Read {
+                    path: out.into(),
+                    source,
+                });
+            }
         };
         if meta.is_dir() {
             let mut listing = FolderListing::default();
             capture_dir(root, rel, Path::new(""), store, &mut captured, &mut listing)?;
-            let bytes = serde_json::to_vec(&listing).map_err(|e| e.to_string())?;
+            let bytes = serde_json::to_vec(&listing)?;
             let tree_digest = store
                 .put_bytes(&bytes)
-                .map_err(|e| format!("cannot store output `{out}`: {e}"))?;
+                .map_err(|source| NotCaptured::Store {
+                    path: out.into(),
+                    source,
+                })?;
             captured.directories.push(OutputDirectory {
                 path: RecordPath::new(rel),
                 tree_digest,
@@ -120,17 +165,18 @@ fn capture_one(
     meta: &std::fs::Metadata,
     store: &Store,
     captured: &mut Captured,
-) -> Result<(), String> {
+) -> Result<(), NotCaptured> {
     let kind = meta.file_type();
     if kind.is_symlink() {
-        let target = std::fs::read_link(root.join(rel))
-            .map_err(|e| format!("cannot read output `{}`: {e}", rel.display()))?;
+        let target = std::fs::read_link(root.join(rel)).map_err(|source| NotCaptured::Read {
+            path: rel.to_path_buf(),
+            source,
+        })?;
         if !link_stays_inside(rel, &target) {
-            return Err(format!(
-                "output `{}` is a symlink to `{}`, outside the repository",
-                rel.display(),
-                target.display()
-            ));
+            return Err(NotCaptured::LinkOutside {
+                path: rel.to_path_buf(),
+                target,
+            });
         }
         captured.symlinks.push(OutputSymlink {
             path: RecordPath::new(rel),
@@ -139,7 +185,10 @@ fn capture_one(
     } else if kind.is_file() {
         let digest = store
             .put_file(&root.join(rel))
-            .map_err(|e| format!("cannot store output `{}`: {e}", rel.display()))?;
+            .map_err(|source| NotCaptured::Store {
+                path: rel.to_path_buf(),
+                source,
+            })?;
         let mode = meta.permissions().mode() & 0o777;
         captured.files.push(OutputFile {
             path: RecordPath::new(rel),
@@ -148,10 +197,7 @@ fn capture_one(
             node_properties: NodeProperties { unix_mode: mode },
         });
     } else {
-        return Err(format!(
-            "output `{}` is neither a file, a folder nor a symlink",
-            rel.display()
-        ));
+        return Err(NotCaptured::NotAFile(rel.to_path_buf()));
     }
     Ok(())
 }
@@ -163,11 +209,14 @@ fn capture_dir(
     store: &Store,
     captured: &mut Captured,
     listing: &mut FolderListing,
-) -> Result<(), String> {
+) -> Result<(), NotCaptured> {
     listing.directories.push(RecordPath::new(sub));
     let dir = base.join(sub);
     let mut children: Vec<_> = std::fs::read_dir(root.join(&dir))
-        .map_err(|e| format!("cannot read output folder `{}`: {e}", dir.display()))?
+        .map_err(|source| NotCaptured::ReadFolder {
+            path: dir.clone(),
+            source,
+        })?
         .flatten()
         .map(|e| e.file_name())
         .collect();
@@ -177,7 +226,10 @@ fn capture_dir(
         let meta = root
             .join(&rel)
             .symlink_metadata()
-            .map_err(|e| format!("cannot read output `{}`: {e}", rel.display()))?;
+            .map_err(|source| NotCaptured::Read {
+                path: rel.clone(),
+                source,
+            })?;
         if meta.is_dir() {
             capture_dir(root, base, &sub.join(&name), store, captured, listing)?;
         } else {
@@ -230,27 +282,24 @@ pub fn in_the_way(root: &Path, outputs: &[String], entry: &ActionResult) -> Vec<
 }
 
 /// Why a restore did not happen; the step then runs.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum NotRestored {
     /// The entry is damaged (a blob is missing or wrong, a path is unsafe): evict it.
+    #[error("{0}")]
     BadEntry(String),
     /// The work tree does not allow a safe restore (a symlink in the way).
+    #[error("{0}")]
     Unsafe(String),
     /// Writing failed.
-    Io(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The restore would change or delete files the caller must keep (see `restore`).
+    #[error("{0}")]
     Refused(String),
-}
-
-impl std::fmt::Display for NotRestored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotRestored::BadEntry(s)
-            | NotRestored::Unsafe(s)
-            | NotRestored::Io(s)
-            | NotRestored::Refused(s) => f.write_str(s),
-        }
-    }
 }
 
 /// Puts an entry's outputs back into the work tree. Before anything is written, `allow` is
@@ -261,7 +310,7 @@ pub fn restore(
     outputs: &[String],
     entry: &ActionResult,
     store: &Store,
-    allow: &dyn Fn(&[PathBuf]) -> Result<(), String>,
+    allow: &dyn Fn(&[PathBuf]) -> Result<(), NotRestored>,
 ) -> Result<(), NotRestored> {
     let declared: Vec<PathBuf> = outputs
         .iter()
@@ -358,10 +407,13 @@ pub fn restore(
     }
     // A symlink in the way holds no bytes of its own (its target is never touched).
     changed.retain(|p| root.join(p).symlink_metadata().is_ok_and(|m| m.is_file()));
-    allow(&changed).map_err(NotRestored::Refused)?;
+    allow(&changed)?;
 
     // 3. Clear what stands in the way, then write.
-    let io = |what: &Path, e: std::io::Error| NotRestored::Io(format!("{}: {e}", what.display()));
+    let io = |what: &Path, source: std::io::Error| NotRestored::Io {
+        path: what.to_path_buf(),
+        source,
+    };
     let stored_dirs: Vec<PathBuf> = entry
         .output_directories
         .iter()
@@ -472,6 +524,57 @@ fn temp_beside(dest: &Path) -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// An output folder of a cached step must not hold tracked files or submodules: a hit
+/// replaces the folder with what the step wrote, which would revert edits to them.
+pub fn check_output_folders(config: &Config, index: &IndexSnapshot) -> Result<()> {
+    for step in config.steps.values().filter(|s| super::is_cached(s)) {
+        for output in &step.outputs {
+            let folder = output.trim_end_matches('/');
+            let mut prefix = folder.as_bytes().to_vec();
+            prefix.push(b'/');
+            let start = index
+                .files
+                .partition_point(|f| f.path.as_os_str().as_bytes() < prefix.as_slice());
+            let mut tracked: Vec<String> = index.files[start..]
+                .iter()
+                .take_while(|f| f.path.as_os_str().as_bytes().starts_with(&prefix))
+                .map(|f| f.path.display().to_string())
+                .collect();
+            tracked.extend(
+                index
+                    .gitlinks
+                    .iter()
+                    .filter(|(p, _)| {
+                        p.as_os_str().as_bytes().starts_with(&prefix) || p == Path::new(folder)
+                    })
+                    .map(|(p, _)| format!("{} (a submodule)", p.display())),
+            );
+            if tracked.is_empty() {
+                continue;
+            }
+            let shown = tracked.len().min(5);
+            let more = if tracked.len() > shown {
+                format!(" and {} more", tracked.len() - shown)
+            } else {
+                String::new()
+            };
+            return Err(Error::Usage(format!(
+                "step `{}` declares the output folder `{folder}`, which holds tracked files: \
+                 {}{more}\n\
+                 a cache hit replaces an output folder with what the step wrote, which would \
+                 revert edits to those files",
+                step.name,
+                tracked[..shown].join(", ")
+            ))
+            .hint(format!(
+                "declare the generated files themselves (e.g. outputs = [\"{folder}/gen.rs\"]), \
+                 or generate into a folder git does not track"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

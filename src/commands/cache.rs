@@ -25,9 +25,9 @@ pub fn run_mode(config: &Config, args: &RunArgs) -> Result<Mode> {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "name a step of the configuration".into(),
             };
-            return Err(Error::Usage(format!(
-                "--force names `{name}`, which is not a step\nhelp: {hint}"
-            )));
+            return Err(
+                Error::Usage(format!("--force names `{name}`, which is not a step")).hint(hint),
+            );
         }
     }
     let no_cache = args.no_cache || no_cache_from_env();
@@ -259,7 +259,7 @@ pub fn cache(cli: &Cli, command: &CacheCommand) -> Result<i32> {
             let root = git::discover(&current_dir()?)?.root;
             (cache::cache_dir(&config, &root)?, config.settings.cache_max)
         }
-        Err(Error::Setup(_)) if cli.config.is_none() => {
+        Err(e) if e.kind() == crate::error::Kind::Setup && cli.config.is_none() => {
             let empty = config::parse(std::path::Path::new("preflight.toml"), "")
                 .expect("an empty configuration is valid");
             let root = current_dir()?;

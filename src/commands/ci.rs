@@ -159,10 +159,10 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
     }
     if config.ci.targets.is_empty() {
         return Err(Error::Usage(format!(
-            "{} has no CI targets\nhelp: add `[ci] targets = [\"github\"]` (or gitlab, forgejo, \
-             woodpecker, buildkite)",
+            "{} has no CI targets",
             config::display_path(&config.path)
-        )));
+        ))
+        .hint("add `[ci] targets = [\"github\"]` (or gitlab, forgejo, woodpecker, buildkite)"));
     }
     let configured = configured_targets(&config);
     let chosen: Vec<Target> = if args.targets.is_empty() {
@@ -173,9 +173,10 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
             let t = parse_target(name)?;
             if !configured.contains(&t) {
                 return Err(Error::Usage(format!(
-                    "`{name}` is not in `[ci] targets` of {}\nhelp: add it there first",
+                    "`{name}` is not in `[ci] targets` of {}",
                     config::display_path(&config.path)
-                )));
+                ))
+                .hint("add it there first"));
             }
             chosen.push(t);
         }
@@ -292,7 +293,7 @@ fn parse_target(name: &str) -> Result<Target> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("the targets are: {}", config::CI_TARGETS.join(", ")),
         };
-        Error::Usage(format!("unknown CI target `{name}`\nhelp: {hint}"))
+        Error::Usage(format!("unknown CI target `{name}`")).hint(hint)
     })
 }
 
@@ -359,9 +360,10 @@ pub fn job_steps(config: &Config, name: &str, matrix: &[String]) -> Result<JobRu
             ),
         };
         Error::Usage(format!(
-            "no CI job named `{name}` in {}\nhelp: {hint}",
+            "no CI job named `{name}` in {}",
             config::display_path(&config.path)
         ))
+        .hint(hint)
     })?;
     let mut env = Vec::new();
     for pair in matrix {

@@ -172,10 +172,8 @@ fn hook_config(cli: &Cli, repo: &Repo, name: &str, color: bool) -> Result<Option
                 continue;
             };
             let text = String::from_utf8(bytes).map_err(|_| {
-                Error::Setup(format!(
-                    "the staged {file_name} is not UTF-8 text\n\
-                     help: fix the file, then `git add {file_name}`"
-                ))
+                Error::Usage(format!("the staged {file_name} is not UTF-8 text"))
+                    .hint(format!("fix the file, then `git add {file_name}`"))
             })?;
             let path = repo.root.join(file_name);
             return config::load_text(&path, &text, Some("staged")).map(Some);

@@ -31,10 +31,8 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
     if !args.ci.is_empty() {
         for t in &args.ci {
             if !config::CI_TARGETS.contains(&t.as_str()) {
-                return Err(Error::Usage(format!(
-                    "unknown CI target `{t}`\nhelp: one of: {}",
-                    config::CI_TARGETS.join(", ")
-                )));
+                return Err(Error::Usage(format!("unknown CI target `{t}`"))
+                    .hint(format!("one of: {}", config::CI_TARGETS.join(", "))));
             }
         }
         let list: Vec<String> = args.ci.iter().map(|t| format!("{t:?}")).collect();
@@ -61,9 +59,9 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
             .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
         if !args.force {
             return Err(Error::Usage(format!(
-                "{shown} already exists; preflight init leaves it alone\n\
-                 help: `preflight init --force` replaces it, after showing the difference"
-            )));
+                "{shown} already exists; preflight init leaves it alone"
+            ))
+            .hint("`preflight init --force` replaces it, after showing the difference"));
         }
         let diff = similar::TextDiff::from_lines(&old, &text)
             .unified_diff()

@@ -33,9 +33,7 @@ pub fn install(cli: &Cli, args: &InstallArgs, color: bool) -> Result<i32> {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "see `git help hooks` for the names".into(),
             };
-            return Err(Error::Usage(format!(
-                "`{extra}` is not a git hook\nhelp: {hint}"
-            )));
+            return Err(Error::Usage(format!("`{extra}` is not a git hook")).hint(hint));
         }
         if !wanted.contains(extra) {
             wanted.push(extra.clone());

@@ -37,7 +37,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match dispatch(&cli, color) {
         Ok(code) => code,
         Err(e) => {
-            report::error(&e.to_string(), color);
+            report::error_with_hints(&e.to_string(), e.hints(), color);
             e.exit_code()
         }
     }

@@ -211,10 +211,10 @@ pub fn locate(root: &Path) -> Result<PathBuf> {
         .find(|p| p.is_file())
         .ok_or_else(|| {
             Error::Setup(format!(
-                "no preflight.toml found at the root of the repository ({})\n\
-                 help: create one (see `preflight --help`), or pass --config PATH",
+                "no preflight.toml found at the root of the repository ({})",
                 root.display()
             ))
+            .hint("create one (see `preflight --help`), or pass --config PATH")
         })
 }
 

@@ -89,13 +89,13 @@ pub(super) fn prepare<'a>(
             if cache.mode.explain {
                 let _ = tx.send(Message::Explain(
                     i,
-                    vec![Explanation::NotRemote(why.clone())],
+                    vec![Explanation::NotRemote(why.to_string())],
                 ));
             }
             if session.execute {
                 let _ = tx.send(Message::Remote(
                     i,
-                    RemoteStage::RunsHere(RunsHere::Unsupported(why)),
+                    RemoteStage::RunsHere(RunsHere::Unsupported(why.to_string())),
                 ));
             }
             None
@@ -155,7 +155,7 @@ impl RemoteStep<'_> {
         if let Err(why) = &self.prepared.executable {
             let _ = tx.send(Message::Remote(
                 i,
-                RemoteStage::RunsHere(RunsHere::Unsupported(why.clone())),
+                RemoteStage::RunsHere(RunsHere::Unsupported(why.to_string())),
             ));
             return None;
         }

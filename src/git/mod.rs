@@ -42,10 +42,10 @@ pub fn discover(dir: &Path) -> Result<Repo> {
         gix::ThreadSafeRepository::discover_with_environment_overrides(dir)
             .map_err(|e| {
                 Error::Setup(format!(
-                    "{} is not inside a git repository ({e})\n\
-                 help: run preflight inside a git work tree, or `git init` first",
+                    "{} is not inside a git repository ({e})",
                     dir.display()
                 ))
+                .hint("run preflight inside a git work tree, or `git init` first")
             })?
             .into();
     // preflight only reads the index: checking its trailing SHA-1 (a collision-detecting one)
@@ -202,8 +202,11 @@ impl Repo {
         };
         if entry.stage_raw() != 0 {
             return Err(Error::Setup(format!(
-                "{} has unresolved merge conflicts in the index\n\
-                 help: resolve them and `git add {0}`, then commit again",
+                "{} has unresolved merge conflicts in the index",
+                path.display()
+            ))
+            .hint(format!(
+                "resolve them and `git add {}`, then commit again",
                 path.display()
             )));
         }

@@ -61,12 +61,14 @@ pub fn check_hooks_dir(dir: &HooksDir, allow_global: bool) -> Result<()> {
     {
         return Err(Error::Usage(format!(
             "core.hooksPath is set outside this repository (global or system git config) to `{value}`, so git runs hooks from \
-             {} for every repository, not from this one's .git/hooks.\n\
-             help: to install into that shared folder anyway: preflight install --use-global-hooks-path\n\
-             help: to use this repository's own hooks folder instead: \
-             git config --local core.hooksPath .git/hooks && preflight install",
+             {} for every repository, not from this one's .git/hooks.",
             dir.path.display()
-        )));
+        ))
+        .hint("to install into that shared folder anyway: preflight install --use-global-hooks-path")
+        .hint(
+            "to use this repository's own hooks folder instead: \
+             git config --local core.hooksPath .git/hooks && preflight install",
+        ));
     }
     Ok(())
 }

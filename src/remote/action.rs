@@ -6,7 +6,7 @@
 
 use super::cas::Blobs;
 use super::proto::{encode, re};
-use super::tree::{self, MerkleTree, Node};
+use super::tree::{self, MerkleTree, Node, TreeError};
 use crate::cache::key::KeyRecord;
 use crate::cache::store::Store;
 use crate::config::{Remote, Step};
@@ -30,7 +30,39 @@ pub struct Prepared {
     /// The step's folder (`dir`), which REAPI paths are relative to.
     pub working_dir: PathBuf,
     /// `Err(why)` when the step cannot run on a worker (it still uses the remote cache).
-    pub executable: Result<(), String>,
+    pub executable: Result<(), NotExecutable>,
+}
+
+/// Why a step cannot be described as an Action: it runs here, without the remote.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("cannot read input {}: {source}", path.display())]
+    ReadInput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {output}: {source}")]
+    ReadOutput {
+        output: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("its command line is not UTF-8")]
+    NotUtf8,
+    #[error("its output `{}` is outside its `dir`", .0.display())]
+    OutputOutsideDir(PathBuf),
+}
+
+/// Why a step that is an Action cannot run on a worker (it still uses the remote cache).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotExecutable {
+    #[error("it declares no `inputs`, so a worker would not know which files it reads")]
+    NoInputs,
+    #[error("its files are split over several processes")]
+    Batched,
 }
 
 impl Prepared {
@@ -69,14 +101,10 @@ pub struct StepAction<'a> {
     pub needed_outputs: Vec<String>,
 }
 
-fn arguments(invocation: &Invocation) -> Result<Vec<String>, String> {
+fn arguments(invocation: &Invocation) -> Result<Vec<String>, ActionError> {
     std::iter::once(&invocation.program)
         .chain(invocation.args.iter())
-        .map(|a| {
-            a.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| "its command line is not UTF-8".to_string())
-        })
+        .map(|a| a.to_str().map(str::to_string).ok_or(ActionError::NotUtf8))
         .collect()
 }
 
@@ -85,17 +113,17 @@ fn relative_to(path: &Path, dir: &Path) -> Option<PathBuf> {
     path.strip_prefix(dir).ok().map(Path::to_path_buf)
 }
 
-pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
+pub fn prepare(s: &StepAction) -> Result<Prepared, ActionError> {
     let step = s.step;
     let working_dir = step.dir.clone().unwrap_or_default();
-    let mut executable: Result<(), String> = Ok(());
-    let mut not_here = |why: String| {
+    let mut executable: Result<(), NotExecutable> = Ok(());
+    let mut not_here = |why: NotExecutable| {
         if executable.is_ok() {
             executable = Err(why);
         }
     };
     if step.input_matcher.is_none() {
-        not_here("it declares no `inputs`, so a worker would not know which files it reads".into());
+        not_here(NotExecutable::NoInputs);
     }
 
     // The input root: declared inputs (hashed once per content: the git id the key already
@@ -130,7 +158,7 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
                 }
             };
             node.map(|n| (path.clone(), n))
-                .map_err(|e| format!("cannot read input {}: {e}", path.display()))
+                .map_err(|source| ActionError::ReadInput { path, source })
         })
         .collect::<Result<_, _>>()?;
     let mut paths: Vec<PathBuf> = Vec::new();
@@ -139,7 +167,11 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         let at = s.root.join(&rel);
         match at.symlink_metadata() {
             Ok(meta) if meta.is_dir() => {
-                for (inner, _) in tree::scan(&at).map_err(|e| format!("cannot read {out}: {e}"))? {
+                let found = tree::scan(&at).map_err(|source| ActionError::ReadOutput {
+                    output: out.clone(),
+                    source,
+                })?;
+                for (inner, _) in found {
                     paths.push(rel.join(inner));
                 }
             }
@@ -158,7 +190,10 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
         .map(|p| {
             tree::node_at(&s.root.join(p))
                 .map(|node| (p.clone(), node))
-                .map_err(|e| format!("cannot read input {}: {e}", p.display()))
+                .map_err(|source| ActionError::ReadInput {
+                    path: p.clone(),
+                    source,
+                })
         })
         .collect::<Result<_, _>>()?;
     entries.extend(outputs);
@@ -173,7 +208,7 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
     let arguments = match s.invocations {
         [one] => arguments(one)?,
         _ => {
-            not_here("its files are split over several processes".into());
+            not_here(NotExecutable::Batched);
             vec![
                 "preflight-batches".into(),
                 s.invocations
@@ -201,10 +236,7 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, String> {
             Some(rel) => output_paths.push(rel.to_string_lossy().into_owned()),
             // REAPI output paths stay inside the working folder.
             None => {
-                return Err(format!(
-                    "its output `{}` is outside its `dir`",
-                    out.display()
-                ));
+                return Err(ActionError::OutputOutsideDir(out.to_path_buf()));
             }
         }
     }

@@ -91,9 +91,8 @@ fn read_source(digest: &re::Digest, source: &Source) -> RemoteResult<Arc<Vec<u8>
     match source {
         Source::Bytes(b) => Ok(Arc::clone(b)),
         Source::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                RemoteError::new(format!("cannot read {}", path.display()), e.to_string())
-            })?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| RemoteError::caused(format!("cannot read {}", path.display()), e))?;
             if digest_of(&bytes) != *digest {
                 return Err(RemoteError::new(
                     format!("cannot upload {}", path.display()),
@@ -177,7 +176,7 @@ impl Connection {
         }
         flush(&mut batch, &mut tasks);
         while let Some(done) = tasks.join_next().await {
-            done.map_err(|e| RemoteError::new("an upload task failed", e.to_string()))??;
+            done.map_err(|e| RemoteError::caused("an upload task failed", e))??;
         }
         Ok(report)
     }
@@ -198,7 +197,7 @@ impl Connection {
                 .collect::<RemoteResult<Vec<_>>>()
         })
         .await
-        .map_err(|e| RemoteError::new("cannot read the blobs to upload", e.to_string()))??;
+        .map_err(|e| RemoteError::caused("cannot read the blobs to upload", e))??;
         let response = self
             .call("cannot upload to the remote cache", || {
                 let mut client = self.cas_client();
@@ -240,7 +239,7 @@ impl Connection {
             let mut stream: Box<dyn Read> = match &source {
                 Source::Bytes(b) => Box::new(std::io::Cursor::new(b.to_vec())),
                 Source::File(path) => Box::new(std::fs::File::open(path).map_err(|e| {
-                    RemoteError::new(format!("cannot read {}", path.display()), e.to_string())
+                    RemoteError::caused(format!("cannot read {}", path.display()), e)
                 })?),
             };
             let mut hasher = Sha256::new();
@@ -249,7 +248,7 @@ impl Connection {
             loop {
                 let mut chunk = vec![0u8; STREAM_CHUNK];
                 let n = read_full(&mut stream, &mut chunk)
-                    .map_err(|e| RemoteError::new("cannot read a blob to upload", e.to_string()))?;
+                    .map_err(|e| RemoteError::caused("cannot read a blob to upload", e))?;
                 chunk.truncate(n);
                 hasher.update(&chunk);
                 let last = offset + n as i64 >= expected.size_bytes || n == 0;
@@ -282,9 +281,7 @@ impl Connection {
             self.stream_timeout(digest.size_bytes),
         );
         let sent = client.write(request).await;
-        reader
-            .await
-            .map_err(|e| RemoteError::new(&what, e.to_string()))??;
+        reader.await.map_err(|e| RemoteError::caused(&what, e))??;
         let response = sent
             .map_err(|s| RemoteError::status(&what, &s))?
             .into_inner();
@@ -350,8 +347,7 @@ impl Connection {
         }
         let mut found = HashMap::new();
         while let Some(done) = tasks.join_next().await {
-            let blobs =
-                done.map_err(|e| RemoteError::new("a download task failed", e.to_string()))??;
+            let blobs = done.map_err(|e| RemoteError::caused("a download task failed", e))??;
             for (hash, bytes) in blobs {
                 found.insert(hash, Arc::new(bytes));
             }
@@ -439,7 +435,7 @@ impl Connection {
                 break;
             }
             out.write_all(&chunk.data)
-                .map_err(|e| RemoteError::new(&what, e.to_string()))?;
+                .map_err(|e| RemoteError::caused(&what, e))?;
         }
         if size != digest.size_bytes || crate::cache::inputs::hex(&hasher.finalize()) != digest.hash
         {
@@ -454,8 +450,7 @@ impl Connection {
     /// Downloads one blob into a file (created), checked against its digest.
     pub async fn download_file(&self, digest: &re::Digest, path: &Path) -> RemoteResult<()> {
         let what = format!("cannot write {}", path.display());
-        let mut file =
-            std::fs::File::create(path).map_err(|e| RemoteError::new(&what, e.to_string()))?;
+        let mut file = std::fs::File::create(path).map_err(|e| RemoteError::caused(&what, e))?;
         let budget = self.capabilities.batch_budget();
         if (digest.size_bytes as usize) < budget / 2 {
             let blobs = self.read_blobs(vec![digest.clone()]).await?;
@@ -464,13 +459,12 @@ impl Connection {
                 .cloned()
                 .ok_or_else(|| RemoteError::new(&what, "the server did not send the blob"))?;
             file.write_all(&bytes)
-                .map_err(|e| RemoteError::new(&what, e.to_string()))?;
+                .map_err(|e| RemoteError::caused(&what, e))?;
             return Ok(());
         }
         let mut out = std::io::BufWriter::new(file);
         self.read_stream(digest, &mut out).await?;
-        out.flush()
-            .map_err(|e| RemoteError::new(&what, e.to_string()))
+        out.flush().map_err(|e| RemoteError::caused(&what, e))
     }
 }
 

@@ -22,6 +22,9 @@ pub struct RemoteError {
     pub detail: String,
     /// The gRPC code, when the server (or the channel) answered with one.
     pub code: Option<Code>,
+    /// The local failure behind it (a file that cannot be read, a task that panicked).
+    #[source]
+    pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl RemoteError {
@@ -30,6 +33,20 @@ impl RemoteError {
             what: what.into(),
             detail: detail.into(),
             code: None,
+            cause: None,
+        }
+    }
+
+    /// A failure caused by a local error, which is kept as the source.
+    pub fn caused(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        RemoteError {
+            what: what.into(),
+            detail: cause.to_string(),
+            code: None,
+            cause: Some(Box::new(cause)),
         }
     }
 
@@ -43,6 +60,7 @@ impl RemoteError {
                 format!("{:?}: {message}", status.code())
             },
             code: Some(status.code()),
+            cause: None,
         }
     }
 }
@@ -112,7 +130,7 @@ impl Connection {
             }
         };
         let mut endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| RemoteError::new(&what, e.to_string()))?
+            .map_err(|e| RemoteError::caused(&what, e))?
             .connect_timeout(remote.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
@@ -127,7 +145,7 @@ impl Connection {
             }
             endpoint = endpoint
                 .tls_config(tls)
-                .map_err(|e| RemoteError::new(&what, e.to_string()))?;
+                .map_err(|e| RemoteError::caused(&what, e))?;
         }
         let mut headers = MetadataMap::new();
         for (name, variable) in &remote.headers {

@@ -4,6 +4,17 @@
 //!
 //! A cache never fails a run: when the server is down, slow or refusing, the run says so
 //! once and goes on locally.
+//!
+//! What lives here: the session of one run (this file), a step as an Action (`action`,
+//! `tree`), the channel and its errors (`connection`, `proto`), blob transfer (`cas`),
+//! results between the local and the remote store (`results`), remote execution
+//! (`execute`), and the worker (`worker`, `bots`, `host`).
+//!
+//! What it may import: the configuration, the local cache (`cache`: the store, keys,
+//! inputs), `process` and `git`. What it must not import: the reporter (`report`), the
+//! executor (`exec`), the commands or the command line (`cli`); and the cache never imports
+//! this module. Problems go back as values (`Warning`, `RemoteError`, typed errors), which
+//! the executor puts into words.
 
 pub mod action;
 pub mod bots;
@@ -61,11 +72,11 @@ pub enum Warning {
 pub struct Session {
     /// Started at the first remote call: a run whose steps all hit the local cache (a
     /// commit hook, mostly) pays nothing for having a remote.
-    runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
+    runtime: OnceLock<std::io::Result<tokio::runtime::Runtime>>,
     pub config: Remote,
     pub cache: RemoteCache,
     pub execute: bool,
-    connection: OnceLock<Result<Connection, String>>,
+    connection: OnceLock<Result<Connection, RemoteError>>,
     /// Set at the first sign that the server is unreachable: the rest of the run is local.
     down: AtomicBool,
     /// Set when the server turns out to have no Execution service: steps run here, the
@@ -134,9 +145,10 @@ impl Session {
                 .thread_name("preflight-remote")
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the remote client: {e}"))
         });
-        runtime.as_ref().map_err(|e| self.once(e.clone()))
+        runtime
+            .as_ref()
+            .map_err(|e| self.once(format!("cannot start the remote client: {e}")))
     }
 
     /// The connection, opened at first use; `Err` carries the warning to show (once).
@@ -145,11 +157,9 @@ impl Session {
             return Err(Warning::Said);
         }
         let runtime = self.runtime()?;
-        let opened = self.connection.get_or_init(|| {
-            runtime
-                .block_on(Connection::open(&self.config))
-                .map_err(|e| e.to_string())
-        });
+        let opened = self
+            .connection
+            .get_or_init(|| runtime.block_on(Connection::open(&self.config)));
         match opened {
             Ok(c) => Ok(c),
             Err(e) => Err(self.once(format!("{e}; the run goes on without the remote"))),

@@ -48,8 +48,7 @@ async fn fetch_to_store(
     digest: &re::Digest,
     store: &Store,
 ) -> RemoteResult<()> {
-    let local =
-        |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
+    let local = |e: std::io::Error| RemoteError::caused("cannot write to the local cache", e);
     let tmp =
         tempfile::NamedTempFile::new_in(store.scratch_dir().map_err(local)?).map_err(local)?;
     // Checked against its digest as it arrives, then moved in without another copy.
@@ -130,7 +129,9 @@ pub async fn fetch(
         let mut listing = FolderListing {
             directories: vec![RecordPath::new(Path::new(""))],
         };
-        for (rel, flat) in tree::flatten(&root, &tree::tree_children(&tree)).map_err(bad)? {
+        for (rel, flat) in tree::flatten(&root, &tree::tree_children(&tree))
+            .map_err(|e| RemoteError::caused("the remote result is unusable", e))?
+        {
             let path = base.join(&rel);
             match flat {
                 Flat::File { digest, executable } => {
@@ -152,7 +153,7 @@ pub async fn fetch(
         let listing = serde_json::to_vec(&listing).expect("a listing serialises");
         let tree_digest = store
             .put_bytes(&listing)
-            .map_err(|e| RemoteError::new("cannot write to the local cache", e.to_string()))?;
+            .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?;
         entry.output_directories.push(OutputDirectory {
             path: RecordPath::new(&base),
             tree_digest,
@@ -180,8 +181,7 @@ pub async fn fetch(
         fetch_to_store(connection, digest, store).await?;
     }
     // In rounds, so that a result of many files never sits in memory whole.
-    let local =
-        |e: std::io::Error| RemoteError::new("cannot write to the local cache", e.to_string());
+    let local = |e: std::io::Error| RemoteError::caused("cannot write to the local cache", e);
     let mut round: Vec<re::Digest> = Vec::new();
     let mut round_bytes = 0i64;
     let mut rest = missing.into_iter().peekable();
@@ -213,7 +213,7 @@ pub async fn fetch(
     entry.stdout_digest = Some(
         store
             .put_bytes(&log)
-            .map_err(|e| RemoteError::new("cannot write to the local cache", e.to_string()))?,
+            .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?,
     );
     entry.execution_metadata = ExecutionMetadata {
         worker: result
@@ -227,23 +227,34 @@ pub async fn fetch(
     Ok(entry)
 }
 
+/// Why a local entry cannot be sent as a REAPI result.
+#[derive(Debug, thiserror::Error)]
+pub enum NotUploadable {
+    #[error("output `{0}` is outside the step's folder")]
+    OutsideFolder(String),
+    #[error("output `{}` is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
+}
+
 /// A local entry as a REAPI result, with every blob it refers to (read from the store).
 pub fn to_remote(
     entry: &ActionResult,
     working_dir: &Path,
     store: &Store,
-) -> Result<(re::ActionResult, Blobs), String> {
+) -> Result<(re::ActionResult, Blobs), NotUploadable> {
     let mut blobs = Blobs::default();
-    let relative = |p: &RecordPath| -> Result<PathBuf, String> {
+    let relative = |p: &RecordPath| -> Result<PathBuf, NotUploadable> {
         p.to_path()
             .strip_prefix(working_dir)
             .map(Path::to_path_buf)
-            .map_err(|_| format!("output `{p}` is outside the step's folder"))
+            .map_err(|_| NotUploadable::OutsideFolder(p.to_string()))
     };
-    let text = |p: &Path| -> Result<String, String> {
+    let text = |p: &Path| -> Result<String, NotUploadable> {
         p.to_str()
             .map(str::to_string)
-            .ok_or_else(|| format!("output `{}` is not UTF-8", p.display()))
+            .ok_or_else(|| NotUploadable::NotUtf8(p.to_path_buf()))
     };
     let mut result = re::ActionResult {
         exit_code: entry.exit_code,

@@ -53,14 +53,35 @@ impl MerkleTree {
     }
 }
 
-fn name_of(part: &std::ffi::OsStr) -> Result<String, String> {
+/// Why some paths do not make a tree, or a tree from the server cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("`{}` is not UTF-8", .0.to_string_lossy())]
+    NotUtf8(std::ffi::OsString),
+    #[error("`{}` is not a plain relative path", .0.display())]
+    NotPlain(PathBuf),
+    #[error("`{}` is both a file and a folder", .0.display())]
+    FileAndFolder(PathBuf),
+    #[error("`{}` appears twice", .0.display())]
+    Twice(PathBuf),
+    #[error("the remote sent an unsafe name `{0}`")]
+    UnsafeName(String),
+    #[error("the remote sent a tree deeper than 256 folders")]
+    TooDeep,
+    #[error("file `{0}` has no valid digest")]
+    NoDigest(String),
+    #[error("folder `{}` is missing from the tree", .0.display())]
+    MissingFolder(PathBuf),
+}
+
+fn name_of(part: &std::ffi::OsStr) -> Result<String, TreeError> {
     part.to_str()
         .map(str::to_string)
-        .ok_or_else(|| format!("`{}` is not UTF-8", part.to_string_lossy()))
+        .ok_or_else(|| TreeError::NotUtf8(part.to_os_string()))
 }
 
 /// Builds the tree of some entries, each at a relative path made of plain names.
-pub fn build(entries: impl IntoIterator<Item = (PathBuf, Node)>) -> Result<MerkleTree, String> {
+pub fn build(entries: impl IntoIterator<Item = (PathBuf, Node)>) -> Result<MerkleTree, TreeError> {
     let mut top = Folder::default();
     let mut blobs = Blobs::default();
     for (path, node) in entries {
@@ -69,7 +90,7 @@ pub fn build(entries: impl IntoIterator<Item = (PathBuf, Node)>) -> Result<Merkl
             match c {
                 Component::Normal(p) => parts.push(name_of(p)?),
                 Component::CurDir => {}
-                _ => return Err(format!("`{}` is not a plain relative path", path.display())),
+                _ => return Err(TreeError::NotPlain(path.clone())),
             }
         }
         let Some(last) = parts.pop() else {
@@ -78,7 +99,7 @@ pub fn build(entries: impl IntoIterator<Item = (PathBuf, Node)>) -> Result<Merkl
         let mut folder = &mut top;
         for part in parts {
             if folder.files.contains_key(&part) || folder.links.contains_key(&part) {
-                return Err(format!("`{}` is both a file and a folder", path.display()));
+                return Err(TreeError::FileAndFolder(path));
             }
             folder = folder.folders.entry(part).or_default();
         }
@@ -86,7 +107,7 @@ pub fn build(entries: impl IntoIterator<Item = (PathBuf, Node)>) -> Result<Merkl
             || folder.links.contains_key(&last)
             || (folder.folders.contains_key(&last) && !matches!(node, Node::Folder));
         if clash {
-            return Err(format!("`{}` appears twice", path.display()));
+            return Err(TreeError::Twice(path));
         }
         match node {
             Node::File {
@@ -273,7 +294,7 @@ pub enum Flat {
 }
 
 /// A name from the server: one plain component, never `.`, `..` or a path.
-fn safe_name(name: &str) -> Result<&str, String> {
+fn safe_name(name: &str) -> Result<&str, TreeError> {
     let plain = !name.is_empty()
         && name != "."
         && name != ".."
@@ -282,7 +303,7 @@ fn safe_name(name: &str) -> Result<&str, String> {
     if plain {
         Ok(name)
     } else {
-        Err(format!("the remote sent an unsafe name `{name}`"))
+        Err(TreeError::UnsafeName(name.to_string()))
     }
 }
 
@@ -291,7 +312,7 @@ fn safe_name(name: &str) -> Result<&str, String> {
 pub fn flatten(
     root: &re::Directory,
     children: &HashMap<String, re::Directory>,
-) -> Result<Vec<(PathBuf, Flat)>, String> {
+) -> Result<Vec<(PathBuf, Flat)>, TreeError> {
     let mut out = Vec::new();
     flatten_into(root, Path::new(""), children, &mut out, 0)?;
     Ok(out)
@@ -303,16 +324,16 @@ fn flatten_into(
     children: &HashMap<String, re::Directory>,
     out: &mut Vec<(PathBuf, Flat)>,
     depth: usize,
-) -> Result<(), String> {
+) -> Result<(), TreeError> {
     if depth > 256 {
-        return Err("the remote sent a tree deeper than 256 folders".into());
+        return Err(TreeError::TooDeep);
     }
     for f in &dir.files {
         let digest = f
             .digest
             .clone()
             .filter(super::proto::well_formed)
-            .ok_or_else(|| format!("file `{}` has no valid digest", f.name))?;
+            .ok_or_else(|| TreeError::NoDigest(f.name.clone()))?;
         out.push((
             at.join(safe_name(&f.name)?),
             Flat::File {
@@ -334,7 +355,7 @@ fn flatten_into(
         let digest = d.digest.clone().unwrap_or_default();
         let child = children
             .get(&digest.hash)
-            .ok_or_else(|| format!("folder `{}` is missing from the tree", path.display()))?;
+            .ok_or_else(|| TreeError::MissingFolder(path.clone()))?;
         out.push((path.clone(), Flat::Folder));
         flatten_into(child, &path, children, out, depth + 1)?;
     }
@@ -409,6 +430,7 @@ mod tests {
             (PathBuf::from("a/b"), file(b"2")),
         ])
         .unwrap_err();
-        assert!(err.contains("both"), "{err}");
+        assert!(matches!(err, TreeError::FileAndFolder(_)), "{err}");
+        assert_eq!(err.to_string(), "`a/b` is both a file and a folder");
     }
 }

@@ -59,6 +59,14 @@ pub fn error(message: &str, color: bool) {
     }
 }
 
+/// Writes an error for the user on stderr, then its advice: one `help:` line per hint.
+pub fn error_with_hints(message: &str, hints: &[String], color: bool) {
+    error(message, color);
+    for hint in hints {
+        eprintln!("help: {}", hint.trim_end());
+    }
+}
+
 /// Writes a warning or a notice for the user on stderr, prefixed with `preflight:`.
 pub fn warn(message: &str, color: bool) {
     let style = console::Style::new().yellow().bold().force_styling(color);

@@ -10,6 +10,7 @@ mod ci;
 mod commitsafety;
 mod config_errors;
 mod examples;
+mod exit_codes;
 mod files;
 mod fuzz;
 mod hooks;

@@ -341,7 +341,7 @@ fn outside_a_repository_or_without_config_is_a_clear_error() {
             .output()
             .unwrap(),
     );
-    out.code(2);
+    out.code(3);
     assert!(
         out.stderr.contains("not inside a git repository"),
         "{}",
@@ -350,7 +350,7 @@ fn outside_a_repository_or_without_config_is_a_clear_error() {
 
     let repo = Repo::new();
     let run = repo.run(&["run"]);
-    run.code(2);
+    run.code(3);
     assert!(
         run.stderr.contains("no preflight.toml found"),
         "{}",

@@ -295,13 +295,19 @@ impl SetAside {
     }
 
     pub(super) fn recovery_error(&self, path: &Path, e: std::io::Error) -> Error {
-        Error::Setup(format!(
-            "cannot put back {}: {e}\nyour unstaged work is safe in {}: your own versions of \
-             the files are in its work/ folder, by path.\nhelp: once the cause is fixed (free \
-             some disk space?), run `preflight recover` to put everything back",
-            path.display(),
-            self.dir.display()
-        ))
+        Error::Io {
+            message: format!(
+                "cannot put back {}: {e}\nyour unstaged work is safe in {}: your own versions of \
+                 the files are in its work/ folder, by path.",
+                path.display(),
+                self.dir.display()
+            ),
+            source: e,
+        }
+        .hint(
+            "once the cause is fixed (free some disk space?), run `preflight recover` to put \
+             everything back",
+        )
     }
 }
 
@@ -355,10 +361,10 @@ pub(super) fn capture(
             }
             Node::Other => {
                 return Err(Error::Setup(format!(
-                    "cannot set aside {}: it is neither a file, a symlink nor a folder\n\
-                     help: move it away, then commit again",
+                    "cannot set aside {}: it is neither a file, a symlink nor a folder",
                     path.display()
-                )));
+                ))
+                .hint("move it away, then commit again"));
             }
             Node::File { mode, .. } => {
                 let bytes = std::fs::read(root.join(path)).map_err(failed)?;

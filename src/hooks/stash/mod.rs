@@ -86,11 +86,11 @@ impl Stash {
         let unmerged = repo.unmerged_files()?;
         if !unmerged.is_empty() {
             return Err(Error::Setup(format!(
-                "{} {} unresolved merge conflicts, so there is nothing to check yet\n\
-                 help: resolve the conflicts and `git add` the files, then commit again",
+                "{} {} unresolved merge conflicts, so there is nothing to check yet",
                 list(&unmerged),
                 if unmerged.len() == 1 { "has" } else { "have" }
-            )));
+            ))
+            .hint("resolve the conflicts and `git add` the files, then commit again"));
         }
         let git = repo.cli()?;
         let dir = backup_root(repo);
@@ -156,9 +156,9 @@ impl Stash {
             let undone = stash.put_back(false, &[], true);
             stash.readd_intent_to_add();
             return Err(match undone {
-                Ok(_) => Error::Setup(format!(
-                    "cannot set unstaged changes aside ({e}); the work tree is as it was"
-                )),
+                Ok(_) => e.reworded(|e| {
+                    format!("cannot set unstaged changes aside ({e}); the work tree is as it was")
+                }),
                 Err(again) => again,
             });
         }

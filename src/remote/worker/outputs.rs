@@ -107,7 +107,7 @@ pub fn collect(
 /// want the root directory digest (REAPI 2.3) find it.
 fn folder(full: &Path, name: &str, blobs: &mut Blobs) -> Result<re::OutputDirectory, Failure> {
     let entries = tree::scan(full).map_err(|e| Failure::output(name, e.to_string()))?;
-    let merkle = tree::build(entries).map_err(|e| Failure::output(name, e))?;
+    let merkle = tree::build(entries).map_err(|e| Failure::output(name, e.to_string()))?;
     let tree_digest = blobs.add_message(&merkle.to_tree());
     let root_digest = merkle.root_digest.clone();
     blobs.extend(merkle.blobs);

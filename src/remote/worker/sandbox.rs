@@ -113,7 +113,7 @@ pub async fn materialise(
     top: &re::Directory,
     folders: &HashMap<String, re::Directory>,
 ) -> Result<(), Failure> {
-    let entries = tree::flatten(top, folders).map_err(Failure::invalid)?;
+    let entries = tree::flatten(top, folders).map_err(|e| Failure::invalid(e.to_string()))?;
     let (files, links) = tokio::task::block_in_place(|| lay_out(root, entries))?;
     let missing = tokio::task::block_in_place(|| copy_cached(cache, files))?;
     let (large, small): (Vec<_>, Vec<_>) = missing
