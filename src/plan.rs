@@ -176,6 +176,42 @@ fn unknown_step(config: &Config, name: &str) -> Error {
     ))
 }
 
+/// Keeps only the named steps of a plan: the steps they need outside the job ran in the
+/// CI jobs this one needs.
+pub fn only_steps(plan: Plan, names: &[String]) -> Plan {
+    let keep: Vec<bool> = plan
+        .steps
+        .iter()
+        .map(|s| names.contains(&s.step.name))
+        .collect();
+    let mut position = vec![usize::MAX; keep.len()];
+    let mut next = 0;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            position[i] = next;
+            next += 1;
+        }
+    }
+    let remap = |list: Vec<usize>| -> Vec<usize> {
+        list.into_iter()
+            .filter(|&i| keep[i])
+            .map(|i| position[i])
+            .collect()
+    };
+    let steps = plan
+        .steps
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(mut s, _)| {
+            s.needs = remap(std::mem::take(&mut s.needs));
+            s.after = remap(std::mem::take(&mut s.after));
+            s
+        })
+        .collect();
+    Plan { steps }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,10 @@
 //! it out. Every string reaches YAML through the `q` filter (a double-quoted scalar).
 
 mod buildkite;
+pub mod drift;
 pub mod github;
 mod gitlab;
+pub mod jobs;
 pub mod pins;
 mod woodpecker;
 

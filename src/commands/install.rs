@@ -1,11 +1,11 @@
 //! `preflight install`, `uninstall` and `install --check`: the shims in git's hooks folder.
 
 use super::current_dir;
-use super::run;
 use crate::cli::{Cli, InstallArgs};
 use crate::error::{Error, Result, exit};
 use crate::git;
 use crate::hooks::{self, Change, Health};
+use crate::pipeline;
 use crate::report;
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ fn shown(path: &std::path::Path, root: &std::path::Path) -> String {
 
 pub fn install(cli: &Cli, args: &InstallArgs, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
-    run::recover_unstaged(&repo, color);
+    pipeline::recover_unstaged(&repo, color);
     let config = super::config_for(cli, &repo)?;
     let mut wanted: Vec<String> = config.hooks.keys().cloned().collect();
     for extra in &args.hook {
@@ -77,7 +77,7 @@ pub fn install(cli: &Cli, args: &InstallArgs, color: bool) -> Result<i32> {
 
 pub fn uninstall(_cli: &Cli, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
-    run::recover_unstaged(&repo, color);
+    pipeline::recover_unstaged(&repo, color);
     let dir = repo.hooks_dir();
     let mut changes = hooks::uninstall(&dir.path)?;
     // Shims left in the default folder after core.hooksPath was set go too.

@@ -90,6 +90,14 @@ fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
+/// The report format a `--format` flag names.
+fn report_format(format: crate::cli::OutputFormat) -> report::Format {
+    match format {
+        crate::cli::OutputFormat::Human => report::Format::Human,
+        crate::cli::OutputFormat::Json => report::Format::Json,
+    }
+}
+
 fn current_dir() -> Result<PathBuf> {
     std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))
 }

@@ -2,6 +2,7 @@
 //! steps it needs have passed, and tells the reporter what happens.
 
 mod cached;
+pub use cached::{Foreseen, Preview, preview};
 pub mod invocation;
 mod not_found;
 mod remote;

@@ -1528,3 +1528,57 @@ inputs = ["sm/**"]
         }
     }
 }
+
+/// A dry run computes keys as the run does: a fixer is never cached, so neither it nor a
+/// step that needs it has a key, and the dry run must not promise one.
+#[test]
+fn a_dry_run_of_fixers_says_what_the_run_does() {
+    let repo = repo_with(
+        "[steps.fmt]\nrun = \"true\"\nfix = \"true\"\nfiles = [\"src/*.txt\"]\n\
+         [steps.lint]\nrun = \"echo run >> runs.log\"\ninputs = [\"src/**\"]\nneeds = [\"fmt\"]\n",
+    );
+    let states = |run: &crate::common::Run| -> Vec<(String, String)> {
+        run.stdout
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    v["step"].as_str().unwrap().to_string(),
+                    v["cache"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let dry = repo.run(&["run", "--fix", "--dry-run", "--format", "json"]);
+    dry.code(0);
+    let not_cached = vec![
+        ("fmt".to_string(), "not_cached".to_string()),
+        ("lint".to_string(), "not_cached".to_string()),
+    ];
+    assert_eq!(states(&dry), not_cached, "{}", dry.stdout);
+    let explained = repo.run(&["run", "--fix", "--explain"]);
+    explained.code(0);
+    assert!(
+        explained
+            .stdout
+            .contains("not cached: needed step `fmt` has no key"),
+        "{}",
+        explained.stdout
+    );
+    // The real run cached nothing, as the dry run said.
+    assert_eq!(repo.run(&["run", "--fix"]).status_of("lint"), "passed");
+    assert_eq!(runs(&repo), 2);
+    let dry = repo.run(&["run", "--fix", "--dry-run", "--format", "json"]);
+    assert_eq!(states(&dry), not_cached, "{}", dry.stdout);
+    // Without --fix the check is cached like any step.
+    let dry = repo.run(&["run", "--dry-run", "--format", "json"]);
+    assert_eq!(
+        states(&dry),
+        vec![
+            ("fmt".to_string(), "miss".to_string()),
+            ("lint".to_string(), "miss".to_string()),
+        ],
+        "{}",
+        dry.stdout
+    );
+}
