@@ -365,20 +365,25 @@ impl RunRequest {
     }
 }
 
-/// The remote cache mode the flag or `PREFLIGHT_REMOTE_CACHE` names.
+/// The remote cache mode the flag or `PREFLIGHT_REMOTE_CACHE` names. Where the flag exists,
+/// the variable is held to the flag's values; a hook or a watch ignores a bad value rather
+/// than stop a commit over it.
 fn remote_cache(args: &Args, env: &Env) -> Result<Option<RemoteCache>> {
     if let Some(flag) = &args.remote_cache {
         return Ok(RemoteCache::parse(flag));
     }
-    let Some(value) = env.remote_cache.as_deref().map(str::trim) else {
+    let Some(value) = env.remote_cache.as_deref() else {
         return Ok(None);
     };
+    if !args.remote_flags {
+        return Ok(RemoteCache::parse(value.trim()));
+    }
     match RemoteCache::parse(value) {
-        None if args.remote_flags && !value.is_empty() => Err(Error::Usage(format!(
-            "invalid value '{value}' for PREFLIGHT_REMOTE_CACHE\n\
+        Some(mode) => Ok(Some(mode)),
+        None => Err(Error::Usage(format!(
+            "invalid value '{value}' for PREFLIGHT_REMOTE_CACHE (the --remote-cache setting)\n\
              help: one of off, read, read-write"
         ))),
-        mode => Ok(mode),
     }
 }
 
@@ -1033,4 +1038,139 @@ pub fn recover_unstaged(repo: &Repo, color: bool) -> bool {
         report::warn(&message, color);
     }
     all_back
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        config::parse(Path::new("preflight.toml"), text).unwrap()
+    }
+
+    fn resolve(args: Args, env: &Env, config: &Config) -> Result<RunRequest> {
+        RunRequest::resolve(args, env, config, false)
+    }
+
+    const REMOTE: &str = "[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\n\
+                          [remote]\nendpoint = \"grpc://localhost:1\"\nci_cache = \"read-write\"\n";
+
+    #[test]
+    fn no_cache_from_the_environment_turns_the_cache_off() {
+        let config = config(REMOTE);
+        let env = Env {
+            no_cache: true,
+            ..Env::default()
+        };
+        let request = resolve(Args::new(FileSource::Staged), &env, &config).unwrap();
+        assert!(!request.cache.read && !request.cache.write);
+        let request = resolve(Args::new(FileSource::Staged), &Env::default(), &config).unwrap();
+        assert!(request.cache.read && request.cache.write && !request.cache.explain);
+        let dry = Args {
+            dry_run: true,
+            ..Args::new(FileSource::Staged)
+        };
+        let request = resolve(dry, &Env::default(), &config).unwrap();
+        assert!(request.cache.read && !request.cache.write && request.cache.explain);
+    }
+
+    #[test]
+    fn the_remote_cache_comes_from_the_flag_the_environment_then_ci_cache() {
+        let config = config(REMOTE);
+        let read = Env {
+            remote_cache: Some(" read".into()),
+            ..Env::default()
+        };
+        // A hook trims the value and ignores a bad one.
+        let hook = resolve(Args::new(FileSource::Staged), &read, &config).unwrap();
+        assert_eq!(hook.remote.cache, Some(RemoteCache::Read));
+        let bad = Env {
+            remote_cache: Some("bogus".into()),
+            ..Env::default()
+        };
+        let hook = resolve(Args::new(FileSource::Staged), &bad, &config).unwrap();
+        assert_eq!(hook.remote.cache, None);
+        // Where the flag exists, the variable is held to its values.
+        let strict = || Args {
+            remote_flags: true,
+            ..Args::new(FileSource::Staged)
+        };
+        assert!(resolve(strict(), &bad, &config).is_err());
+        assert!(resolve(strict(), &read, &config).is_err());
+        let flag = Args {
+            remote_cache: Some("off".into()),
+            ..strict()
+        };
+        assert_eq!(
+            resolve(flag, &bad, &config).unwrap().remote.cache,
+            Some(RemoteCache::Off)
+        );
+        // Under --ci, without flag or variable, the `ci_cache` mode.
+        let ci = Args {
+            ci: true,
+            ..strict()
+        };
+        assert_eq!(
+            resolve(ci, &Env::default(), &config).unwrap().remote.cache,
+            Some(RemoteCache::ReadWrite)
+        );
+        assert_eq!(
+            resolve(strict(), &Env::default(), &config)
+                .unwrap()
+                .remote
+                .cache,
+            None
+        );
+    }
+
+    #[test]
+    fn preflight_skip_names_steps_except_in_watch_mode() {
+        let config = config(REMOTE);
+        let env = Env {
+            skip: Some(" a, ,c".into()),
+            ..Env::default()
+        };
+        let request = resolve(Args::new(FileSource::Staged), &env, &config).unwrap();
+        assert_eq!(request.selection.skip, ["a", "c"]);
+        let watch = Args {
+            env_skip: false,
+            ..Args::new(FileSource::Staged)
+        };
+        assert!(
+            resolve(watch, &env, &config)
+                .unwrap()
+                .selection
+                .skip
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn ci_and_github_actions_shape_the_output() {
+        let config = config(REMOTE);
+        let env = Env {
+            in_ci: true,
+            github_actions: true,
+            ..Env::default()
+        };
+        assert!(!env.interactive());
+        let request = resolve(Args::new(FileSource::Staged), &env, &config).unwrap();
+        assert!(!request.output.live && request.output.github);
+        let dumb = Env {
+            dumb_term: true,
+            ..Env::default()
+        };
+        assert!(!dumb.interactive());
+    }
+
+    #[test]
+    fn force_must_name_a_step() {
+        let config = config(REMOTE);
+        let args = Args {
+            force: vec!["c".into()],
+            ..Args::new(FileSource::Staged)
+        };
+        let err = resolve(args, &Env::default(), &config).err().unwrap();
+        assert!(err.to_string().contains("--force names `c`"), "{err}");
+    }
 }
