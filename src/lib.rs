@@ -21,5 +21,6 @@ pub mod plan;
 pub mod process;
 pub mod remote;
 pub mod report;
+pub mod setup;
 pub mod signals;
 pub mod watch;

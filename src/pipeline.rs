@@ -939,51 +939,6 @@ pub fn pushed_commits(
     Ok(pushed)
 }
 
-/// Prints the diffs and a summary; returns the exit code.
-pub fn report_drift(
-    drifted: &[crate::ci::drift::Drift],
-    config: &Config,
-    in_run: bool,
-    color: bool,
-) -> i32 {
-    if drifted.is_empty() {
-        if !in_run {
-            report::print("the generated CI files are up to date\n");
-        }
-        return exit::SUCCESS;
-    }
-    for d in drifted {
-        report::print(&d.diff());
-    }
-    let list: Vec<String> = drifted
-        .iter()
-        .map(|d| match (&d.expected, &d.actual) {
-            (None, _) => format!("{} should no longer exist", d.path),
-            (Some(_), None) => format!("{} is missing", d.path),
-            (Some(_), Some(_)) => format!("{} is out of date", d.path),
-        })
-        .collect();
-    let name = config::display_path(&config.path);
-    let mut message = format!(
-        "the generated CI files do not match {name}:\n  {}\nhelp: run `preflight ci generate` and commit the result",
-        list.join("\n  ")
-    );
-    if in_run {
-        message.push_str(", or list the target in `[ci] allow_dirty`");
-    }
-    report::error(&message, color);
-    exit::STEPS_FAILED
-}
-
-/// The drift check `preflight run --ci` starts with; `Some(code)` stops the run.
-pub fn check_ci_drift(repo: &Repo, config: &Config, color: bool) -> Result<Option<i32>> {
-    let drifted = crate::ci::drift::drift(config, &repo.root, &config.ci.allow_dirty)?;
-    match report_drift(&drifted, config, true, color) {
-        exit::SUCCESS => Ok(None),
-        code => Ok(Some(code)),
-    }
-}
-
 /// Puts back unstaged work that a killed pre-commit run left saved, or says how. Returns
 /// whether everything that was set aside is back.
 pub fn recover_unstaged(repo: &Repo, color: bool) -> bool {

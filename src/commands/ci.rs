@@ -1,164 +1,18 @@
 //! `preflight ci generate` (write, `--check`, `--stdout`).
 
 use super::{current_dir, load_config};
-use crate::ci::drift::{configured_targets, raised_pins, read, render_all};
-use crate::ci::pins::Raised;
-use crate::ci::{self, Target};
 use crate::cli::{CiGenerateArgs, Cli};
-use crate::config::{self, Config};
-use crate::error::{Error, Result, exit};
-use crate::git::{self, Repo};
-use crate::report;
+use crate::error::Result;
+use crate::git;
+use crate::setup::ci::{self, Generate};
 
 pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
     let config = load_config(cli)?;
     let repo = git::discover(&current_dir()?)?;
-    let root = &repo.root;
-    warn_of_missing_branches(&repo, &config, color);
-
-    if let Some(name) = &args.stdout {
-        let target = parse_target(name)?;
-        let (_, text) = render_all(&config, root, &[target])?.remove(0);
-        report::print(&text);
-        return Ok(exit::SUCCESS);
-    }
-    if config.ci.targets.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} has no CI targets\nhelp: add `[ci] targets = [\"github\"]` (or gitlab, forgejo, \
-             woodpecker, buildkite)",
-            config::display_path(&config.path)
-        )));
-    }
-    let configured = configured_targets(&config);
-    let chosen: Vec<Target> = if args.targets.is_empty() {
-        configured.clone()
-    } else {
-        let mut chosen = Vec::new();
-        for name in &args.targets {
-            let t = parse_target(name)?;
-            if !configured.contains(&t) {
-                return Err(Error::Usage(format!(
-                    "`{name}` is not in `[ci] targets` of {}\nhelp: add it there first",
-                    config::display_path(&config.path)
-                )));
-            }
-            chosen.push(t);
-        }
-        chosen
+    let asked = Generate {
+        targets: args.targets.clone(),
+        check: args.check,
+        stdout: args.stdout.clone(),
     };
-
-    for (target, raised) in raised_pins(&config, root) {
-        if chosen.contains(&target) {
-            report_raised(target, &raised, &config, color);
-        }
-    }
-
-    if args.check {
-        let skip: Vec<String> = Target::ALL
-            .iter()
-            .filter(|t| !args.targets.is_empty() && !chosen.contains(t))
-            .map(|t| t.name().to_string())
-            .collect();
-        let drifted = ci::drift::drift(&config, root, &skip)?;
-        return Ok(crate::pipeline::report_drift(
-            &drifted, &config, false, color,
-        ));
-    }
-
-    for (target, text) in render_all(&config, root, &chosen)? {
-        let path = root.join(target.path());
-        if read(root, target.path()).as_deref() == Some(text.as_str()) {
-            report::print(&format!("unchanged {}\n", target.path()));
-            continue;
-        }
-        crate::atomic::write(&path, text.as_bytes(), Default::default())
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-        report::print(&format!("wrote {}\n", target.path()));
-    }
-    if args.targets.is_empty() {
-        for target in Target::ALL {
-            if configured.contains(&target) {
-                continue;
-            }
-            if let Some(text) = read(root, target.path())
-                && ci::is_generated(&text)
-            {
-                let path = root.join(target.path());
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
-                report::print(&format!(
-                    "removed {} (`{}` is no longer a target)\n",
-                    target.path(),
-                    target.name()
-                ));
-            }
-        }
-    }
-    Ok(exit::SUCCESS)
-}
-
-/// Says when a branch pattern of `[ci.triggers] push` matches no branch of this repository,
-/// local or remote-tracking: pushes would then never start CI (a `main` trigger in a
-/// repository whose branch is `master`).
-fn warn_of_missing_branches(repo: &Repo, config: &Config, color: bool) {
-    if config.ci.targets.is_empty() {
-        return;
-    }
-    let Ok(branches) = repo.branch_names() else {
-        return;
-    };
-    if branches.is_empty() {
-        return;
-    }
-    for pattern in &config.ci.triggers.push {
-        let matches = match globset::Glob::new(pattern) {
-            Ok(glob) => {
-                let glob = glob.compile_matcher();
-                branches.iter().any(|b| glob.is_match(b))
-            }
-            Err(_) => branches.contains(pattern),
-        };
-        if !matches {
-            report::warn(
-                &format!(
-                    "CI runs on pushes to `{pattern}`, but this repository has no such branch \
-                     (local or remote-tracking), so pushes will not start it\n\
-                     help: the branches are: {}; set `[ci.triggers] push = [...]` in {}",
-                    branches.join(", "),
-                    config::display_path(&config.path)
-                ),
-                color,
-            );
-        }
-    }
-}
-
-/// Says that a pin an update bot raised in a workflow is kept, and how to record it.
-fn report_raised(target: Target, raised: &Raised, config: &Config, color: bool) {
-    let version = |p: &config::Pin| p.version.clone().unwrap_or_default();
-    report::warn(
-        &format!(
-            "keeping {action} {found} ({sha}) from {path}, newer than the {configured} {name} \
-             gives\nhelp: to record it there, add to [ci.{target}.pins]: \
-             \"{action}\" = {{ sha = \"{sha}\", version = \"{found}\" }}",
-            action = raised.action,
-            found = version(&raised.found),
-            sha = raised.found.sha,
-            path = target.path(),
-            configured = version(&raised.configured),
-            name = config::display_path(&config.path),
-            target = target.name(),
-        ),
-        color,
-    );
-}
-
-fn parse_target(name: &str) -> Result<Target> {
-    Target::from_name(name).ok_or_else(|| {
-        let hint = match config::did_you_mean(name, config::CI_TARGETS) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!("the targets are: {}", config::CI_TARGETS.join(", ")),
-        };
-        Error::Usage(format!("unknown CI target `{name}`\nhelp: {hint}"))
-    })
+    ci::generate(&repo, &config, &asked, color)
 }

@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         None => None,
     };
     if args.ci
-        && let Some(code) = pipeline::check_ci_drift(&repo, &config, color)?
+        && let Some(code) = crate::setup::ci::check_before_run(&repo, &config, color)?
     {
         return Ok(code);
     }
