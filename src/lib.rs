@@ -1,7 +1,12 @@
 //! preflight: local-first CI as code.
 //!
-//! Dependencies flow one way: `cli → commands → {plan, exec} → {process, git, config, report}`.
-//! Only `report` writes to the terminal; the engine sends it `report::Event` values.
+//! Dependencies flow one way: `cli → commands → {pipeline, setup} → {plan, exec, cache,
+//! remote, hooks, ci, watch} → {process, git, config, report}`. `commands` turn arguments
+//! into requests and never import one another; `pipeline` is the one run pipeline that
+//! `run`, every hook and `watch` share (the only reader of the settings the environment
+//! gives a run); `setup` writes the generated CI files and the hook shims. Only `report`
+//! writes to the terminal; the engine sends it `report::Event` values. Signals are
+//! installed in one place, `signals`.
 
 pub mod atomic;
 pub mod cache;

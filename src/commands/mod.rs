@@ -1,4 +1,8 @@
-//! The commands: each turns parsed arguments into work, and the outcome into an exit code.
+//! The commands: each turns parsed arguments into a request for the layer below (a
+//! `pipeline::RunRequest` for `run`, `hook` and `watch`; `setup` for `ci generate`,
+//! `install`, `init`), and the outcome into an exit code. A command imports no other
+//! command and reads no environment variable; what they share (loading the configuration,
+//! the current folder, the report format) lives in this file.
 
 mod cache;
 mod ci;
