@@ -44,7 +44,7 @@ pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
     )?;
     // Named steps are explained without the steps they need; no names: every step.
     let wanted: HashSet<&str> = args.steps.iter().map(String::as_str).collect();
-    let steps: Vec<StepKey> = crate::pipeline::step_keys(&plan, &session, &repo.root)
+    let steps: Vec<StepKey> = crate::pipeline::step_keys(&plan, &session, Some(&repo.root))
         .into_iter()
         .filter(|s| wanted.is_empty() || wanted.contains(s.name.as_str()))
         .collect();

@@ -229,21 +229,25 @@ pub struct Preview {
 }
 
 /// Every step's key and what a run would do with it, in plan order, computed as the run
-/// computes them (`root`: where the steps would run).
-pub fn preview(plan: &Plan, cache: &Session, root: &Path) -> Vec<Preview> {
+/// computes them. `root`: where the steps would run; `None` for a checkout still to be
+/// made, which holds every file the plan names.
+pub fn preview(plan: &Plan, cache: &Session, root: Option<&Path>) -> Vec<Preview> {
     let mut keys: Vec<Option<String>> = vec![None; plan.steps.len()];
     let mut out: Vec<Option<Preview>> = (0..plan.steps.len()).map(|_| None).collect();
     for i in dependency_order(plan) {
         let planned = &plan.steps[i];
         let step = &planned.step;
-        let cwd = step
-            .dir
-            .as_ref()
-            .map_or_else(|| root.to_path_buf(), |d| root.join(d));
-        let skipped = planned
-            .files
-            .as_ref()
-            .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()));
+        // As the run decides: a step whose files are all gone is skipped.
+        let skipped = root.is_some_and(|root| {
+            let cwd = step
+                .dir
+                .as_ref()
+                .map_or_else(|| root.to_path_buf(), |d| root.join(d));
+            planned
+                .files
+                .as_ref()
+                .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+        });
         let not_cached = |keyed: Option<Keyed>, reasons: Vec<String>| Preview {
             name: step.name.clone(),
             keyed,

@@ -66,13 +66,13 @@ pub(super) fn session_at_commit(
 }
 
 /// `run --dry-run`: every step's key and state, nothing run.
-pub(super) fn show_dry_run(plan: &Plan, session: &Session, root: &Path, format: Format) {
+pub(super) fn show_dry_run(plan: &Plan, session: &Session, root: Option<&Path>, format: Format) {
     let steps = step_keys(plan, session, root);
     report::dry_run(&steps, format == Format::Json);
 }
 
 /// Every step's key and state as a run would find them, in plan order, for the report.
-pub fn step_keys(plan: &Plan, session: &Session, root: &Path) -> Vec<StepKey> {
+pub fn step_keys(plan: &Plan, session: &Session, root: Option<&Path>) -> Vec<StepKey> {
     exec::preview(plan, session, root)
         .into_iter()
         .map(|p| {

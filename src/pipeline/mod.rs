@@ -173,7 +173,7 @@ impl Prepared<'_> {
             if dry_run {
                 let session =
                     session_at_commit(config, repo, cache, commit.content.files, &repo.root)?;
-                show_dry_run(&plan, &session, &repo.root, output.format);
+                show_dry_run(&plan, &session, None, output.format);
                 return Ok(Outcome::DryRun);
             }
             let summary = execute_at_commit(
@@ -183,7 +183,7 @@ impl Prepared<'_> {
         }
         let session = session(config, repo, cache)?;
         if dry_run {
-            show_dry_run(&plan, &session, &repo.root, output.format);
+            show_dry_run(&plan, &session, Some(&repo.root), output.format);
             return Ok(Outcome::DryRun);
         }
         let place = Place::work_tree(repo);

@@ -1582,3 +1582,24 @@ fn a_dry_run_of_fixers_says_what_the_run_does() {
         dry.stdout
     );
 }
+
+/// `run --from --dry-run` judges the commit, as the run does: a file deleted in the work tree
+/// but present in the commit does not make its step look skipped.
+#[test]
+fn a_dry_run_of_a_commit_reads_the_commit_not_the_work_tree() {
+    let repo = repo_with(
+        "[steps.check]\nrun = \"echo run >> runs.log; cat {files}\"\nfiles = [\"src/*.txt\"]\n",
+    );
+    repo.write("src/c.txt", "gamma\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "c"]);
+    std::fs::remove_file(repo.path().join("src/c.txt")).unwrap();
+    let dry = repo.run(&["run", "--from", "HEAD~1", "--dry-run", "--format", "json"]);
+    dry.code(0);
+    let v: serde_json::Value = serde_json::from_str(dry.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(v["step"], "check");
+    assert_eq!(v["cache"], "miss", "{}", dry.stdout);
+    let run = repo.run(&["run", "--from", "HEAD~1"]);
+    run.code(0);
+    assert_eq!(run.status_of("check"), "passed");
+}
