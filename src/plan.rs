@@ -384,4 +384,23 @@ types = ["executable"]
         assert_eq!(got(1), ["bin/a"]);
         assert_eq!(got(2), ["bin/a", "bin/c"]);
     }
+
+    #[test]
+    fn only_steps_keeps_the_named_steps_and_their_order_among_themselves() {
+        let config = config(
+            "[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\nneeds = [\"a\"]\n\
+             [steps.c]\nrun = \"true\"\nneeds = [\"b\"]\n",
+        );
+        let plan = build(&config, &Selection::default(), &[], &NO_CONTENTS).unwrap();
+        let kept = only_steps(plan, &["a".to_string(), "c".to_string()]);
+        let names: Vec<&str> = kept.steps.iter().map(|s| s.step.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        // `c` needed `b`, which ran elsewhere (in the CI job `c`'s job needs): no edge left.
+        assert!(kept.steps[1].needs.is_empty());
+        let kept = only_steps(
+            build(&config, &Selection::default(), &[], &NO_CONTENTS).unwrap(),
+            &["b".to_string(), "c".to_string()],
+        );
+        assert_eq!(kept.steps[1].needs, [0]);
+    }
 }

@@ -395,3 +395,36 @@ fn debounce_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(Path::new("preflight.toml"), text).expect("valid")
+    }
+
+    #[test]
+    fn a_change_concerns_the_steps_whose_globs_match_and_those_that_need_them() {
+        let config = config(
+            "[steps.lint]\nrun = \"true\"\nfiles = [\"*.py\"]\n\
+             [steps.build]\nrun = \"true\"\ninputs = [\"src/**\"]\noutputs = [\"out/\"]\n\
+             [steps.test]\nrun = \"true\"\nneeds = [\"build\"]\ninputs = [\"tests/**\"]\n",
+        );
+        let selected: Vec<String> = ["lint", "build", "test"].map(String::from).to_vec();
+        let interests = Interests::new(&config, &selected);
+        let affected = |paths: &[&str]| -> Vec<String> {
+            let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            interests.affected(&paths).into_iter().collect()
+        };
+        assert_eq!(affected(&["src/main.rs"]), ["build", "test"]);
+        assert_eq!(affected(&["a.py"]), ["lint"]);
+        assert_eq!(affected(&["tests/t.rs"]), ["test"]);
+        assert!(affected(&["README.md"]).is_empty());
+        assert!(interests.concern(Path::new("src/x")));
+        assert!(!interests.concern(Path::new("docs/x")));
+        let outputs = outputs_matcher(&config, &selected).unwrap();
+        assert!(outputs.is_match(Path::new("out/bin")));
+        assert!(!outputs.is_match(Path::new("src/out")));
+    }
+}
