@@ -181,16 +181,15 @@ impl Prepared<'_> {
             )?;
             return Ok(Outcome::Ran(summary));
         }
-        let session = session(config, repo, cache)?;
-        if dry_run {
-            show_dry_run(&plan, &session, Some(&repo.root), output.format);
-            return Ok(Outcome::DryRun);
-        }
-        let place = Place::work_tree(repo);
         if !set_aside_unstaged {
+            let session = session(config, repo, cache)?;
+            if dry_run {
+                show_dry_run(&plan, &session, Some(&repo.root), output.format);
+                return Ok(Outcome::DryRun);
+            }
             let summary = execute_in(
                 repo,
-                &place,
+                &Place::work_tree(repo),
                 config,
                 plan,
                 &output,
@@ -210,9 +209,11 @@ impl Prepared<'_> {
             .iter()
             .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
         let stash = Stash::save(repo, (!whole_tree).then_some(files.as_slice()), fixers)?;
+        // Opened once the unstaged work is aside: the cache sees the files the steps see.
+        let session = session(config, repo, cache)?;
         let summary = execute_in(
             repo,
-            &place,
+            &Place::work_tree(repo),
             config,
             plan,
             &output,
