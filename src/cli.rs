@@ -248,11 +248,11 @@ pub struct RunArgs {
 /// Overrides of `[remote]` for one run.
 #[derive(Args, Debug, Default)]
 pub struct RemoteArgs {
-    /// Use the remote cache of [remote] this way (CI: read-write; laptops: read)
+    /// Use the remote cache of [remote] this way (CI: read-write; laptops: read); also
+    /// PREFLIGHT_REMOTE_CACHE
     #[arg(
         long,
         value_name = "MODE",
-        env = "PREFLIGHT_REMOTE_CACHE",
         value_parser = ["off", "read", "read-write"]
     )]
     pub remote_cache: Option<String>,

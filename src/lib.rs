@@ -1,8 +1,14 @@
 //! preflight: local-first CI as code.
 //!
-//! Dependencies flow one way: `cli → commands → {plan, exec} → {process, git, config, report}`.
-//! Only `report` writes to the terminal; the engine owns its events (`exec::Event`, typed data)
-//! and `report` renders them.
+//! Dependencies flow one way: `cli → commands → {pipeline, setup} → {plan, exec, cache,
+//! remote, hooks, ci, watch} → {process, git, config}`, with small leaves anyone may use
+//! (`error`, `shell`, `lock`, `atomic`, `signals`). `commands` turn arguments into requests
+//! and never import one another; `pipeline` is the one run pipeline that `run`, every hook
+//! and `watch` share (the only reader of the settings the environment gives a run); `setup`
+//! writes the generated CI files and the hook shims. The engine (`exec`) owns its
+//! vocabulary: `exec::Event`, `StepResult` and `Summary` carry data (durations, reasons,
+//! stages), never sentences. Only `report` words them and writes to the terminal; nothing
+//! below `pipeline` imports `report`.
 
 pub mod atomic;
 pub mod cache;
@@ -18,9 +24,12 @@ pub mod git;
 pub mod hooks;
 pub mod init;
 pub mod lock;
+pub mod pipeline;
 pub mod plan;
 pub mod process;
 pub mod remote;
 pub mod report;
+pub mod setup;
 pub mod shell;
+pub mod signals;
 pub mod watch;

@@ -177,6 +177,42 @@ fn unknown_step(config: &Config, name: &str) -> Error {
     .hint(hint)
 }
 
+/// Keeps only the named steps of a plan: the steps they need outside the job ran in the
+/// CI jobs this one needs.
+pub fn only_steps(plan: Plan, names: &[String]) -> Plan {
+    let keep: Vec<bool> = plan
+        .steps
+        .iter()
+        .map(|s| names.contains(&s.step.name))
+        .collect();
+    let mut position = vec![usize::MAX; keep.len()];
+    let mut next = 0;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            position[i] = next;
+            next += 1;
+        }
+    }
+    let remap = |list: Vec<usize>| -> Vec<usize> {
+        list.into_iter()
+            .filter(|&i| keep[i])
+            .map(|i| position[i])
+            .collect()
+    };
+    let steps = plan
+        .steps
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(mut s, _)| {
+            s.needs = remap(std::mem::take(&mut s.needs));
+            s.after = remap(std::mem::take(&mut s.after));
+            s
+        })
+        .collect();
+    Plan { steps }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +384,24 @@ types = ["executable"]
         assert_eq!(got(0), ["bin/a", "bin/b", ".aliases", ".bashrc", "s.sh"]);
         assert_eq!(got(1), ["bin/a"]);
         assert_eq!(got(2), ["bin/a", "bin/c"]);
+    }
+
+    #[test]
+    fn only_steps_keeps_the_named_steps_and_their_order_among_themselves() {
+        let config = config(
+            "[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\nneeds = [\"a\"]\n\
+             [steps.c]\nrun = \"true\"\nneeds = [\"b\"]\n",
+        );
+        let plan = build(&config, &Selection::default(), &[], &NO_CONTENTS).unwrap();
+        let kept = only_steps(plan, &["a".to_string(), "c".to_string()]);
+        let names: Vec<&str> = kept.steps.iter().map(|s| s.step.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        // `c` needed `b`, which ran elsewhere (in the CI job `c`'s job needs): no edge left.
+        assert!(kept.steps[1].needs.is_empty());
+        let kept = only_steps(
+            build(&config, &Selection::default(), &[], &NO_CONTENTS).unwrap(),
+            &["b".to_string(), "c".to_string()],
+        );
+        assert_eq!(kept.steps[1].needs, [0]);
     }
 }

@@ -2,6 +2,7 @@
 //! ignored paths, the steps' own outputs) and gathered over a short debounce into batches of
 //! repository-relative paths.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::Matcher;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -17,6 +18,104 @@ pub enum Batch {
     Changed(Vec<PathBuf>),
     Failed(String),
     Stop,
+}
+
+/// Which changed paths concern which of the watched steps.
+pub struct Interests {
+    steps: Vec<Interest>,
+}
+
+/// Which changed paths concern a step: its `files` and `inputs` globs (`None`: any change).
+struct Interest {
+    name: String,
+    matcher: Option<Matcher>,
+    needs: Vec<String>,
+}
+
+impl Interests {
+    /// The interests of the `selected` steps of `config`.
+    pub fn new(config: &Config, selected: &[String]) -> Interests {
+        let steps = selected
+            .iter()
+            .filter_map(|name| Some((name, config.steps.get(name)?)))
+            .map(|(name, step)| {
+                // A step with only `types` is about files anywhere.
+                let any_file = (step.files.is_empty() && !step.types.is_empty()).then_some("*");
+                let globs: Vec<&str> = step
+                    .files
+                    .iter()
+                    .chain(&step.inputs)
+                    .map(String::as_str)
+                    .chain(any_file)
+                    .collect();
+                let matcher = if globs.is_empty() {
+                    None
+                } else {
+                    Matcher::new(
+                        &globs,
+                        &step.exclude.iter().map(String::as_str).collect::<Vec<_>>(),
+                    )
+                    .ok()
+                };
+                Interest {
+                    name: name.clone(),
+                    matcher,
+                    needs: step.needs.clone(),
+                }
+            })
+            .collect();
+        Interests { steps }
+    }
+
+    /// Whether a change to `path` concerns any watched step.
+    pub fn concern(&self, path: &Path) -> bool {
+        self.steps
+            .iter()
+            .any(|i| i.matcher.as_ref().is_none_or(|m| m.is_match(path)))
+    }
+
+    /// The steps a change to any of `paths` concerns, and the steps that need them.
+    pub fn affected(&self, paths: &[PathBuf]) -> BTreeSet<String> {
+        let mut hit: BTreeSet<String> = self
+            .steps
+            .iter()
+            .filter(|i| match &i.matcher {
+                None => true,
+                Some(m) => paths.iter().any(|p| m.is_match(p)),
+            })
+            .map(|i| i.name.clone())
+            .collect();
+        loop {
+            let more: Vec<String> = self
+                .steps
+                .iter()
+                .filter(|i| !hit.contains(&i.name) && i.needs.iter().any(|n| hit.contains(n)))
+                .map(|i| i.name.clone())
+                .collect();
+            if more.is_empty() {
+                return hit;
+            }
+            hit.extend(more);
+        }
+    }
+}
+
+/// The `selected` steps' declared outputs (files or folders): writing them must not start
+/// another run.
+pub fn outputs_matcher(config: &Config, selected: &[String]) -> Option<Matcher> {
+    let globs: Vec<String> = selected
+        .iter()
+        .filter_map(|n| config.steps.get(n))
+        .flat_map(|step| step.outputs.iter())
+        .flat_map(|o| {
+            let o = o.trim_end_matches('/');
+            [format!("/{o}"), format!("/{o}/**")]
+        })
+        .collect();
+    if globs.is_empty() {
+        return None;
+    }
+    Matcher::new(&globs, &[]).ok()
 }
 
 /// Watches `root` and sends batches of changed paths (repository-relative) on the returned
@@ -294,5 +393,38 @@ fn debounce_loop(
             }
             pending.insert(rel.to_path_buf());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(Path::new("preflight.toml"), text).expect("valid")
+    }
+
+    #[test]
+    fn a_change_concerns_the_steps_whose_globs_match_and_those_that_need_them() {
+        let config = config(
+            "[steps.lint]\nrun = \"true\"\nfiles = [\"*.py\"]\n\
+             [steps.build]\nrun = \"true\"\ninputs = [\"src/**\"]\noutputs = [\"out/\"]\n\
+             [steps.test]\nrun = \"true\"\nneeds = [\"build\"]\ninputs = [\"tests/**\"]\n",
+        );
+        let selected: Vec<String> = ["lint", "build", "test"].map(String::from).to_vec();
+        let interests = Interests::new(&config, &selected);
+        let affected = |paths: &[&str]| -> Vec<String> {
+            let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            interests.affected(&paths).into_iter().collect()
+        };
+        assert_eq!(affected(&["src/main.rs"]), ["build", "test"]);
+        assert_eq!(affected(&["a.py"]), ["lint"]);
+        assert_eq!(affected(&["tests/t.rs"]), ["test"]);
+        assert!(affected(&["README.md"]).is_empty());
+        assert!(interests.concern(Path::new("src/x")));
+        assert!(!interests.concern(Path::new("docs/x")));
+        let outputs = outputs_matcher(&config, &selected).unwrap();
+        assert!(outputs.is_match(Path::new("out/bin")));
+        assert!(!outputs.is_match(Path::new("src/out")));
     }
 }

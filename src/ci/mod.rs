@@ -13,8 +13,10 @@
 //! each other.
 
 mod buildkite;
+pub mod drift;
 pub mod github;
 mod gitlab;
+pub mod jobs;
 pub mod pins;
 mod woodpecker;
 

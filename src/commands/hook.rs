@@ -2,22 +2,20 @@
 //! to NAME on that hook's files; around pre-commit, unstaged work is set aside and put back.
 
 use super::current_dir;
-use super::run::{self, Output};
-use crate::cli::{Cli, HookArgs, OutputFormat};
+use crate::cli::{Cli, HookArgs};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
-use crate::filetypes::{Contents, WorkTree};
 use crate::git::{self, PushUpdate, Repo};
-use crate::hooks::stash::Stash;
-use crate::plan::{self, Selection};
-use crate::process::Canceller;
+use crate::pipeline::{self, Args, Env, FileSource, Outcome, RunRequest};
 use crate::report;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let name = args.name.as_str();
-    if std::env::var_os("PREFLIGHT").is_some_and(|v| v == "0") {
+    let env = Env::read();
+    if env.hooks_off {
         report::warn(
             &format!("PREFLIGHT=0 is set, skipping the {name} hook"),
             color,
@@ -26,7 +24,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     }
     let cwd = current_dir()?;
     let repo = git::discover(&cwd)?;
-    run::recover_unstaged(&repo, color);
+    pipeline::recover_unstaged(&repo, color);
     let Some(config) = hook_config(cli, &repo, name, color)? else {
         return Ok(exit::SUCCESS);
     };
@@ -39,74 +37,51 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
             .map_err(|e| Error::io("cannot read the pre-push input", e))?;
         let updates = PushUpdate::parse_lines(&input)?;
         let remote = args.args.first().map_or("origin", String::as_str);
-        return pre_push(cli, &repo, &config, remote, &updates, color);
+        return pre_push(cli, &repo, &config, remote, &updates, &env, color);
     }
     let Some(binding) = config.hooks.get(name) else {
         return Ok(exit::SUCCESS);
     };
 
+    let commit = matches!(name, "pre-commit" | "pre-merge-commit");
     let mut msg_file = None;
-    let file_set = match name {
-        "pre-commit" | "pre-merge-commit" => repo.staged_files()?,
+    // File types are told from what the hook judges: the index for a commit.
+    let files = match name {
+        "pre-commit" | "pre-merge-commit" => FileSource::Staged,
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
-            Vec::new()
+            FileSource::Paths(Vec::new())
         }
         "post-checkout" => match args.args.as_slice() {
-            [from, to, ..] => changed(&repo, from, to)?,
-            _ => Vec::new(),
+            [from, to, ..] => FileSource::Changed {
+                from: from.clone(),
+                to: to.clone(),
+            },
+            _ => FileSource::Paths(Vec::new()),
         },
-        "post-merge" => changed(&repo, "ORIG_HEAD", "HEAD")?,
-        _ => repo.tracked_files()?,
+        "post-merge" => FileSource::Changed {
+            from: "ORIG_HEAD".into(),
+            to: "HEAD".into(),
+        },
+        _ => FileSource::Tracked { also: Vec::new() },
     };
-    let skip = run::skip_list(&config, color);
-    let selection = Selection {
-        names: &binding.steps,
+    let asked = Args {
+        steps: binding.steps.clone(),
         fix: binding.fix,
-        skip: &skip,
+        msg_file,
+        set_aside_unstaged: commit,
+        ..Args::new(files)
     };
-    // File types are told from what the hook judges: the index for a commit.
-    let work_tree = WorkTree { root: &repo.root };
-    let stored = match name {
-        "pre-commit" | "pre-merge-commit" => Some(repo.staged_contents()?),
-        _ => None,
+    let request = RunRequest::resolve(asked, &env, &config, color)?;
+    let canceller = pipeline::cancel_on_signals()?;
+    let (summary, restored, fixers) = match pipeline::run(&repo, &config, request, canceller)? {
+        Outcome::Committed {
+            summary,
+            restored,
+            fixers,
+        } => (summary, restored, fixers),
+        outcome => return Ok(outcome.exit_code()),
     };
-    let contents: &dyn Contents = match &stored {
-        Some(stored) => stored,
-        None => &work_tree,
-    };
-    let plan = plan::build(&config, &selection, &file_set, contents)?;
-    let fixers = plan.steps.iter().any(|s| s.fixes);
-    let output = hook_output(color);
-
-    let canceller = Canceller::new();
-    run::watch_signals(&canceller)?;
-    if !matches!(name, "pre-commit" | "pre-merge-commit") {
-        let cache = super::cache::default_session(&config, &repo)?;
-        let summary = run::execute(
-            &repo,
-            &config,
-            plan,
-            &output,
-            msg_file,
-            Some(cache),
-            canceller,
-        );
-        return Ok(run::exit_code(&summary));
-    }
-
-    // pre-commit: the steps see exactly what will be committed.
-    // Steps that get files see only staged files; a step without `files`, or whose command
-    // does not take `{files}`, reads the whole tree, and a fixer may write anywhere.
-    let whole_tree = plan
-        .steps
-        .iter()
-        .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
-    let stash = Stash::save(&repo, (!whole_tree).then_some(file_set.as_slice()), fixers)?;
-    let cache = super::cache::default_session(&config, &repo)?;
-    let summary = run::execute(&repo, &config, plan, &output, None, Some(cache), canceller);
-    let stage: &[PathBuf] = if summary.success() { &file_set } else { &[] };
-    let restored = stash.restore(fixers, stage)?;
     if !restored.rolled_back.is_empty() {
         report::warn(
             &format!(
@@ -150,7 +125,7 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
             color,
         );
     }
-    Ok(run::exit_code(&summary))
+    Ok(pipeline::exit_code(&summary))
 }
 
 /// The configuration a hook runs by: the one `--config` names; for a commit, the copy staged
@@ -221,35 +196,13 @@ fn refuse_empty_commit(repo: &Repo, staged: &[PathBuf], color: bool) -> Result<O
 fn pre_push(
     cli: &Cli,
     repo: &Repo,
-    work_tree_config: &config::Config,
+    work_tree_config: &Config,
     remote: &str,
     updates: &[PushUpdate],
+    env: &Env,
     color: bool,
 ) -> Result<i32> {
-    let mut pushed: Vec<Pushed> = Vec::new();
-    for update in updates {
-        let Some(commit) = repo.pushed_commit(update)? else {
-            continue;
-        };
-        let files = repo.pushed_files(remote, std::slice::from_ref(update))?;
-        let name = update
-            .remote_ref
-            .strip_prefix("refs/heads/")
-            .or_else(|| update.remote_ref.strip_prefix("refs/tags/"))
-            .unwrap_or(&update.remote_ref)
-            .to_string();
-        match pushed.iter_mut().find(|p| p.commit == commit) {
-            Some(p) => {
-                p.refs.push(name);
-                p.files.extend(files);
-            }
-            None => pushed.push(Pushed {
-                commit,
-                refs: vec![name],
-                files: files.into_iter().collect(),
-            }),
-        }
-    }
+    let pushed = pipeline::pushed_commits(repo, remote, updates)?;
     if pushed.is_empty() {
         report::warn(
             "this push sends no commit (it only deletes refs): nothing to check",
@@ -257,9 +210,7 @@ fn pre_push(
         );
         return Ok(exit::SUCCESS);
     }
-    let output = hook_output(color);
-    let canceller = Canceller::new();
-    run::watch_signals(&canceller)?;
+    let canceller = pipeline::cancel_on_signals()?;
     let mut code = exit::SUCCESS;
     for p in pushed {
         let commit = repo.commit_content(p.commit)?;
@@ -267,7 +218,7 @@ fn pre_push(
         let config = match &cli.config {
             // A configuration named on the command line is used as it is.
             Some(_) => work_tree_config.clone(),
-            None => match committed_config(repo, &commit, color)? {
+            None => match pipeline::committed_config(repo, &commit, color)? {
                 Some(config) => config,
                 None => {
                     report::warn(
@@ -292,103 +243,25 @@ fn pre_push(
             );
             continue;
         };
-        let skip = run::skip_list(&config, color);
-        let selection = Selection {
-            names: &binding.steps,
-            fix: run::no_fixes_on_a_commit(binding.fix, color),
-            skip: &skip,
+        let asked = Args {
+            steps: binding.steps.clone(),
+            fix: binding.fix,
+            ..Args::new(FileSource::Pushed {
+                commit: Box::new(commit),
+                files: p.files.into_iter().collect(),
+                refs,
+            })
         };
-        let files: Vec<PathBuf> = p.files.into_iter().filter(|f| commit.has_file(f)).collect();
-        // File types are told from the pushed commit's own files.
-        let contents = repo.commits_contents(&[&commit.id.to_string()])?;
-        let plan = plan::build(&config, &selection, &files, &contents)?;
-        let checked = run::Checked {
-            what: "the pushed commit",
-            refs: &refs,
-        };
-        let summary = run::execute_at_commit(
-            repo,
-            &config,
-            plan,
-            &output,
-            super::cache::default_mode(),
-            commit,
-            &checked,
-            std::sync::Arc::clone(&canceller),
-        )?;
+        let request = RunRequest::resolve(asked, env, &config, color)?;
+        let outcome = pipeline::run(repo, &config, request, Arc::clone(&canceller))?;
         if code == exit::SUCCESS {
-            code = run::exit_code(&summary);
+            code = outcome.exit_code();
         }
-        if summary.interrupted {
+        if outcome.summary().is_some_and(|s| s.interrupted) {
             break;
         }
     }
     Ok(code)
-}
-
-/// The configuration a commit holds (at the root, under one of the usual names).
-fn committed_config(
-    repo: &Repo,
-    commit: &git::CommitContent,
-    color: bool,
-) -> Result<Option<config::Config>> {
-    for name in config::FILE_NAMES {
-        let Some(id) = commit.file_id(std::path::Path::new(name)) else {
-            continue;
-        };
-        let bytes = repo.blob(id)?;
-        let source = String::from_utf8(bytes).map_err(|_| {
-            crate::error::Error::Usage(format!(
-                "the {name} of the pushed commit {} is not UTF-8 text",
-                commit.short_id()
-            ))
-        })?;
-        let origin = format!("in the pushed commit {}", commit.short_id());
-        let loaded = config::load_text(&repo.root.join(name), &source, Some(&origin));
-        if loaded.is_err() {
-            report::warn(
-                &format!(
-                    "the {name} of the pushed commit {} is not valid:",
-                    commit.short_id()
-                ),
-                color,
-            );
-        }
-        return loaded.map(Some);
-    }
-    Ok(None)
-}
-
-/// One commit a push sends, the refs that send it, and the files they change.
-struct Pushed {
-    commit: git::ObjectId,
-    refs: Vec<String>,
-    files: std::collections::BTreeSet<PathBuf>,
-}
-
-/// How every hook reports: plain human lines, checks watched for writes, the remote as the
-/// environment says (`PREFLIGHT_REMOTE_CACHE`).
-fn hook_output(color: bool) -> Output {
-    Output {
-        jobs: None,
-        fail_fast: false,
-        verbose: false,
-        format: OutputFormat::Human,
-        color,
-        ci: false,
-        remote: crate::remote::Overrides::from_env(),
-        guard_writes: true,
-    }
-}
-
-fn changed(repo: &Repo, from: &str, to: &str) -> Result<Vec<PathBuf>> {
-    let to = repo.resolve(to)?;
-    let from = if from.bytes().all(|b| b == b'0') {
-        None
-    } else {
-        Some(repo.resolve(from)?)
-    };
-    repo.changed_between(from, to)
 }
 
 fn list(paths: &[PathBuf]) -> String {

@@ -2,7 +2,7 @@
 //! --force, and then only after showing the difference), and optionally install the hooks.
 
 use super::current_dir;
-use crate::cli::{Cli, InitArgs, InstallArgs};
+use crate::cli::{Cli, InitArgs};
 use crate::config;
 use crate::error::{Error, Result, exit};
 use crate::filetypes::WorkTree;
@@ -87,23 +87,16 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
     }
     report::print(&format!("{message}\n"));
     if !args.ci.is_empty() {
-        let generate = crate::cli::CiGenerateArgs {
-            targets: Vec::new(),
-            check: false,
-            stdout: None,
-        };
-        let code = super::ci::generate(cli, &generate, color)?;
+        let config = super::load_config(cli)?;
+        let code = crate::setup::ci::generate(&repo, &config, &Default::default(), color)?;
         if code != exit::SUCCESS {
             return Ok(code);
         }
     }
     if args.install {
-        let install = InstallArgs {
-            hook: Vec::new(),
-            use_global_hooks_path: false,
-            check: false,
-        };
-        return super::install::install(cli, &install, color);
+        crate::pipeline::recover_unstaged(&repo, color);
+        let config = super::config_for(cli, &repo)?;
+        return crate::setup::install::install(&repo, &config, &Default::default());
     }
     report::print("next: `preflight run` to try it, `preflight install` to add the git hooks\n");
     Ok(exit::SUCCESS)

@@ -1,4 +1,8 @@
-//! The commands: each turns parsed arguments into work, and the outcome into an exit code.
+//! The commands: each turns parsed arguments into a request for the layer below (a
+//! `pipeline::RunRequest` for `run`, `hook` and `watch`; `setup` for `ci generate`,
+//! `install`, `init`), and the outcome into an exit code. A command imports no other
+//! command and reads no environment variable; what they share (loading the configuration,
+//! the current folder, the report format) lives in this file.
 
 mod cache;
 mod ci;
@@ -87,6 +91,14 @@ fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => std::io::stdout().is_terminal() && console::colors_enabled(),
+    }
+}
+
+/// The report format a `--format` flag names.
+fn report_format(format: crate::cli::OutputFormat) -> report::Format {
+    match format {
+        crate::cli::OutputFormat::Human => report::Format::Human,
+        crate::cli::OutputFormat::Json => report::Format::Json,
     }
 }
 

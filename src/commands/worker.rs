@@ -7,6 +7,7 @@ use crate::error::{Error, Result, exit};
 use crate::remote::connection::Connection;
 use crate::remote::worker::{self, Event, Options, Stop};
 use crate::report::{format_duration, format_size};
+use crate::signals::{self, Stops};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,10 @@ pub fn worker(args: &WorkerArgs, color: bool) -> Result<i32> {
         .map_err(|e| Error::io("cannot start the worker's runtime", e))?;
     runtime.block_on(async {
         let (tx, rx) = watch::channel(Stop::Run);
-        tokio::spawn(signals(tx));
+        // Without handlers the default action stops the worker; `tx` stays, so that the
+        // worker does not take a closed channel for a stop.
+        let tx = Arc::new(tx);
+        let _ = stop_on_signals(Arc::clone(&tx));
         let connection = Connection::open(&remote).await.map_err(|e| {
             Error::Setup(format!(
                 "{e}\nIs the server running, and is --endpoint its address? A worker needs a \
@@ -114,30 +118,15 @@ fn pairs(flags: &[String], flag: &str, shape: &str) -> Result<Vec<(String, Strin
 
 /// Ctrl-C or SIGTERM: the first drains (running actions finish and are reported), the
 /// second kills them, a third leaves at once.
-async fn signals(tx: watch::Sender<Stop>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the default action stops the worker; `tx` stays, so that the
-        // worker does not take a closed channel for a stop.
-        let _tx = tx;
-        return std::future::pending().await;
-    };
-    let mut stop = Stop::Run;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        stop = match stop {
-            Stop::Run => Stop::Drain,
-            Stop::Drain => Stop::Kill,
-            Stop::Kill => std::process::exit(exit::INTERRUPTED),
+fn stop_on_signals(tx: Arc<watch::Sender<Stop>>) -> Result<()> {
+    signals::on_stop(Stops::InterruptTerm, move |count| {
+        let stop = match count {
+            1 => Stop::Drain,
+            2 => Stop::Kill,
+            _ => std::process::exit(exit::INTERRUPTED),
         };
         let _ = tx.send(stop);
-    }
+    })
 }
 
 /// One line on stderr per thing the worker does.

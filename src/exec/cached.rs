@@ -4,16 +4,19 @@
 
 use super::{Explanation, Reason, Status, StepResult, Warning};
 use super::{Message, Shared};
-use crate::cache::{Lookup, NotSaved};
+use crate::cache::{Keyed, Lookup, NotSaved, Session};
+use crate::plan::{Plan, PlannedStep};
+use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::time::{Instant, SystemTime};
 
 pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
     let planned = &shared.plan.steps[i];
-    // A fixer changes its own inputs, and a commit message is no input the key knows of:
-    // neither result may stand for a later run. A step skipped on purpose has nothing to key.
-    let uncacheable = planned.fixes || planned.skip.is_some() || planned.command.uses_msg_file();
-    let Some(cache) = shared.cache.as_ref().filter(|c| c.active() && !uncacheable) else {
+    let Some(cache) = shared
+        .cache
+        .as_ref()
+        .filter(|c| c.active() && !uncacheable(planned))
+    else {
         return super::run_step(shared, i, tx);
     };
     let step = &planned.step;
@@ -25,36 +28,29 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     };
 
-    let mut needs = Vec::new();
-    let mut missing_need = None;
-    {
-        let keys = shared.keys.lock().unwrap_or_else(|e| e.into_inner());
-        for &j in &planned.needs {
-            let need = &shared.plan.steps[j].step;
-            match &keys[j] {
-                Some(k) => needs.push((need, k.clone())),
-                None => missing_need = Some(need.name.clone()),
-            }
-        }
-    }
-    if let Some(name) = missing_need {
-        explain(vec![Explanation::NeedHasNoKey(name)]);
-        let result = super::run_step(shared, i, tx);
-        cache.step_ran();
-        return result;
-    }
+    let known = shared
+        .keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     // Hashing runs on the cache's own pool. Waiting for it from a worker of the step pool
     // would let that worker start other steps meanwhile (rayon keeps a waiting worker busy),
     // so a plain thread waits instead.
     let keyed = std::thread::scope(|scope| {
         scope
-            .spawn(|| cache.key(step, planned.files.as_deref(), &needs))
+            .spawn(|| step_key(cache, &shared.plan, i, &known))
             .join()
             .expect("computing a key does not panic")
     });
     let keyed = match keyed {
         Ok(k) => k,
-        Err(e) => {
+        Err(NoKey::Need(name)) => {
+            explain(vec![Explanation::NeedHasNoKey(name)]);
+            let result = super::run_step(shared, i, tx);
+            cache.step_ran();
+            return result;
+        }
+        Err(NoKey::Failed(e)) => {
             explain(vec![Explanation::NotKeyed(e.to_string())]);
             let mut result = super::run_step(shared, i, tx);
             cache.step_ran();
@@ -125,7 +121,11 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         };
         explain(lines.into_iter().map(Explanation::Miss).collect());
     }
-    let needed: Vec<_> = needs.iter().map(|(step, _)| *step).collect();
+    let needed: Vec<_> = planned
+        .needs
+        .iter()
+        .map(|&j| &shared.plan.steps[j].step)
+        .collect();
     for ignored in cache.unmatched_inputs(step, &keyed, &needed) {
         let _ = tx.send(Message::Warning(Warning::IgnoredInput {
             step: step.name.clone(),
@@ -170,4 +170,161 @@ fn replay(shared: &Shared, i: usize, log: &[u8], tx: &Sender<Message>) {
             let _ = tx.send(Message::Line(i, line.to_vec()));
         }
     }
+}
+
+/// A fixer changes its own inputs, and a commit message is no input the key knows of:
+/// neither result may stand for a later run. A step skipped on purpose has nothing to key.
+fn uncacheable(planned: &PlannedStep) -> bool {
+    planned.fixes || planned.skip.is_some() || planned.command.uses_msg_file()
+}
+
+/// Why a step has no key.
+enum NoKey {
+    /// A step it needs has none.
+    Need(String),
+    /// Its inputs could not be hashed.
+    Failed(crate::error::Error),
+}
+
+/// The key of the plan's step `i`, given the keys of the steps before it (`None`: none).
+/// The one key chain: a real run and a dry run both compute keys here, so that a dry run
+/// never promises what the run would not do.
+fn step_key(
+    cache: &Session,
+    plan: &Plan,
+    i: usize,
+    keys: &[Option<String>],
+) -> Result<Keyed, NoKey> {
+    let planned = &plan.steps[i];
+    let mut needs = Vec::new();
+    for &j in &planned.needs {
+        let need = &plan.steps[j].step;
+        match &keys[j] {
+            Some(k) => needs.push((need, k.clone())),
+            None => return Err(NoKey::Need(need.name.clone())),
+        }
+    }
+    cache
+        .key(&planned.step, planned.files.as_deref(), &needs)
+        .map_err(NoKey::Failed)
+}
+
+/// What a run would do with a step's cache entry, foreseen without running anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreseen {
+    Hit,
+    Miss,
+    /// Not looked up: no inputs, the cache is off, a fixer, or no key.
+    NotCached,
+    /// Its files are all gone: it would be skipped.
+    Skipped,
+}
+
+/// One step of a dry run: its key (when it has one), what the run would do, and why.
+pub struct Preview {
+    pub name: String,
+    pub keyed: Option<Keyed>,
+    pub foreseen: Foreseen,
+    pub reasons: Vec<Explanation>,
+}
+
+/// Every step's key and what a run would do with it, in plan order, computed as the run
+/// computes them. `root`: where the steps would run; `None` for a checkout still to be
+/// made, which holds every file the plan names.
+pub fn preview(plan: &Plan, cache: &Session, root: Option<&Path>) -> Vec<Preview> {
+    let mut keys: Vec<Option<String>> = vec![None; plan.steps.len()];
+    let mut out: Vec<Option<Preview>> = (0..plan.steps.len()).map(|_| None).collect();
+    for i in dependency_order(plan) {
+        let planned = &plan.steps[i];
+        let step = &planned.step;
+        // As the run decides: a step whose files are all gone is skipped.
+        let skipped = root.is_some_and(|root| {
+            let cwd = step
+                .dir
+                .as_ref()
+                .map_or_else(|| root.to_path_buf(), |d| root.join(d));
+            planned
+                .files
+                .as_ref()
+                .is_some_and(|files| !files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+        });
+        let not_cached = |keyed: Option<Keyed>, reasons: Vec<Explanation>| Preview {
+            name: step.name.clone(),
+            keyed,
+            foreseen: Foreseen::NotCached,
+            reasons,
+        };
+        if let Some(why) = &planned.skip {
+            out[i] = Some(Preview {
+                name: step.name.clone(),
+                keyed: None,
+                foreseen: Foreseen::Skipped,
+                reasons: vec![Explanation::SkippedBy(why.clone())],
+            });
+            continue;
+        }
+        if uncacheable(planned) {
+            let why = if planned.fixes {
+                Explanation::Fixer
+            } else {
+                Explanation::ReadsMessage
+            };
+            out[i] = Some(not_cached(None, vec![why]));
+            continue;
+        }
+        let keyed = match step_key(cache, plan, i, &keys) {
+            Ok(keyed) => keyed,
+            Err(NoKey::Need(name)) => {
+                out[i] = Some(not_cached(None, vec![Explanation::NeedHasNoKey(name)]));
+                continue;
+            }
+            Err(NoKey::Failed(e)) => {
+                out[i] = Some(not_cached(None, vec![Explanation::NotKeyed(e.to_string())]));
+                continue;
+            }
+        };
+        let misses = |lines: Vec<String>| lines.into_iter().map(Explanation::Miss).collect();
+        let (foreseen, reasons) = if skipped {
+            (Foreseen::Skipped, Vec::new())
+        } else if !keyed.cacheable() || !cache.mode.read {
+            (
+                Foreseen::NotCached,
+                misses(cache.explain_miss(step, &keyed)),
+            )
+        } else if cache.mode.force.contains(&step.name) {
+            (Foreseen::Miss, misses(cache.explain_miss(step, &keyed)))
+        } else if cache.has_entry(&keyed) {
+            (Foreseen::Hit, Vec::new())
+        } else {
+            (Foreseen::Miss, misses(cache.explain_miss(step, &keyed)))
+        };
+        keys[i] = Some(keyed.key.clone());
+        out[i] = Some(Preview {
+            name: step.name.clone(),
+            keyed: Some(keyed),
+            foreseen,
+            reasons,
+        });
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Positions of the plan's steps, each after the steps it needs.
+fn dependency_order(plan: &Plan) -> Vec<usize> {
+    fn visit(i: usize, plan: &Plan, done: &mut [bool], order: &mut Vec<usize>) {
+        if done[i] {
+            return;
+        }
+        done[i] = true;
+        for &j in &plan.steps[i].needs {
+            visit(j, plan, done, order);
+        }
+        order.push(i);
+    }
+    let mut done = vec![false; plan.steps.len()];
+    let mut order = Vec::new();
+    for i in 0..plan.steps.len() {
+        visit(i, plan, &mut done, &mut order);
+    }
+    order
 }

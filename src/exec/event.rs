@@ -104,6 +104,12 @@ pub enum Explanation {
     NotRemote(String),
     /// A miss, as the cache tells it (what changed since the last pass).
     Miss(String),
+    /// A fixer changes its own inputs: it is not cached.
+    Fixer,
+    /// It reads the commit message, which no key knows of: it is not cached.
+    ReadsMessage,
+    /// Skipped on purpose, by the setting named (`PREFLIGHT_SKIP`).
+    SkippedBy(String),
 }
 
 /// Why a step ended as it did.

@@ -8,6 +8,7 @@
 
 mod cached;
 mod event;
+pub use cached::{Foreseen, Preview, preview};
 pub mod invocation;
 mod not_found;
 mod remote;

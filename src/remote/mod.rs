@@ -44,19 +44,6 @@ pub struct Overrides {
     pub off: bool,
 }
 
-impl Overrides {
-    /// What the environment says (`PREFLIGHT_REMOTE_CACHE`), for commands without the
-    /// flags: hooks and watch.
-    pub fn from_env() -> Overrides {
-        Overrides {
-            cache: std::env::var("PREFLIGHT_REMOTE_CACHE")
-                .ok()
-                .and_then(|v| RemoteCache::parse(v.trim())),
-            ..Overrides::default()
-        }
-    }
-}
-
 /// A problem to report: `None` when it was already reported (the server is down).
 #[derive(Debug)]
 pub enum Warning {

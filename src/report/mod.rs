@@ -9,6 +9,7 @@ mod cache;
 mod human;
 mod json;
 mod words;
+pub use words::explanation;
 
 pub use cache::{
     KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,

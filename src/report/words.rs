@@ -82,6 +82,9 @@ pub fn explanation(line: &Explanation) -> String {
         ),
         Explanation::NotRemote(why) => format!("not remote: {why}"),
         Explanation::Miss(line) => line.clone(),
+        Explanation::Fixer => "not cached: a fixer changes its own inputs".into(),
+        Explanation::ReadsMessage => "not cached: it reads the commit message".into(),
+        Explanation::SkippedBy(setting) => format!("skipped by {setting}"),
     }
 }
 

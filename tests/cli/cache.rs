@@ -1528,3 +1528,78 @@ inputs = ["sm/**"]
         }
     }
 }
+
+/// A dry run computes keys as the run does: a fixer is never cached, so neither it nor a
+/// step that needs it has a key, and the dry run must not promise one.
+#[test]
+fn a_dry_run_of_fixers_says_what_the_run_does() {
+    let repo = repo_with(
+        "[steps.fmt]\nrun = \"true\"\nfix = \"true\"\nfiles = [\"src/*.txt\"]\n\
+         [steps.lint]\nrun = \"echo run >> runs.log\"\ninputs = [\"src/**\"]\nneeds = [\"fmt\"]\n",
+    );
+    let states = |run: &crate::common::Run| -> Vec<(String, String)> {
+        run.stdout
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    v["step"].as_str().unwrap().to_string(),
+                    v["cache"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let dry = repo.run(&["run", "--fix", "--dry-run", "--format", "json"]);
+    dry.code(0);
+    let not_cached = vec![
+        ("fmt".to_string(), "not_cached".to_string()),
+        ("lint".to_string(), "not_cached".to_string()),
+    ];
+    assert_eq!(states(&dry), not_cached, "{}", dry.stdout);
+    let explained = repo.run(&["run", "--fix", "--explain"]);
+    explained.code(0);
+    assert!(
+        explained
+            .stdout
+            .contains("not cached: needed step `fmt` has no key"),
+        "{}",
+        explained.stdout
+    );
+    // The real run cached nothing, as the dry run said.
+    assert_eq!(repo.run(&["run", "--fix"]).status_of("lint"), "passed");
+    assert_eq!(runs(&repo), 2);
+    let dry = repo.run(&["run", "--fix", "--dry-run", "--format", "json"]);
+    assert_eq!(states(&dry), not_cached, "{}", dry.stdout);
+    // Without --fix the check is cached like any step.
+    let dry = repo.run(&["run", "--dry-run", "--format", "json"]);
+    assert_eq!(
+        states(&dry),
+        vec![
+            ("fmt".to_string(), "miss".to_string()),
+            ("lint".to_string(), "miss".to_string()),
+        ],
+        "{}",
+        dry.stdout
+    );
+}
+
+/// `run --from --dry-run` judges the commit, as the run does: a file deleted in the work tree
+/// but present in the commit does not make its step look skipped.
+#[test]
+fn a_dry_run_of_a_commit_reads_the_commit_not_the_work_tree() {
+    let repo = repo_with(
+        "[steps.check]\nrun = \"echo run >> runs.log; cat {files}\"\nfiles = [\"src/*.txt\"]\n",
+    );
+    repo.write("src/c.txt", "gamma\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "c"]);
+    std::fs::remove_file(repo.path().join("src/c.txt")).unwrap();
+    let dry = repo.run(&["run", "--from", "HEAD~1", "--dry-run", "--format", "json"]);
+    dry.code(0);
+    let v: serde_json::Value = serde_json::from_str(dry.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(v["step"], "check");
+    assert_eq!(v["cache"], "miss", "{}", dry.stdout);
+    let run = repo.run(&["run", "--from", "HEAD~1"]);
+    run.code(0);
+    assert_eq!(run.status_of("check"), "passed");
+}

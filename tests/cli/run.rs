@@ -472,3 +472,33 @@ fn explain_without_names_explains_every_step() {
     one.code(0);
     assert!(!one.stdout.contains("lint"), "{}", one.stdout);
 }
+
+#[test]
+fn a_bad_remote_cache_variable_stops_run_as_a_bad_flag_does() {
+    let repo = Repo::with_config("[steps.test]\nrun = \"touch ran\"\n");
+    for value in ["bogus", "", " read"] {
+        let run = crate::common::Run::from(
+            repo.cmd()
+                .env("PREFLIGHT_REMOTE_CACHE", value)
+                .arg("run")
+                .output()
+                .unwrap(),
+        );
+        run.code(2);
+        assert!(
+            run.stderr.contains("PREFLIGHT_REMOTE_CACHE"),
+            "{}",
+            run.stderr
+        );
+        assert!(!repo.path().join("ran").exists());
+    }
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .env("PREFLIGHT_REMOTE_CACHE", "off")
+            .arg("run")
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert!(repo.path().join("ran").exists());
+}

@@ -1,0 +1,261 @@
+//! The run pipeline: what `preflight run`, every hook and `preflight watch` share. A command
+//! turns its arguments into [`Args`]; [`RunRequest::resolve`] adds what the environment
+//! ([`Env`], read once by [`Env::read`]) and the configuration say; [`run`] picks the files
+//! ([`resolve_files`]), plans, opens the cache and the remote, executes and reports.
+//!
+//! Lives here: the file sources, the cache and remote modes of a run, where steps run (the
+//! work tree or a commit's checkout), setting unstaged work aside around a commit, the dry
+//! run. Imports the layers below (plan, exec, cache, remote, git, hooks, report), never
+//! `commands` or `cli`.
+//!
+//! `request`: Args, Env and the resolved RunRequest; `files`: the file sources; `execute`:
+//! where and how a plan runs; `unstaged`: recovering what a killed pre-commit set aside.
+
+mod execute;
+mod files;
+mod request;
+mod unstaged;
+
+pub use execute::step_keys;
+pub use files::{
+    AtCommit, FileSource, Files, Pushed, committed_config, pushed_commits, resolve_files,
+};
+pub use request::{Args, Env, Output, RunRequest, StepSelection};
+pub use unstaged::recover_unstaged;
+
+use crate::cache::Mode;
+use crate::config::Config;
+use crate::error::{Result, exit};
+use crate::exec::Summary;
+use crate::git::Repo;
+use crate::hooks::stash::{Restored, Stash};
+use crate::plan::{self, Plan, Selection};
+use crate::process::Canceller;
+use crate::report;
+use crate::signals::{self, Stops};
+use execute::{Place, execute_at_commit, execute_in, session, session_at_commit, show_dry_run};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a run came to.
+pub enum Outcome {
+    /// `--dry-run`: the keys were shown, nothing ran.
+    DryRun,
+    Ran(Summary),
+    /// A pre-commit run: its summary, and what became of the unstaged work set aside.
+    Committed {
+        summary: Summary,
+        restored: Restored,
+        /// Whether fixers ran (and may have changed files).
+        fixers: bool,
+    },
+}
+
+impl Outcome {
+    pub fn summary(&self) -> Option<&Summary> {
+        match self {
+            Outcome::DryRun => None,
+            Outcome::Ran(summary) | Outcome::Committed { summary, .. } => Some(summary),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.summary().map_or(exit::SUCCESS, exit_code)
+    }
+}
+
+pub fn exit_code(summary: &Summary) -> i32 {
+    if summary.interrupted {
+        exit::INTERRUPTED
+    } else if summary.success() {
+        exit::SUCCESS
+    } else {
+        exit::STEPS_FAILED
+    }
+}
+
+/// Runs `request` in `repo` by `config`; `canceller` stops it.
+pub fn run(
+    repo: &Repo,
+    config: &Config,
+    request: RunRequest,
+    canceller: Arc<Canceller>,
+) -> Result<Outcome> {
+    prepare(repo, config, request)?.run(canceller)
+}
+
+/// A run planned and not started yet.
+pub struct Prepared<'r> {
+    repo: &'r Repo,
+    config: &'r Config,
+    plan: Plan,
+    files: Vec<PathBuf>,
+    commit: Option<AtCommit>,
+    cache: Mode,
+    remote: crate::remote::Overrides,
+    output: Output,
+    dry_run: bool,
+    msg_file: Option<PathBuf>,
+    set_aside_unstaged: bool,
+}
+
+/// Resolves the files of `request` and plans its steps.
+pub fn prepare<'r>(
+    repo: &'r Repo,
+    config: &'r Config,
+    request: RunRequest,
+) -> Result<Prepared<'r>> {
+    let RunRequest {
+        selection,
+        files,
+        cache,
+        remote,
+        output,
+        dry_run,
+        msg_file,
+        set_aside_unstaged,
+    } = request;
+    let files = resolve_files(repo, files)?;
+    let fix = match &files.commit {
+        Some(_) => no_fixes_on_a_commit(selection.fix, output.color),
+        None => selection.fix,
+    };
+    let picked = Selection {
+        names: &selection.names,
+        fix,
+        skip: &selection.skip,
+    };
+    let mut plan = plan::build(config, &picked, &files.list, files.contents())?;
+    if let Some(steps) = &selection.only {
+        plan = plan::only_steps(plan, steps);
+    }
+    let Files { list, commit, .. } = files;
+    Ok(Prepared {
+        repo,
+        config,
+        plan,
+        files: list,
+        commit,
+        cache,
+        remote,
+        output,
+        dry_run,
+        msg_file,
+        set_aside_unstaged,
+    })
+}
+
+impl Prepared<'_> {
+    /// The names of the planned steps, in plan order.
+    pub fn step_names(&self) -> Vec<String> {
+        self.plan
+            .steps
+            .iter()
+            .map(|s| s.step.name.clone())
+            .collect()
+    }
+
+    /// Opens the cache and the remote, executes and reports; `canceller` stops it.
+    pub fn run(self, canceller: Arc<Canceller>) -> Result<Outcome> {
+        let Prepared {
+            repo,
+            config,
+            plan,
+            files,
+            commit,
+            cache,
+            remote,
+            output,
+            dry_run,
+            msg_file,
+            set_aside_unstaged,
+        } = self;
+        if let Some(commit) = commit {
+            if dry_run {
+                let session =
+                    session_at_commit(config, repo, cache, commit.content.files, &repo.root)?;
+                show_dry_run(&plan, &session, None, output.format);
+                return Ok(Outcome::DryRun);
+            }
+            let summary = execute_at_commit(
+                repo, config, plan, &output, &remote, cache, commit, canceller,
+            )?;
+            return Ok(Outcome::Ran(summary));
+        }
+        if !set_aside_unstaged {
+            let session = session(config, repo, cache)?;
+            if dry_run {
+                show_dry_run(&plan, &session, Some(&repo.root), output.format);
+                return Ok(Outcome::DryRun);
+            }
+            let summary = execute_in(
+                repo,
+                &Place::work_tree(repo),
+                config,
+                plan,
+                &output,
+                &remote,
+                msg_file,
+                Some(session),
+                canceller,
+            );
+            return Ok(Outcome::Ran(summary));
+        }
+        // The steps see exactly what will be committed. Steps that get files see only staged
+        // files; a step without `files`, or whose command does not take `{files}`, reads the
+        // whole tree, and a fixer may write anywhere.
+        let fixers = plan.steps.iter().any(|s| s.fixes);
+        let whole_tree = plan
+            .steps
+            .iter()
+            .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
+        let stash = Stash::save(repo, (!whole_tree).then_some(files.as_slice()), fixers)?;
+        // Opened once the unstaged work is aside: the cache sees the files the steps see.
+        let session = session(config, repo, cache)?;
+        let summary = execute_in(
+            repo,
+            &Place::work_tree(repo),
+            config,
+            plan,
+            &output,
+            &remote,
+            msg_file,
+            Some(session),
+            canceller,
+        );
+        let stage: &[PathBuf] = if summary.success() { &files } else { &[] };
+        let restored = stash.restore(fixers, stage)?;
+        Ok(Outcome::Committed {
+            summary,
+            restored,
+            fixers,
+        })
+    }
+}
+
+/// A commit's checkout is thrown away: fixes made there would be lost, so its checks run.
+fn no_fixes_on_a_commit(fix: bool, color: bool) -> bool {
+    if fix {
+        report::warn(
+            "fixes are not applied when a commit is checked (they would change neither the \
+             commit nor your work tree): the checks run instead",
+            color,
+        );
+    }
+    false
+}
+
+/// A new canceller that Ctrl-C, SIGTERM and SIGHUP trigger: the first asks running steps to
+/// stop, a second kills them at once. Either way the run then reports and exits 130.
+pub fn cancel_on_signals() -> Result<Arc<Canceller>> {
+    let canceller = Canceller::new();
+    let on_signal = Arc::clone(&canceller);
+    signals::on_stop(Stops::InterruptTermHangup, move |count| {
+        if count > 1 {
+            on_signal.kill_now();
+        } else {
+            on_signal.interrupt();
+        }
+    })?;
+    Ok(canceller)
+}
