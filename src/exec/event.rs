@@ -2,6 +2,9 @@
 //! each step ended (`StepResult`). Payloads are data, never sentences: `report` turns them
 //! into words.
 
+/// Where an execution on the farm is: uploading, queued, executing.
+pub use crate::remote::execute::Stage as ExecutionStage;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -241,9 +244,6 @@ pub enum Event {
     StepFinished(StepResult),
     RunFinished(Summary),
 }
-
-/// Where an execution on the farm is: uploading, queued, executing.
-pub use crate::remote::execute::Stage as ExecutionStage;
 
 /// Where a step that may use the remote is.
 #[derive(Debug, Clone, PartialEq, Eq)]
