@@ -1,6 +1,7 @@
 //! Values the program must be able to hold and the system must accept: how many steps run at
 //! once, environment variable names and values, and command text.
 
+use super::Diagnostic;
 use super::checker::Checker;
 use toml::Spanned;
 
@@ -73,15 +74,7 @@ pub(super) fn check_env<V>(
     value_text: impl Fn(&V) -> &str,
 ) {
     for (name, value) in env {
-        if let Some(why) = bad_env_name(name.get_ref()) {
-            let d = check.error(
-                name.span(),
-                format!(
-                    "invalid environment variable name {:?} in {where_}",
-                    name.get_ref()
-                ),
-            );
-            d.label = why.into();
+        if let Some(d) = check_env_name(check, name, where_) {
             d.help = Some("use letters, digits and `_`, like `RUST_LOG`".into());
         }
         if value_text(value.get_ref()).contains('\0') {
@@ -100,18 +93,28 @@ pub(super) fn check_env<V>(
 
 /// Checks the names of `key_env`.
 pub(super) fn check_key_env(check: &mut Checker, step: &str, names: &[Spanned<String>]) {
+    let where_ = format!("`key_env` of step `{step}`");
     for name in names {
-        if let Some(why) = bad_env_name(name.get_ref()) {
-            let d = check.error(
-                name.span(),
-                format!(
-                    "invalid environment variable name {:?} in `key_env` of step `{step}`",
-                    name.get_ref()
-                ),
-            );
-            d.label = why.into();
-        }
+        check_env_name(check, name, &where_);
     }
+}
+
+/// Reports `name` when it cannot name an environment variable; the diagnostic, to add to.
+fn check_env_name<'c>(
+    check: &'c mut Checker,
+    name: &Spanned<String>,
+    where_: &str,
+) -> Option<&'c mut Diagnostic> {
+    let why = bad_env_name(name.get_ref())?;
+    let d = check.error(
+        name.span(),
+        format!(
+            "invalid environment variable name {:?} in {where_}",
+            name.get_ref()
+        ),
+    );
+    d.label = why.into();
+    Some(d)
 }
 
 /// A command (string or array) with a NUL byte: no program can receive it.

@@ -7,25 +7,27 @@
 //! The engine never prints: it tells the caller what happens through [`Event`]s.
 //!
 //! Here: the bot session loop. Below, in `worker/`: `job` (one lease, start to end),
-//! `sandbox` (the input root laid out), `spawn` (the process and its group), `outputs`
-//! (what comes back), `blobs` (the local blob cache) and `failure` (why a lease gave no
-//! result, which all of them return and which imports none of them). The worker uses
+//! `lease` (what the server is told when one ends), `sandbox` (the input root laid out),
+//! `spawn` (the process and its group), `outputs` (what comes back), `blobs` (the local
+//! blob cache) and `failure` (why a lease gave no result, which all of them return and
+//! which imports none of them). The worker uses
 //! `remote`'s connection, protocol and tree code and `process`; it never imports exec,
 //! cache, config, commands or report.
 
 mod blobs;
 mod failure;
 mod job;
+mod lease;
 mod outputs;
 mod sandbox;
 mod spawn;
 
 use super::bots::{self, BotSession, BotStatus, BotsClient, Lease, LeaseState, Property};
 use super::connection::Connection;
-use super::proto::{self, rpc};
 pub use failure::Failure;
 use job::Context;
 pub use job::{Finished, Ran};
+use lease::{completed, report, status};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -560,42 +562,5 @@ impl Worker {
                 });
             }
         });
-    }
-}
-
-fn status(code: Code, message: &str) -> rpc::Status {
-    rpc::Status {
-        code: code as i32,
-        message: message.to_string(),
-        details: Vec::new(),
-    }
-}
-
-/// The status and result a finished job reports. A timeout is DEADLINE_EXCEEDED with the
-/// partial result, as REAPI asks.
-fn report(finished: &Finished) -> (rpc::Status, Option<proto::pb::Any>) {
-    const RESULT: &str = "build.bazel.remote.execution.v2.ActionResult";
-    match &finished.outcome {
-        Ok(ran) => {
-            let result = Some(proto::pack(RESULT, &ran.result));
-            match ran.timed_out {
-                None => (status(Code::Ok, ""), result),
-                Some(limit) => {
-                    let message = format!("the action ran past its timeout of {limit:?}");
-                    (status(Code::DeadlineExceeded, &message), result)
-                }
-            }
-        }
-        Err(failure) => (status(failure.code, &failure.message), None),
-    }
-}
-
-fn completed(id: &str, status: rpc::Status, result: Option<proto::pb::Any>) -> Lease {
-    Lease {
-        id: id.to_string(),
-        state: LeaseState::Completed as i32,
-        status: Some(status),
-        result,
-        ..Default::default()
     }
 }
