@@ -153,13 +153,7 @@ pub(super) fn check_step(
     match Matcher::new(&globs, &[]) {
         Ok(m) => Some(m),
         Err(bad) => {
-            let glob = &inputs[bad.index];
-            check
-                .error(
-                    glob.span(),
-                    format!("invalid glob `{}`: {}", glob.get_ref(), bad.reason),
-                )
-                .label = "this glob".into();
+            check.bad_glob(&inputs[bad.index], &bad.reason);
             None
         }
     }

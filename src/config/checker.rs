@@ -44,6 +44,15 @@ impl<'a> Checker<'a> {
         self.found.last_mut().expect("just pushed")
     }
 
+    /// Reports a glob that does not compile, with why.
+    pub(super) fn bad_glob(&mut self, glob: &Spanned<String>, reason: &str) {
+        self.error(
+            glob.span(),
+            format!("invalid glob `{}`: {reason}", glob.get_ref()),
+        )
+        .label = "this glob".into();
+    }
+
     /// The step's `types`, each checked against the known names.
     pub(super) fn types(&mut self, step: &str, names: &[Spanned<String>]) -> Types {
         let mut set = Types::default();

@@ -136,13 +136,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 Ok(m) => Some(m),
                 Err(bad) => {
                     let list = if bad.in_exclude { &s.exclude } else { &s.files };
-                    let glob = &list[bad.index];
-                    check
-                        .error(
-                            glob.span(),
-                            format!("invalid glob `{}`: {}", glob.get_ref(), bad.reason),
-                        )
-                        .label = "this glob".into();
+                    check.bad_glob(&list[bad.index], &bad.reason);
                     None
                 }
             }

@@ -311,3 +311,26 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_cause_is_kept_as_the_source() {
+        let e = RemoteError::caused(
+            "cannot read x",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(
+            e.to_string()
+                .starts_with("cannot read x: Permission denied"),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
+        assert!(
+            e.code.is_none(),
+            "a local failure says nothing about the server"
+        );
+    }
+}
