@@ -20,6 +20,12 @@ const SMALL: usize = 64;
 /// system clocks, one- or two-second timestamps): it is compared by content, whatever its
 /// stat data says.
 const RECENT: Duration = Duration::from_secs(3);
+/// The same for a file whose timestamps carry fractions of a second: its file system keeps
+/// them to 10 ms or finer (ext4, xfs, btrfs, apfs, ntfs: nanoseconds, stamped from a clock
+/// that ticks at least every 10 ms; exfat: 10 ms), so a later write moves them once a tick
+/// has passed. The margin is many ticks wide. Without it, every file staged in the last
+/// seconds was read twice around each check.
+const RECENT_FINE: Duration = Duration::from_millis(250);
 
 /// The tracked files of a run, and what no step's check may be blamed for writing.
 pub struct Watch {
@@ -95,7 +101,9 @@ impl Stat {
         let taken = taken
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        newest + RECENT >= taken
+        // Whole seconds in both stamps: a file system (or a file) whose clock may be coarse.
+        let fine = self.mtime.1 != 0 || self.ctime.1 != 0;
+        newest + if fine { RECENT_FINE } else { RECENT } >= taken
     }
 }
 
@@ -471,5 +479,24 @@ mod tests {
         assert!(stat_at(999).recent(taken));
         assert!(stat_at(1_000).recent(taken));
         assert!(!stat_at(990).recent(taken));
+    }
+
+    #[test]
+    fn fine_timestamps_are_trusted_sooner_than_whole_seconds() {
+        let at = |ms: u64| {
+            let t = Duration::from_millis(ms);
+            let stamp = (t.as_secs() as i64, i64::from(t.subsec_nanos()));
+            Stat {
+                mtime: stamp,
+                ctime: stamp,
+                ..stat_at(0)
+            }
+        };
+        let taken = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000);
+        assert!(at(999_900).recent(taken));
+        assert!(at(999_750).recent(taken));
+        assert!(!at(999_700).recent(taken));
+        // A whole-second stamp as old may still be in the same tick as a later write.
+        assert!(stat_at(999).recent(taken));
     }
 }

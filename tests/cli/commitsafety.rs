@@ -203,6 +203,33 @@ fn a_check_that_rewrites_staged_files_fails_the_commit() {
 }
 
 #[test]
+fn a_check_that_puts_the_modification_time_back_still_fails_the_commit() {
+    // Staged a while before the commit, so the guard goes by stat data rather than content;
+    // the check writes the same size and restores the modification time, not the change time.
+    let config = r#"
+[steps.sneaky]
+run = "if grep -q foo a.txt; then cp -p a.txt .git/a.saved && printf 'bar\\n' > a.txt && touch -r .git/a.saved a.txt; fi"
+files = ["*.txt"]
+[hooks]
+pre-commit = ["sneaky"]
+"#;
+    let repo = hooked(config, &[("a.txt", "ok\n")]);
+    repo.write("a.txt", "foo\n");
+    repo.git(&["add", "a.txt"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let commit = repo.commit("sneaky");
+    assert_ne!(commit.code, 0, "{}", commit.stderr);
+    assert!(
+        commit
+            .stderr
+            .contains("changed 1 tracked file: a.txt; a check must not write"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(repo.show("HEAD:a.txt"), "ok\n", "nothing was committed");
+}
+
+#[test]
 fn a_check_that_rewrites_tracked_files_fails_in_run_too() {
     let repo = Repo::with_config(SED);
     repo.write("a.txt", "foo\n");
