@@ -182,15 +182,24 @@ impl Prepared<'_> {
             )?;
             return Ok(Outcome::Ran(summary));
         }
-        if !set_aside_unstaged {
+        let fixers = plan.steps.iter().any(|s| s.fixes);
+        // The steps see exactly what will be committed. Steps that get files see only staged
+        // files; a step without `files`, or whose command does not take `{files}`, reads the
+        // whole tree, and a fixer may write anywhere.
+        let whole_tree = plan
+            .steps
+            .iter()
+            .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
+        if !set_aside_unstaged && dry_run {
             let session = session(config, repo, cache)?;
-            if dry_run {
-                show_dry_run(&plan, &session, Some(&repo.root), output.format);
-                return Ok(Outcome::DryRun);
-            }
-            let summary = execute_in(
+            show_dry_run(&plan, &session, Some(&repo.root), output.format);
+            return Ok(Outcome::DryRun);
+        }
+        let run_in_work_tree = |session| {
+            let place = Place::work_tree(repo);
+            execute_in(
                 repo,
-                &Place::work_tree(repo),
+                &place,
                 config,
                 plan,
                 &output,
@@ -198,31 +207,15 @@ impl Prepared<'_> {
                 msg_file,
                 Some(session),
                 canceller,
-            );
+            )
+        };
+        if !set_aside_unstaged {
+            let summary = run_in_work_tree(session(config, repo, cache)?);
             return Ok(Outcome::Ran(summary));
         }
-        // The steps see exactly what will be committed. Steps that get files see only staged
-        // files; a step without `files`, or whose command does not take `{files}`, reads the
-        // whole tree, and a fixer may write anywhere.
-        let fixers = plan.steps.iter().any(|s| s.fixes);
-        let whole_tree = plan
-            .steps
-            .iter()
-            .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
         let stash = Stash::save(repo, (!whole_tree).then_some(files.as_slice()), fixers)?;
         // Opened once the unstaged work is aside: the cache sees the files the steps see.
-        let session = session(config, repo, cache)?;
-        let summary = execute_in(
-            repo,
-            &Place::work_tree(repo),
-            config,
-            plan,
-            &output,
-            &remote,
-            msg_file,
-            Some(session),
-            canceller,
-        );
+        let summary = run_in_work_tree(session(config, repo, cache)?);
         let stage: &[PathBuf] = if summary.success() { &files } else { &[] };
         let restored = stash.restore(fixers, stage)?;
         Ok(Outcome::Committed {
