@@ -16,6 +16,7 @@ pub mod filetypes;
 pub mod git;
 pub mod hooks;
 pub mod init;
+pub mod origin;
 pub mod plan;
 pub mod process;
 pub mod remote;
