@@ -113,6 +113,11 @@ fn read(root: &Path, rel: &str) -> Option<String> {
 /// Every generated file that differs from `preflight.toml`, including generated files of
 /// targets no longer listed. Targets in `skip` are not checked.
 pub fn drift(config: &Config, root: &Path, skip: &[String]) -> Result<Vec<Drift>> {
+    // Without `[ci] targets` nothing is kept in sync: files written by
+    // `ci generate TARGET` then are the user's (see `generate_without_targets`).
+    if config.ci.targets.is_empty() {
+        return Ok(Vec::new());
+    }
     let wanted = configured_targets(config);
     let mut found = Vec::new();
     for (target, expected) in render_all(config, root, &wanted)? {
@@ -156,6 +161,9 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
         let (_, text) = render_all(&config, root, &[target])?.remove(0);
         report::print(&text);
         return Ok(exit::SUCCESS);
+    }
+    if config.ci.targets.is_empty() && !args.targets.is_empty() && !args.check {
+        return generate_without_targets(&config, root, &args.targets, color);
     }
     if config.ci.targets.is_empty() {
         return Err(Error::Usage(format!(
@@ -227,6 +235,39 @@ pub fn generate(cli: &Cli, args: &CiGenerateArgs, color: bool) -> Result<i32> {
             }
         }
     }
+    Ok(exit::SUCCESS)
+}
+
+/// `ci generate TARGET` in a repository without `[ci] targets`: writes the named targets
+/// with the defaults (one job running every step), and says how to keep them in sync.
+fn generate_without_targets(
+    config: &Config,
+    root: &Path,
+    names: &[String],
+    color: bool,
+) -> Result<i32> {
+    let chosen = names
+        .iter()
+        .map(|n| parse_target(n))
+        .collect::<Result<Vec<_>>>()?;
+    for (target, text) in render_all(config, root, &chosen)? {
+        let path = root.join(target.path());
+        crate::atomic::write(&path, text.as_bytes(), Default::default())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        report::print(&format!("wrote {}\n", target.path()));
+    }
+    let list: Vec<String> = chosen.iter().map(|t| format!("\"{}\"", t.name())).collect();
+    report::warn(
+        &format!(
+            "{} has no `[ci]` targets, so the file was written with the defaults and nothing \
+             keeps it in sync\nhelp: add `[ci] targets = [{}]` to {}: then `preflight run --ci` \
+             and `preflight ci generate --check` catch a stale file",
+            config::display_path(&config.path),
+            list.join(", "),
+            config::display_path(&config.path),
+        ),
+        color,
+    );
     Ok(exit::SUCCESS)
 }
 
