@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "preflight",
-    version,
+    version = env!("PREFLIGHT_VERSION_LINE"),
     about = "Local-first CI as code: one preflight.toml runs your checks in parallel, \
              by hand and from git hooks",
     after_help = "Examples:\n  preflight run                 run every step\n  \

@@ -112,6 +112,11 @@ pub fn read(root: &Path, rel: &str) -> Option<String> {
 /// Every generated file that differs from `preflight.toml`, including generated files of
 /// targets no longer listed. Targets in `skip` are not checked.
 pub fn drift(config: &Config, root: &Path, skip: &[String]) -> Result<Vec<Drift>> {
+    // Without `[ci] targets` nothing is kept in sync: files written by
+    // `ci generate TARGET` then are the user's (see `generate_without_targets`).
+    if config.ci.targets.is_empty() {
+        return Ok(Vec::new());
+    }
     let wanted = configured_targets(config);
     let mut found = Vec::new();
     for (target, expected) in render_all(config, root, &wanted)? {

@@ -1,6 +1,7 @@
 //! GitHub Actions, and Forgejo Actions (the same dialect, with a few differences: runner
 //! labels instead of GitHub's images, no `hashFiles`, and Forgejo's own artifact action).
 
+use super::install::{self, BIN_DIR, Method, TOOL_DIR};
 use super::{Axis, CI_CACHE_DIR, Common, axes};
 use crate::config::{ActionsSettings, ArtifactsWhen, Ci, Pin};
 use indexmap::IndexMap;
@@ -87,6 +88,8 @@ struct Job {
     matrix_suffix: String,
     /// The key of the default install's cached binary; `None` for a custom install.
     bin_key: Option<String>,
+    /// What that cache holds.
+    bin_paths: Vec<String>,
     install: String,
     run: String,
     /// Secret names exported to the run step.
@@ -205,11 +208,22 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 paths: a.paths.clone(),
                 retention_days: a.expire_days,
             });
-            let install = match &common.custom_install {
-                Some(cmd) => Common::install_unless_present(cmd),
-                None => format!(
-                    "command -v preflight >/dev/null 2>&1 || {}",
-                    Common::cargo_install(None)
+            let (install, bin_paths) = match &common.method {
+                Method::Custom(cmd) => (Common::install_unless_present(cmd), Vec::new()),
+                Method::Cargo => (
+                    format!(
+                        "command -v preflight >/dev/null 2>&1 || {}",
+                        Common::cargo_install(None)
+                    ),
+                    vec!["~/.cargo/bin/preflight".to_string()],
+                ),
+                prebuilt => (
+                    format!(
+                        "{}\n{}\necho \"$PWD/{BIN_DIR}\" >> \"$GITHUB_PATH\"",
+                        install::export_path(),
+                        install::prebuilt(prebuilt).unwrap_or_default()
+                    ),
+                    vec![BIN_DIR.to_string(), TOOL_DIR.to_string()],
                 ),
             };
             Job {
@@ -224,10 +238,9 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 axes,
                 runners,
                 matrix_suffix,
-                bin_key: common
-                    .custom_install
-                    .is_none()
+                bin_key: (!bin_paths.is_empty())
                     .then(|| format!("preflight-bin-${{{{ runner.os }}}}-{}", common.install_key)),
+                bin_paths,
                 install,
                 secrets: job.secrets.clone(),
                 cache,

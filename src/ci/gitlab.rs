@@ -1,6 +1,7 @@
 //! GitLab CI: one stage per depth of the job graph, `needs` for the exact order,
 //! `parallel:matrix` for the matrix, `workflow:rules` for the triggers.
 
+use super::install::{self, Method};
 use super::{CI_CACHE_DIR, Common, all_secrets, axes, depth, expand_axes, matrix_env};
 use crate::config::Ci;
 use indexmap::IndexMap;
@@ -137,12 +138,17 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                 .filter(|s| !job.secrets.contains(s))
                 .map(|s| format!("unset {s}"))
                 .collect();
-            let bin_key = match &common.custom_install {
-                Some(cmd) => {
+            let bin_key = match &common.method {
+                Method::Custom(cmd) => {
                     script.push(Common::install_unless_present(cmd));
                     None
                 }
-                None => {
+                Method::Pypi | Method::Script => {
+                    script.push(install::export_path());
+                    script.extend(install::prebuilt(&common.method));
+                    Some(format!("preflight-bin-{}", common.install_key))
+                }
+                Method::Cargo => {
                     script.push(format!(
                         "export PATH=\"$PATH:$CI_PROJECT_DIR/{INSTALL_ROOT}/bin\""
                     ));
@@ -162,7 +168,10 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                     key: Some(key.clone()),
                     key_files: Vec::new(),
                     prefix: None,
-                    paths: vec![format!("{INSTALL_ROOT}/bin")],
+                    paths: match common.method {
+                        Method::Cargo => vec![format!("{INSTALL_ROOT}/bin")],
+                        _ => vec![install::BIN_DIR.into(), install::TOOL_DIR.into()],
+                    },
                 });
             }
             caches.push(JobCache {

@@ -16,6 +16,7 @@ mod buildkite;
 pub mod drift;
 pub mod github;
 mod gitlab;
+pub mod install;
 pub mod jobs;
 pub mod pins;
 mod woodpecker;
@@ -193,8 +194,8 @@ pub struct Common {
     pub header: String,
     /// `--config PATH` when the config is not at the default place, else empty.
     config_arg: String,
-    /// The user's `install` command, or `None` for the default `cargo install`.
-    pub custom_install: Option<String>,
+    /// How jobs install preflight (`[ci] install`).
+    pub method: install::Method,
     /// A short digest of the install command, so that a cached binary follows it.
     pub install_key: String,
     /// Jobs in an order where each comes after the jobs it needs.
@@ -220,16 +221,18 @@ impl Common {
                 shell::quote_word(&source.config_rel.to_string_lossy())
             )
         };
-        let install_text = ci
-            .install
-            .clone()
-            .unwrap_or_else(|| format!("cargo install --locked --version {VERSION} preflight"));
+        let method = install::Method::of(ci);
+        let install_text = match &method {
+            install::Method::Custom(cmd) => cmd.clone(),
+            install::Method::Cargo => Common::cargo_install(None),
+            prebuilt => install::prebuilt(prebuilt).unwrap_or_default(),
+        };
         let digest = Sha256::digest(install_text.as_bytes());
         let install_key = format!("{VERSION}-{}", &hex(&digest)[..12]);
         Common {
             header: header(&source.config_rel.to_string_lossy()),
             config_arg,
-            custom_install: ci.install.clone(),
+            method,
             install_key,
             order: job_order(ci),
         }
@@ -254,11 +257,18 @@ impl Common {
             .filter(|s| !job_secrets.contains(s))
             .map(|s| format!("unset {s}"))
             .collect();
-        let install = match &self.custom_install {
-            Some(cmd) => cmd.replace('$', "$$"),
-            None => Common::cargo_install(None),
-        };
-        commands.push(Common::install_unless_present(&install));
+        match &self.method {
+            install::Method::Custom(cmd) => {
+                commands.push(Common::install_unless_present(&cmd.replace('$', "$$")));
+            }
+            install::Method::Cargo => {
+                commands.push(Common::install_unless_present(&Common::cargo_install(None)));
+            }
+            prebuilt => {
+                commands.push(install::export_path().replace('$', "$$"));
+                commands.extend(install::prebuilt(prebuilt).map(|s| s.replace('$', "$$")));
+            }
+        }
         commands
     }
 

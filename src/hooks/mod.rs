@@ -189,10 +189,32 @@ pub fn health(dir: &Path, hook: &str, bin: &Path) -> Health {
     if !version_line.starts_with(&format!("{MARKER}{SHIM_VERSION}:")) {
         Health::Stale("written by another version of preflight".into())
     } else {
-        Health::Stale(format!(
-            "it runs another preflight binary than {}",
-            bin.display()
-        ))
+        match shim_binary(&text) {
+            // After an upgrade moved preflight (a new venv, a reinstalled tool), the hook
+            // falls back to whatever `preflight` is on PATH, or fails in a GUI client.
+            Some(old) if !Path::new(&old).exists() => Health::Stale(format!(
+                "it runs {old}, which no longer exists (moved by an upgrade or removed); \
+                 this preflight is {}",
+                bin.display()
+            )),
+            Some(old) => Health::Stale(format!(
+                "it runs {old}, not this preflight ({})",
+                bin.display()
+            )),
+            None => Health::Stale(format!(
+                "it runs another preflight binary than {}",
+                bin.display()
+            )),
+        }
+    }
+}
+
+/// The binary a shim runs: its `bin=` line, unquoted as `shell_quote` quoted it.
+fn shim_binary(text: &str) -> Option<String> {
+    let value = text.lines().find_map(|l| l.strip_prefix("bin="))?;
+    match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(inner) => Some(inner.replace("'\\''", "'")),
+        None => Some(value.to_string()),
     }
 }
 

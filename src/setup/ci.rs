@@ -8,6 +8,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::git::Repo;
 use crate::report;
+use std::path::Path;
 
 /// What `ci generate` is asked: the targets to write (empty: all configured ones), or only
 /// to check them, or to print one.
@@ -28,6 +29,9 @@ pub fn generate(repo: &Repo, config: &Config, args: &Generate, color: bool) -> R
         let (_, text) = render_all(config, root, &[target])?.remove(0);
         report::print(&text);
         return Ok(exit::SUCCESS);
+    }
+    if config.ci.targets.is_empty() && !args.targets.is_empty() && !args.check {
+        return generate_without_targets(config, root, &args.targets, color);
     }
     if config.ci.targets.is_empty() {
         return Err(Error::Usage(format!(
@@ -100,6 +104,39 @@ pub fn generate(repo: &Repo, config: &Config, args: &Generate, color: bool) -> R
             }
         }
     }
+    Ok(exit::SUCCESS)
+}
+
+/// `ci generate TARGET` in a repository without `[ci] targets`: writes the named targets
+/// with the defaults (one job running every step), and says how to keep them in sync.
+fn generate_without_targets(
+    config: &Config,
+    root: &Path,
+    names: &[String],
+    color: bool,
+) -> Result<i32> {
+    let chosen = names
+        .iter()
+        .map(|n| parse_target(n))
+        .collect::<Result<Vec<_>>>()?;
+    for (target, text) in render_all(config, root, &chosen)? {
+        let path = root.join(target.path());
+        crate::atomic::write(&path, text.as_bytes(), Default::default())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        report::print(&format!("wrote {}\n", target.path()));
+    }
+    let list: Vec<String> = chosen.iter().map(|t| format!("\"{}\"", t.name())).collect();
+    report::warn(
+        &format!(
+            "{} has no `[ci]` targets, so the file was written with the defaults and nothing \
+             keeps it in sync\nhelp: add `[ci] targets = [{}]` to {}: then `preflight run --ci` \
+             and `preflight ci generate --check` catch a stale file",
+            config::display_path(&config.path),
+            list.join(", "),
+            config::display_path(&config.path),
+        ),
+        color,
+    );
     Ok(exit::SUCCESS)
 }
 

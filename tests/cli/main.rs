@@ -9,6 +9,7 @@ mod cache;
 mod ci;
 mod commitsafety;
 mod config_errors;
+mod dist;
 mod examples;
 mod exit_codes;
 mod files;

@@ -56,7 +56,8 @@ pub(super) fn is_secret_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        && !name.starts_with("GITHUB_")
+        // GitHub's own token is the one GITHUB_ name a job may ask for (a release upload).
+        && (!name.starts_with("GITHUB_") || name == "GITHUB_TOKEN")
 }
 
 impl Checker<'_> {
