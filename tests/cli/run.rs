@@ -41,6 +41,28 @@ date +%s%N > times/$PREFLIGHT_STEP.end
     );
 }
 
+/// A step that writes a line at a time (as `wc` does) is read in batches once its lines come
+/// in a stream; every line still arrives, in order, from its own output and its stderr.
+#[test]
+fn output_written_a_line_at_a_time_is_kept_whole_and_in_order() {
+    let repo = Repo::with_config(
+        r#"
+[steps.lines]
+run = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; echo done >&2; exit 1"
+"#,
+    );
+    let run = repo.run(&["run"]);
+    run.code(1);
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("line-"))
+        .collect();
+    let expected: Vec<String> = (0..3000).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected, "{}", run.stdout);
+    assert!(run.stdout.contains("\ndone\n"), "{}", run.stdout);
+}
+
 #[test]
 fn jobs_bounds_how_many_run_at_once() {
     // Each step marks itself running and records how many steps are running at that moment.
