@@ -124,7 +124,7 @@ pub struct Session {
     /// The store's folder relative to the root, when it is inside the work tree: its files
     /// are never inputs.
     store_inside: Option<PathBuf>,
-    index: IndexSnapshot,
+    index: Arc<IndexSnapshot>,
     salt: String,
     max: u64,
     pub mode: Mode,
@@ -156,6 +156,13 @@ impl Session {
         };
         outputs::check_output_folders(config, &index)?;
         Ok(Session::with_index(config, repo, dir, mode, index))
+    }
+
+    /// The work tree's index as this session read it when it opened, for others that need
+    /// the same snapshot at the same moment (the write guard); `None` when it keys a commit
+    /// or did not read the index.
+    pub fn work_tree_index(&self) -> Option<Arc<IndexSnapshot>> {
+        (!self.from_commit && self.index.path.is_some()).then(|| Arc::clone(&self.index))
     }
 
     /// A session that keys steps on a commit's files (`files`, read from its tree) instead
@@ -191,7 +198,7 @@ impl Session {
                 .ok()
                 .and_then(|d| d.strip_prefix(&repo.root).ok().map(Path::to_path_buf))
                 .filter(|d| !d.as_os_str().is_empty()),
-            index,
+            index: Arc::new(index),
             salt: config.settings.salt.clone(),
             max: config.settings.cache_max,
             mode,

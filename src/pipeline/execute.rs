@@ -203,8 +203,14 @@ pub(super) fn execute_in(
     let guarded = output.guard_writes
         && place.workdir.is_none()
         && plan.steps.iter().any(|s| !s.fixes && s.skip.is_none());
-    let tracked = match guarded.then(|| repo.index_snapshot()) {
-        Some(Ok(index)) => Some(Arc::new(index)),
+    // The cache session read the index a moment ago, at the same point of the run: the
+    // guard starts from that snapshot rather than reading it again.
+    let shared_index = cache.as_ref().and_then(Session::work_tree_index);
+    let tracked = match guarded.then(|| match shared_index {
+        Some(index) => Ok(index),
+        None => repo.index_snapshot().map(Arc::new),
+    }) {
+        Some(Ok(index)) => Some(index),
         Some(Err(e)) => {
             report::warn(
                 &format!("cannot tell whether checks change tracked files: {e}"),
