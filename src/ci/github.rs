@@ -239,7 +239,10 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 runners,
                 matrix_suffix,
                 bin_key: (!bin_paths.is_empty())
-                    .then(|| format!("preflight-bin-${{{{ runner.os }}}}-{}", common.install_key)),
+                    .then(|| format!(
+                        "preflight-bin-${{{{ runner.os }}}}-${{{{ runner.arch }}}}-{}",
+                        common.install_key
+                    )),
                 bin_paths,
                 install,
                 secrets: job.secrets.clone(),

@@ -20,8 +20,8 @@ pub const BIN_DIR: &str = ".preflight-ci/bin";
 /// What the install puts there besides the command (a venv, or uv's or pipx's tool folder).
 pub const TOOL_DIR: &str = ".preflight-ci/tool";
 
-/// Where the release files are: `/download/vVERSION/` holds the archives, SHA256SUMS and
-/// install.sh.
+/// Where the release files are: `/download/vVERSION/` holds the archives, each with
+/// its `.sha256`, and install.sh.
 pub const RELEASES: &str = "https://github.com/preflight-ci/preflight/releases";
 
 /// The install script, as released beside the archives (it takes the version as an
@@ -52,13 +52,9 @@ impl Method {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 of the install script this version releases.
 pub fn install_sh_sha256() -> String {
-    hex(&Sha256::digest(INSTALL_SH.as_bytes()))
+    super::hex(&Sha256::digest(INSTALL_SH.as_bytes()))
 }
 
 /// Shell lines that download the install script of this version, check it against the
@@ -82,8 +78,7 @@ fn pypi_install() -> String {
          \x20 UV_TOOL_DIR=\"$PWD/{TOOL_DIR}\" UV_TOOL_BIN_DIR=\"$PWD/{BIN_DIR}\" uv tool install {spec}\n\
          elif command -v pipx >/dev/null 2>&1; then\n\
          \x20 PIPX_HOME=\"$PWD/{TOOL_DIR}\" PIPX_BIN_DIR=\"$PWD/{BIN_DIR}\" pipx install {spec}\n\
-         elif command -v python3 >/dev/null 2>&1; then\n\
-         \x20 python3 -m venv \"$PWD/{TOOL_DIR}\"\n\
+         elif command -v python3 >/dev/null 2>&1 && python3 -m venv \"$PWD/{TOOL_DIR}\"; then\n\
          \x20 \"$PWD/{TOOL_DIR}/bin/pip\" install --quiet --disable-pip-version-check {spec}\n\
          \x20 mkdir -p \"$PWD/{BIN_DIR}\"\n\
          \x20 ln -sf \"$PWD/{TOOL_DIR}/bin/preflight\" \"$PWD/{BIN_DIR}/preflight\"\n\

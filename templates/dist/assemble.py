@@ -8,7 +8,7 @@ writes into DIR:
   preflight-TRIPLE.tar.gz          the binary in a folder of the same name
   preflight-TRIPLE.tar.gz.sha256   its SHA-256, in `sha256sum` format
   SHA256SUMS                       every archive in DIR, rewritten each time
-  install.sh                       the install script (it reads SHA256SUMS)
+  install.sh                       the install script (it reads ARCHIVE.sha256)
   npm/preflight-ci-OS-ARCH/        the platform package, ready for `npm pack`
   npm/preflight-ci/                the main package, with every platform as an optional dependency
 

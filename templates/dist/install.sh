@@ -14,7 +14,7 @@ set -eu
 
 repository="https://github.com/preflight-ci/preflight"
 version="${PREFLIGHT_VERSION:-}"
-to="${PREFLIGHT_INSTALL_DIR:-${HOME:?HOME is not set}/.local/bin}"
+to="${PREFLIGHT_INSTALL_DIR:-}"
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -23,11 +23,15 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --version) [ $# -ge 2 ] || die "--version needs a value"; version="$2"; shift 2 ;;
         --to) [ $# -ge 2 ] || die "--to needs a folder"; to="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" 2>/dev/null || true; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" 2>/dev/null || true; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
 version="${version#v}"
+if [ -z "$to" ]; then
+    [ -n "${HOME:-}" ] || die "HOME is not set: say where to install with --to DIR"
+    to="$HOME/.local/bin"
+fi
 
 case "$(uname -s)" in
     Linux) os="unknown-linux-gnu" ;;
@@ -53,9 +57,14 @@ else
     base="$repository/releases/latest/download"
 fi
 
+# Plain http only for a mirror given as http:// (a local one); never by a redirect.
+case "$base" in
+    http://*) protocols='=https,http' ;;
+    *) protocols='=https' ;;
+esac
 fetch() { # URL FILE
     if command -v curl >/dev/null 2>&1; then
-        curl --proto '=https,http' -fsSL "$1" -o "$2"
+        curl --proto "$protocols" --proto-redir '=https' -fsSL "$1" -o "$2"
     elif command -v wget >/dev/null 2>&1; then
         wget -q -O "$2" "$1"
     else
@@ -74,7 +83,11 @@ sha256() { # FILE -> hex digest
 }
 
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT INT TERM
+staged=""
+# A signal ends the script (a trap alone would let it go on to the install).
+trap 'rm -rf "$tmp"; [ -z "$staged" ] || rm -f "$staged"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 say "downloading $base/$archive"
 fetch "$base/$archive" "$tmp/$archive" || die "cannot download $base/$archive"
@@ -89,13 +102,19 @@ fi
 
 tar -xzf "$tmp/$archive" -C "$tmp" || die "cannot unpack $archive"
 [ -f "$tmp/preflight-$target/preflight" ] || die "$archive holds no preflight-$target/preflight"
+chmod 755 "$tmp/preflight-$target/preflight"
+# A binary that cannot run here (musl, a glibc older than 2.17) never replaces a working one.
+installed="$("$tmp/preflight-$target/preflight" --version 2>/dev/null)" ||
+    die "the preflight of $archive cannot run on this system (musl, or glibc older than 2.17?); nothing was installed; use cargo install --locked preflight"
 mkdir -p "$to" || die "cannot create $to"
 # Copy beside the old binary, then rename over it: a running preflight is never truncated.
-cp "$tmp/preflight-$target/preflight" "$to/.preflight.tmp.$$" || die "cannot write to $to"
-chmod 755 "$to/.preflight.tmp.$$"
-mv -f "$to/.preflight.tmp.$$" "$to/preflight" || die "cannot install into $to"
+staged="$to/.preflight.tmp.$$"
+cp "$tmp/preflight-$target/preflight" "$staged" || die "cannot write to $to"
+chmod 755 "$staged" || die "cannot make $staged executable"
+mv -f "$staged" "$to/preflight" || die "cannot install into $to"
+staged=""
 
-say "installed $("$to/preflight" --version) to $to/preflight"
+say "installed $installed to $to/preflight"
 case ":${PATH:-}:" in
     *":$to:"*) ;;
     *) say "note: $to is not on your PATH; add it, e.g. export PATH=\"$to:\$PATH\"" ;;

@@ -252,8 +252,14 @@ fn the_linux_binary_needs_glibc_2_17_at_most_and_is_stripped() {
     assert_version(&built.binary, &[]);
 }
 
-/// A fresh venv with only the wheel's distribution, installed by name from a local index.
+/// A fresh venv in `dir` with only the wheel's distribution, installed by name from a local
+/// index; returns its `preflight`.
 fn venv_with_wheel(built: &Built, dir: &Path) -> PathBuf {
+    venv_with(dir, &built.wheels, &format!("preflight-ci=={VERSION}")).join("bin/preflight")
+}
+
+/// A fresh venv in `dir` with `requirement` installed from the files in `links` alone.
+fn venv_with(dir: &Path, links: &Path, requirement: &str) -> PathBuf {
     let venv = dir.join("venv");
     run_ok(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
@@ -268,11 +274,11 @@ fn venv_with_wheel(built: &Built, dir: &Path) -> PathBuf {
                 "--no-index",
                 "--find-links",
             ])
-            .arg(&built.wheels)
-            .arg(format!("preflight-ci=={VERSION}")),
-        "pip install preflight-ci",
+            .arg(links)
+            .arg(requirement),
+        &format!("pip install {requirement}"),
     );
-    venv.join("bin/preflight")
+    venv
 }
 
 #[test]
@@ -537,6 +543,53 @@ fn the_install_script_installs_a_checked_archive_and_refuses_a_tampered_one() {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("lists no"), "{}", run.stderr);
     assert!(!home.path().join(".local/bin/preflight").exists());
+
+    // A correctly checksummed archive whose binary cannot run here (built for another
+    // libc or CPU) leaves the working preflight in place, and nothing beside it.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        built.release.join("install.sh"),
+        broken.path().join("install.sh"),
+    )
+    .unwrap();
+    let inside = broken.path().join(format!("preflight-{TARGET}"));
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::write(
+        inside.join("preflight"),
+        b"\x7fELF not a program for this machine",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["-czf", &archive, &format!("preflight-{TARGET}")])
+            .current_dir(broken.path()),
+        "tar",
+    );
+    let sum = run_ok(
+        Command::new("sha256sum")
+            .arg(&archive)
+            .current_dir(broken.path()),
+        "sha256sum",
+    );
+    std::fs::write(broken.path().join(format!("{archive}.sha256")), sum.stdout).unwrap();
+    let server = Server::start(broken.path());
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join(".local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(&built.binary, bin.join("preflight")).unwrap();
+    let run = install_script(broken.path(), &server.url, home.path());
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot run on this system"),
+        "{}",
+        run.stderr
+    );
+    assert_version(&bin.join("preflight"), &[]);
+    let left: Vec<_> = std::fs::read_dir(&bin)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("preflight")]);
 }
 
 #[test]
@@ -868,24 +921,7 @@ fn measure_install_times() {
     let venv_install = |package: &str, program: &str| {
         median_seconds(|| {
             let dir = tempfile::tempdir().unwrap();
-            let venv = dir.path().join("venv");
-            run_ok(
-                Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                "venv",
-            );
-            run_ok(
-                Command::new(venv.join("bin/pip"))
-                    .args([
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "--no-index",
-                    ])
-                    .arg("--find-links")
-                    .arg(index.path())
-                    .arg(package),
-                "pip install",
-            );
+            let venv = venv_with(dir.path(), index.path(), package);
             run_ok(
                 Command::new(venv.join("bin").join(program)).arg("--version"),
                 "--version",
