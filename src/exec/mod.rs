@@ -335,46 +335,12 @@ fn present_files<'a>(
 /// looked up from its folder, opened once for the files it holds (the list is sorted, so
 /// they come together), rather than walking the whole path again for every file.
 fn existing<'a>(cwd: &Path, files: &'a [PathBuf]) -> Vec<&'a Path> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let mut folder: Option<(&Path, Option<std::fs::File>)> = None;
-    let mut present = Vec::with_capacity(files.len());
-    for file in files {
-        let parent = file.parent().unwrap_or(Path::new(""));
-        if folder.as_ref().is_none_or(|(p, _)| *p != parent) {
-            let opened = std::fs::File::options()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(cwd.join(parent))
-                .ok();
-            folder = Some((parent, opened));
-        }
-        let from_folder = match (&folder, file.file_name()) {
-            (Some((_, Some(dir))), Some(name)) => {
-                std::ffi::CString::new(name.as_bytes()).ok().map(|name| {
-                    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-                    // SAFETY: an open descriptor, a NUL-terminated name, a buffer of the
-                    // right type; the result is only checked for success.
-                    unsafe {
-                        libc::fstatat(
-                            dir.as_raw_fd(),
-                            name.as_ptr(),
-                            stat.as_mut_ptr(),
-                            libc::AT_SYMLINK_NOFOLLOW,
-                        ) == 0
-                    }
-                })
-            }
-            _ => None,
-        };
-        // A folder that cannot be opened (or a name with a NUL) is asked the long way.
-        let found = from_folder.unwrap_or_else(|| cwd.join(file).symlink_metadata().is_ok());
-        if found {
-            present.push(file.as_path());
-        }
-    }
-    present
+    let stats = crate::lstat::lstat_all(cwd, files);
+    files
+        .iter()
+        .zip(stats)
+        .filter_map(|(file, stat)| stat.map(|_| file.as_path()))
+        .collect()
 }
 
 /// The environment a step gets on top of preflight's own: `[env]`, its `env`, its name.

@@ -310,44 +310,14 @@ impl Watch {
         groups
     }
 
-    /// The stat data of the files of one folder, each looked up relative to an open handle
-    /// on the folder, so that the kernel does not walk the whole path each time. `None` for
-    /// a file that is not there.
+    /// The stat data of the files of one folder (see `crate::lstat`). `None` for a file that
+    /// is not there.
     fn stat_group(&self, group: &[usize]) -> Vec<Option<Stat>> {
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         let files = &self.tracked.files;
-        let parent = files[group[0]].path.parent().unwrap_or(Path::new(""));
-        let Ok(dir) = std::fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(self.root.join(parent))
-        else {
-            return vec![None; group.len()];
-        };
-        group
+        let paths: Vec<&Path> = group.iter().map(|&i| files[i].path.as_path()).collect();
+        crate::lstat::lstat_all(&self.root, &paths)
             .iter()
-            .map(|&i| {
-                let name = files[i].path.file_name()?;
-                let name = std::ffi::CString::new(name.as_bytes()).ok()?;
-                let mut raw = std::mem::MaybeUninit::<libc::stat>::uninit();
-                // SAFETY: an open descriptor, a NUL-terminated name, a buffer of the right type.
-                let r = unsafe {
-                    libc::fstatat(
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        raw.as_mut_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                };
-                if r != 0 {
-                    return None;
-                }
-                // SAFETY: fstatat succeeded, so it filled the buffer.
-                let raw = unsafe { raw.assume_init() };
-                Some(Stat::from_libc(&raw))
-            })
+            .map(|raw| raw.as_ref().map(Stat::from_libc))
             .collect()
     }
 }

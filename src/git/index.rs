@@ -28,10 +28,11 @@ pub struct IndexSnapshot {
 /// cannot be read.
 pub fn index_entries_at(path: &Path) -> Option<Vec<u8>> {
     let file = gix::index::File::at(path, gix::hash::Kind::Sha1, true, Default::default()).ok()?;
-    let mut out = Vec::new();
+    use std::io::Write;
+    let mut out = Vec::with_capacity(file.entries().len() * 80);
     for entry in file.entries() {
-        let head = format!("{:o} {} {:?}\t", entry.mode.bits(), entry.id, entry.stage());
-        out.extend_from_slice(head.as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{:o} {} {:?}\t", entry.mode.bits(), entry.id, entry.stage());
         out.extend_from_slice(entry.path(&file));
         out.push(0);
     }

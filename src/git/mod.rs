@@ -7,7 +7,7 @@
 //! untracked files and the `git` program. Below: `range` (files changed between commits or
 //! in a push), `contents` (stored file contents for type detection), `index` (the index as
 //! the cache reads it), `commit` (a pushed commit's content). This folder imports only
-//! `crate::error` and the `filetypes::Contents` trait it implements; nothing in it knows
+//! `crate::error`, `crate::lstat` and the `filetypes::Contents` trait it implements; nothing in it knows
 //! about config, exec, cache or report.
 
 mod commit;
@@ -301,10 +301,9 @@ impl Repo {
     }
 
     /// True when no tracked file (or none of `only`, when given) can differ from its index
-    /// version, judged by the index's stat data: no process, one lstat per file, spread over
-    /// the cores. Racily clean entries count as dirty.
+    /// version, judged by the index's stat data: no process, one lstat per file from its
+    /// folder, spread over the cores. Racily clean entries count as dirty.
     pub fn work_tree_matches_index(&self, only: Option<&[PathBuf]>) -> Result<bool> {
-        use rayon::prelude::*;
         let index = self.index()?;
         let index_time = index.timestamp();
         let options = gix::index::entry::stat::Options::default();
@@ -317,29 +316,49 @@ impl Repo {
         {
             return Ok(false);
         }
-        let differs = |entry: &gix::index::Entry| {
-            if !is_file_entry(entry) {
-                return false;
-            }
-            let path = root.join(to_path(entry.path(state)));
-            let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(&path) else {
+        let differs = |entry: &gix::index::Entry, stat: Option<&libc::stat>| {
+            let Some(stat) = stat else {
                 return true; // Deleted from the work tree.
             };
-            let Ok(stat) = gix::index::entry::Stat::from_fs(&meta) else {
-                return true;
-            };
+            let stat = index_stat(stat);
             !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options)
         };
         let dirty = match only {
             // Few files: one whose stat data cannot decide (racily clean, or smudged by git
             // for that reason) is compared by content, as git itself would.
-            Some(paths) => paths.iter().any(|p| {
-                let key = gix::bstr::BStr::new(p.as_os_str().as_bytes());
-                state
-                    .entry_by_path(key)
-                    .is_none_or(|e| differs(e) && !same_content(&root.join(p), e))
-            }),
-            None => entries.par_iter().with_min_len(256).any(differs),
+            Some(paths) => {
+                let found: Option<Vec<&gix::index::Entry>> = paths
+                    .iter()
+                    .map(|p| state.entry_by_path(gix::bstr::BStr::new(p.as_os_str().as_bytes())))
+                    .collect();
+                // A path the index does not have: not what was staged.
+                let Some(found) = found else {
+                    return Ok(false);
+                };
+                let stats = crate::lstat::lstat_all(root, paths);
+                found
+                    .iter()
+                    .zip(&stats)
+                    .zip(paths)
+                    .any(|((entry, stat), path)| {
+                        is_file_entry(entry)
+                            && differs(entry, stat.as_ref())
+                            && !same_content(&root.join(path), entry)
+                    })
+            }
+            None => {
+                let files: Vec<(&gix::index::Entry, PathBuf)> = entries
+                    .iter()
+                    .filter(|e| is_file_entry(e))
+                    .map(|e| (e, to_path(e.path(state))))
+                    .collect();
+                let paths: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
+                let stats = crate::lstat::lstat_all(root, &paths);
+                files
+                    .iter()
+                    .zip(&stats)
+                    .any(|((entry, _), stat)| differs(entry, stat.as_ref()))
+            }
         };
         Ok(!dirty)
     }
@@ -390,6 +409,28 @@ impl Repo {
             program,
             root: self.root.clone(),
         })
+    }
+}
+
+/// A file's lstat data as the index records it: times, device and inode cut to 32 bits, as
+/// git and gix do; a time before 1970 as zero.
+fn index_stat(st: &libc::stat) -> gix::index::entry::Stat {
+    use gix::index::entry::stat::Time;
+    let time = |secs: i64, nsecs: i64| match secs >= 0 {
+        true => Time {
+            secs: secs as u32,
+            nsecs: nsecs as u32,
+        },
+        false => Time::default(),
+    };
+    gix::index::entry::Stat {
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+        dev: st.st_dev as u32,
+        ino: st.st_ino as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u32,
     }
 }
 
@@ -589,4 +630,24 @@ pub fn submodule_state(root: &Path, path: &Path) -> Result<Option<String>> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok(Some(format!("{head}+dirty-{digest}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_data_from_lstat_is_what_gix_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "content\n").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("f", &link).unwrap();
+        for path in [&file, &link] {
+            let meta = gix::index::fs::Metadata::from_path_no_follow(path).unwrap();
+            let from_gix = gix::index::entry::Stat::from_fs(&meta).unwrap();
+            let raw = crate::lstat::lstat_all(dir.path(), &[path.file_name().unwrap()]);
+            assert_eq!(index_stat(raw[0].as_ref().unwrap()), from_gix);
+        }
+    }
 }
