@@ -22,6 +22,7 @@ mod push;
 mod remote;
 mod review;
 mod run;
+mod tools;
 mod watch;
 mod worker;
 mod worksafety;
