@@ -23,6 +23,7 @@ mod remote;
 mod review;
 mod run;
 mod tools;
+mod tools_ci;
 mod watch;
 mod worker;
 mod worksafety;
