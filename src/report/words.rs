@@ -177,6 +177,43 @@ pub fn remote_stage(stage: &RemoteStage) -> String {
     }
 }
 
+/// The one line a run says about its managed tools, when it says one: installing a tool on
+/// first use, and writing the lock. Resolving and finishing are not said: the run goes on.
+pub fn tool_event(event: &crate::tools::Event) -> Option<String> {
+    use crate::tools::Event;
+    match event {
+        Event::Installing { name, spec } => {
+            Some(format!("installing tool `{name}` ({spec}) on first use"))
+        }
+        Event::LockWritten { path, names } if !names.is_empty() => Some(format!(
+            "locked {} in {}",
+            names.join(", "),
+            crate::config::display_path(path)
+        )),
+        Event::Resolving { .. } | Event::Installed { .. } | Event::LockWritten { .. } => None,
+    }
+}
+
+/// A line for `preflight tools`: every event, said plainly.
+pub fn tool_progress(event: &crate::tools::Event) -> String {
+    use crate::tools::Event;
+    match event {
+        Event::Resolving { name, spec } => format!("resolving {name} ({spec})"),
+        Event::Installing { name, spec } => format!("installing {name} ({spec})"),
+        Event::Installed { name, took } => {
+            format!("installed {name} in {}", format_duration(*took))
+        }
+        Event::LockWritten { path, names } if names.is_empty() => {
+            format!("wrote {}", crate::config::display_path(path))
+        }
+        Event::LockWritten { path, names } => format!(
+            "wrote {} ({})",
+            crate::config::display_path(path),
+            names.join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

