@@ -24,6 +24,7 @@ mod review;
 mod run;
 mod tools;
 mod tools_ci;
+mod tools_init;
 mod watch;
 mod worker;
 mod worksafety;
