@@ -3,7 +3,8 @@
 //! pass the validators; gitlab-ci-local runs a job whose step uses a PyPI tool that is not on
 //! the machine.
 
-use crate::common::{Repo, Run, tools};
+use crate::common::{BIN, Repo, Run, tools};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A step that uses a managed tool, with every target and tag builds.
@@ -230,4 +231,129 @@ fn generated_files_with_tools_pass_the_validators() {
             run.stdout, run.stderr
         );
     }
+}
+
+/// PATH with the binary under test and the system's own folders only: no shellcheck, and
+/// nothing from the test tools' venvs.
+fn bare_path() -> std::ffi::OsString {
+    let dirs: Vec<PathBuf> = vec![
+        Path::new(BIN).parent().unwrap().to_path_buf(),
+        "/usr/bin".into(),
+        "/bin".into(),
+    ];
+    std::env::join_paths(dirs).unwrap()
+}
+
+fn gitlab_ci_local(repo: &Repo, glcl: &Path) -> Run {
+    Run::from(
+        Command::new(glcl)
+            .current_dir(repo.path())
+            .env("PATH", bare_path())
+            .env("HOME", repo.path().join(".home"))
+            .env_remove("CI")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("PREFLIGHT_CACHE_DIR")
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("gitlab-ci-local runs"),
+    )
+}
+
+#[test]
+fn gitlab_ci_local_runs_a_step_whose_pypi_tool_is_not_on_the_machine() {
+    tools::apt("rsync", "rsync");
+    let glcl = tools::npm("gitlab-ci-local@4.64.1", "gitlab-ci-local");
+    for dir in std::env::split_paths(&bare_path()) {
+        assert!(
+            !dir.join("shellcheck").exists(),
+            "shellcheck must not be on the PATH: {}",
+            dir.display()
+        );
+    }
+    let repo = Repo::with_config(&CONFIG.replace(
+        "targets = [\"github\", \"gitlab\", \"forgejo\", \"woodpecker\", \"buildkite\"]",
+        "targets = [\"gitlab\"]",
+    ));
+    repo.write(".gitignore", ".gitlab-ci-local/\n.home/\n.preflight-ci/\n");
+    repo.write("deploy.sh", "#!/bin/sh\nset -eu\necho \"deploying $1\"\n");
+    // The lock is made once, here, and committed: the job installs from it.
+    repo.run(&["tools", "lock"]).code(0);
+    assert!(repo.path().join("preflight.lock").is_file());
+    repo.run(&["ci", "generate"]).code(0);
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "ci"]);
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://gitlab.example.invalid/me/proj.git",
+    ]);
+
+    let run = gitlab_ci_local(&repo, &glcl);
+    run.code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("PASS") && l.contains("preflight")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("preflight tools install --locked"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("passed lint"), "{}", run.stdout);
+
+    // The tool really runs: an unquoted variable fails the job.
+    repo.write("deploy.sh", "#!/bin/sh\necho deploying $1\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "unquoted"]);
+    let run = gitlab_ci_local(&repo, &glcl);
+    run.code(1);
+    assert!(run.stdout.contains("SC2086"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("FAIL") && l.contains("preflight")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn completions_offer_the_tools_commands_and_their_flags() {
+    let repo = Repo::new();
+    let subcommands = ["install", "list", "lock", "update", "prune", "which"];
+    for shell in ["bash", "zsh", "fish"] {
+        let run = repo.run(&["completions", shell]);
+        run.code(0);
+        for sub in subcommands {
+            let marker = match shell {
+                "bash" => format!("cmd=\"preflight__subcmd__tools__subcmd__{sub}\""),
+                "zsh" => format!("_preflight__subcmd__tools__subcmd__{sub}_commands"),
+                _ => format!(
+                    "__fish_preflight_using_subcommand tools; and __fish_seen_subcommand_from {sub}"
+                ),
+            };
+            assert!(run.stdout.contains(&marker), "{shell}: no `tools {sub}`");
+        }
+    }
+    // `run --locked` and `tools install --locked`.
+    let fish = repo.run(&["completions", "fish"]);
+    assert!(
+        fish.stdout
+            .contains("__fish_preflight_using_subcommand run\" -l locked"),
+        "{}",
+        fish.stdout
+    );
+    assert!(
+        fish.stdout.lines().any(|l| l
+            .contains("__fish_seen_subcommand_from install\"")
+            && l.contains("-l locked")),
+        "{}",
+        fish.stdout
+    );
 }
