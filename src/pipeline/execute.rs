@@ -203,6 +203,7 @@ pub(super) fn execute_in(
         .as_ref()
         .filter(|c| c.mode.read && c.mode.write)
         .and_then(|_| crate::remote::Session::open(config.remote.as_ref(), remote))
+        .map(|s| s.with_tools(crate::remote::tools::of_config(config)))
         .map(Arc::new);
     // Checks must leave tracked files alone; the index says which they are. A checkout of a
     // commit made for this run is nobody's work: it is not watched.

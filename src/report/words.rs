@@ -149,6 +149,10 @@ pub fn warning(warning: &Warning) -> String {
              took it within {} (does a worker offer its platform?); it runs here",
             format_duration(*waited)
         ),
+        Warning::ToolsNotOnWorker { step, why } => format!(
+            "step `{step}`: it could not run remotely: {why}; it runs here, with this \
+             machine's copy of the same tools"
+        ),
         Warning::RemoteResultUnusable { step, why } => {
             format!("step `{step}`: the remote result {why}")
         }
@@ -327,6 +331,20 @@ mod tests {
         assert_eq!(
             explanation(&short),
             "remote cache hit (action abc): outputs restored, log replayed"
+        );
+    }
+
+    #[test]
+    fn a_worker_without_the_tools_gives_the_step_back_with_its_words() {
+        let w = Warning::ToolsNotOnWorker {
+            step: "lint".into(),
+            why: "this worker cannot provide the step's tools: tool `ruff`: no network".into(),
+        };
+        assert_eq!(
+            warning(&w),
+            "step `lint`: it could not run remotely: this worker cannot provide the step's \
+             tools: tool `ruff`: no network; it runs here, with this machine's copy of the same \
+             tools"
         );
     }
 

@@ -25,6 +25,7 @@ mod run;
 mod tools;
 mod tools_ci;
 mod tools_init;
+mod tools_remote;
 mod watch;
 mod worker;
 mod worksafety;
