@@ -255,3 +255,257 @@ fn pypi_tools_install_on_first_use_come_first_on_path_and_key_their_steps() {
     );
     assert_eq!(tool_dirs(&cache, "pypi", "ruff").len(), 2);
 }
+
+const RUFF_ONLY: &str = r#"[tools]
+ruff = "pypi:ruff@0.17.5"
+
+[steps.lint]
+run = "ruff check {files}"
+files = ["*.py"]
+"#;
+
+fn run_in(repo: &Repo, path: &std::path::Path, args: &[&str]) -> crate::common::Run {
+    crate::common::Run::from(
+        repo.cmd()
+            .env("PATH", path)
+            .args(args)
+            .output()
+            .expect("runs"),
+    )
+}
+
+/// Every hash of the lock with its first hex digit changed.
+fn tamper_hashes(lock: &str, prefix: &str) -> String {
+    lock.lines()
+        .map(|l| match l.strip_prefix(&format!("hash = \"{prefix}")) {
+            Some(rest) => {
+                let first = if rest.starts_with('0') { '1' } else { '0' };
+                format!("hash = \"{prefix}{first}{}", &rest[1..])
+            }
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn complete_dirs(cache: &std::path::Path, backend: &str, package: &str) -> usize {
+    tool_dirs(cache, backend, package)
+        .iter()
+        .filter(|d| d.join(".preflight-tool.json").is_file())
+        .count()
+}
+
+#[test]
+fn the_lock_is_required_with_locked_and_a_tampered_lock_is_refused() {
+    let repo = Repo::with_config(RUFF_ONLY);
+    repo.write("a.py", "print(1)\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "python3"]);
+
+    let missing = run_in(&repo, bin.path(), &["run", "--locked"]);
+    missing.code(2);
+    assert!(
+        missing.stderr.contains("there is no preflight.lock")
+            && missing.stderr.contains("preflight tools lock"),
+        "{}",
+        missing.stderr
+    );
+    run_in(&repo, bin.path(), &["tools", "lock"]).code(0);
+    assert_eq!(
+        complete_dirs(&cache, "pypi", "ruff"),
+        0,
+        "locking installs nothing"
+    );
+
+    // Every wheel hash changed: pip refuses what PyPI serves, nothing is installed or run.
+    let good = repo.read_string("preflight.lock");
+    repo.write("preflight.lock", tamper_hashes(&good, "sha256:"));
+    let refused = run_in(&repo, bin.path(), &["run", "--locked"]);
+    refused.code(3);
+    assert!(
+        refused.stderr.contains("tool `ruff`")
+            && refused
+                .stderr
+                .contains("does not match the hashes in preflight.lock; refused"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("lint"), "{}", refused.stdout);
+    assert_eq!(complete_dirs(&cache, "pypi", "ruff"), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tools/.tmp"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The real lock installs; a lock for another version is stale under --locked.
+    repo.write("preflight.lock", &good);
+    run_in(&repo, bin.path(), &["run", "--locked"]).code(0);
+    repo.write("preflight.toml", RUFF_ONLY.replace("0.17.5", "0.17.4"));
+    let stale = run_in(&repo, bin.path(), &["run", "--locked"]);
+    stale.code(2);
+    assert!(
+        stale.stderr.contains(
+            "preflight.lock is stale: it locks `pypi:ruff@0.17.5`, [tools] says `pypi:ruff@0.17.4`"
+        ),
+        "{}",
+        stale.stderr
+    );
+}
+
+#[test]
+fn two_installs_at_once_install_once_and_a_damaged_store_is_never_used() {
+    let repo = Repo::with_config(RUFF_ONLY);
+    repo.write("a.py", "print(1)\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "python3"]);
+    run_in(&repo, bin.path(), &["tools", "lock"]).code(0);
+    let spawn = || {
+        repo.cmd()
+            .env("PATH", bin.path())
+            .args(["tools", "install"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        crate::common::Run::from(a.wait_with_output().unwrap()),
+        crate::common::Run::from(b.wait_with_output().unwrap()),
+    );
+    a.code(0);
+    b.code(0);
+    let installs = [&a, &b]
+        .iter()
+        .filter(|r| r.stderr.contains("installed ruff"))
+        .count();
+    assert_eq!(installs, 1, "{}\n{}", a.stderr, b.stderr);
+    assert_eq!(tool_dirs(&cache, "pypi", "ruff").len(), 1);
+
+    // A folder without its marker (an install cut short) is not a tool: it is replaced.
+    let dir = &tool_dirs(&cache, "pypi", "ruff")[0];
+    std::fs::remove_file(dir.join(".preflight-tool.json")).unwrap();
+    let again = run_in(&repo, bin.path(), &["run"]);
+    again.code(0);
+    assert!(
+        again.stderr.contains("installing tool `ruff`"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(complete_dirs(&cache, "pypi", "ruff"), 1);
+
+    // A folder whose marker says it is another tool is installed again by `tools install`.
+    let marker = dir.join(".preflight-tool.json");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    let integrity = text
+        .lines()
+        .find(|l| l.contains("\"integrity\""))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &marker,
+        text.replace(&integrity, "  \"integrity\": \"0000\","),
+    )
+    .unwrap();
+    let fixed = run_in(&repo, bin.path(), &["tools", "install"]);
+    fixed.code(0);
+    assert!(fixed.stderr.contains("installed ruff"), "{}", fixed.stderr);
+    assert!(
+        !std::fs::read_to_string(&marker)
+            .unwrap()
+            .contains("\"0000\"")
+    );
+}
+
+#[test]
+fn an_install_killed_midway_leaves_the_store_consistent() {
+    let repo = Repo::with_config(RUFF_ONLY);
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "python3"]);
+    run_in(&repo, bin.path(), &["tools", "lock"]).code(0);
+    let mut child = repo
+        .cmd()
+        .env("PATH", bin.path())
+        .args(["tools", "install"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    // Killed once its temp folder has a venv in it: pip is at work.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let tmp = cache.join("tools/.tmp");
+    while std::time::Instant::now() < deadline {
+        let busy = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().any(|e| e.path().join("env/bin").is_dir()))
+            .unwrap_or(false);
+        if busy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(complete_dirs(&cache, "pypi", "ruff"), 0);
+    let run = run_in(&repo, bin.path(), &["tools", "install"]);
+    run.code(0);
+    assert_eq!(complete_dirs(&cache, "pypi", "ruff"), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(crate::common::processes_with(&tmp.to_string_lossy()).is_empty());
+}
+
+#[test]
+fn a_missing_client_an_unreachable_registry_and_an_unknown_version_each_say_what_to_do() {
+    let repo = Repo::with_config(RUFF_ONLY);
+    let no_python = thin_path(&["git", "sh"]);
+    let run = run_in(&repo, no_python.path(), &["tools", "install"]);
+    run.code(3);
+    assert!(
+        run.stderr
+            .contains("tool `ruff`: cannot install it: `python3` is not installed"),
+        "{}",
+        run.stderr
+    );
+    let npm =
+        Repo::with_config("[tools]\np = \"npm:prettier@3.10.1\"\n[steps.a]\nrun = \"true\"\n");
+    let run = run_in(&npm, no_python.path(), &["tools", "install"]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("`npm` is not installed") && run.stderr.contains("Node.js"),
+        "{}",
+        run.stderr
+    );
+
+    let bin = thin_path(&["git", "sh", "python3"]);
+    let unreachable = crate::common::Run::from(
+        repo.cmd()
+            .env("PATH", bin.path())
+            .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+            .env("PIP_RETRIES", "0")
+            .env("PIP_TIMEOUT", "2")
+            .args(["tools", "install"])
+            .output()
+            .unwrap(),
+    );
+    unreachable.code(3);
+    assert!(
+        unreachable.stderr.contains("tool `ruff`")
+            && unreachable.stderr.contains("could not be reached"),
+        "{}",
+        unreachable.stderr
+    );
+
+    let unknown = Repo::with_config(&RUFF_ONLY.replace("0.17.5", "0.0.0.999"));
+    let run = run_in(&unknown, bin.path(), &["tools", "install"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("PyPI has no wheel of ruff 0.0.0.999"),
+        "{}",
+        run.stderr
+    );
+    assert!(!unknown.path().join("preflight.lock").exists());
+}
