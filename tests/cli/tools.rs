@@ -509,3 +509,203 @@ fn a_missing_client_an_unreachable_registry_and_an_unknown_version_each_say_what
     );
     assert!(!unknown.path().join("preflight.lock").exists());
 }
+
+#[test]
+fn npm_tools_are_checked_against_the_registrys_integrity() {
+    let repo = Repo::with_config(
+        "[tools]\nprettier = \"npm:prettier@3.10.1\"\n\n[steps.format]\nrun = \"prettier --check {files}\"\nfiles = [\"*.js\"]\n",
+    );
+    repo.write("a.js", "const a = 1;\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "node", "npm"]);
+    let run = run_in(&repo, bin.path(), &["run"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains("installing tool `prettier`"),
+        "{}",
+        run.stderr
+    );
+    // The lock's integrity is the registry's.
+    let out = std::process::Command::new("npm")
+        .args(["view", "prettier@3.10.1", "dist.integrity"])
+        .output()
+        .unwrap();
+    let integrity = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(integrity.starts_with("sha512-"), "{integrity}");
+    let lock = repo.read_string("preflight.lock");
+    assert!(lock.contains(&format!("hash = \"{integrity}\"")), "{lock}");
+    repo.write("a.js", "const a   = 1\n");
+    repo.add_all();
+    run_in(&repo, bin.path(), &["run"]).code(1);
+
+    // A lock whose integrity is not what the registry serves: refused, never used.
+    repo.write(
+        "preflight.lock",
+        lock.replace(&integrity, &format!("sha512-AAAA{}", &integrity[11..])),
+    );
+    let refused = run_in(&repo, bin.path(), &["tools", "install", "--locked"]);
+    refused.code(3);
+    assert!(
+        refused.stderr.contains("tool `prettier`: the tarball npm served does not match the integrity in preflight.lock; refused"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(complete_dirs(&cache, "npm", "prettier"), 1);
+}
+
+/// Serves `dir` on 127.0.0.1 with python's http.server; returns the child and the base URL.
+fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 serves");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "Serving HTTP on 127.0.0.1 port 43215 (http://127.0.0.1:43215/) ..."
+    let port = line
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+        .to_string();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn url_tools_are_downloaded_checked_and_unpacked() {
+    use std::io::Write;
+    let served = tempfile::tempdir().unwrap();
+    let script = b"#!/bin/sh\necho hello-from-$0\n";
+    // hello.tar.gz, hello.tar.xz and hello.zip hold dist/hello; plain is the program itself.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(script.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "./dist/hello", &script[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    std::fs::write(served.path().join("hello.tar.gz"), gz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &tar[..], &mut xz).unwrap();
+    std::fs::write(served.path().join("hello.tar.xz"), xz).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("dist/hello", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(script).unwrap();
+    std::fs::write(
+        served.path().join("hello.zip"),
+        zip.finish().unwrap().into_inner(),
+    )
+    .unwrap();
+    std::fs::write(served.path().join("plain"), script).unwrap();
+    let sha =
+        |name: &str| crate::common::sha256_hex(&std::fs::read(served.path().join(name)).unwrap());
+    let (mut server, base) = serve(served.path());
+
+    let config = format!(
+        "[tools]\n\
+         gz = {{ url = \"{base}/hello.tar.gz\", sha256 = \"{}\", bin = \"hello-gz\", path = \"dist/hello\" }}\n\
+         xz = {{ url = \"{base}/hello.tar.xz\", sha256 = \"{}\", bin = \"hello-xz\", path = \"dist/hello\" }}\n\
+         zip = {{ url = \"{base}/hello.zip\", sha256 = \"{}\", bin = \"hello-zip\", path = \"dist/hello\" }}\n\
+         plain = {{ url = \"{base}/plain\", sha256 = \"{}\", bin = \"hello-plain\" }}\n\
+         [steps.all]\nrun = \"hello-gz && hello-xz && hello-zip && hello-plain\"\n",
+        sha("hello.tar.gz"),
+        sha("hello.tar.xz"),
+        sha("hello.zip"),
+        sha("plain")
+    );
+    let repo = Repo::with_config(&config);
+    let bin = thin_path(&["git", "sh"]);
+    let run = run_in(&repo, bin.path(), &["run", "-v"]);
+    server_check(&mut server, &run);
+    run.code(0);
+    for name in ["hello-gz", "hello-xz", "hello-zip", "hello-plain"] {
+        // `$0` is the command as found on PATH: the tool's bin folder.
+        assert!(
+            run.stdout.contains(&format!("/bin/{name}")),
+            "{name}: {}",
+            run.stdout
+        );
+    }
+
+    // The file changes on the server: its sha256 no longer matches, it is refused.
+    std::fs::write(served.path().join("plain"), b"#!/bin/sh\necho evil\n").unwrap();
+    let other = Repo::with_config(&config);
+    let refused = run_in(&other, bin.path(), &["tools", "install", "plain"]);
+    refused.code(3);
+    assert!(
+        refused
+            .stderr
+            .contains("tool `plain`: the download does not match its sha256; refused"),
+        "{}",
+        refused.stderr
+    );
+    let cache = crate::common::cache_dir_for(other.path());
+    assert_eq!(complete_dirs(&cache, "url", "hello-plain"), 0);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+fn server_check(server: &mut std::process::Child, run: &crate::common::Run) {
+    if run.code != 0 {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
+#[test]
+fn cargo_tools_are_built_from_the_checksum_in_the_lock() {
+    let repo = Repo::with_config(
+        "[tools]\nhello = \"cargo:helloworld@0.1.0\"\n\n[steps.greet]\nrun = \"helloworld\"\n",
+    );
+    let run = repo.run(&["tools", "lock"]);
+    run.code(0);
+    let lock = repo.read_string("preflight.lock");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "https://index.crates.io/he/ll/helloworld"])
+        .output()
+        .unwrap();
+    let cksum = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["vers"] == "0.1.0")
+        .and_then(|v| v["cksum"].as_str().map(String::from))
+        .expect("the index lists helloworld 0.1.0");
+    assert!(
+        lock.contains(&format!("hash = \"sha256:{cksum}\"")),
+        "{lock}"
+    );
+    let run = repo.run(&["run", "-v"]);
+    run.code(0);
+    assert!(run.stdout.contains("Hello, world!"), "{}", run.stdout);
+    // A checksum that is not the index's: refused before anything is built.
+    let other = Repo::with_config(&repo.read_string("preflight.toml"));
+    other.write("preflight.lock", tamper_hashes(&lock, "sha256:"));
+    let refused = other.run(&["tools", "install", "--locked"]);
+    refused.code(3);
+    assert!(
+        refused.stderr.contains(
+            "crates.io's checksum of helloworld 0.1.0 does not match preflight.lock; refused"
+        ),
+        "{}",
+        refused.stderr
+    );
+}
