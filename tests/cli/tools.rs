@@ -709,3 +709,88 @@ fn cargo_tools_are_built_from_the_checksum_in_the_lock() {
         refused.stderr
     );
 }
+
+#[test]
+fn a_hook_installs_a_missing_tool_on_first_use_and_says_so_once() {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(
+        served.path().join("check"),
+        b"#!/bin/sh\nfor f in \"$@\"; do grep -q TODO \"$f\" && exit 1; done; exit 0\n",
+    )
+    .unwrap();
+    let sha = crate::common::sha256_hex(&std::fs::read(served.path().join("check")).unwrap());
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\ncheck = {{ url = \"{base}/check\", sha256 = \"{sha}\", bin = \"no-todo\" }}\n\n\
+         [steps.todo]\nrun = \"no-todo {{files}}\"\nfiles = [\"*.txt\"]\n\n\
+         [hooks]\npre-commit = [\"todo\"]\n"
+    ));
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "fine\n");
+    repo.add_all();
+    let first = repo.commit("first");
+    let _ = server.kill();
+    let _ = server.wait();
+    first.code(0);
+    let said = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains("installing tool `check`"))
+        .count();
+    assert_eq!(said, 1, "{}", first.stderr);
+    // Installed: the next commit says nothing about it (and needs no server).
+    repo.write("b.txt", "TODO\n");
+    repo.add_all();
+    let second = repo.commit("second");
+    second.code(1);
+    assert!(!second.stderr.contains("installing"), "{}", second.stderr);
+    assert!(second.stdout.contains("todo") || second.stderr.contains("todo"));
+}
+
+#[test]
+fn which_names_a_tools_command_and_prune_removes_what_no_lock_here_holds() {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(served.path().join("hi"), b"#!/bin/sh\necho hi\n").unwrap();
+    let sha = crate::common::sha256_hex(b"#!/bin/sh\necho hi\n");
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\nhi = {{ url = \"{base}/hi\", sha256 = \"{sha}\", bin = \"say-hi\" }}\n[steps.a]\nrun = \"say-hi\"\n"
+    ));
+    let which = repo.run(&["tools", "which", "hi"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    which.code(0);
+    let path = std::path::PathBuf::from(which.stdout.trim());
+    assert!(path.ends_with("bin/say-hi"), "{}", which.stdout);
+    assert!(path.is_file());
+    assert_eq!(repo.run(&["tools", "which", "say-hi"]).stdout, which.stdout);
+    repo.run(&["tools", "which", "nope"]).code(2);
+    let list = repo.run(&["tools", "list"]);
+    assert!(list.stdout.contains("installed: say-hi"), "{}", list.stdout);
+
+    // This repository's lock holds it: kept.
+    let kept = repo.run(&["tools", "prune", "--days", "0", "--keep", "0"]);
+    kept.code(0);
+    assert!(kept.stdout.contains("0 tools removed"), "{}", kept.stdout);
+    assert!(path.is_file());
+    // Another repository sharing the store, without it: removed.
+    let other = Repo::with_config("[steps.a]\nrun = \"true\"\n");
+    let pruned = crate::common::Run::from(
+        other
+            .cmd()
+            .env(
+                "PREFLIGHT_CACHE_DIR",
+                crate::common::cache_dir_for(repo.path()),
+            )
+            .args(["tools", "prune", "--days", "0"])
+            .output()
+            .unwrap(),
+    );
+    pruned.code(0);
+    assert!(
+        pruned.stdout.contains("removed hi url:say-hi@"),
+        "{}",
+        pruned.stdout
+    );
+    assert!(!path.exists());
+}
