@@ -149,6 +149,23 @@ fn ensure_with(
     Ok(ready)
 }
 
+/// The identities the lock gives the tools of `config` as `[tools]` says them, without
+/// installing anything (for `explain`, which must key steps as a run would). Tools the lock
+/// lacks, or holds for another spec, are left out.
+pub fn locked_identities(config: &Config) -> HashMap<String, String> {
+    let Ok(Some(lock)) = LockFile::read(&lock_path(&config.path)) else {
+        return HashMap::new();
+    };
+    config
+        .tools
+        .iter()
+        .filter_map(|(name, spec)| {
+            let locked = lock.get(name).filter(|l| l.matches(spec))?;
+            Some((name.clone(), locked.identity().describe()))
+        })
+        .collect()
+}
+
 /// The error for a tool the lock lacks or holds for another spec, under `--locked`.
 fn not_locked(
     path: &Path,

@@ -794,3 +794,25 @@ fn which_names_a_tools_command_and_prune_removes_what_no_lock_here_holds() {
     );
     assert!(!path.exists());
 }
+
+#[test]
+fn explain_keys_steps_with_their_tools_as_a_run_does() {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(served.path().join("ok"), b"#!/bin/sh\nexit 0\n").unwrap();
+    let sha = crate::common::sha256_hex(b"#!/bin/sh\nexit 0\n");
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\nok = {{ url = \"{base}/ok\", sha256 = \"{sha}\", bin = \"say-ok\" }}\n\
+         [steps.a]\nrun = \"say-ok {{files}}\"\nfiles = [\"*.txt\"]\n"
+    ));
+    repo.write("a.txt", "x\n");
+    repo.add_all();
+    let run = repo.run(&["run"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    run.code(0);
+    let explain = repo.run(&["explain", "a"]);
+    explain.code(0);
+    assert!(!explain.stdout.contains("tool"), "{}", explain.stdout);
+    assert!(repo.run(&["run"]).line_of("a").contains("cached"));
+}
