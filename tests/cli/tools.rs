@@ -816,3 +816,98 @@ fn explain_keys_steps_with_their_tools_as_a_run_does() {
     assert!(!explain.stdout.contains("tool"), "{}", explain.stdout);
     assert!(repo.run(&["run"]).line_of("a").contains("cached"));
 }
+
+#[test]
+fn a_full_disk_is_one_error_naming_the_tool_and_the_store_stays_consistent() {
+    let disk = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(disk.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.path());
+    let served = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(served.path().join("big"), &big).unwrap();
+    let sha = crate::common::sha256_hex(&big);
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\nbig = {{ url = \"{base}/big\", sha256 = \"{sha}\", bin = \"big\" }}\n[steps.a]\nrun = \"true\"\n"
+    ));
+    let cache = disk.path().join("cache");
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .env("PREFLIGHT_CACHE_DIR", &cache)
+            .args(["tools", "install"])
+            .output()
+            .unwrap(),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    run.code(4);
+    assert!(
+        run.stderr.contains("tool `big`: cannot write its download")
+            && run.stderr.contains("No space left on device")
+            && run.stderr.contains("preflight tools prune"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(complete_dirs(&cache, "url", "big"), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tools/.tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn pypi_tools_install_with_uv_when_it_is_on_path() {
+    // uv in a venv of its own under target/tools, made once.
+    let venv = crate::common::tools::dir().join("uv-venv");
+    let uv_bin = venv.join("bin");
+    if !uv_bin.join("uv").is_file() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let installed = std::process::Command::new(uv_bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "uv"])
+            .status()
+            .unwrap();
+        assert!(installed.success() && uv_bin.join("uv").is_file());
+    }
+    let repo = Repo::with_config(&RUFF_ONLY.replace("ruff@0.17.5", "ruff@0.17.4"));
+    repo.write("a.py", "print(1)\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "python3"]);
+    let path = std::env::join_paths([bin.path(), uv_bin.as_path()]).unwrap();
+    let run = crate::common::Run::from(
+        repo.cmd()
+            .env("PATH", &path)
+            .args(["run"])
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert!(
+        run.stderr.contains("installing tool `ruff`"),
+        "{}",
+        run.stderr
+    );
+    let dir = &tool_dirs(&cache, "pypi", "ruff")[0];
+    // uv made the environment (its pyvenv.cfg says so).
+    let cfg = std::fs::read_to_string(dir.join("env/pyvenv.cfg")).unwrap();
+    assert!(cfg.contains("uv"), "{cfg}");
+}
