@@ -31,7 +31,7 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
                 true => Policy::Locked,
                 false => Policy::Update,
             };
-            let ready = tools::ensure(&config, &names, &store, policy, &mut |e| progress.event(e));
+            let ready = tools::install(&config, &names, &store, policy, &mut |e| progress.event(e));
             progress.finish();
             let ready = ready?;
             report::print(&format!(

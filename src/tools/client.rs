@@ -19,7 +19,17 @@ pub enum Failed {
 
 /// Runs `cmd` with no input; `Err` says how it failed.
 pub fn run(cmd: &mut Command) -> std::result::Result<Ran, Failed> {
+    use std::os::unix::process::CommandExt;
     let program = cmd.get_program().to_string_lossy().into_owned();
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent. An install
+    // whose preflight is killed stops with it rather than write on into a temp folder
+    // that the next install will clear.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let out = cmd
         .stdin(Stdio::null())
         .output()

@@ -16,6 +16,13 @@ fn agent() -> ureq::Agent {
         .timeout_recv_body(Some(Duration::from_secs(300)))
         .user_agent(concat!("preflight/", env!("CARGO_PKG_VERSION")))
         .http_status_as_error(false)
+        // The system's roots (and SSL_CERT_FILE), not a bundled list: a company proxy that
+        // re-signs TLS must work here as it does for pip, npm and cargo.
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
         .build()
         .into()
 }

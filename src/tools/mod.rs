@@ -76,6 +76,29 @@ pub fn ensure(
     policy: Policy,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<HashMap<String, Ready>> {
+    ensure_with(config, names, store, policy, false, on_event)
+}
+
+/// As [`ensure`], and every installed tool's marker is read and checked against the lock:
+/// a folder that says it is another tool is installed again (`preflight tools install`).
+pub fn install(
+    config: &Config,
+    names: &[String],
+    store: &Store,
+    policy: Policy,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<HashMap<String, Ready>> {
+    ensure_with(config, names, store, policy, true, on_event)
+}
+
+fn ensure_with(
+    config: &Config,
+    names: &[String],
+    store: &Store,
+    policy: Policy,
+    verify: bool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<HashMap<String, Ready>> {
     let mut ready = HashMap::new();
     if names.is_empty() {
         return Ok(ready);
@@ -108,7 +131,7 @@ pub fn ensure(
             }
         };
         let identity = locked.identity();
-        if !store.check_and_touch(&identity) {
+        if verify || !store.check_and_touch(&identity) {
             install_one(store, spec, &locked, on_event)?;
         }
         ready.insert(
@@ -124,6 +147,23 @@ pub fn ensure(
         on_event(Event::LockWritten { path, names: added });
     }
     Ok(ready)
+}
+
+/// The identities the lock gives the tools of `config` as `[tools]` says them, without
+/// installing anything (for `explain`, which must key steps as a run would). Tools the lock
+/// lacks, or holds for another spec, are left out.
+pub fn locked_identities(config: &Config) -> HashMap<String, String> {
+    let Ok(Some(lock)) = LockFile::read(&lock_path(&config.path)) else {
+        return HashMap::new();
+    };
+    config
+        .tools
+        .iter()
+        .filter_map(|(name, spec)| {
+            let locked = lock.get(name).filter(|l| l.matches(spec))?;
+            Some((name.clone(), locked.identity().describe()))
+        })
+        .collect()
 }
 
 /// The error for a tool the lock lacks or holds for another spec, under `--locked`.
@@ -176,8 +216,21 @@ pub fn install_one(
         ))
         .hint("run `preflight tools lock`"));
     }
-    if store.check_and_touch(&locked.identity()) {
-        return Ok(false);
+    let identity = locked.identity();
+    if store.check_and_touch(&identity) {
+        // Not the hot path: the marker is read, and a folder that says it is another tool
+        // (copied or edited by hand) is replaced rather than used.
+        match store.marker(&identity) {
+            Some(m) if m.integrity == identity.integrity => {
+                return Ok(false);
+            }
+            _ => store.remove(&store.dir_of(&identity)).map_err(|e| {
+                Error::io(
+                    format!("tool `{}`: cannot remove a damaged copy", spec.name),
+                    e,
+                )
+            })?,
+        }
     }
     on_event(Event::Installing {
         name: spec.name.clone(),

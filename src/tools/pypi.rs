@@ -17,15 +17,28 @@ use std::process::Command;
 
 /// The resolver, run by python3: prints `[{"package", "version", "files": [[name, sha256]]}]`.
 const RESOLVE: &str = r#"
-import json, os, re, subprocess, sys, tempfile, urllib.request
+import json, os, re, subprocess, sys, tempfile, urllib.error, urllib.request
 spec, index = sys.argv[1], sys.argv[2]
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+def page(name):
+    return urllib.request.Request(f"{index.rstrip('/')}/{norm(name)}/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"})
 with tempfile.TemporaryDirectory() as tmp:
     report = os.path.join(tmp, "report.json")
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
         "--ignore-installed", "--only-binary", ":all:", "--disable-pip-version-check",
         "--no-input", "--report", report, spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if done.returncode != 0:
-        sys.stderr.write(done.stderr.decode(errors="replace"))
+        err = done.stderr.decode(errors="replace")
+        # pip says "from versions: none" for an index it could not reach, too.
+        if "from versions: none" in err:
+            try:
+                urllib.request.urlopen(page(spec.split("==")[0]), timeout=15).close()
+            except urllib.error.HTTPError:
+                pass
+            except Exception as e:
+                err += f"the index {index} could not be reached: connection failed ({e})\n"
+        sys.stderr.write(err)
         sys.exit(3)
     with open(report) as f:
         items = json.load(f)["install"]
@@ -36,10 +49,7 @@ for item in items:
     url_name = info["url"].rsplit("/", 1)[-1]
     files = [[url_name, info["archive_info"]["hashes"]["sha256"]]]
     try:
-        norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-        request = urllib.request.Request(f"{index.rstrip('/')}/{norm(name)}/",
-            headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
+        with urllib.request.urlopen(page(name), timeout=30) as r:
             data = json.load(r)
         wheels = []
         for f in data["files"]:
@@ -87,6 +97,12 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
     .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     .env("PYTHONDONTWRITEBYTECODE", "1");
     let ran = client::run(&mut cmd).map_err(|f| match f {
+        Failed::Exited { output, code } if client::looks_unreachable(&output) => client::failed(
+            name,
+            "resolving it on PyPI",
+            Failed::Exited { output, code },
+            "pypi",
+        ),
         Failed::Exited { output, .. }
             if output.contains("No matching distribution")
                 || output.contains("Could not find a version") =>
@@ -245,6 +261,7 @@ pub fn install(locked: &LockedTool, temp: &Path, dest: &Path) -> Result<Vec<(Str
     client::run(&mut cmd).map_err(|f| match f {
         Failed::Exited { output, .. }
             if output.contains("THESE PACKAGES DO NOT MATCH THE HASHES")
+                || (output.contains("Expected") && output.contains("Got"))
                 || output.contains("hash mismatch")
                 || output.to_ascii_lowercase().contains("hash") && output.contains("match") =>
         {
