@@ -93,6 +93,13 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         ));
     }
     report::print(&format!("{message}\n"));
+    if !starter.pinned.is_empty() {
+        // `run --ci` and the generated CI jobs install from the lock and never resolve.
+        report::print(
+            "the pinned tools: `preflight tools lock` writes preflight.lock (the first run does \
+             too); commit it with the config, CI installs from it\n",
+        );
+    }
     if !args.ci.is_empty() {
         let config = super::load_config(cli)?;
         let code = crate::setup::ci::generate(&repo, &config, &Default::default(), color)?;

