@@ -107,6 +107,15 @@ pub enum Command {
         after_help = "Examples:\n  preflight cache stats\n  preflight cache gc\n  preflight cache clear"
     )]
     Cache(CacheCommand),
+    /// Managed tools: install, list, lock, update, prune, and where a command is
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  preflight tools install\n  preflight tools install --locked\n  \
+                            preflight tools list\n  preflight tools lock\n  \
+                            preflight tools update ruff\n  preflight tools which ruff\n  \
+                            preflight tools prune --days 30"
+    )]
+    Tools(ToolsCommand),
     /// Hosted CI: write the CI files that run these steps, or check they are current
     #[command(
         subcommand,
@@ -152,6 +161,46 @@ pub struct ExplainArgs {
     /// The steps to explain (default: all; the steps they need are keyed too)
     #[arg(value_name = "STEP")]
     pub steps: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ToolsCommand {
+    /// Install the tools of [tools] (or those named) into the shared store, locking any
+    /// that preflight.lock lacks
+    Install {
+        /// Tools to install (default: all)
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Fail when preflight.lock is missing or stale instead of resolving (CI)
+        #[arg(long)]
+        locked: bool,
+    },
+    /// List the tools: spec, locked version, whether installed, where
+    List,
+    /// Resolve every tool of [tools] against its registry and write preflight.lock
+    /// (entries that still match [tools] are kept)
+    Lock,
+    /// Resolve the named tools (default: all) again and rewrite their lock entries
+    Update {
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Remove installed tools from the store: those unused for --days, then the least
+    /// recently used beyond --keep
+    Prune {
+        /// Remove tools no run has used for this many days
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        days: u64,
+        /// Keep at most this many installed tools (least recently used go first)
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// Print the path of a tool's command (installing it when missing)
+    Which {
+        /// A tool of [tools], or a command one of them provides
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +281,10 @@ pub struct RunArgs {
     /// Run as hosted CI does: check the generated CI files first, plain output
     #[arg(long)]
     pub ci: bool,
+    /// Take managed tools exactly as preflight.lock has them: fail when it is missing or
+    /// stale, never resolve (the default with --ci)
+    #[arg(long)]
+    pub locked: bool,
 
     /// With --ci: run the steps of this CI job of `[ci.jobs]`
     #[arg(long, value_name = "NAME", requires = "ci", conflicts_with_all = ["steps", "hook"])]

@@ -34,4 +34,5 @@ pub mod report;
 pub mod setup;
 pub mod shell;
 pub mod signals;
+pub mod tools;
 pub mod watch;

@@ -60,6 +60,20 @@ pub fn diff(old: &KeyRecord, new: &KeyRecord) -> Vec<String> {
             lines.push(format!("key command `{}` was removed", k.command));
         }
     }
+    for (name, identity) in &new.tools {
+        match old.tools.get(name) {
+            None => lines.push(format!("it now uses tool `{name}`")),
+            Some(o) if o != identity => {
+                lines.push(format!("tool `{name}` changed: {o} → {identity}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old.tools.keys() {
+        if !new.tools.contains_key(name) {
+            lines.push(format!("it no longer uses tool `{name}`"));
+        }
+    }
     for (name, key) in &new.needs {
         match old.needs.get(name) {
             None => lines.push(format!("it now needs `{name}`")),

@@ -41,6 +41,11 @@ pub struct KeyRecord {
     /// Where the input list came from: `inputs` globs or the step's `files`.
     pub inputs_from: InputsFrom,
     pub inputs: Vec<InputFile>,
+    /// The managed tools it uses (`[tools]`): name → identity (backend, package, version
+    /// and the lock's integrity), so that a tool upgrade reruns exactly its steps. Left out
+    /// when empty, so that steps without tools keep their keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +126,7 @@ mod tests {
             needs_outputs: BTreeMap::new(),
             inputs_from: InputsFrom::Inputs,
             inputs: Vec::new(),
+            tools: BTreeMap::new(),
         }
     }
 
@@ -135,5 +141,8 @@ mod tests {
         let mut c = record();
         c.run = CommandRecord::Argv(vec!["make".into()]);
         assert_ne!(a.key(), c.key());
+        let mut d = record();
+        d.tools.insert("ruff".into(), "pypi:ruff@1 ab".into());
+        assert_ne!(a.key(), d.key());
     }
 }

@@ -136,6 +136,8 @@ pub struct Session {
     stored: AtomicBool,
     /// Whether a failure to write the store was already reported.
     store_failure_said: AtomicBool,
+    /// The identities of the run's managed tools, by name (see `with_tools`).
+    tools: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -208,7 +210,15 @@ impl Session {
             key_commands: Mutex::new(HashMap::new()),
             stored: AtomicBool::new(false),
             store_failure_said: AtomicBool::new(false),
+            tools: HashMap::new(),
         }
+    }
+
+    /// The same session, keying each step on the identities of the tools it uses
+    /// (name → identity): a step's `tools` are part of its key.
+    pub fn with_tools(mut self, tools: HashMap<String, String>) -> Session {
+        self.tools = tools;
+        self
     }
 
     /// The digests of some candidate inputs, from the work tree or from the commit.
@@ -354,6 +364,11 @@ impl Session {
             needs_outputs,
             inputs_from,
             inputs,
+            tools: step
+                .tools
+                .iter()
+                .filter_map(|t| Some((t.clone(), self.tools.get(t)?.clone())))
+                .collect(),
         };
         let (bytes, key) = record.canonical();
         Ok(Keyed {

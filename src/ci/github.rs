@@ -67,6 +67,8 @@ struct Context {
     /// Tags trigger the workflow: cache steps are skipped on tag builds (releases start clean).
     tag_builds: bool,
     cache_dir: &'static str,
+    /// What the step cache holds: the cache folder, less the tool store (cached apart).
+    cache_paths: String,
     checkout: String,
     cache_action: String,
     upload: String,
@@ -96,6 +98,17 @@ struct Job {
     secrets: Vec<String>,
     cache: Option<JobCache>,
     artifacts: Option<JobArtifacts>,
+    tools: Option<JobTools>,
+}
+
+/// The managed tools: the store restored from the cache, then installed from the lock.
+#[derive(Serialize)]
+struct JobTools {
+    /// Forgejo: a shell step computes the lock's digest (`hashFiles` is GitHub's).
+    digest_script: Option<String>,
+    key: String,
+    path: String,
+    install: String,
 }
 
 #[derive(Serialize)]
@@ -226,6 +239,29 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                     vec![BIN_DIR.to_string(), TOOL_DIR.to_string()],
                 ),
             };
+            let tools = common.tools.as_ref().map(|t| {
+                let prefix = "preflight-tools-${{ runner.os }}-${{ runner.arch }}-";
+                if forgejo {
+                    JobTools {
+                        // A missing lock gives an empty digest here; the install then
+                        // says what is wrong.
+                        digest_script: Some(format!(
+                            "echo \"digest=$(cat -- {} 2>/dev/null | sha256sum | cut -c1-32)\" >> \"$GITHUB_OUTPUT\"",
+                            crate::shell::quote_word(&t.lock)
+                        )),
+                        key: format!("{prefix}${{{{ steps.tools-digest.outputs.digest }}}}"),
+                        path: t.store.clone(),
+                        install: t.install.clone(),
+                    }
+                } else {
+                    JobTools {
+                        digest_script: None,
+                        key: format!("{prefix}${{{{ hashFiles({}) }}}}", expr_string(&t.lock)),
+                        path: t.store.clone(),
+                        install: t.install.clone(),
+                    }
+                }
+            });
             Job {
                 id: name.clone(),
                 needs: job.needs.clone(),
@@ -248,6 +284,7 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
                 secrets: job.secrets.clone(),
                 cache,
                 artifacts,
+                tools,
             }
         })
         .collect();
@@ -263,6 +300,10 @@ pub(super) fn context(ci: &Ci, common: &Common, forgejo: bool) -> Value {
         cancel_in_progress: ci.cancel_in_progress,
         tag_builds: !ci.triggers.tags.is_empty(),
         cache_dir: CI_CACHE_DIR,
+        cache_paths: match &common.tools {
+            Some(tools) => format!("{CI_CACHE_DIR}\n!{}", tools.store),
+            None => CI_CACHE_DIR.to_string(),
+        },
         checkout: uses(settings, CHECKOUT, forgejo),
         cache_action: uses(settings, CACHE, forgejo),
         upload: uses(settings, UPLOAD, forgejo),

@@ -159,6 +159,9 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                     Some(format!("preflight-bin-{}", common.install_key))
                 }
             };
+            if let Some(tools) = &common.tools {
+                script.push(tools.install.clone());
+            }
             script.push(common.run_command(name, job, |axis| {
                 format!("\"{axis}=${}\"", matrix_env(axis))
             }));
@@ -172,6 +175,19 @@ pub(super) fn context(ci: &Ci, common: &Common) -> Value {
                         Method::Cargo => vec![format!("{INSTALL_ROOT}/bin")],
                         _ => vec![install::BIN_DIR.into(), install::TOOL_DIR.into()],
                     },
+                });
+            }
+            // The tool store, keyed on the lock. GitLab has no variable for the runner's OS
+            // and CPU that a cache key may hold (keys cannot contain `/`); the job's name
+            // does, with its matrix values, and each job is sent to its runners by tags.
+            // GitLab cannot leave a path out of a cache, so the step cache below holds the
+            // store too; its folders are named by content, so the two never disagree.
+            if let Some(tools) = &common.tools {
+                caches.push(JobCache {
+                    key: None,
+                    key_files: vec![tools.lock.clone()],
+                    prefix: Some("preflight-tools-$CI_JOB_NAME_SLUG".into()),
+                    paths: vec![tools.store.clone()],
                 });
             }
             caches.push(JobCache {

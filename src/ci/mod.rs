@@ -200,6 +200,31 @@ pub struct Common {
     pub install_key: String,
     /// Jobs in an order where each comes after the jobs it needs.
     pub order: Vec<String>,
+    /// What every job does to have the managed tools, when the config has `[tools]`.
+    pub tools: Option<ManagedTools>,
+}
+
+/// Managed tools (`[tools]`) in a generated job: the tool store is restored from the
+/// service's cache, keyed on the lock file (and the runner's OS and CPU), and then
+/// `preflight tools install --locked` installs what the cache did not have, checked
+/// against the lock. No runner image needs to have the tools.
+pub struct ManagedTools {
+    /// The lock file, relative to the repository root (beside the config).
+    pub lock: String,
+    /// The command that installs them.
+    pub install: String,
+    /// The tool store, relative to the checkout.
+    pub store: String,
+}
+
+/// Where the tool store lives in CI (relative to the checkout): inside preflight's cache
+/// folder, where the store always is. It is cached under a key of its own, and left out of
+/// the step cache where the service can leave a path out.
+pub fn ci_tools_dir() -> String {
+    crate::tools::Store::under(std::path::Path::new(CI_CACHE_DIR))
+        .root
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl Common {
@@ -229,12 +254,20 @@ impl Common {
         };
         let digest = Sha256::digest(install_text.as_bytes());
         let install_key = format!("{VERSION}-{}", &hex(&digest)[..12]);
+        let tools = (!source.config.tools.is_empty()).then(|| ManagedTools {
+            lock: crate::tools::lock_path(source.config_rel)
+                .to_string_lossy()
+                .into_owned(),
+            install: format!("preflight{config_arg} tools install --locked"),
+            store: ci_tools_dir(),
+        });
         Common {
             header: header(&source.config_rel.to_string_lossy()),
             config_arg,
             method,
             install_key,
             order: job_order(ci),
+            tools,
         }
     }
 
@@ -268,6 +301,11 @@ impl Common {
                 commands.push(install::export_path().replace('$', "$$"));
                 commands.extend(install::prebuilt(prebuilt).map(|s| s.replace('$', "$$")));
             }
+        }
+        // These services keep no files between builds here: the tools are installed each
+        // time, checked against the lock all the same.
+        if let Some(tools) = &self.tools {
+            commands.push(tools.install.replace('$', "$$"));
         }
         commands
     }

@@ -41,7 +41,8 @@ pub fn explain(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         &repo,
         &cache::cache_dir(&config, &repo.root)?,
         mode,
-    )?;
+    )?
+    .with_tools(crate::tools::locked_identities(&config));
     // Named steps are explained without the steps they need; no names: every step.
     let wanted: HashSet<&str> = args.steps.iter().map(String::as_str).collect();
     let steps: Vec<StepKey> = crate::pipeline::step_keys(&plan, &session, Some(&repo.root))

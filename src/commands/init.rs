@@ -26,6 +26,7 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         |program| which::which(program).is_ok(),
         |path| std::fs::read_to_string(repo.root.join(path)).ok(),
         &WorkTree { root: &repo.root },
+        &init::registry::current_versions,
     );
     let mut text = starter.text.clone();
     if !args.ci.is_empty() {
@@ -79,6 +80,12 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         if starter.kinds == 1 { "" } else { "s" },
         if starter.kinds == 1 { "" } else { "s" }
     );
+    if !starter.pinned.is_empty() {
+        message.push_str(&format!(
+            "; pinned in [tools], installed at first use: {}",
+            starter.pinned.join(", ")
+        ));
+    }
     if !starter.missing.is_empty() {
         message.push_str(&format!(
             "; not on PATH, so their steps are commented out: {}",
@@ -86,6 +93,13 @@ pub fn init(cli: &Cli, args: &InitArgs, color: bool) -> Result<i32> {
         ));
     }
     report::print(&format!("{message}\n"));
+    if !starter.pinned.is_empty() {
+        // `run --ci` and the generated CI jobs install from the lock and never resolve.
+        report::print(
+            "the pinned tools: `preflight tools lock` writes preflight.lock (the first run does \
+             too); commit it with the config, CI installs from it\n",
+        );
+    }
     if !args.ci.is_empty() {
         let config = super::load_config(cli)?;
         let code = crate::setup::ci::generate(&repo, &config, &Default::default(), color)?;

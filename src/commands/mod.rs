@@ -11,6 +11,7 @@ mod init;
 mod inspect;
 mod install;
 mod run;
+mod tools;
 mod watch;
 mod worker;
 
@@ -83,6 +84,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Worker(args) => worker::worker(args, color),
         Command::Explain(args) => cache::explain(cli, args),
         Command::Cache(command) => cache::cache(cli, command),
+        Command::Tools(command) => tools::tools(cli, command, color),
     }
 }
 

@@ -83,6 +83,7 @@ pub fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32> {
         fail_fast: args.fail_fast,
         verbose: args.verbose,
         format: super::report_format(args.format),
+        locked: args.locked,
         ..Args::new(files)
     };
     let request = RunRequest::resolve(asked, &env, &config, color)?;

@@ -8,7 +8,7 @@
 //! Here: the typed model (`Config`, `Step`, `Command`, `Hook`), loading and durations.
 //! Below: `raw` (serde types), `validate` (raw to typed), `checker` (the diagnostics
 //! collector every check writes to), `diagnostic` (messages with spans), and one module
-//! per table or concern: `ci`, `remote`, `cache_keys`, `limits`. They depend on `checker`
+//! per table or concern: `ci`, `remote`, `tools`, `cache_keys`, `limits`. They depend on `checker`
 //! and the model, never on each other in a circle. This folder imports only leaf modules
 //! (`error`, `files`, `filetypes`, `shell`): never exec, plan, cache, remote, commands or
 //! report, which all read the config.
@@ -20,6 +20,7 @@ mod diagnostic;
 mod limits;
 mod raw;
 mod remote;
+mod tools;
 mod validate;
 
 pub use cache_keys::parse_size;
@@ -30,6 +31,7 @@ pub use ci::{
 pub use diagnostic::{Diagnostic, did_you_mean};
 pub use limits::{MAX_DURATION, MAX_JOBS};
 pub use remote::{Remote, RemoteCache};
+pub use tools::{ArchiveFormat, ToolSource, ToolSpec};
 
 use crate::error::{Error, Result};
 use crate::files::Matcher;
@@ -67,6 +69,8 @@ pub struct Config {
     pub ci: Ci,
     /// `[remote]`: a REAPI server for the cache and for running steps.
     pub remote: Option<Remote>,
+    /// `[tools]`: the programs steps use, by name, in the order written.
+    pub tools: IndexMap<String, ToolSpec>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -167,6 +171,8 @@ pub struct Step {
     pub remote: bool,
     /// Platform properties a remote worker must match (`OSFamily = "linux"`).
     pub platform: std::collections::BTreeMap<String, String>,
+    /// The names of the `[tools]` it uses, first on its PATH and part of its key.
+    pub tools: Vec<String>,
 }
 
 /// The steps a git hook runs.

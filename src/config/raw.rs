@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) ci: super::ci::RawCi,
     pub(super) remote: Option<Spanned<super::remote::RawRemote>>,
+    #[serde(default)]
+    pub(super) tools: IndexMap<Spanned<String>, Spanned<super::tools::RawTool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +69,8 @@ pub(super) struct RawStep {
     pub(super) remote: Option<bool>,
     #[serde(default)]
     pub(super) platform: std::collections::BTreeMap<String, String>,
+    /// The `[tools]` the step uses (absent: all of them).
+    pub(super) tools: Option<Vec<Spanned<String>>>,
 }
 
 /// `pre-commit = ["a", "b"]` or `pre-commit = { steps = ["a"], fix = true }`.

@@ -66,6 +66,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         raw_steps.insert(name, step);
     }
 
+    let tool_names: Vec<String> = raw.tools.keys().map(|k| k.get_ref().clone()).collect();
     let mut steps = IndexMap::new();
     for (name, s) in &raw_steps {
         match &s.run {
@@ -181,6 +182,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 timeout,
                 remote: s.remote.unwrap_or(true),
                 platform: s.platform.clone(),
+                tools: super::tools::step_tools(&mut check, name, s.tools.as_ref(), &tool_names),
             },
         );
     }
@@ -230,6 +232,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
     let jobs = super::limits::check_jobs(&mut check, raw.settings.jobs.as_ref());
     let ci = super::ci::validate(&mut check, raw.ci, &steps);
     let remote = super::remote::validate(&mut check, raw.remote);
+    let tools = super::tools::validate(&mut check, raw.tools);
     let cache_max = super::cache_keys::check_settings(
         &mut check,
         raw.settings.cache_dir.as_ref(),
@@ -254,6 +257,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
         hooks,
         ci,
         remote,
+        tools,
     })
 }
 

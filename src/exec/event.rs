@@ -286,6 +286,8 @@ pub enum Warning {
     RemoteStep { step: String, problem: String },
     /// No worker took the step within the queue timeout: it runs here.
     NotTaken { step: String, waited: Duration },
+    /// The worker that took the step could not provide its managed tools: it runs here.
+    ToolsNotOnWorker { step: String, why: String },
     /// A result the remote gave for the step cannot be used here.
     RemoteResultUnusable { step: String, why: String },
 }

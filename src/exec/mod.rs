@@ -50,6 +50,9 @@ pub struct Options {
     /// The folder the steps run in, when it is made on demand (a checkout of a commit):
     /// a run whose steps are all cache hits never makes it.
     pub workdir: Option<Arc<dyn Workdir>>,
+    /// The PATH of each step that uses managed tools (step name → PATH, its tools' folders
+    /// first); other steps inherit preflight's.
+    pub tool_paths: Arc<std::collections::HashMap<String, String>>,
 }
 
 /// A folder made the first time a step needs it.
@@ -80,6 +83,7 @@ struct Shared {
     /// ran cannot be pinned on one.
     activity: Mutex<Activity>,
     workdir: Option<Arc<dyn Workdir>>,
+    tool_paths: Arc<std::collections::HashMap<String, String>>,
 }
 
 struct Activity {
@@ -172,6 +176,7 @@ pub fn execute(
             alongside: vec![Vec::new(); names.len()],
         }),
         workdir: options.workdir.clone(),
+        tool_paths: Arc::clone(&options.tool_paths),
     });
     let (pool, jobs) = match step_pool(jobs) {
         Ok((pool, granted)) => {
@@ -348,6 +353,9 @@ fn step_env(shared: &Shared, step: &crate::config::Step) -> Vec<(String, String)
     let mut env = shared.env.clone();
     env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.push(("PREFLIGHT_STEP".into(), step.name.clone()));
+    if let Some(path) = shared.tool_paths.get(&step.name) {
+        env.push(("PATH".into(), path.clone()));
+    }
     env
 }
 

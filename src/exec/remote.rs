@@ -69,9 +69,33 @@ pub(super) fn prepare<'a>(
         }
         return None;
     }
+    // A worker installs the step's tools from their lock entries; one the lock lacks keeps
+    // the step here.
+    let mut tools = Vec::new();
+    for name in &step.tools {
+        match session.tools.get(name) {
+            Some(tool) => tools.push(tool.clone()),
+            None => {
+                if session.execute {
+                    let why =
+                        format!("its tool `{name}` is not in preflight.lock as [tools] says it");
+                    let _ = tx.send(Message::Remote(
+                        i,
+                        RemoteStage::RunsHere(RunsHere::Unsupported(why)),
+                    ));
+                }
+                return None;
+            }
+        }
+    }
     let (_, files) = super::present_files(shared, planned);
     let invocations = invocation::invocations(&planned.command, files.as_deref());
-    let env = super::step_env(shared, step);
+    // The PATH that puts this machine's copies of the tools first is this machine's: the
+    // worker makes its own.
+    let mut env = super::step_env(shared, step);
+    if let Some(tool_path) = shared.tool_paths.get(&step.name) {
+        env.retain(|(k, v)| !(k == "PATH" && v == tool_path));
+    }
     let described = StepAction {
         root: &shared.root,
         step,
@@ -81,6 +105,7 @@ pub(super) fn prepare<'a>(
         record: &keyed.record,
         store: cache.store(),
         needed_outputs: needed_outputs(shared, i),
+        tools: &tools,
     };
     match action::prepare(&described) {
         Ok(prepared) => Some(RemoteStep { session, prepared }),
@@ -189,6 +214,13 @@ impl RemoteStep<'_> {
                 let _ = tx.send(Message::Warning(Warning::NotTaken {
                     step: step.name.clone(),
                     waited,
+                }));
+                None
+            }
+            Ok(Executed::ToolsUnavailable { why }) => {
+                let _ = tx.send(Message::Warning(Warning::ToolsNotOnWorker {
+                    step: step.name.clone(),
+                    why,
                 }));
                 None
             }

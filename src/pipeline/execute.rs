@@ -124,6 +124,7 @@ pub(super) fn execute_at_commit(
     remote: &crate::remote::Overrides,
     mode: Mode,
     commit: AtCommit,
+    tools: &super::tools::RunTools,
     canceller: Arc<Canceller>,
 ) -> Result<Summary> {
     let short = commit.content.short_id();
@@ -132,8 +133,10 @@ pub(super) fn execute_at_commit(
         root: checkout.path().to_path_buf(),
         env: checkout.git_env(),
         workdir: Some(Arc::clone(&checkout) as Arc<dyn exec::Workdir>),
+        tool_paths: Arc::clone(&tools.paths),
     };
-    let cache = session_at_commit(config, repo, mode, commit.content.files, &place.root)?;
+    let cache = session_at_commit(config, repo, mode, commit.content.files, &place.root)?
+        .with_tools(tools.identities.clone());
     let summary = execute_in(
         repo,
         &place,
@@ -164,14 +167,17 @@ pub(super) struct Place {
     env: Vec<(String, String)>,
     /// When the root is made on demand.
     workdir: Option<Arc<dyn exec::Workdir>>,
+    /// Each step's PATH with its managed tools first.
+    tool_paths: Arc<std::collections::HashMap<String, String>>,
 }
 
 impl Place {
-    pub(super) fn work_tree(repo: &Repo) -> Place {
+    pub(super) fn work_tree(repo: &Repo, tools: &super::tools::RunTools) -> Place {
         Place {
             root: repo.root.clone(),
             env: Vec::new(),
             workdir: None,
+            tool_paths: Arc::clone(&tools.paths),
         }
     }
 }
@@ -197,6 +203,7 @@ pub(super) fn execute_in(
         .as_ref()
         .filter(|c| c.mode.read && c.mode.write)
         .and_then(|_| crate::remote::Session::open(config.remote.as_ref(), remote))
+        .map(|s| s.with_tools(crate::remote::tools::of_config(config)))
         .map(Arc::new);
     // Checks must leave tracked files alone; the index says which they are. A checkout of a
     // commit made for this run is nobody's work: it is not watched.
@@ -229,6 +236,7 @@ pub(super) fn execute_in(
         remote,
         tracked,
         workdir: place.workdir.clone(),
+        tool_paths: Arc::clone(&place.tool_paths),
     };
 
     let human = HumanOptions {

@@ -14,6 +14,7 @@
 mod execute;
 mod files;
 mod request;
+mod tools;
 mod unstaged;
 
 pub use execute::step_keys;
@@ -97,6 +98,7 @@ pub struct Prepared<'r> {
     dry_run: bool,
     msg_file: Option<PathBuf>,
     set_aside_unstaged: bool,
+    tools: tools::RunTools,
 }
 
 /// Resolves the files of `request` and plans its steps.
@@ -114,6 +116,7 @@ pub fn prepare<'r>(
         dry_run,
         msg_file,
         set_aside_unstaged,
+        tools: tool_policy,
     } = request;
     let files = resolve_files(repo, files)?;
     let fix = match &files.commit {
@@ -130,6 +133,7 @@ pub fn prepare<'r>(
         plan = plan::only_steps(plan, steps);
     }
     let Files { list, commit, .. } = files;
+    let tools = tools::prepare(config, repo, &plan, tool_policy, output.color)?;
     Ok(Prepared {
         repo,
         config,
@@ -142,6 +146,7 @@ pub fn prepare<'r>(
         dry_run,
         msg_file,
         set_aside_unstaged,
+        tools,
     })
 }
 
@@ -169,16 +174,21 @@ impl Prepared<'_> {
             dry_run,
             msg_file,
             set_aside_unstaged,
+            tools,
         } = self;
+        let session = |config, repo, mode| {
+            session(config, repo, mode).map(|s| s.with_tools(tools.identities.clone()))
+        };
         if let Some(commit) = commit {
             if dry_run {
                 let session =
-                    session_at_commit(config, repo, cache, commit.content.files, &repo.root)?;
+                    session_at_commit(config, repo, cache, commit.content.files, &repo.root)?
+                        .with_tools(tools.identities.clone());
                 show_dry_run(&plan, &session, None, output.format);
                 return Ok(Outcome::DryRun);
             }
             let summary = execute_at_commit(
-                repo, config, plan, &output, &remote, cache, commit, canceller,
+                repo, config, plan, &output, &remote, cache, commit, &tools, canceller,
             )?;
             return Ok(Outcome::Ran(summary));
         }
@@ -196,7 +206,7 @@ impl Prepared<'_> {
             return Ok(Outcome::DryRun);
         }
         let run_in_work_tree = |session| {
-            let place = Place::work_tree(repo);
+            let place = Place::work_tree(repo, &tools);
             execute_in(
                 repo,
                 &place,

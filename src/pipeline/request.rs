@@ -85,6 +85,8 @@ pub struct Args {
     pub set_aside_unstaged: bool,
     /// Steps named in `PREFLIGHT_SKIP` are skipped (not in watch mode).
     pub env_skip: bool,
+    /// `--locked`: managed tools come from preflight.lock as it is, never resolved anew.
+    pub locked: bool,
 }
 
 impl Args {
@@ -113,6 +115,7 @@ impl Args {
             msg_file: None,
             set_aside_unstaged: false,
             env_skip: true,
+            locked: false,
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     pub msg_file: Option<PathBuf>,
     pub set_aside_unstaged: bool,
+    /// How managed tools are made ready: `Locked` with `--locked` and under `run --ci`.
+    pub tools: crate::tools::Policy,
 }
 
 /// Which steps run, and how.
@@ -216,6 +221,10 @@ impl RunRequest {
             dry_run: args.dry_run,
             msg_file: args.msg_file,
             set_aside_unstaged: args.set_aside_unstaged,
+            tools: match args.locked || args.ci {
+                true => crate::tools::Policy::Locked,
+                false => crate::tools::Policy::Update,
+            },
         })
     }
 }

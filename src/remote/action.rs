@@ -99,6 +99,8 @@ pub struct StepAction<'a> {
     pub store: &'a Store,
     /// Declared outputs of the steps it needs (directly or not), repository-relative.
     pub needed_outputs: Vec<String>,
+    /// The managed tools it uses, with their lock entries: a worker installs them.
+    pub tools: &'a [super::tools::WireTool],
 }
 
 fn arguments(invocation: &Invocation) -> Result<Vec<String>, ActionError> {
@@ -229,6 +231,12 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, ActionError> {
     for (k, v) in s.env {
         env.insert(k, v);
     }
+    // The tools travel as their lock entries: the worker installs them and puts them on
+    // the PATH; the Action, and every result of it, names their exact identities.
+    let tools = super::tools::encode(s.tools);
+    if !s.tools.is_empty() {
+        env.insert(super::tools::TOOLS_ENV, &tools);
+    }
     let mut output_paths = Vec::new();
     for out in &step.outputs {
         let out = Path::new(out.trim_end_matches('/'));
@@ -249,6 +257,14 @@ pub fn prepare(s: &StepAction) -> Result<Prepared, ActionError> {
             .entry(name.to_string())
             .or_insert_with(|| value.to_string());
     }
+    let mut properties: Vec<(String, String)> = properties.into_iter().collect();
+    // Only a worker that can install each backend the tools use may take it.
+    for tool in s.tools {
+        properties.push((super::tools::TOOLS_PROPERTY.into(), tool.backend().into()));
+    }
+    // REAPI wants them sorted by name, then value.
+    properties.sort();
+    properties.dedup();
     let platform = re::Platform {
         properties: properties
             .into_iter()

@@ -40,6 +40,8 @@ pub enum NotExecuted {
     NotTaken {
         waited: Duration,
     },
+    /// The worker that took it could not install the step's managed tools (its words).
+    ToolsUnavailable(String),
     Failed(RemoteError),
 }
 
@@ -178,6 +180,11 @@ pub async fn execute(
         if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
             if status.code == tonic::Code::DeadlineExceeded as i32 {
                 return Err(NotExecuted::TimedOut);
+            }
+            if status.code == tonic::Code::FailedPrecondition as i32
+                && status.message.starts_with(super::tools::UNAVAILABLE)
+            {
+                return Err(NotExecuted::ToolsUnavailable(status.message.clone()));
             }
             return Err(RemoteError::new(what, status.message.clone()).into());
         }

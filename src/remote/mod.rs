@@ -11,7 +11,7 @@
 //! (`execute`), and the worker (`worker`, `bots`, `host`).
 //!
 //! What it may import: the configuration, the local cache (`cache`: the store, keys,
-//! inputs), `process` and `git`. What it must not import: the reporter (`report`), the
+//! inputs), `process`, `git`, and `tools` (a worker installs a step's managed tools, `tools`). What it must not import: the reporter (`report`), the
 //! executor (`exec`), the commands or the command line (`cli`); and the cache never imports
 //! this module. Problems go back as values (`Warning`, `RemoteError`, typed errors), which
 //! the executor puts into words.
@@ -24,6 +24,7 @@ pub mod execute;
 pub mod host;
 pub mod proto;
 pub mod results;
+pub mod tools;
 pub mod tree;
 pub mod worker;
 
@@ -69,6 +70,8 @@ pub struct Session {
     /// Set when the server turns out to have no Execution service: steps run here, the
     /// cache is still used.
     no_execution: AtomicBool,
+    /// The run's managed tools as Actions carry them, by name (`with_tools`).
+    pub tools: std::collections::HashMap<String, tools::WireTool>,
 }
 
 impl std::fmt::Debug for Session {
@@ -122,7 +125,15 @@ impl Session {
             connection: OnceLock::new(),
             down: AtomicBool::new(false),
             no_execution: AtomicBool::new(false),
+            tools: std::collections::HashMap::new(),
         })
+    }
+
+    /// The run's managed tools with their lock entries: the Actions of the steps that use
+    /// them carry them.
+    pub fn with_tools(mut self, tools: std::collections::HashMap<String, tools::WireTool>) -> Self {
+        self.tools = tools;
+        self
     }
 
     fn runtime(&self) -> Result<&tokio::runtime::Runtime, Warning> {
@@ -293,6 +304,9 @@ impl Session {
                 }
                 Err(execute::NotExecuted::TimedOut) => Ok(Executed::TimedOut),
                 Err(execute::NotExecuted::NotTaken { waited }) => Ok(Executed::NotTaken { waited }),
+                Err(execute::NotExecuted::ToolsUnavailable(why)) => {
+                    Ok(Executed::ToolsUnavailable { why })
+                }
                 Err(execute::NotExecuted::Failed(e)) => Err(e),
             }
         };
@@ -324,6 +338,10 @@ pub enum Executed {
     /// No worker took it within the queue timeout (the server was asked to drop it).
     NotTaken {
         waited: Duration,
+    },
+    /// The worker could not provide the step's managed tools: it runs here.
+    ToolsUnavailable {
+        why: String,
     },
     /// The run was stopped while it waited.
     Cancelled,

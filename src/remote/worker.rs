@@ -11,8 +11,8 @@
 //! `spawn` (the process and its group), `outputs` (what comes back), `blobs` (the local
 //! blob cache) and `failure` (why a lease gave no result, which all of them return and
 //! which imports none of them). The worker uses
-//! `remote`'s connection, protocol and tree code and `process`; it never imports exec,
-//! cache, config, commands or report.
+//! `remote`'s connection, protocol and tree code, `process`, and `tools` to install the
+//! managed tools an action names; it never imports exec, cache, config, commands or report.
 
 mod blobs;
 mod failure;
@@ -153,6 +153,16 @@ pub async fn serve(
     sink: Sink,
 ) -> Result<(), Fatal> {
     let client = BotsClient::new(connection.channel());
+    // It offers the backends of managed tools it can install, unless its flags say which.
+    let mut options = options;
+    let tools = super::tools::TOOLS_PROPERTY;
+    if !options.properties.iter().any(|(key, _)| key == tools) {
+        for backend in super::tools::backends_here() {
+            options
+                .properties
+                .push((tools.to_string(), backend.to_string()));
+        }
+    }
     let context = Arc::new(Context {
         connection,
         bot_id: options.name.clone(),
@@ -163,6 +173,7 @@ pub async fn serve(
             options.cache_dir.clone(),
             options.cache_max,
         )),
+        tools: crate::tools::Store::under(&options.cache_dir),
     });
     let mut worker = Worker {
         client,

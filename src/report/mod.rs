@@ -10,6 +10,7 @@ mod human;
 mod json;
 mod words;
 pub use words::explanation;
+pub use words::{tool_event, tool_progress};
 
 pub use cache::{
     KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,

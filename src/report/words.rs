@@ -149,6 +149,10 @@ pub fn warning(warning: &Warning) -> String {
              took it within {} (does a worker offer its platform?); it runs here",
             format_duration(*waited)
         ),
+        Warning::ToolsNotOnWorker { step, why } => format!(
+            "step `{step}`: it could not run remotely: {why}; it runs here, with this \
+             machine's copy of the same tools"
+        ),
         Warning::RemoteResultUnusable { step, why } => {
             format!("step `{step}`: the remote result {why}")
         }
@@ -174,6 +178,43 @@ pub fn remote_stage(stage: &RemoteStage) -> String {
                                                       worker would not know which files it reads"
             .into(),
         RemoteStage::RunsHere(RunsHere::Unsupported(why)) => format!("runs here: {why}"),
+    }
+}
+
+/// The one line a run says about its managed tools, when it says one: installing a tool on
+/// first use, and writing the lock. Resolving and finishing are not said: the run goes on.
+pub fn tool_event(event: &crate::tools::Event) -> Option<String> {
+    use crate::tools::Event;
+    match event {
+        Event::Installing { name, spec } => {
+            Some(format!("installing tool `{name}` ({spec}) on first use"))
+        }
+        Event::LockWritten { path, names } if !names.is_empty() => Some(format!(
+            "locked {} in {}",
+            names.join(", "),
+            crate::config::display_path(path)
+        )),
+        Event::Resolving { .. } | Event::Installed { .. } | Event::LockWritten { .. } => None,
+    }
+}
+
+/// A line for `preflight tools`: every event, said plainly.
+pub fn tool_progress(event: &crate::tools::Event) -> String {
+    use crate::tools::Event;
+    match event {
+        Event::Resolving { name, spec } => format!("resolving {name} ({spec})"),
+        Event::Installing { name, spec } => format!("installing {name} ({spec})"),
+        Event::Installed { name, took } => {
+            format!("installed {name} in {}", format_duration(*took))
+        }
+        Event::LockWritten { path, names } if names.is_empty() => {
+            format!("wrote {}", crate::config::display_path(path))
+        }
+        Event::LockWritten { path, names } => format!(
+            "wrote {} ({})",
+            crate::config::display_path(path),
+            names.join(", ")
+        ),
     }
 }
 
@@ -290,6 +331,20 @@ mod tests {
         assert_eq!(
             explanation(&short),
             "remote cache hit (action abc): outputs restored, log replayed"
+        );
+    }
+
+    #[test]
+    fn a_worker_without_the_tools_gives_the_step_back_with_its_words() {
+        let w = Warning::ToolsNotOnWorker {
+            step: "lint".into(),
+            why: "this worker cannot provide the step's tools: tool `ruff`: no network".into(),
+        };
+        assert_eq!(
+            warning(&w),
+            "step `lint`: it could not run remotely: this worker cannot provide the step's \
+             tools: tool `ruff`: no network; it runs here, with this machine's copy of the same \
+             tools"
         );
     }
 

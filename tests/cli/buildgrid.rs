@@ -395,7 +395,7 @@ caches:
         interval: 0.1
         jitter-factor: 0.1
     property-set: !dynamic-property-set
-      match-property-keys: [OSFamily, ISA, pool]
+      match-property-keys: [OSFamily, ISA, pool, preflight-tools]
       wildcard-property-keys: []
 "#,
             );

@@ -7,9 +7,11 @@ use super::{blobs, outputs, sandbox, spawn};
 use crate::remote::cas::Blobs;
 use crate::remote::connection::Connection;
 use crate::remote::proto::{self, pb, re};
+use crate::remote::tools;
 use prost::Message;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+use tonic::Code;
 
 /// What every job shares.
 pub struct Context {
@@ -22,6 +24,8 @@ pub struct Context {
     pub processes: spawn::Processes,
     /// Blobs fetched by earlier leases.
     pub cache: std::sync::Arc<blobs::Cache>,
+    /// Where the managed tools that actions name are installed.
+    pub tools: crate::tools::Store,
 }
 
 /// The Action a lease names: sent whole, or as the digest of one in the CAS.
@@ -187,6 +191,7 @@ async fn run_in(
     let program = command
         .arguments
         .first()
+        .cloned()
         .ok_or_else(|| Failure::invalid("the Command has no arguments"))?;
 
     let root = dir.join("root");
@@ -205,12 +210,13 @@ async fn run_in(
     }
     metadata.input_fetch_completed_timestamp = Some(now());
 
+    let command = with_tools(context, command).await?;
     let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
     let mut cmd = spawn::process(&command, &cwd, &stdout, &stderr)?;
     for name in &context.hidden_env {
         cmd.env_remove(name);
     }
-    on_start(program);
+    on_start(&program);
     metadata.execution_start_timestamp = Some(now());
     let timeout = action
         .timeout
@@ -255,6 +261,66 @@ async fn run_in(
             .map(|p| (p.pid, p.command))
             .collect(),
     })
+}
+
+/// The Command with the managed tools it names installed and first on its PATH. They are
+/// installed from the lock entries the Action carries, with the checks a local install
+/// makes; when that fails, the status says so in words the client recognises, and the
+/// step runs where its run started.
+async fn with_tools(context: &Context, mut command: re::Command) -> Result<re::Command, Failure> {
+    let Some(value) = command
+        .environment_variables
+        .iter()
+        .find(|v| v.name == tools::TOOLS_ENV)
+        .map(|v| v.value.clone())
+    else {
+        return Ok(command);
+    };
+    let unavailable = |why: String| {
+        Failure::new(
+            Code::FailedPrecondition,
+            format!("{}: {why}", tools::UNAVAILABLE),
+        )
+    };
+    let wanted = tools::decode(&value).map_err(unavailable)?;
+    let store = context.tools.clone();
+    let bins = tokio::task::spawn_blocking(move || {
+        let mut bins = Vec::new();
+        for tool in &wanted {
+            let spec = tool
+                .spec()
+                .map_err(|why| format!("tool `{}`: {why}", tool.name))?;
+            crate::tools::install_one(&store, &spec, &tool.lock, &mut |_| {}).map_err(|e| {
+                let mut why = e.to_string();
+                for hint in e.hints() {
+                    why.push_str(&format!(" ({hint})"));
+                }
+                why
+            })?;
+            bins.push(store.dir_of(&tool.lock.identity()).join("bin"));
+        }
+        Ok::<_, String>(bins)
+    })
+    .await
+    .map_err(|e| Failure::internal(format!("installing the tools stopped: {e}")))?
+    .map_err(unavailable)?;
+    let inherited = command
+        .environment_variables
+        .iter()
+        .rev()
+        .find(|v| v.name == "PATH")
+        .map(|v| std::ffi::OsString::from(&v.value))
+        .or_else(|| std::env::var_os("PATH"));
+    let bins: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
+    let path = crate::tools::path_with(&bins, inherited.as_deref());
+    command.environment_variables.retain(|v| v.name != "PATH");
+    command
+        .environment_variables
+        .push(re::command::EnvironmentVariable {
+            name: "PATH".into(),
+            value: path.to_string_lossy().into_owned(),
+        });
+    Ok(command)
 }
 
 fn now() -> pb::Timestamp {

@@ -1,0 +1,226 @@
+//! `preflight.lock`: every tool of `[tools]` resolved to an exact version and the registry's
+//! integrity hash of every artefact it installs. Written by `preflight tools lock` (and on a
+//! first install), read on every run: the hot path parses it and nothing else.
+
+use crate::config::ToolSpec;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The lock file's name, beside the configuration.
+pub const LOCK_FILE: &str = "preflight.lock";
+
+/// Bumped when the lock's shape or meaning changes.
+pub const LOCK_VERSION: u32 = 1;
+
+/// Bumped when the way a backend installs changes: installed tools then get new folders.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// The whole lock file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFile {
+    pub version: u32,
+    #[serde(default, rename = "tool")]
+    pub tools: Vec<LockedTool>,
+}
+
+/// One tool, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedTool {
+    /// Its name in `[tools]`.
+    pub name: String,
+    /// The spec it was resolved from (`ToolSpec::canonical`): when `[tools]` says something
+    /// else, the entry is stale.
+    pub spec: String,
+    pub backend: String,
+    pub package: String,
+    pub version: String,
+    /// What gets downloaded, each with the registry's hash of it.
+    #[serde(default, rename = "artifact")]
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One downloaded file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// The package it belongs to (a PyPI tool locks its whole closure).
+    pub package: String,
+    pub version: String,
+    /// The file's name (PyPI wheels: one entry per platform's wheel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The registry's hash: `sha256:<hex>` (PyPI, crates.io, url) or npm's SRI
+    /// `sha512-<base64>`.
+    pub hash: String,
+}
+
+/// Who a tool is: what goes into the cache key of the steps that use it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub name: String,
+    pub backend: String,
+    pub package: String,
+    pub version: String,
+    /// SHA-256 of the lock entry's artefacts and the install recipe, in hex.
+    pub integrity: String,
+}
+
+impl Identity {
+    /// One line for the cache key and `tools list`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}:{}@{} {}",
+            self.backend, self.package, self.version, self.integrity
+        )
+    }
+}
+
+impl LockedTool {
+    /// The tool's identity: the integrity covers every artefact hash, so a tampered lock
+    /// is another tool.
+    pub fn identity(&self) -> Identity {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            recipe: u32,
+            backend: &'a str,
+            package: &'a str,
+            version: &'a str,
+            artifacts: &'a [Artifact],
+        }
+        let bytes = serde_json::to_vec(&Canonical {
+            recipe: RECIPE_VERSION,
+            backend: &self.backend,
+            package: &self.package,
+            version: &self.version,
+            artifacts: &self.artifacts,
+        })
+        .unwrap_or_default();
+        Identity {
+            name: self.name.clone(),
+            backend: self.backend.clone(),
+            package: self.package.clone(),
+            version: self.version.clone(),
+            integrity: hex(&Sha256::digest(&bytes)),
+        }
+    }
+
+    /// Whether this entry was resolved from `spec` as it is written now.
+    pub fn matches(&self, spec: &ToolSpec) -> bool {
+        self.name == spec.name && self.spec == spec.canonical() && self.backend == spec.backend()
+    }
+}
+
+/// Where the lock of the configuration at `config_path` lives.
+pub fn lock_path(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .map_or_else(|| PathBuf::from(LOCK_FILE), |d| d.join(LOCK_FILE))
+}
+
+impl LockFile {
+    /// Reads the lock at `path`; `None` when there is none.
+    pub fn read(path: &Path) -> Result<Option<LockFile>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        let lock: LockFile = toml::from_str(&text).map_err(|e| {
+            Error::Usage(format!(
+                "{} is not a valid lock file: {}",
+                path.display(),
+                e.message()
+            ))
+            .hint("run `preflight tools lock` to write it again")
+        })?;
+        if lock.version != LOCK_VERSION {
+            return Err(Error::Usage(format!(
+                "{} has lock version {}, this preflight reads version {LOCK_VERSION}",
+                path.display(),
+                lock.version
+            ))
+            .hint("run `preflight tools lock` to write it again"));
+        }
+        Ok(Some(lock))
+    }
+
+    /// Writes the lock at `path` in one step (a reader sees the old one or the new one).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let body = toml::to_string(self).map_err(|e| {
+            Error::io(
+                "cannot write the lock file",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let text = format!(
+            "# Written by `preflight tools lock`: the tools of [tools], each resolved to an exact\n\
+             # version with the registry's hash of every file it installs. Commit this file.\n\n{body}"
+        );
+        crate::atomic::write(path, text.as_bytes(), crate::atomic::Options::default())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LockedTool> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// Puts `tool` in, replacing the entry of the same name; entries stay sorted by name so
+    /// that the file diffs well.
+    pub fn put(&mut self, tool: LockedTool) {
+        self.tools.retain(|t| t.name != tool.name);
+        self.tools.push(tool);
+        self.tools.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(hash: &str) -> LockedTool {
+        LockedTool {
+            name: "ruff".into(),
+            spec: "pypi:ruff@1".into(),
+            backend: "pypi".into(),
+            package: "ruff".into(),
+            version: "1".into(),
+            artifacts: vec![Artifact {
+                package: "ruff".into(),
+                version: "1".into(),
+                file: Some("ruff-1-py3-none-any.whl".into()),
+                hash: hash.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_identity_covers_every_hash_and_the_file_round_trips() {
+        assert_ne!(
+            tool("sha256:aa").identity().integrity,
+            tool("sha256:ab").identity().integrity
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let mut lock = LockFile {
+            version: LOCK_VERSION,
+            tools: Vec::new(),
+        };
+        lock.put(tool("sha256:aa"));
+        lock.write(&path).unwrap();
+        assert_eq!(LockFile::read(&path).unwrap(), Some(lock));
+        assert_eq!(LockFile::read(&dir.path().join("none")).unwrap(), None);
+    }
+}

