@@ -133,7 +133,7 @@ pub fn prepare<'r>(
         plan = plan::only_steps(plan, steps);
     }
     let Files { list, commit, .. } = files;
-    let tools = tools::prepare(config, repo, &plan, tool_policy, output.color)?;
+    let tools = tools::prepare(config, repo, &plan, tool_policy, dry_run, output.color)?;
     Ok(Prepared {
         repo,
         config,

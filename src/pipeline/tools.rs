@@ -29,8 +29,16 @@ pub(super) fn prepare(
     repo: &Repo,
     plan: &Plan,
     policy: Policy,
+    dry_run: bool,
     color: bool,
 ) -> Result<RunTools> {
+    // A dry run installs nothing: it keys steps on the tools as the lock has them.
+    if dry_run {
+        return Ok(RunTools {
+            identities: tools::locked_identities(config),
+            paths: Arc::default(),
+        });
+    }
     let runs = |s: &&crate::plan::PlannedStep| {
         s.skip.is_none() && s.files.as_ref().is_none_or(|f| !f.is_empty())
     };

@@ -110,6 +110,7 @@ fn ensure_with(
         tools: Vec::new(),
     });
     let mut added = Vec::new();
+    let mut wanted = Vec::new();
     for name in names {
         let Some(spec) = config.tools.get(name) else {
             return Err(Error::Usage(format!("no tool named `{name}` in [tools]")));
@@ -130,23 +131,70 @@ fn ensure_with(
                 locked
             }
         };
+        wanted.push((spec, locked));
+    }
+    // The lock is written once everything is resolved, whatever the installs then do.
+    if !added.is_empty() {
+        lock.write(&path)?;
+        on_event(Event::LockWritten { path, names: added });
+    }
+    let missing: Vec<&(&ToolSpec, LockedTool)> = wanted
+        .iter()
+        .filter(|(_, locked)| verify || !store.check_and_touch(&locked.identity()))
+        .collect();
+    install_all(store, &missing, on_event)?;
+    for (spec, locked) in &wanted {
         let identity = locked.identity();
-        if verify || !store.check_and_touch(&identity) {
-            install_one(store, spec, &locked, on_event)?;
-        }
         ready.insert(
-            name.clone(),
+            spec.name.clone(),
             Ready {
                 bin: store.dir_of(&identity).join("bin"),
                 identity,
             },
         );
     }
-    if !added.is_empty() {
-        lock.write(&path)?;
-        on_event(Event::LockWritten { path, names: added });
-    }
     Ok(ready)
+}
+
+/// Installs several tools at once (each backend waits on the network and its client, not
+/// on this machine's cores); the first error is returned once all have finished, so that
+/// none is left half-done.
+fn install_all(
+    store: &Store,
+    tools: &[&(&ToolSpec, LockedTool)],
+    on_event: &mut dyn FnMut(Event),
+) -> Result<()> {
+    if let [(spec, locked)] = tools {
+        return install_one(store, spec, locked, on_event).map(|_| ());
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = tools
+            .iter()
+            .map(|(spec, locked)| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    install_one(store, spec, locked, &mut |e| {
+                        let _ = tx.send(e);
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+        for event in rx {
+            on_event(event);
+        }
+        let mut first = None;
+        for handle in handles {
+            let result = handle.join().unwrap_or_else(|_| {
+                Err(Error::Setup("a tool install stopped unexpectedly".into()))
+            });
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    })
 }
 
 /// The identities the lock gives the tools of `config` as `[tools]` says them, without

@@ -814,6 +814,18 @@ fn explain_keys_steps_with_their_tools_as_a_run_does() {
     let explain = repo.run(&["explain", "a"]);
     explain.code(0);
     assert!(!explain.stdout.contains("tool"), "{}", explain.stdout);
+    // A dry run keys it the same way, and installs nothing in another store.
+    let other_cache = tempfile::tempdir().unwrap();
+    let dry = crate::common::Run::from(
+        repo.cmd()
+            .env("PREFLIGHT_CACHE_DIR", other_cache.path())
+            .args(["run", "--dry-run"])
+            .output()
+            .unwrap(),
+    );
+    dry.code(0);
+    assert!(!dry.stderr.contains("installing"), "{}", dry.stderr);
+    assert_eq!(complete_dirs(other_cache.path(), "url", "say-ok"), 0);
     assert!(repo.run(&["run"]).line_of("a").contains("cached"));
 }
 
