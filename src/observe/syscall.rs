@@ -3,6 +3,7 @@
 //! without a tracee.
 
 use super::Observation;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// What a syscall does with its path.
@@ -12,10 +13,13 @@ pub enum Kind {
     Open,
     /// `openat2`: flags in the `struct open_how` an argument points to.
     OpenHow,
-    /// `creat`: always O_CREAT|O_WRONLY|O_TRUNC.
+    /// `creat`: always O_CREAT|O_WRONLY|O_TRUNC (x86_64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Creat,
-    /// stat, access, readlink: learns whether the path exists and what it is.
+    /// stat, access: learns whether the path exists and what it is.
     Probe,
+    /// readlink: like `Probe`, and EINVAL says the path exists but is no link.
+    ReadLink,
     Chdir,
     Fchdir,
     Exec,
@@ -116,6 +120,24 @@ fn missing(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
 
+/// Whether the syscall's result can add nothing to what is already known, so that the
+/// tracer need not stop the task again at its end: a path first read or first found absent
+/// stays so (a later change to it is the step's own write, observed as such). An open must
+/// have been seen to succeed before (`opened`): its end also names the file behind a link.
+pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<PathBuf>) -> bool {
+    let Some(path) = pending.first.as_ref() else {
+        return false;
+    };
+    match pending.kind {
+        Kind::Probe | Kind::ReadLink => seen.read.contains(path) || seen.absent.contains(path),
+        Kind::Open | Kind::OpenHow => {
+            !opens_for_writing(pending.open_flags)
+                && (opened.contains(path) || seen.absent.contains(path))
+        }
+        _ => false,
+    }
+}
+
 /// Records what a finished syscall says about its paths. Returns true when the current
 /// folder of some process may have changed.
 pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool {
@@ -141,10 +163,13 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
                 Err(_) => {}
             }
         }
-        Kind::Probe | Kind::Chdir => match result {
+        Kind::Probe | Kind::ReadLink | Kind::Chdir => match result {
             Ok(_) => {
                 into.read.insert(first);
                 return pending.kind == Kind::Chdir;
+            }
+            Err(e) if e == libc::EINVAL && pending.kind == Kind::ReadLink => {
+                into.read.insert(first);
             }
             Err(e) if missing(e) => {
                 into.absent.insert(first);
@@ -311,6 +336,71 @@ mod tests {
         for written in ["/r/gone", "/r/tmp", "/r/final"] {
             assert!(o.written.contains(Path::new(written)), "{written}");
         }
+    }
+
+    #[test]
+    fn a_readlink_of_a_file_that_is_no_link_is_a_read() {
+        let mut o = Observation::default();
+        record(
+            &pending(Kind::ReadLink, 0, "/r/file"),
+            Err(libc::EINVAL),
+            &mut o,
+        );
+        record(
+            &pending(Kind::ReadLink, 0, "/r/none"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        record(
+            &pending(Kind::Probe, 0, "/r/bad-flags"),
+            Err(libc::EINVAL),
+            &mut o,
+        );
+        assert!(o.read.contains(Path::new("/r/file")));
+        assert!(o.absent.contains(Path::new("/r/none")));
+        assert!(!o.read.contains(Path::new("/r/bad-flags")));
+    }
+
+    #[test]
+    fn only_reads_of_paths_already_seen_skip_their_result() {
+        let mut o = Observation::default();
+        o.read.insert(PathBuf::from("/r/a"));
+        o.read.insert(PathBuf::from("/r/link"));
+        o.absent.insert(PathBuf::from("/r/none"));
+        let opened: HashSet<PathBuf> = [PathBuf::from("/r/a")].into();
+        assert!(already_known(&pending(Kind::Probe, 0, "/r/a"), &o, &opened));
+        assert!(already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/none"),
+            &o,
+            &opened
+        ));
+        // Stat'ed but never opened: the open may lead through a link to another file.
+        assert!(!already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/link"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Probe, 0, "/r/new"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Open, libc::O_WRONLY, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Chdir, 0, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(&pending(Kind::Exec, 0, "/r/a"), &o, &opened));
     }
 
     #[test]

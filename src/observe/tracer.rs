@@ -7,7 +7,7 @@
 
 use super::syscall::{self, Call, Dir, Kind, Pending};
 use super::{Ended, Observation, arch, filter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -294,6 +294,8 @@ struct Tracer {
     /// Current folder per thread, dropped whenever any chdir succeeds (threads may share it).
     cwds: HashMap<libc::pid_t, PathBuf>,
     calls: HashMap<u64, Call>,
+    /// Paths seen opened successfully (and so, the file behind them if they are links).
+    opened: HashSet<PathBuf>,
     observation: Observation,
     incomplete: Option<String>,
 }
@@ -305,6 +307,7 @@ impl Tracer {
             tasks: HashMap::new(),
             cwds: HashMap::new(),
             calls: arch::calls().into_iter().collect(),
+            opened: HashSet::new(),
             observation: Observation::default(),
             incomplete: None,
         }
@@ -454,6 +457,9 @@ impl Tracer {
             second,
             request: args[0],
         };
+        if syscall::already_known(&pending, &self.observation, &self.opened) {
+            return;
+        }
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.pending = Some(pending);
         }
@@ -484,6 +490,9 @@ impl Tracer {
                 self.incomplete("the step traces processes itself (a debugger, strace): what they read is not seen");
             }
             (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
+                if let Some(path) = &pending.first {
+                    self.opened.insert(path.clone());
+                }
                 // Through a symbolic link, the file really opened is an input too.
                 if let (Some(lexical), Some(real)) =
                     (&pending.first, read_link(&format!("/proc/{tid}/fd/{fd}")))

@@ -162,8 +162,15 @@ fn a_python_script_opening_a_fixture_from_a_thread_and_by_dir_fd() {
 #[test]
 fn a_probe_for_a_missing_optional_config_is_an_absence() {
     let d = Dir::new();
-    let (out, o) = d.sh("test -e .cfg || echo none; cat nope/deeper 2>/dev/null; true");
+    d.write("plain", "");
+    let (out, o) =
+        d.sh("test -e .cfg || echo none; cat nope/deeper 2>/dev/null; readlink plain; true");
     succeeded(&out);
+    has(
+        &o.read,
+        &d.path("plain"),
+        "read (it is no link, but it is there)",
+    );
     has(&o.absent, &d.path(".cfg"), "absent");
     has(&o.absent, &d.path("nope/deeper"), "absent");
     assert!(!o.read.contains(&d.path(".cfg")));
