@@ -377,3 +377,24 @@ fn wrap_runs_the_invocation_under_this_binary() {
     let o = observe::read_report(&d.report()).expect("report");
     has(&o.read, &d.path("a"), "read");
 }
+
+#[test]
+fn a_thread_that_replaces_its_process_is_followed() {
+    // execve from a thread other than the main one: the kernel gives the thread the
+    // process's id, and the tracer must carry on with it.
+    let d = Dir::new();
+    d.write("x", "X\n");
+    let (out, o) = d.observe(
+        "python3",
+        &[
+            "-c",
+            "import os, threading\n\
+             t = threading.Thread(target=lambda: os.execv('/bin/cat', ['cat', 'x']))\n\
+             t.start(); t.join()\n",
+        ],
+    );
+    succeeded(&out);
+    assert_eq!(out.stdout, b"X\n");
+    has(&o.read, &d.path("x"), "read");
+    has(&o.executed, Path::new("/bin/cat"), "executed");
+}
