@@ -478,7 +478,10 @@ impl Tracer {
         }
         let rval = info.data[0] as i64;
         let result = if info.data[1] & 0xff != 0 {
-            Err(i32::try_from(-rval).unwrap_or(0))
+            Err(rval
+                .checked_neg()
+                .and_then(|e| i32::try_from(e).ok())
+                .unwrap_or(0))
         } else {
             Ok(rval)
         };
