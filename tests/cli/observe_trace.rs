@@ -398,3 +398,40 @@ fn a_thread_that_replaces_its_process_is_followed() {
     has(&o.read, &d.path("x"), "read");
     has(&o.executed, Path::new("/bin/cat"), "executed");
 }
+
+#[test]
+fn killing_the_process_group_leaves_nothing_behind_and_no_report() {
+    // What a timeout's SIGKILL does: the wrapper and every traced process go, none is left
+    // stopped, and no report claims a complete run.
+    let d = Dir::new();
+    d.write("x", "");
+    let marker = format!("busy-reader-{}", std::process::id());
+    let mut child = d
+        .command(
+            "sh",
+            &[
+                "-c",
+                &format!("sh -c 'echo ready; while :; do cat x; done' {marker}"),
+            ],
+        )
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut ready).expect("the step starts");
+    // SAFETY: signalling the process group of our own child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert!(matches!(
+        observe::read_report(&d.report()),
+        Err(ObserveError::Missing { .. })
+    ));
+}
