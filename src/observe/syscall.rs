@@ -115,7 +115,10 @@ pub fn opens_for_writing(flags: u64) -> bool {
 /// The flags `creat` implies.
 pub const CREAT_FLAGS: u64 = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
 
-/// Whether an errno says the path does not exist (a probe that must still fail).
+/// Whether an errno says the path does not exist (a probe that must still fail). Any
+/// other failure (EACCES, ELOOP, EISDIR, EPERM...) is read as "it is there": the call
+/// got as far as the path, and a change to the path (a chmod, a new link target) may
+/// change what the step does.
 fn missing(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
@@ -157,10 +160,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
                 Err(e) if missing(e) => {
                     into.absent.insert(first);
                 }
-                Err(e) if e == libc::EEXIST => {
+                Err(_) => {
                     into.read.insert(first);
                 }
-                Err(_) => {}
             }
         }
         Kind::Probe | Kind::ReadLink | Kind::Chdir => match result {
@@ -168,13 +170,12 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
                 into.read.insert(first);
                 return pending.kind == Kind::Chdir;
             }
-            Err(e) if e == libc::EINVAL && pending.kind == Kind::ReadLink => {
-                into.read.insert(first);
-            }
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(_) => {}
+            Err(_) => {
+                into.read.insert(first);
+            }
         },
         Kind::Exec => match result {
             Ok(_) => {
@@ -184,10 +185,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(e) if e == libc::EACCES || e == libc::ENOEXEC => {
+            Err(_) => {
                 into.read.insert(first);
             }
-            Err(_) => {}
         },
         Kind::Modify | Kind::Mkdir | Kind::Symlink => match result {
             Ok(_) => {
@@ -196,10 +196,10 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) && pending.kind == Kind::Modify => {
                 into.absent.insert(first);
             }
-            Err(e) if e == libc::EEXIST => {
+            Err(e) if missing(e) => {}
+            Err(_) => {
                 into.read.insert(first);
             }
-            Err(_) => {}
         },
         Kind::Rename | Kind::Link => match result {
             Ok(_) => {
@@ -215,7 +215,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(_) => {}
+            Err(_) => {
+                into.read.insert(first);
+            }
         },
         Kind::Fchdir | Kind::Ptrace => {}
     }
@@ -299,7 +301,7 @@ mod tests {
             &mut o,
         );
         let set = |s: &[&str]| s.iter().map(PathBuf::from).collect();
-        assert_eq!(o.read, set(&["/r/a", "/r/lock"]));
+        assert_eq!(o.read, set(&["/r/a", "/r/lock", "/r/secret"]));
         assert_eq!(o.absent, set(&["/r/missing", "/r/f/x"]));
         assert_eq!(o.written, set(&["/r/out", "/r/db"]));
     }
@@ -351,14 +353,32 @@ mod tests {
             Err(libc::ENOENT),
             &mut o,
         );
-        record(
-            &pending(Kind::Probe, 0, "/r/bad-flags"),
-            Err(libc::EINVAL),
-            &mut o,
-        );
         assert!(o.read.contains(Path::new("/r/file")));
         assert!(o.absent.contains(Path::new("/r/none")));
-        assert!(!o.read.contains(Path::new("/r/bad-flags")));
+    }
+
+    #[test]
+    fn a_failure_that_is_no_absence_says_the_path_is_there() {
+        let mut o = Observation::default();
+        for (kind, errno, path) in [
+            (Kind::Probe, libc::EACCES, "/r/not-executable"),
+            (Kind::Probe, libc::ELOOP, "/r/loop"),
+            (Kind::Probe, libc::EINVAL, "/r/odd-flags"),
+            (Kind::Exec, libc::EACCES, "/r/script"),
+            (Kind::Exec, libc::ETXTBSY, "/r/busy"),
+            (Kind::Open, libc::EISDIR, "/r/folder"),
+            (Kind::Modify, libc::EPERM, "/r/immutable"),
+            (Kind::Mkdir, libc::EEXIST, "/r/made"),
+        ] {
+            record(&pending(kind, 0, path), Err(errno), &mut o);
+            assert!(o.read.contains(Path::new(path)), "{path}");
+        }
+        record(
+            &pending(Kind::Mkdir, 0, "/r/no/made"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        assert!(o.absent.is_empty(), "{:?}", o.absent);
     }
 
     #[test]

@@ -435,3 +435,19 @@ fn killing_the_process_group_leaves_nothing_behind_and_no_report() {
         Err(ObserveError::Missing { .. })
     ));
 }
+
+#[test]
+fn a_probe_failing_for_another_reason_than_absence_is_a_read() {
+    // `[ -x f ]` on a file without an x bit fails with EACCES (even for root), `test -e`
+    // on a link that loops fails with ELOOP: both paths are there, and making the file
+    // executable or the link point somewhere changes what the step does.
+    let d = Dir::new();
+    d.write("extra-checks", "exit 1\n");
+    std::os::unix::fs::symlink("loop", d.path("loop")).expect("symlink");
+    let (out, o) = d.sh("if [ -x ./extra-checks ]; then ./extra-checks; fi; test -e loop; true");
+    succeeded(&out);
+    has(&o.read, &d.path("extra-checks"), "read");
+    has(&o.read, &d.path("loop"), "read");
+    assert!(!o.absent.contains(&d.path("extra-checks")));
+    assert!(!o.absent.contains(&d.path("loop")));
+}
