@@ -451,3 +451,42 @@ fn a_probe_failing_for_another_reason_than_absence_is_a_read() {
     assert!(!o.absent.contains(&d.path("extra-checks")));
     assert!(!o.absent.contains(&d.path("loop")));
 }
+
+#[test]
+fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
+    // A process that made itself non-dumpable (as ssh, gpg and setuid programs do) cannot
+    // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not
+    // known, so the run must not count as observed. Root keeps CAP_SYS_PTRACE; the tracer
+    // is started without it, as an ordinary user runs it.
+    let d = Dir::new();
+    d.write("secret-input", "s\n").write(
+        "nondumpable.py",
+        "import ctypes\n\
+         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n\
+         open('secret-input').read()\n\
+         print('ok')\n",
+    );
+    // SAFETY: geteuid has no preconditions.
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg("--bounding-set=-sys_ptrace").arg(BIN);
+        cmd
+    } else {
+        Command::new(BIN)
+    };
+    let out = cmd
+        .current_dir(&d.root)
+        .arg("__observe")
+        .arg("--report")
+        .arg(d.report())
+        .args(["--", "python3", "nondumpable.py"])
+        .output()
+        .expect("run preflight __observe");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"ok\n");
+    let report = observe::read_report(&d.report());
+    assert!(
+        matches!(report, Err(ObserveError::Incomplete(_))),
+        "{report:?}"
+    );
+}
