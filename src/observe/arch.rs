@@ -33,19 +33,10 @@ pub fn calls() -> Vec<(u64, Call)> {
             nr(libc::SYS_openat2),
             Call::new(Kind::OpenHow, Arg(0), 1).flags(2),
         ),
-        (
-            nr(libc::SYS_newfstatat),
-            Call::new(Kind::Probe, Arg(0), 1).at_flags(3),
-        ),
-        (
-            nr(libc::SYS_statx),
-            Call::new(Kind::Probe, Arg(0), 1).at_flags(2),
-        ),
+        (nr(libc::SYS_newfstatat), Call::new(Kind::Probe, Arg(0), 1)),
+        (nr(libc::SYS_statx), Call::new(Kind::Probe, Arg(0), 1)),
         (nr(libc::SYS_faccessat), Call::new(Kind::Probe, Arg(0), 1)),
-        (
-            nr(libc::SYS_faccessat2),
-            Call::new(Kind::Probe, Arg(0), 1).at_flags(3),
-        ),
+        (nr(libc::SYS_faccessat2), Call::new(Kind::Probe, Arg(0), 1)),
         (
             nr(libc::SYS_readlinkat),
             Call::new(Kind::ReadLink, Arg(0), 1),
@@ -53,10 +44,7 @@ pub fn calls() -> Vec<(u64, Call)> {
         (nr(libc::SYS_chdir), Call::new(Kind::Chdir, Cwd, 0)),
         (nr(libc::SYS_fchdir), Call::new(Kind::Fchdir, Cwd, 0)),
         (nr(libc::SYS_execve), Call::new(Kind::Exec, Cwd, 0)),
-        (
-            nr(libc::SYS_execveat),
-            Call::new(Kind::Exec, Arg(0), 1).at_flags(4),
-        ),
+        (nr(libc::SYS_execveat), Call::new(Kind::Exec, Arg(0), 1)),
         (nr(libc::SYS_unlinkat), Call::new(Kind::Modify, Arg(0), 1)),
         (nr(libc::SYS_mkdirat), Call::new(Kind::Mkdir, Arg(0), 1)),
         (nr(libc::SYS_mknodat), Call::new(Kind::Modify, Arg(0), 1)),

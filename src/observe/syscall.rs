@@ -53,9 +53,6 @@ pub struct Call {
     pub path: usize,
     /// The argument holding open flags (`Open`) or the address of `open_how` (`OpenHow`).
     pub flags: Option<usize>,
-    /// The argument holding `AT_*` flags: with AT_EMPTY_PATH and an empty path the call
-    /// works on the descriptor, which was observed when it was opened.
-    pub at_flags: Option<usize>,
     /// A second path (rename, link).
     pub second: Option<(Dir, usize)>,
 }
@@ -67,16 +64,11 @@ impl Call {
             dir,
             path,
             flags: None,
-            at_flags: None,
             second: None,
         }
     }
     pub const fn flags(mut self, arg: usize) -> Self {
         self.flags = Some(arg);
-        self
-    }
-    pub const fn at_flags(mut self, arg: usize) -> Self {
-        self.at_flags = Some(arg);
         self
     }
     pub const fn second(mut self, dir: Dir, path: usize) -> Self {

@@ -486,7 +486,11 @@ impl Tracer {
             second,
             request: args[0],
         };
-        if syscall::already_known(&pending, &self.observation, &self.opened) {
+        // An empty path (fstat() is newfstatat(fd, "", AT_EMPTY_PATH)) works on a
+        // descriptor, observed when it was opened; a bad pointer makes the call fail.
+        // Neither needs the call's end.
+        let nothing_named = call.has_path() && pending.first.is_none();
+        if nothing_named || syscall::already_known(&pending, &self.observation, &self.opened) {
             return;
         }
         if let Some(task) = self.tasks.get_mut(&tid) {

@@ -490,3 +490,36 @@ fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
         "{report:?}"
     );
 }
+
+#[test]
+fn a_path_call_with_the_empty_path_flag_is_still_observed() {
+    // AT_EMPTY_PATH only means "the descriptor itself" when the path is empty; with a
+    // path, newfstatat, statx, faccessat2 and execveat look it up as usual.
+    let d = Dir::new();
+    d.write("present", "p\n").write(
+        "emptyflag.c",
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <sys/stat.h>\n\
+         #include <sys/syscall.h>\n#include <unistd.h>\n\
+         int main(void) { struct stat st; struct statx sx;\n\
+         int a = syscall(SYS_newfstatat, AT_FDCWD, \"present\", &st, AT_EMPTY_PATH);\n\
+         int b = syscall(SYS_statx, AT_FDCWD, \"missing-statx\", AT_EMPTY_PATH, STATX_SIZE, &sx);\n\
+         int c = syscall(SYS_faccessat2, AT_FDCWD, \"missing-access\", F_OK, AT_EMPTY_PATH);\n\
+         int e = syscall(SYS_newfstatat, 0, \"\", &st, AT_EMPTY_PATH);\n\
+         return a == 0 && b != 0 && c != 0 && e == 0 ? 0 : 1; }\n",
+    );
+    let cc = Command::new("gcc")
+        .current_dir(&d.root)
+        .args(["-o", "emptyflag", "emptyflag.c"])
+        .output()
+        .expect("gcc is needed to build a test program");
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let (out, o) = d.observe("./emptyflag", &[]);
+    succeeded(&out);
+    has(&o.read, &d.path("present"), "read");
+    has(&o.absent, &d.path("missing-statx"), "absent");
+    has(&o.absent, &d.path("missing-access"), "absent");
+}
