@@ -16,6 +16,11 @@ mod arch;
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod filter;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod links;
 mod report;
 #[cfg(all(
     target_os = "linux",

@@ -523,3 +523,32 @@ fn a_path_call_with_the_empty_path_flag_is_still_observed() {
     has(&o.absent, &d.path("missing-statx"), "absent");
     has(&o.absent, &d.path("missing-access"), "absent");
 }
+
+#[test]
+fn a_probe_an_exec_or_a_failed_open_through_a_link_names_the_link_and_where_it_leads() {
+    let d = Dir::new();
+    d.write("conf/real.cfg", "c\n")
+        .write("tools/tool-impl", "#!/bin/sh\necho impl\n");
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(d.path("tools/tool-impl"))
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    std::os::unix::fs::symlink(".env.local", d.path(".env")).expect("symlink");
+    std::os::unix::fs::symlink("conf/real.cfg", d.path("cfg")).expect("symlink");
+    std::fs::create_dir(d.path("bin")).expect("mkdir");
+    std::os::unix::fs::symlink("../tools/tool-impl", d.path("bin/tool")).expect("symlink");
+    let (out, o) = d.sh("test -e .env || echo none; cat .env 2>/dev/null; test -f cfg; ./bin/tool");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"none\nimpl\n");
+    // A dangling link: the link is there, what it names is not.
+    has(&o.read, &d.path(".env"), "read");
+    has(&o.absent, &d.path(".env.local"), "absent");
+    assert!(!o.absent.contains(&d.path(".env")), "{:#?}", o.absent);
+    has(&o.read, &d.path("cfg"), "read");
+    has(&o.read, &d.path("conf/real.cfg"), "read");
+    has(&o.read, &d.path("bin/tool"), "read");
+    has(&o.read, &d.path("tools/tool-impl"), "read");
+    has(&o.executed, &d.path("tools/tool-impl"), "executed");
+}
