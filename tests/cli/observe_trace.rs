@@ -552,3 +552,18 @@ fn a_probe_an_exec_or_a_failed_open_through_a_link_names_the_link_and_where_it_l
     has(&o.read, &d.path("tools/tool-impl"), "read");
     has(&o.executed, &d.path("tools/tool-impl"), "executed");
 }
+
+#[test]
+fn a_folder_whose_existence_is_checked_is_read() {
+    // `test -d migrations || exit 1`: the folder's existence decides the outcome, so it
+    // is reported read (the cache keys it as "exists, as a folder"); a missing one is
+    // absent.
+    let d = Dir::new();
+    d.write("migrations/001.sql", "");
+    let (out, o) = d.sh("test -d migrations || exit 1; test -d seeds && exit 1; \
+         python3 -c 'import os, sys; sys.exit(not os.path.isdir(\"migrations\"))'");
+    succeeded(&out);
+    has(&o.read, &d.path("migrations"), "read");
+    has(&o.absent, &d.path("seeds"), "absent");
+    assert!(!o.read.contains(&d.path("migrations/001.sql")));
+}
