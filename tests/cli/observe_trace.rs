@@ -567,3 +567,21 @@ fn a_folder_whose_existence_is_checked_is_read() {
     has(&o.absent, &d.path("seeds"), "absent");
     assert!(!o.read.contains(&d.path("migrations/001.sql")));
 }
+
+#[test]
+fn a_folder_reached_through_a_linked_path_is_named_by_its_real_path() {
+    // A repository opened through a symbolic link ($PWD keeps the link): what is probed
+    // there, present or not, is named under the real folder too.
+    let d = Dir::new();
+    d.write("present.cfg", "p\n");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let link = elsewhere.path().join("lnk");
+    std::os::unix::fs::symlink(&d.root, &link).expect("symlink");
+    let (out, o) = d.sh(&format!(
+        "test -e {l}/strict.flag || echo none; test -f {l}/present.cfg",
+        l = link.display()
+    ));
+    succeeded(&out);
+    has(&o.absent, &d.path("strict.flag"), "absent");
+    has(&o.read, &d.path("present.cfg"), "read");
+}
