@@ -54,6 +54,9 @@ pub struct Observation {
     pub written: BTreeSet<PathBuf>,
     /// Programs executed (also in `read`), with the interpreters their `#!` lines name.
     pub executed: BTreeSet<PathBuf>,
+    /// Folders whose list of names may have been read: every folder opened successfully
+    /// for reading (not `O_PATH`), by its real path. Also in `read`, by the name opened.
+    pub listed: BTreeSet<PathBuf>,
 }
 
 /// Whether steps can be observed on this machine.

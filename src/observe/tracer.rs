@@ -529,12 +529,24 @@ impl Tracer {
                 self.incomplete("the step traces processes itself (a debugger, strace): what they read is not seen");
             }
             (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
-                if let Some(path) = &pending.first {
+                let fd_path = format!("/proc/{tid}/fd/{fd}");
+                let real = read_link(&fd_path);
+                // An O_PATH descriptor can neither read nor list: a later real open of
+                // the same path must still be seen to its end.
+                let path_only = pending.open_flags & libc::O_PATH as u64 != 0;
+                if let Some(path) = &pending.first
+                    && !path_only
+                {
                     self.opened.insert(path.clone());
+                    if !syscall::opens_for_writing(pending.open_flags)
+                        && std::fs::metadata(&fd_path).is_ok_and(|m| m.is_dir())
+                    {
+                        let listed = real.clone().unwrap_or_else(|| path.clone());
+                        self.observation.listed.insert(listed);
+                    }
                 }
                 // Through a symbolic link, the file really opened is an input too.
-                if let (Some(lexical), Some(real)) =
-                    (&pending.first, read_link(&format!("/proc/{tid}/fd/{fd}")))
+                if let (Some(lexical), Some(real)) = (&pending.first, real)
                     && *lexical != real
                 {
                     if syscall::opens_for_writing(pending.open_flags) {

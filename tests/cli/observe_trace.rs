@@ -585,3 +585,26 @@ fn a_folder_reached_through_a_linked_path_is_named_by_its_real_path() {
     has(&o.absent, &d.path("strict.flag"), "absent");
     has(&o.read, &d.path("present.cfg"), "read");
 }
+
+#[test]
+fn folders_whose_entries_are_listed_are_reported_listed() {
+    // A glob, ls, find and os.listdir read a folder's list of names: adding a test file
+    // to tests/ changes what the step runs.
+    let d = Dir::new();
+    d.write("tests/a.sh", "exit 0\n")
+        .write("docs/x.md", "")
+        .write("src/deep/y.rs", "")
+        .write("pkg/m.py", "")
+        .write("plain", "p\n");
+    let (out, o) = d.sh(
+        "for t in tests/*.sh; do sh \"$t\" || exit 1; done; ls docs >/dev/null; \
+         find src -name '*.rs' >/dev/null; python3 -c 'import os; os.listdir(\"pkg\")'; \
+         cat plain >/dev/null",
+    );
+    succeeded(&out);
+    for folder in ["tests", "docs", "src", "src/deep", "pkg"] {
+        has(&o.listed, &d.path(folder), "listed");
+    }
+    assert!(!o.listed.contains(&d.path("plain")), "{:#?}", o.listed);
+    assert!(!o.listed.contains(&d.path("tests/a.sh")), "{:#?}", o.listed);
+}
