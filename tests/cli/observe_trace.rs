@@ -608,3 +608,50 @@ fn folders_whose_entries_are_listed_are_reported_listed() {
     assert!(!o.listed.contains(&d.path("plain")), "{:#?}", o.listed);
     assert!(!o.listed.contains(&d.path("tests/a.sh")), "{:#?}", o.listed);
 }
+
+#[test]
+fn the_tracer_program_outlives_a_deleted_preflight_binary() {
+    // preflight's own file replaced or deleted while it runs (a `cargo build` of
+    // preflight, an upgrade): the path current_exe gives ends in " (deleted)" and cannot
+    // be started, but /proc/self/exe, which wrap falls back to, still can. Here a copy of
+    // preflight runs two steps: the first deletes the copy, the second starts the tracer
+    // as wrap does then.
+    let copies = tempfile::tempdir().expect("temp dir");
+    let copy = copies.path().join("preflight-copy");
+    std::fs::copy(BIN, &copy).expect("copy the binary");
+    let repo = crate::common::Repo::new();
+    let report = copies.path().join("report");
+    repo.write("a.txt", "a\n");
+    repo.write(
+        "preflight.toml",
+        format!(
+            "[steps.remove]\nrun = [\"rm\", {copy:?}]\nfiles = [\"a.txt\"]\n\n\
+             [steps.observed]\nrun = [\"{fallback}\", \"__observe\", \"--report\", {report:?}, \
+             \"--\", \"cat\", \"a.txt\"]\nfiles = [\"a.txt\"]\nneeds = [\"remove\"]\n",
+            fallback = observe::program_file(Ok(copy.with_file_name("preflight-copy (deleted)")))
+                .to_string_lossy(),
+        ),
+    );
+    repo.add_all();
+    let like_the_harness = repo.cmd();
+    let out = Command::new(&copy)
+        .current_dir(repo.path())
+        .envs(
+            like_the_harness
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        )
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("PREFLIGHT")
+        .env_remove("PREFLIGHT_SKIP")
+        .args(["run", "--all-files"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the copy");
+    succeeded(&out);
+    assert!(!copy.exists(), "the copy was deleted while it ran");
+    let o = observe::read_report(&report).expect("report");
+    let a = repo.path().canonicalize().expect("repo").join("a.txt");
+    has(&o.read, &a, "read");
+}
