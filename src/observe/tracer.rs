@@ -460,6 +460,13 @@ impl Tracer {
                 None => Ok(None),
             },
         );
+        let resolved = match resolved {
+            // fexecve: execveat(fd, "", ..., AT_EMPTY_PATH) runs the file `fd` names.
+            (Ok(None), second) if call.kind == Kind::Exec => {
+                (self.executed_descriptor(tid, call, &args), second)
+            }
+            other => other,
+        };
         let (Ok(first), Ok(second)) = resolved else {
             self.incomplete(
                 "a process whose memory or folders the tracer may not read (a non-dumpable \
@@ -628,6 +635,22 @@ impl Tracer {
             _ => self.cwd(tid)?,
         };
         Ok(base.map(|base| syscall::absolute(&base, &path)))
+    }
+
+    /// The file an `execveat` with an empty path runs: its directory descriptor's.
+    fn executed_descriptor(
+        &self,
+        tid: libc::pid_t,
+        call: Call,
+        args: &[u64; 6],
+    ) -> Result<Option<PathBuf>, Unreadable> {
+        let Dir::Arg(fd_arg) = call.dir else {
+            return Ok(None);
+        };
+        if read_string(tid, args[call.path])?.is_none_or(|path| !path.is_empty()) {
+            return Ok(None);
+        }
+        task_link(&format!("/proc/{tid}/fd/{}", args[fd_arg] as i32))
     }
 
     fn cwd(&mut self, tid: libc::pid_t) -> Result<Option<PathBuf>, Unreadable> {

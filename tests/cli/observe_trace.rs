@@ -655,3 +655,22 @@ fn the_tracer_program_outlives_a_deleted_preflight_binary() {
     let a = repo.path().canonicalize().expect("repo").join("a.txt");
     has(&o.read, &a, "read");
 }
+
+#[test]
+fn a_program_executed_by_descriptor_is_executed() {
+    // fexecve: execveat(fd, "", ..., AT_EMPTY_PATH) runs the file the descriptor names.
+    let d = Dir::new();
+    d.write("x", "X\n");
+    std::fs::copy("/bin/cat", d.path("mycat")).expect("copy cat");
+    let (out, o) = d.observe(
+        "python3",
+        &[
+            "-c",
+            "import os\nfd = os.open('mycat', os.O_RDONLY)\nos.execve(fd, ['cat', 'x'], {})\n",
+        ],
+    );
+    succeeded(&out);
+    assert_eq!(out.stdout, b"X\n");
+    has(&o.executed, &d.path("mycat"), "executed");
+    has(&o.read, &d.path("x"), "read");
+}
