@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod init;
 pub mod lock;
 pub mod lstat;
+pub mod observe;
 pub mod origin;
 pub mod pipeline;
 pub mod plan;
