@@ -81,6 +81,8 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// The cache's size bound in bytes.
     pub cache_max: u64,
+    /// Whether cached steps' file reads are observed and checked on a lookup.
+    pub observe: bool,
 }
 
 /// The cache's size bound when `[settings] cache_max` is not given: 5 GB.
@@ -167,6 +169,8 @@ pub struct Step {
     pub remote: bool,
     /// Platform properties a remote worker must match (`OSFamily = "linux"`).
     pub platform: std::collections::BTreeMap<String, String>,
+    /// Whether its file reads may be observed (`[settings] observe` must allow it too).
+    pub observe: bool,
 }
 
 /// The steps a git hook runs.

@@ -35,6 +35,8 @@ pub(super) struct RawSettings {
     pub(super) salt: String,
     pub(super) cache_dir: Option<Spanned<String>>,
     pub(super) cache_max: Option<Spanned<SizeValue>>,
+    /// `false`: no step's file reads are observed.
+    pub(super) observe: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,8 @@ pub(super) struct RawStep {
     pub(super) remote: Option<bool>,
     #[serde(default)]
     pub(super) platform: std::collections::BTreeMap<String, String>,
+    /// `false`: this step's file reads are not observed.
+    pub(super) observe: Option<bool>,
 }
 
 /// `pre-commit = ["a", "b"]` or `pre-commit = { steps = ["a"], fix = true }`.

@@ -181,6 +181,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 timeout,
                 remote: s.remote.unwrap_or(true),
                 platform: s.platform.clone(),
+                observe: s.observe.unwrap_or(true),
             },
         );
     }
@@ -248,6 +249,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 .cache_dir
                 .map(|d| PathBuf::from(d.into_inner())),
             cache_max: cache_max.unwrap_or(super::DEFAULT_CACHE_MAX),
+            observe: raw.settings.observe.unwrap_or(true),
         },
         env: env_map(raw.env),
         steps,
