@@ -24,6 +24,7 @@ pub mod git;
 pub mod hooks;
 pub mod init;
 pub mod lock;
+pub mod observe;
 pub mod origin;
 pub mod pipeline;
 pub mod plan;

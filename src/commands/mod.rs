@@ -10,6 +10,7 @@ mod hook;
 mod init;
 mod inspect;
 mod install;
+mod observe;
 mod run;
 mod watch;
 mod worker;
@@ -26,6 +27,10 @@ use std::path::PathBuf;
 
 /// Runs preflight with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if let Some(code) = observe::intercept(&args) {
+        return code;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -1,0 +1,359 @@
+//! Decoding a path syscall: where its path arguments are, and what its result says about
+//! them (read, absent, written, executed). Pure functions, so that the rules are tested
+//! without a tracee.
+
+use super::Observation;
+use std::path::{Component, Path, PathBuf};
+
+/// What a syscall does with its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `open`/`openat`: flags in an argument.
+    Open,
+    /// `openat2`: flags in the `struct open_how` an argument points to.
+    OpenHow,
+    /// `creat`: always O_CREAT|O_WRONLY|O_TRUNC.
+    Creat,
+    /// stat, access, readlink: learns whether the path exists and what it is.
+    Probe,
+    Chdir,
+    Fchdir,
+    Exec,
+    /// unlink, rmdir, truncate, chmod, mknod: changes the path.
+    Modify,
+    Mkdir,
+    /// Both paths change.
+    Rename,
+    /// The first path is read (its inode gains a name), the second written.
+    Link,
+    /// The only path is the new link; the target is just a string.
+    Symlink,
+    /// A step that traces processes itself: what those read is not seen.
+    Ptrace,
+}
+
+/// Where a path argument is resolved from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// The process's current folder.
+    Cwd,
+    /// The directory file descriptor in this argument (AT_FDCWD for the current folder).
+    Arg(usize),
+}
+
+/// How to decode one syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub kind: Kind,
+    pub dir: Dir,
+    pub path: usize,
+    /// The argument holding open flags (`Open`) or the address of `open_how` (`OpenHow`).
+    pub flags: Option<usize>,
+    /// The argument holding `AT_*` flags: with AT_EMPTY_PATH and an empty path the call
+    /// works on the descriptor, which was observed when it was opened.
+    pub at_flags: Option<usize>,
+    /// A second path (rename, link).
+    pub second: Option<(Dir, usize)>,
+}
+
+impl Call {
+    pub const fn new(kind: Kind, dir: Dir, path: usize) -> Self {
+        Call {
+            kind,
+            dir,
+            path,
+            flags: None,
+            at_flags: None,
+            second: None,
+        }
+    }
+    pub const fn flags(mut self, arg: usize) -> Self {
+        self.flags = Some(arg);
+        self
+    }
+    pub const fn at_flags(mut self, arg: usize) -> Self {
+        self.at_flags = Some(arg);
+        self
+    }
+    pub const fn second(mut self, dir: Dir, path: usize) -> Self {
+        self.second = Some((dir, path));
+        self
+    }
+    /// Whether the syscall carries a path at all.
+    pub fn has_path(&self) -> bool {
+        !matches!(self.kind, Kind::Fchdir | Kind::Ptrace)
+    }
+}
+
+/// A trapped syscall, decoded at entry and waiting for its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub kind: Kind,
+    /// Open flags (O_*), when the call has them.
+    pub open_flags: u64,
+    /// The resolved path (absent when it could not be resolved: an empty path, a
+    /// descriptor that is no folder).
+    pub first: Option<PathBuf>,
+    pub second: Option<PathBuf>,
+    /// The ptrace request, for `Kind::Ptrace`.
+    pub request: u64,
+}
+
+/// A syscall's result: its return value, or the errno it failed with.
+pub type Result = std::result::Result<i64, i32>;
+
+/// Whether an open with these flags may change the file.
+pub fn opens_for_writing(flags: u64) -> bool {
+    let flags = flags as libc::c_int;
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+}
+
+/// The flags `creat` implies.
+pub const CREAT_FLAGS: u64 = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
+
+/// Whether an errno says the path does not exist (a probe that must still fail).
+fn missing(errno: i32) -> bool {
+    errno == libc::ENOENT || errno == libc::ENOTDIR
+}
+
+/// Records what a finished syscall says about its paths. Returns true when the current
+/// folder of some process may have changed.
+pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool {
+    let Some(first) = pending.first.clone() else {
+        return pending.kind == Kind::Fchdir && result.is_ok();
+    };
+    match pending.kind {
+        Kind::Open | Kind::OpenHow | Kind::Creat => {
+            let writes = opens_for_writing(pending.open_flags);
+            match result {
+                Ok(_) if writes => {
+                    into.written.insert(first);
+                }
+                Ok(_) => {
+                    into.read.insert(first);
+                }
+                Err(e) if missing(e) => {
+                    into.absent.insert(first);
+                }
+                Err(e) if e == libc::EEXIST => {
+                    into.read.insert(first);
+                }
+                Err(_) => {}
+            }
+        }
+        Kind::Probe | Kind::Chdir => match result {
+            Ok(_) => {
+                into.read.insert(first);
+                return pending.kind == Kind::Chdir;
+            }
+            Err(e) if missing(e) => {
+                into.absent.insert(first);
+            }
+            Err(_) => {}
+        },
+        Kind::Exec => match result {
+            Ok(_) => {
+                into.read.insert(first.clone());
+                into.executed.insert(first);
+            }
+            Err(e) if missing(e) => {
+                into.absent.insert(first);
+            }
+            Err(e) if e == libc::EACCES || e == libc::ENOEXEC => {
+                into.read.insert(first);
+            }
+            Err(_) => {}
+        },
+        Kind::Modify | Kind::Mkdir | Kind::Symlink => match result {
+            Ok(_) => {
+                into.written.insert(first);
+            }
+            Err(e) if missing(e) && pending.kind == Kind::Modify => {
+                into.absent.insert(first);
+            }
+            Err(e) if e == libc::EEXIST => {
+                into.read.insert(first);
+            }
+            Err(_) => {}
+        },
+        Kind::Rename | Kind::Link => match result {
+            Ok(_) => {
+                if pending.kind == Kind::Rename {
+                    into.written.insert(first);
+                } else {
+                    into.read.insert(first);
+                }
+                if let Some(second) = pending.second.clone() {
+                    into.written.insert(second);
+                }
+            }
+            Err(e) if missing(e) => {
+                into.absent.insert(first);
+            }
+            Err(_) => {}
+        },
+        Kind::Fchdir | Kind::Ptrace => {}
+    }
+    false
+}
+
+/// `base` joined with `path`, with `.` and `..` resolved lexically. `base` must be absolute.
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = base.join(path);
+    let mut out = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The interpreter a `#!` line names (the kernel runs it without a syscall of its own).
+pub fn shebang_interpreter(head: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let rest = head.strip_prefix(b"#!")?;
+    let line = rest.split(|&b| b == b'\n').next()?;
+    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+    let word = &line[start..];
+    let end = word
+        .iter()
+        .position(|b| b.is_ascii_whitespace())
+        .unwrap_or(word.len());
+    let interpreter = Path::new(std::ffi::OsStr::from_bytes(&word[..end]));
+    interpreter.is_absolute().then(|| interpreter.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(kind: Kind, flags: i32, path: &str) -> Pending {
+        Pending {
+            kind,
+            open_flags: flags as u64,
+            first: Some(PathBuf::from(path)),
+            second: None,
+            request: 0,
+        }
+    }
+
+    #[test]
+    fn an_open_is_a_read_an_absence_or_a_write_by_flags_and_result() {
+        let mut o = Observation::default();
+        record(&pending(Kind::Open, libc::O_RDONLY, "/r/a"), Ok(3), &mut o);
+        record(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/missing"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        record(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/f/x"),
+            Err(libc::ENOTDIR),
+            &mut o,
+        );
+        record(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/secret"),
+            Err(libc::EACCES),
+            &mut o,
+        );
+        let create = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+        record(&pending(Kind::Open, create, "/r/out"), Ok(4), &mut o);
+        record(&pending(Kind::Open, libc::O_RDWR, "/r/db"), Ok(5), &mut o);
+        record(
+            &pending(
+                Kind::Open,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                "/r/lock",
+            ),
+            Err(libc::EEXIST),
+            &mut o,
+        );
+        let set = |s: &[&str]| s.iter().map(PathBuf::from).collect();
+        assert_eq!(o.read, set(&["/r/a", "/r/lock"]));
+        assert_eq!(o.absent, set(&["/r/missing", "/r/f/x"]));
+        assert_eq!(o.written, set(&["/r/out", "/r/db"]));
+    }
+
+    #[test]
+    fn probes_execs_and_changes_are_told_apart() {
+        let mut o = Observation::default();
+        record(
+            &pending(Kind::Probe, 0, "/r/.cfg"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        record(&pending(Kind::Probe, 0, "/r/dir"), Ok(0), &mut o);
+        record(&pending(Kind::Exec, 0, "/bin/sh"), Ok(0), &mut o);
+        record(
+            &pending(Kind::Exec, 0, "/usr/local/bin/sh"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        record(&pending(Kind::Modify, 0, "/r/gone"), Ok(0), &mut o);
+        record(
+            &pending(Kind::Mkdir, 0, "/r/dir"),
+            Err(libc::EEXIST),
+            &mut o,
+        );
+        let mut rename = pending(Kind::Rename, 0, "/r/tmp");
+        rename.second = Some(PathBuf::from("/r/final"));
+        record(&rename, Ok(0), &mut o);
+        assert!(o.absent.contains(Path::new("/r/.cfg")));
+        assert!(o.absent.contains(Path::new("/usr/local/bin/sh")));
+        assert!(o.read.contains(Path::new("/r/dir")));
+        assert!(o.executed.contains(Path::new("/bin/sh")));
+        assert!(o.read.contains(Path::new("/bin/sh")));
+        for written in ["/r/gone", "/r/tmp", "/r/final"] {
+            assert!(o.written.contains(Path::new(written)), "{written}");
+        }
+    }
+
+    #[test]
+    fn a_chdir_says_the_folder_changed() {
+        let mut o = Observation::default();
+        assert!(record(&pending(Kind::Chdir, 0, "/r/sub"), Ok(0), &mut o));
+        assert!(!record(
+            &pending(Kind::Chdir, 0, "/r/no"),
+            Err(libc::ENOENT),
+            &mut o
+        ));
+        let mut fchdir = pending(Kind::Fchdir, 0, "/");
+        fchdir.first = None;
+        assert!(record(&fchdir, Ok(0), &mut o));
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        let base = Path::new("/repo/sub");
+        assert_eq!(
+            absolute(base, Path::new("a/./b")),
+            Path::new("/repo/sub/a/b")
+        );
+        assert_eq!(absolute(base, Path::new("../x")), Path::new("/repo/x"));
+        assert_eq!(
+            absolute(base, Path::new("/etc//passwd")),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(absolute(base, Path::new("../../../..")), Path::new("/"));
+        assert_eq!(absolute(base, Path::new(".")), Path::new("/repo/sub"));
+    }
+
+    #[test]
+    fn a_shebang_names_its_interpreter() {
+        assert_eq!(
+            shebang_interpreter(b"#!/bin/sh\necho"),
+            Some("/bin/sh".into())
+        );
+        assert_eq!(
+            shebang_interpreter(b"#! /usr/bin/env python3\n"),
+            Some("/usr/bin/env".into())
+        );
+        assert_eq!(shebang_interpreter(b"\x7fELF"), None);
+        assert_eq!(shebang_interpreter(b"#!relative\n"), None);
+    }
+}
