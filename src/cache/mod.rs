@@ -22,6 +22,7 @@ pub mod inputs;
 pub mod key;
 pub mod key_command;
 mod lookup;
+pub mod observed;
 pub mod outputs;
 pub mod store;
 
@@ -136,6 +137,10 @@ pub struct Session {
     stored: AtomicBool,
     /// Whether a failure to write the store was already reported.
     store_failure_said: AtomicBool,
+    /// `[settings] observe`: steps' file reads may be observed.
+    observe: bool,
+    /// Whether the system's inability to observe was already reported.
+    unobservable_said: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -208,6 +213,8 @@ impl Session {
             key_commands: Mutex::new(HashMap::new()),
             stored: AtomicBool::new(false),
             store_failure_said: AtomicBool::new(false),
+            observe: config.settings.observe,
+            unobservable_said: AtomicBool::new(false),
         }
     }
 

@@ -16,6 +16,7 @@ mod files;
 mod fuzz;
 mod hooks;
 mod inspect;
+mod observe;
 mod output;
 mod processes;
 mod push;
