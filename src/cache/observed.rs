@@ -36,7 +36,7 @@ pub struct ObservedInputs {
     /// Files outside the repository it read (absolute paths).
     #[serde(default)]
     pub outside: Vec<RecordPath>,
-    /// Programs it ran (absolute paths).
+    /// Programs outside the repository it ran (absolute paths).
     #[serde(default)]
     pub executed: Vec<RecordPath>,
 }
@@ -195,7 +195,12 @@ impl Session {
             declared_read: sorted(declared_read),
             written: sorted(written),
             outside: sorted(outside),
-            executed: sorted(seen.executed.iter().cloned()),
+            executed: sorted(
+                seen.executed
+                    .iter()
+                    .filter(|p| below(p, &roots).is_none())
+                    .cloned(),
+            ),
         })
     }
 
@@ -351,6 +356,11 @@ impl Session {
             Ok(drift) => Err(ObservedMiss::Drifted(drift)),
             Err(e) => Err(ObservedMiss::Unreadable(e.to_string())),
         }
+    }
+
+    /// The key record of the entry a step of this repository last used.
+    pub fn last_record(&self, step: &str) -> Option<super::key::KeyRecord> {
+        self.store.record(&self.store.last_key(&self.root, step)?)
     }
 
     /// The record of what a step was last seen to read, from the entry of its last key
