@@ -136,6 +136,7 @@ impl Session {
         step: &Step,
         keyed: &super::Keyed,
         seen: &crate::observe::Observation,
+        started: std::time::SystemTime,
     ) -> std::io::Result<ObservedInputs> {
         let roots = self.observed_roots();
         let written: BTreeSet<PathBuf> = seen
@@ -175,6 +176,18 @@ impl Session {
                     && !read.contains(rel)
             })
             .collect();
+        // The digests are taken now that the step has ended: a file changed while it ran
+        // may not be what it read, so nothing is recorded then.
+        if let Some(changed) = read
+            .iter()
+            .chain(&absent)
+            .find(|p| self.changed_since(p, started))
+        {
+            return Err(std::io::Error::other(format!(
+                "`{}` changed while the step ran",
+                changed.display()
+            )));
+        }
         let mut files = Vec::with_capacity(read.len() + absent.len());
         let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
         for (path, found) in digests {
@@ -245,6 +258,24 @@ impl Session {
             out.push((p.clone(), found));
         }
         Ok((out, missing))
+    }
+
+    /// Whether the file at a repository-relative path was changed (or made) at or after
+    /// `since`, by its change time. A commit's files do not change.
+    fn changed_since(&self, rel: &Path, since: std::time::SystemTime) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.from_commit {
+            return false;
+        }
+        let Ok(meta) = self.files_root.join(rel).symlink_metadata() else {
+            return false;
+        };
+        let changed = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                meta.ctime().max(0) as u64,
+                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        changed >= since
     }
 
     /// Whether anything (a file, a link, a folder) is at a repository-relative path: in the

@@ -156,7 +156,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         let observed = match seen.map(|seen| {
             seen.and_then(|seen| {
                 cache
-                    .record_observation(step, &keyed, &seen)
+                    .record_observation(step, &keyed, &seen, started_at)
                     .map_err(|e| e.to_string())
             })
         }) {

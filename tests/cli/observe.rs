@@ -349,3 +349,37 @@ fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
         audit.stdout
     );
 }
+
+/// A file the step read that changes while it runs may not be what it read: the result is
+/// not stored, and the run says why.
+#[test]
+fn a_read_file_changed_while_the_step_runs_is_not_stored() {
+    let repo = Repo::with_config(
+        "[steps.slow]\nrun = \"cat data.txt >/dev/null; sleep 1\"\nfiles = [\"run.txt\"]\n",
+    );
+    repo.write("run.txt", "x\n");
+    repo.write("data.txt", "before\n");
+    commit_all(&repo, "init");
+    let child = repo
+        .cmd()
+        .args(["run", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("preflight starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    repo.write("data.txt", "during\n");
+    let run = Run::from(child.wait_with_output().expect("preflight ends"));
+    run.code(0);
+    assert!(
+        run.stdout.contains(
+            "not cached: what it read could not be observed (`data.txt` changed while the step ran)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let next = repo.run(&["run", "slow"]);
+    assert_eq!(next.status_of("slow"), "passed", "{}", next.stdout);
+    let hit = repo.run(&["run", "slow"]);
+    assert_eq!(hit.status_of("slow"), "cached", "{}", hit.stdout);
+}
