@@ -8,8 +8,8 @@ use super::proto::{from_store, re, to_store, well_formed};
 use super::tree::{self, Flat, Node};
 use crate::cache::inputs::RecordPath;
 use crate::cache::store::{
-    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, OutputDirectory, OutputFile,
-    OutputSymlink, Store,
+    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, Observed, OutputDirectory,
+    OutputFile, OutputSymlink, Store,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -215,6 +215,7 @@ pub async fn fetch(
             .put_bytes(&log)
             .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?,
     );
+    entry.observed = observed_from(result, store)?;
     entry.execution_metadata = ExecutionMetadata {
         worker: result
             .execution_metadata
@@ -340,7 +341,41 @@ pub fn to_remote(
     }
     result.execution_metadata = Some(re::ExecutedActionMetadata {
         worker: format!("preflight@{}", super::host::name()),
+        auxiliary_metadata: observed_to(entry, store).into_iter().collect(),
         ..Default::default()
     });
     Ok((result, blobs))
+}
+
+/// The type name under which a result carries what its step was seen to read (the
+/// record's JSON), in the result's `auxiliary_metadata`.
+pub const OBSERVED_TYPE: &str = "preflight.ObservedInputs";
+
+/// What a local entry's step was seen to read, for the remote result; `None` when it was
+/// not observed (or the record is unreadable: the result then vouches for its declared
+/// inputs only, as one from another client does).
+fn observed_to(entry: &ActionResult, store: &Store) -> Option<super::proto::pb::Any> {
+    let Some(Observed::Recorded(d)) = &entry.observed else {
+        return None;
+    };
+    Some(super::proto::pb::Any {
+        type_url: format!("type.googleapis.com/{OBSERVED_TYPE}"),
+        value: store.read_verified(d)?,
+    })
+}
+
+/// The record of what the step read that a remote result carries, filed in the local
+/// store: the lookup that follows checks it as it checks a local entry's.
+fn observed_from(result: &re::ActionResult, store: &Store) -> RemoteResult<Option<Observed>> {
+    let Some(any) = result.execution_metadata.as_ref().and_then(|m| {
+        m.auxiliary_metadata
+            .iter()
+            .find(|a| super::proto::holds(a, OBSERVED_TYPE))
+    }) else {
+        return Ok(None);
+    };
+    let digest = store
+        .put_bytes(&any.value)
+        .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?;
+    Ok(Some(Observed::Recorded(digest)))
 }

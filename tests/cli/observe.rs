@@ -383,3 +383,33 @@ fn a_read_file_changed_while_the_step_runs_is_not_stored() {
     let hit = repo.run(&["run", "slow"]);
     assert_eq!(hit.status_of("slow"), "cached", "{}", hit.stdout);
 }
+
+/// A result in the remote cache carries what its step read: another machine uses it only
+/// where those files are the same.
+#[test]
+fn a_remote_cache_hit_is_checked_against_what_the_step_read() {
+    let grid = crate::buildgrid::BuildGrid::cache_only();
+    let config = format!(
+        "[remote]\nendpoint = \"{}\"\ncache = \"read-write\"\n\n\
+         [steps.conf]\nrun = \"cat src/a.txt conf.txt\"\nfiles = [\"src/*.txt\"]\n",
+        grid.endpoint()
+    );
+    let laptop = Repo::with_config(&config);
+    laptop.write("src/a.txt", "a\n");
+    laptop.write("conf.txt", "strict\n");
+    commit_all(&laptop, "init");
+    let first = laptop.run(&["run"]);
+    first.code(0);
+    assert_eq!(first.status_of("conf"), "passed", "{}", first.stdout);
+
+    let same = Repo::clone_of(&laptop);
+    let hit = same.run(&["run", "-v"]);
+    assert_eq!(hit.status_of("conf"), "cached (remote)", "{}", hit.stdout);
+
+    let edited = Repo::clone_of(&laptop);
+    edited.write("conf.txt", "lenient\n");
+    let run = edited.run(&["run", "-v"]);
+    run.code(0);
+    assert_eq!(run.status_of("conf"), "passed", "{}", run.stdout);
+    assert!(run.stdout.contains("lenient"), "{}", run.stdout);
+}
