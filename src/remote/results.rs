@@ -347,9 +347,19 @@ pub fn to_remote(
     Ok((result, blobs))
 }
 
-/// The type name under which a result carries what its step was seen to read (the
-/// record's JSON), in the result's `auxiliary_metadata`.
-pub const OBSERVED_TYPE: &str = "preflight.ObservedInputs";
+/// How a result carries what its step was seen to read: the record's JSON as a
+/// `google.protobuf.StringValue` in its `auxiliary_metadata` (a well-known type, so that
+/// servers and tools that print results can show it). It is told from other strings by
+/// parsing as a record of the version preflight writes.
+const OBSERVED_TYPE: &str = "google.protobuf.StringValue";
+
+/// A record of what a step read (its JSON), packed for a result's `auxiliary_metadata`.
+fn observed_any(json: String) -> super::proto::pb::Any {
+    super::proto::pack(
+        OBSERVED_TYPE,
+        &super::proto::pb::StringValue { value: json },
+    )
+}
 
 /// What a local entry's step was seen to read, for the remote result; `None` when it was
 /// not observed (or the record is unreadable: the result then vouches for its declared
@@ -358,24 +368,29 @@ fn observed_to(entry: &ActionResult, store: &Store) -> Option<super::proto::pb::
     let Some(Observed::Recorded(d)) = &entry.observed else {
         return None;
     };
-    Some(super::proto::pb::Any {
-        type_url: format!("type.googleapis.com/{OBSERVED_TYPE}"),
-        value: store.read_verified(d)?,
-    })
+    String::from_utf8(store.read_verified(d)?)
+        .ok()
+        .map(observed_any)
 }
 
 /// The record of what the step read that a remote result carries, filed in the local
 /// store: the lookup that follows checks it as it checks a local entry's.
 fn observed_from(result: &re::ActionResult, store: &Store) -> RemoteResult<Option<Observed>> {
-    let Some(any) = result.execution_metadata.as_ref().and_then(|m| {
-        m.auxiliary_metadata
-            .iter()
-            .find(|a| super::proto::holds(a, OBSERVED_TYPE))
-    }) else {
+    let record = result
+        .execution_metadata
+        .iter()
+        .flat_map(|m| &m.auxiliary_metadata)
+        .filter(|a| super::proto::holds(a, OBSERVED_TYPE))
+        .filter_map(|a| super::proto::pb::StringValue::decode(a.value.as_slice()).ok())
+        .find(|s| {
+            serde_json::from_str::<crate::cache::observed::ObservedInputs>(&s.value)
+                .is_ok_and(|r| r.version == crate::cache::observed::OBSERVED_VERSION)
+        });
+    let Some(record) = record else {
         return Ok(None);
     };
     let digest = store
-        .put_bytes(&any.value)
+        .put_bytes(record.value.as_bytes())
         .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?;
     Ok(Some(Observed::Recorded(digest)))
 }
