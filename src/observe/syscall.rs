@@ -3,6 +3,7 @@
 //! without a tracee.
 
 use super::Observation;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// What a syscall does with its path.
@@ -12,10 +13,13 @@ pub enum Kind {
     Open,
     /// `openat2`: flags in the `struct open_how` an argument points to.
     OpenHow,
-    /// `creat`: always O_CREAT|O_WRONLY|O_TRUNC.
+    /// `creat`: always O_CREAT|O_WRONLY|O_TRUNC (x86_64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Creat,
-    /// stat, access, readlink: learns whether the path exists and what it is.
+    /// stat, access: learns whether the path exists and what it is.
     Probe,
+    /// readlink: like `Probe`, and EINVAL says the path exists but is no link.
+    ReadLink,
     Chdir,
     Fchdir,
     Exec,
@@ -49,9 +53,6 @@ pub struct Call {
     pub path: usize,
     /// The argument holding open flags (`Open`) or the address of `open_how` (`OpenHow`).
     pub flags: Option<usize>,
-    /// The argument holding `AT_*` flags: with AT_EMPTY_PATH and an empty path the call
-    /// works on the descriptor, which was observed when it was opened.
-    pub at_flags: Option<usize>,
     /// A second path (rename, link).
     pub second: Option<(Dir, usize)>,
 }
@@ -63,16 +64,11 @@ impl Call {
             dir,
             path,
             flags: None,
-            at_flags: None,
             second: None,
         }
     }
     pub const fn flags(mut self, arg: usize) -> Self {
         self.flags = Some(arg);
-        self
-    }
-    pub const fn at_flags(mut self, arg: usize) -> Self {
-        self.at_flags = Some(arg);
         self
     }
     pub const fn second(mut self, dir: Dir, path: usize) -> Self {
@@ -111,9 +107,30 @@ pub fn opens_for_writing(flags: u64) -> bool {
 /// The flags `creat` implies.
 pub const CREAT_FLAGS: u64 = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
 
-/// Whether an errno says the path does not exist (a probe that must still fail).
+/// Whether an errno says the path does not exist (a probe that must still fail). Any
+/// other failure (EACCES, ELOOP, EISDIR, EPERM...) is read as "it is there": the call
+/// got as far as the path, and a change to the path (a chmod, a new link target) may
+/// change what the step does.
 fn missing(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
+}
+
+/// Whether the syscall's result can add nothing to what is already known, so that the
+/// tracer need not stop the task again at its end: a path first read or first found absent
+/// stays so (a later change to it is the step's own write, observed as such). An open must
+/// have been seen to succeed before (`opened`): its end also names the file behind a link.
+pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<PathBuf>) -> bool {
+    let Some(path) = pending.first.as_ref() else {
+        return false;
+    };
+    match pending.kind {
+        Kind::Probe | Kind::ReadLink => seen.read.contains(path) || seen.absent.contains(path),
+        Kind::Open | Kind::OpenHow => {
+            !opens_for_writing(pending.open_flags)
+                && (opened.contains(path) || seen.absent.contains(path))
+        }
+        _ => false,
+    }
 }
 
 /// Records what a finished syscall says about its paths. Returns true when the current
@@ -135,13 +152,12 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
                 Err(e) if missing(e) => {
                     into.absent.insert(first);
                 }
-                Err(e) if e == libc::EEXIST => {
+                Err(_) => {
                     into.read.insert(first);
                 }
-                Err(_) => {}
             }
         }
-        Kind::Probe | Kind::Chdir => match result {
+        Kind::Probe | Kind::ReadLink | Kind::Chdir => match result {
             Ok(_) => {
                 into.read.insert(first);
                 return pending.kind == Kind::Chdir;
@@ -149,7 +165,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(_) => {}
+            Err(_) => {
+                into.read.insert(first);
+            }
         },
         Kind::Exec => match result {
             Ok(_) => {
@@ -159,10 +177,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(e) if e == libc::EACCES || e == libc::ENOEXEC => {
+            Err(_) => {
                 into.read.insert(first);
             }
-            Err(_) => {}
         },
         Kind::Modify | Kind::Mkdir | Kind::Symlink => match result {
             Ok(_) => {
@@ -171,10 +188,10 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) && pending.kind == Kind::Modify => {
                 into.absent.insert(first);
             }
-            Err(e) if e == libc::EEXIST => {
+            Err(e) if missing(e) => {}
+            Err(_) => {
                 into.read.insert(first);
             }
-            Err(_) => {}
         },
         Kind::Rename | Kind::Link => match result {
             Ok(_) => {
@@ -190,7 +207,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
             Err(e) if missing(e) => {
                 into.absent.insert(first);
             }
-            Err(_) => {}
+            Err(_) => {
+                into.read.insert(first);
+            }
         },
         Kind::Fchdir | Kind::Ptrace => {}
     }
@@ -274,7 +293,7 @@ mod tests {
             &mut o,
         );
         let set = |s: &[&str]| s.iter().map(PathBuf::from).collect();
-        assert_eq!(o.read, set(&["/r/a", "/r/lock"]));
+        assert_eq!(o.read, set(&["/r/a", "/r/lock", "/r/secret"]));
         assert_eq!(o.absent, set(&["/r/missing", "/r/f/x"]));
         assert_eq!(o.written, set(&["/r/out", "/r/db"]));
     }
@@ -311,6 +330,89 @@ mod tests {
         for written in ["/r/gone", "/r/tmp", "/r/final"] {
             assert!(o.written.contains(Path::new(written)), "{written}");
         }
+    }
+
+    #[test]
+    fn a_readlink_of_a_file_that_is_no_link_is_a_read() {
+        let mut o = Observation::default();
+        record(
+            &pending(Kind::ReadLink, 0, "/r/file"),
+            Err(libc::EINVAL),
+            &mut o,
+        );
+        record(
+            &pending(Kind::ReadLink, 0, "/r/none"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        assert!(o.read.contains(Path::new("/r/file")));
+        assert!(o.absent.contains(Path::new("/r/none")));
+    }
+
+    #[test]
+    fn a_failure_that_is_no_absence_says_the_path_is_there() {
+        let mut o = Observation::default();
+        for (kind, errno, path) in [
+            (Kind::Probe, libc::EACCES, "/r/not-executable"),
+            (Kind::Probe, libc::ELOOP, "/r/loop"),
+            (Kind::Probe, libc::EINVAL, "/r/odd-flags"),
+            (Kind::Exec, libc::EACCES, "/r/script"),
+            (Kind::Exec, libc::ETXTBSY, "/r/busy"),
+            (Kind::Open, libc::EISDIR, "/r/folder"),
+            (Kind::Modify, libc::EPERM, "/r/immutable"),
+            (Kind::Mkdir, libc::EEXIST, "/r/made"),
+        ] {
+            record(&pending(kind, 0, path), Err(errno), &mut o);
+            assert!(o.read.contains(Path::new(path)), "{path}");
+        }
+        record(
+            &pending(Kind::Mkdir, 0, "/r/no/made"),
+            Err(libc::ENOENT),
+            &mut o,
+        );
+        assert!(o.absent.is_empty(), "{:?}", o.absent);
+    }
+
+    #[test]
+    fn only_reads_of_paths_already_seen_skip_their_result() {
+        let mut o = Observation::default();
+        o.read.insert(PathBuf::from("/r/a"));
+        o.read.insert(PathBuf::from("/r/link"));
+        o.absent.insert(PathBuf::from("/r/none"));
+        let opened: HashSet<PathBuf> = [PathBuf::from("/r/a")].into();
+        assert!(already_known(&pending(Kind::Probe, 0, "/r/a"), &o, &opened));
+        assert!(already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/none"),
+            &o,
+            &opened
+        ));
+        // Stat'ed but never opened: the open may lead through a link to another file.
+        assert!(!already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/link"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Probe, 0, "/r/new"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Open, libc::O_WRONLY, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(
+            &pending(Kind::Chdir, 0, "/r/a"),
+            &o,
+            &opened
+        ));
+        assert!(!already_known(&pending(Kind::Exec, 0, "/r/a"), &o, &opened));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::syscall::{self, Call, Dir, Kind, Pending};
 use super::{Ended, Observation, arch, filter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -109,8 +109,8 @@ fn syscall_info(tid: libc::pid_t) -> Option<SyscallInfo> {
     (r > 0).then_some(info)
 }
 
-/// Reads `len` bytes at `addr` in the tracee, stopping early at a page it cannot read.
-fn read_memory(tid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
+/// Reads `len` bytes at `addr` in the tracee. Err(errno) when nothing could be read.
+fn read_memory(tid: libc::pid_t, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -121,32 +121,51 @@ fn read_memory(tid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
     };
     // SAFETY: `local` covers `buf`, which outlives the call; the remote side is only read.
     let n = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
-    usize::try_from(n).unwrap_or(0)
+    usize::try_from(n).map_err(|_| errno())
 }
 
+/// A path argument the tracer could not read, although the kernel may (a process that
+/// made itself non-dumpable): what the call touched is unknown.
+#[derive(Debug)]
+struct Unreadable;
+
 /// The NUL-terminated string at `addr` in the tracee, read a page at a time (the next page
-/// may be unmapped).
-fn read_string(tid: libc::pid_t, addr: u64) -> Option<Vec<u8>> {
+/// may be unmapped). None where the kernel cannot read a path either (a NULL or bad
+/// pointer, a string longer than PATH_MAX: the call fails) or the task is gone.
+fn read_string(tid: libc::pid_t, addr: u64) -> Result<Option<Vec<u8>>, Unreadable> {
     if addr == 0 {
-        return None;
+        return Ok(None);
     }
     let mut out = Vec::new();
     let mut at = addr;
     while out.len() < PATH_MAX {
         let to_page_end = 4096 - (at % 4096) as usize;
         let mut chunk = vec![0u8; to_page_end.min(PATH_MAX - out.len())];
-        let n = read_memory(tid, at, &mut chunk);
-        if n == 0 {
-            return None;
-        }
+        let n = match read_memory(tid, at, &mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e == libc::EFAULT || e == libc::ESRCH => return Ok(None),
+            Err(_) => return Err(Unreadable),
+        };
         if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&chunk[..end]);
-            return Some(out);
+            return Ok(Some(out));
         }
         out.extend_from_slice(&chunk[..n]);
         at += n as u64;
     }
-    None
+    Ok(None)
+}
+
+/// Where a task's `/proc/TID/{cwd,fd/N}` link points: None when it names no folder the
+/// kernel could use either (no such descriptor, a pipe, the task is gone), Unreadable when
+/// the tracer is refused it (a non-dumpable process).
+fn task_link(path: &str) -> Result<Option<PathBuf>, Unreadable> {
+    match std::fs::read_link(path) {
+        Ok(target) => Ok(target.is_absolute().then_some(target)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(Unreadable),
+    }
 }
 
 fn read_link(path: &str) -> Option<PathBuf> {
@@ -294,6 +313,8 @@ struct Tracer {
     /// Current folder per thread, dropped whenever any chdir succeeds (threads may share it).
     cwds: HashMap<libc::pid_t, PathBuf>,
     calls: HashMap<u64, Call>,
+    /// Paths seen opened successfully (and so, the file behind them if they are links).
+    opened: HashSet<PathBuf>,
     observation: Observation,
     incomplete: Option<String>,
 }
@@ -305,6 +326,7 @@ impl Tracer {
             tasks: HashMap::new(),
             cwds: HashMap::new(),
             calls: arch::calls().into_iter().collect(),
+            opened: HashSet::new(),
             observation: Observation::default(),
             incomplete: None,
         }
@@ -424,20 +446,30 @@ impl Tracer {
             info.data[5],
             info.data[6],
         ];
-        let first = if call.has_path() {
-            self.resolve(tid, call.dir, &args, args[call.path])
-        } else {
-            None
+        let resolved = (
+            if call.has_path() {
+                self.resolve(tid, call.dir, &args, args[call.path])
+            } else {
+                Ok(None)
+            },
+            match call.second {
+                Some((dir, path)) => self.resolve(tid, dir, &args, args[path]),
+                None => Ok(None),
+            },
+        );
+        let (Ok(first), Ok(second)) = resolved else {
+            self.incomplete(
+                "a process whose memory or folders the tracer may not read (a non-dumpable \
+                 program) used a path",
+            );
+            return;
         };
-        let second = call
-            .second
-            .and_then(|(dir, path)| self.resolve(tid, dir, &args, args[path]));
         let open_flags = match (call.kind, call.flags) {
             (Kind::Open, Some(arg)) => args[arg],
             (Kind::OpenHow, Some(arg)) => {
                 // struct open_how starts with `u64 flags`.
                 let mut flags = [0u8; 8];
-                if read_memory(tid, args[arg], &mut flags) == 8 {
+                if read_memory(tid, args[arg], &mut flags) == Ok(8) {
                     u64::from_ne_bytes(flags)
                 } else {
                     // Unreadable: the call fails with EFAULT; count it as a write, never a read.
@@ -454,6 +486,13 @@ impl Tracer {
             second,
             request: args[0],
         };
+        // An empty path (fstat() is newfstatat(fd, "", AT_EMPTY_PATH)) works on a
+        // descriptor, observed when it was opened; a bad pointer makes the call fail.
+        // Neither needs the call's end.
+        let nothing_named = call.has_path() && pending.first.is_none();
+        if nothing_named || syscall::already_known(&pending, &self.observation, &self.opened) {
+            return;
+        }
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.pending = Some(pending);
         }
@@ -472,7 +511,10 @@ impl Tracer {
         }
         let rval = info.data[0] as i64;
         let result = if info.data[1] & 0xff != 0 {
-            Err(i32::try_from(-rval).unwrap_or(0))
+            Err(rval
+                .checked_neg()
+                .and_then(|e| i32::try_from(e).ok())
+                .unwrap_or(0))
         } else {
             Ok(rval)
         };
@@ -484,6 +526,9 @@ impl Tracer {
                 self.incomplete("the step traces processes itself (a debugger, strace): what they read is not seen");
             }
             (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
+                if let Some(path) = &pending.first {
+                    self.opened.insert(path.clone());
+                }
                 // Through a symbolic link, the file really opened is an input too.
                 if let (Some(lexical), Some(real)) =
                     (&pending.first, read_link(&format!("/proc/{tid}/fd/{fd}")))
@@ -510,38 +555,42 @@ impl Tracer {
     }
 
     /// The absolute, normalised path a syscall argument names; None when it names none
-    /// (an empty path with AT_EMPTY_PATH, unreadable memory, a descriptor that is no folder).
+    /// (an empty path with AT_EMPTY_PATH, a bad pointer, a descriptor that is no folder).
     fn resolve(
         &mut self,
         tid: libc::pid_t,
         dir: Dir,
         args: &[u64; 6],
         addr: u64,
-    ) -> Option<PathBuf> {
-        let bytes = read_string(tid, addr)?;
+    ) -> Result<Option<PathBuf>, Unreadable> {
+        let Some(bytes) = read_string(tid, addr)? else {
+            return Ok(None);
+        };
         if bytes.is_empty() {
-            return None;
+            return Ok(None);
         }
         let path = PathBuf::from(OsString::from_vec(bytes));
         if path.is_absolute() {
-            return Some(syscall::absolute(Path::new("/"), &path));
+            return Ok(Some(syscall::absolute(Path::new("/"), &path)));
         }
         let base = match dir {
             Dir::Arg(arg) if args[arg] as i32 != libc::AT_FDCWD => {
-                read_link(&format!("/proc/{tid}/fd/{}", args[arg] as i32))?
+                task_link(&format!("/proc/{tid}/fd/{}", args[arg] as i32))?
             }
             _ => self.cwd(tid)?,
         };
-        Some(syscall::absolute(&base, &path))
+        Ok(base.map(|base| syscall::absolute(&base, &path)))
     }
 
-    fn cwd(&mut self, tid: libc::pid_t) -> Option<PathBuf> {
+    fn cwd(&mut self, tid: libc::pid_t) -> Result<Option<PathBuf>, Unreadable> {
         if let Some(cwd) = self.cwds.get(&tid) {
-            return Some(cwd.clone());
+            return Ok(Some(cwd.clone()));
         }
-        let cwd = read_link(&format!("/proc/{tid}/cwd"))?;
-        self.cwds.insert(tid, cwd.clone());
-        Some(cwd)
+        let cwd = task_link(&format!("/proc/{tid}/cwd"))?;
+        if let Some(cwd) = &cwd {
+            self.cwds.insert(tid, cwd.clone());
+        }
+        Ok(cwd)
     }
 }
 
@@ -662,7 +711,7 @@ fn probe_child(pid: libc::pid_t) -> Result<(), String> {
             {
                 return Err("the kernel reported an unexpected syscall".into());
             }
-            if read_string(pid, info.data[2]).as_deref() != Some(b"/".as_slice()) {
+            if !matches!(read_string(pid, info.data[2]), Ok(Some(path)) if path == b"/") {
                 return Err(
                     "cannot read a traced process's memory (process_vm_readv refused)".into(),
                 );

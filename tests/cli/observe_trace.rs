@@ -162,8 +162,15 @@ fn a_python_script_opening_a_fixture_from_a_thread_and_by_dir_fd() {
 #[test]
 fn a_probe_for_a_missing_optional_config_is_an_absence() {
     let d = Dir::new();
-    let (out, o) = d.sh("test -e .cfg || echo none; cat nope/deeper 2>/dev/null; true");
+    d.write("plain", "");
+    let (out, o) =
+        d.sh("test -e .cfg || echo none; cat nope/deeper 2>/dev/null; readlink plain; true");
     succeeded(&out);
+    has(
+        &o.read,
+        &d.path("plain"),
+        "read (it is no link, but it is there)",
+    );
     has(&o.absent, &d.path(".cfg"), "absent");
     has(&o.absent, &d.path("nope/deeper"), "absent");
     assert!(!o.read.contains(&d.path(".cfg")));
@@ -369,4 +376,150 @@ fn wrap_runs_the_invocation_under_this_binary() {
     succeeded(&out);
     let o = observe::read_report(&d.report()).expect("report");
     has(&o.read, &d.path("a"), "read");
+}
+
+#[test]
+fn a_thread_that_replaces_its_process_is_followed() {
+    // execve from a thread other than the main one: the kernel gives the thread the
+    // process's id, and the tracer must carry on with it.
+    let d = Dir::new();
+    d.write("x", "X\n");
+    let (out, o) = d.observe(
+        "python3",
+        &[
+            "-c",
+            "import os, threading\n\
+             t = threading.Thread(target=lambda: os.execv('/bin/cat', ['cat', 'x']))\n\
+             t.start(); t.join()\n",
+        ],
+    );
+    succeeded(&out);
+    assert_eq!(out.stdout, b"X\n");
+    has(&o.read, &d.path("x"), "read");
+    has(&o.executed, Path::new("/bin/cat"), "executed");
+}
+
+#[test]
+fn killing_the_process_group_leaves_nothing_behind_and_no_report() {
+    // What a timeout's SIGKILL does: the wrapper and every traced process go, none is left
+    // stopped, and no report claims a complete run.
+    let d = Dir::new();
+    d.write("x", "");
+    let marker = format!("busy-reader-{}", std::process::id());
+    let mut child = d
+        .command(
+            "sh",
+            &[
+                "-c",
+                &format!("sh -c 'echo ready; while :; do cat x; done' {marker}"),
+            ],
+        )
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut ready).expect("the step starts");
+    // SAFETY: signalling the process group of our own child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert!(matches!(
+        observe::read_report(&d.report()),
+        Err(ObserveError::Missing { .. })
+    ));
+}
+
+#[test]
+fn a_probe_failing_for_another_reason_than_absence_is_a_read() {
+    // `[ -x f ]` on a file without an x bit fails with EACCES (even for root), `test -e`
+    // on a link that loops fails with ELOOP: both paths are there, and making the file
+    // executable or the link point somewhere changes what the step does.
+    let d = Dir::new();
+    d.write("extra-checks", "exit 1\n");
+    std::os::unix::fs::symlink("loop", d.path("loop")).expect("symlink");
+    let (out, o) = d.sh("if [ -x ./extra-checks ]; then ./extra-checks; fi; test -e loop; true");
+    succeeded(&out);
+    has(&o.read, &d.path("extra-checks"), "read");
+    has(&o.read, &d.path("loop"), "read");
+    assert!(!o.absent.contains(&d.path("extra-checks")));
+    assert!(!o.absent.contains(&d.path("loop")));
+}
+
+#[test]
+fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
+    // A process that made itself non-dumpable (as ssh, gpg and setuid programs do) cannot
+    // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not
+    // known, so the run must not count as observed. Root keeps CAP_SYS_PTRACE; the tracer
+    // is started without it, as an ordinary user runs it.
+    let d = Dir::new();
+    d.write("secret-input", "s\n").write(
+        "nondumpable.py",
+        "import ctypes\n\
+         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n\
+         open('secret-input').read()\n\
+         print('ok')\n",
+    );
+    // SAFETY: geteuid has no preconditions.
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg("--bounding-set=-sys_ptrace").arg(BIN);
+        cmd
+    } else {
+        Command::new(BIN)
+    };
+    let out = cmd
+        .current_dir(&d.root)
+        .arg("__observe")
+        .arg("--report")
+        .arg(d.report())
+        .args(["--", "python3", "nondumpable.py"])
+        .output()
+        .expect("run preflight __observe");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"ok\n");
+    let report = observe::read_report(&d.report());
+    assert!(
+        matches!(report, Err(ObserveError::Incomplete(_))),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_path_call_with_the_empty_path_flag_is_still_observed() {
+    // AT_EMPTY_PATH only means "the descriptor itself" when the path is empty; with a
+    // path, newfstatat, statx, faccessat2 and execveat look it up as usual.
+    let d = Dir::new();
+    d.write("present", "p\n").write(
+        "emptyflag.c",
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <sys/stat.h>\n\
+         #include <sys/syscall.h>\n#include <unistd.h>\n\
+         int main(void) { struct stat st; struct statx sx;\n\
+         int a = syscall(SYS_newfstatat, AT_FDCWD, \"present\", &st, AT_EMPTY_PATH);\n\
+         int b = syscall(SYS_statx, AT_FDCWD, \"missing-statx\", AT_EMPTY_PATH, STATX_SIZE, &sx);\n\
+         int c = syscall(SYS_faccessat2, AT_FDCWD, \"missing-access\", F_OK, AT_EMPTY_PATH);\n\
+         int e = syscall(SYS_newfstatat, 0, \"\", &st, AT_EMPTY_PATH);\n\
+         return a == 0 && b != 0 && c != 0 && e == 0 ? 0 : 1; }\n",
+    );
+    let cc = Command::new("gcc")
+        .current_dir(&d.root)
+        .args(["-o", "emptyflag", "emptyflag.c"])
+        .output()
+        .expect("gcc is needed to build a test program");
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let (out, o) = d.observe("./emptyflag", &[]);
+    succeeded(&out);
+    has(&o.read, &d.path("present"), "read");
+    has(&o.absent, &d.path("missing-statx"), "absent");
+    has(&o.absent, &d.path("missing-access"), "absent");
 }
