@@ -260,16 +260,21 @@ impl Session {
         Ok((out, missing))
     }
 
-    /// Whether the file at a repository-relative path was changed (or made) at or after
-    /// `since`, by its change time. A commit's files do not change.
+    /// Whether the file or link at a repository-relative path was changed (or made) at or
+    /// after `since`, by its change time. A commit's files do not change.
     fn changed_since(&self, rel: &Path, since: std::time::SystemTime) -> bool {
         use std::os::unix::fs::MetadataExt;
         if self.from_commit {
             return false;
         }
+        // A folder is not recorded (only files and links are), and its change time moves
+        // whenever the step itself adds a file to it.
         let Ok(meta) = self.files_root.join(rel).symlink_metadata() else {
             return false;
         };
+        if meta.is_dir() {
+            return false;
+        }
         let changed = std::time::UNIX_EPOCH
             + std::time::Duration::new(
                 meta.ctime().max(0) as u64,
