@@ -565,18 +565,14 @@ fn report_path(dir: &Path, k: usize) -> PathBuf {
 /// Everything the tracer saw of the step's processes, put together; `Err` when one report
 /// is missing or cannot be read (what that process read is unknown).
 fn read_reports(dir: &Path, count: usize) -> Seen {
-    let mut all = crate::observe::Observation {
-        read: Default::default(),
-        absent: Default::default(),
-        written: Default::default(),
-        executed: Default::default(),
-    };
+    let mut all = crate::observe::Observation::default();
     for k in 0..count {
         let one = crate::observe::read_report(&report_path(dir, k)).map_err(|e| e.to_string())?;
         all.read.extend(one.read);
         all.absent.extend(one.absent);
         all.written.extend(one.written);
         all.executed.extend(one.executed);
+        all.listed.extend(one.listed);
     }
     Ok(all)
 }

@@ -16,6 +16,11 @@ mod arch;
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod filter;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod links;
 mod report;
 #[cfg(all(
     target_os = "linux",
@@ -49,6 +54,9 @@ pub struct Observation {
     pub written: BTreeSet<PathBuf>,
     /// Programs executed (also in `read`), with the interpreters their `#!` lines name.
     pub executed: BTreeSet<PathBuf>,
+    /// Folders whose list of names may have been read: every folder opened successfully
+    /// for reading (not `O_PATH`), by its real path. Also in `read`, by the name opened.
+    pub listed: BTreeSet<PathBuf>,
 }
 
 /// Whether steps can be observed on this machine.
@@ -111,11 +119,27 @@ fn probe() -> Support {
     )
 }
 
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_program_file_is_started_through_proc_self_exe() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("preflight");
+        std::fs::write(&present, "").unwrap();
+        assert_eq!(program_file(Ok(present.clone())), present.into_os_string());
+        let deleted = dir.path().join("preflight (deleted)");
+        assert_eq!(program_file(Ok(deleted)), OsString::from("/proc/self/exe"));
+        let unknown = Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(program_file(unknown), OsString::from("/proc/self/exe"));
+    }
+}
+
 /// Turns a step's invocation into one that runs it under the tracer, which writes what it
 /// saw to `report`. Use it only when `support()` is `Available`.
 pub fn wrap(invocation: &Invocation, report: &Path) -> Invocation {
-    let exe = std::env::current_exe()
-        .map_or_else(|_| OsString::from("preflight"), PathBuf::into_os_string);
+    let exe = program_file(std::env::current_exe());
     let mut args: Vec<OsString> = vec![
         SUBCOMMAND.into(),
         "--report".into(),
@@ -125,6 +149,19 @@ pub fn wrap(invocation: &Invocation, report: &Path) -> Invocation {
     ];
     args.extend(invocation.args.iter().cloned());
     Invocation { program: exe, args }
+}
+
+/// The program file that starts the tracer, given where this process's program is
+/// (`current_exe()`). When that file is gone (replaced by a build or an upgrade while
+/// preflight runs: Linux then names it "... (deleted)"), `/proc/self/exe` still starts
+/// the same program in the child preflight forks for the step.
+pub fn program_file(current: std::io::Result<PathBuf>) -> OsString {
+    match current {
+        Ok(path) if path.is_file() => path.into_os_string(),
+        _ if cfg!(target_os = "linux") => OsString::from("/proc/self/exe"),
+        Ok(path) => path.into_os_string(),
+        Err(_) => OsString::from("preflight"),
+    }
 }
 
 /// How the traced command ended, for the wrapper to end the same way.

@@ -11,6 +11,7 @@ const READ: u8 = b'R';
 const ABSENT: u8 = b'A';
 const WRITTEN: u8 = b'W';
 const EXECUTED: u8 = b'X';
+const LISTED: u8 = b'L';
 const INCOMPLETE: u8 = b'I';
 const END: u8 = b'E';
 
@@ -30,6 +31,7 @@ pub fn encode(observation: &Observation, incomplete: Option<&str>) -> Vec<u8> {
         (ABSENT, &observation.absent),
         (WRITTEN, &observation.written),
         (EXECUTED, &observation.executed),
+        (LISTED, &observation.listed),
     ] {
         for path in set {
             record(tag, path.as_os_str().as_bytes());
@@ -106,6 +108,7 @@ fn decode(bytes: &[u8]) -> Result<Observation, Decoded> {
             ABSENT => &mut observation.absent,
             WRITTEN => &mut observation.written,
             EXECUTED => &mut observation.executed,
+            LISTED => &mut observation.listed,
             INCOMPLETE => {
                 incomplete = Some(String::from_utf8_lossy(rest).into_owned());
                 continue;
@@ -147,6 +150,7 @@ mod tests {
         o.absent.insert(PathBuf::from("/repo/.cfg"));
         o.written.insert(PathBuf::from("/repo/out"));
         o.executed.insert(PathBuf::from("/bin/sh"));
+        o.listed.insert(PathBuf::from("/repo/tests"));
         o
     }
 
@@ -171,6 +175,16 @@ mod tests {
         assert!(decode(&extra).is_err());
         let relative = [HEADER, b"Rrel\0E\0"].concat();
         assert!(decode(&relative).is_err());
+        let relative_listed = [HEADER, b"Lrel\0E\0"].concat();
+        assert!(decode(&relative_listed).is_err());
+    }
+
+    #[test]
+    fn a_report_without_listed_folders_still_reads() {
+        let bytes = [HEADER, b"R/repo/a\0E\0"].concat();
+        let o = decode(&bytes).ok().expect("a report without L records");
+        assert!(o.listed.is_empty());
+        assert!(o.read.contains(Path::new("/repo/a")));
     }
 
     #[test]

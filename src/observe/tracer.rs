@@ -6,7 +6,7 @@
 //! All ptrace requests are made from the one thread that attached (ptrace requires it).
 
 use super::syscall::{self, Call, Dir, Kind, Pending};
-use super::{Ended, Observation, arch, filter};
+use super::{Ended, Observation, arch, filter, links};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
@@ -315,6 +315,8 @@ struct Tracer {
     calls: HashMap<u64, Call>,
     /// Paths seen opened successfully (and so, the file behind them if they are links).
     opened: HashSet<PathBuf>,
+    /// Folders found to be no symbolic links, when following paths through links.
+    real_dirs: HashSet<PathBuf>,
     observation: Observation,
     incomplete: Option<String>,
 }
@@ -327,6 +329,7 @@ impl Tracer {
             cwds: HashMap::new(),
             calls: arch::calls().into_iter().collect(),
             opened: HashSet::new(),
+            real_dirs: HashSet::new(),
             observation: Observation::default(),
             incomplete: None,
         }
@@ -526,12 +529,24 @@ impl Tracer {
                 self.incomplete("the step traces processes itself (a debugger, strace): what they read is not seen");
             }
             (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
-                if let Some(path) = &pending.first {
+                let fd_path = format!("/proc/{tid}/fd/{fd}");
+                let real = read_link(&fd_path);
+                // An O_PATH descriptor can neither read nor list: a later real open of
+                // the same path must still be seen to its end.
+                let path_only = pending.open_flags & libc::O_PATH as u64 != 0;
+                if let Some(path) = &pending.first
+                    && !path_only
+                {
                     self.opened.insert(path.clone());
+                    if !syscall::opens_for_writing(pending.open_flags)
+                        && std::fs::metadata(&fd_path).is_ok_and(|m| m.is_dir())
+                    {
+                        let listed = real.clone().unwrap_or_else(|| path.clone());
+                        self.observation.listed.insert(listed);
+                    }
                 }
                 // Through a symbolic link, the file really opened is an input too.
-                if let (Some(lexical), Some(real)) =
-                    (&pending.first, read_link(&format!("/proc/{tid}/fd/{fd}")))
+                if let (Some(lexical), Some(real)) = (&pending.first, real)
                     && *lexical != real
                 {
                     if syscall::opens_for_writing(pending.open_flags) {
@@ -551,6 +566,39 @@ impl Tracer {
         }
         if syscall::record(&pending, result, &mut self.observation) {
             self.cwds.clear();
+        }
+        self.follow_links(&pending, result);
+    }
+
+    /// A stat, an exec, a `cd` or an open that failed names a path that may lead through
+    /// symbolic links: each link is read, and what the last one leads to is read or must
+    /// stay absent. (A successful open names its file through `/proc/TID/fd` instead.)
+    fn follow_links(&mut self, pending: &Pending, result: syscall::Result) {
+        let follows = match pending.kind {
+            Kind::Probe | Kind::Exec | Kind::Chdir => true,
+            Kind::Open | Kind::OpenHow | Kind::Creat => result.is_err(),
+            _ => false,
+        };
+        let Some(path) = pending.first.as_ref().filter(|_| follows) else {
+            return;
+        };
+        let Some(followed) = links::follow(path, &mut self.real_dirs) else {
+            return;
+        };
+        let o = &mut self.observation;
+        if followed.links.contains(path) {
+            // The path is itself a link: it is there, whatever it leads to.
+            o.absent.remove(path);
+            o.read.insert(path.clone());
+        }
+        o.read.extend(followed.links);
+        if followed.exists {
+            if pending.kind == Kind::Exec && result.is_ok() {
+                o.executed.insert(followed.target.clone());
+            }
+            o.read.insert(followed.target);
+        } else {
+            o.absent.insert(followed.target);
         }
     }
 

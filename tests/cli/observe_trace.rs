@@ -523,3 +523,135 @@ fn a_path_call_with_the_empty_path_flag_is_still_observed() {
     has(&o.absent, &d.path("missing-statx"), "absent");
     has(&o.absent, &d.path("missing-access"), "absent");
 }
+
+#[test]
+fn a_probe_an_exec_or_a_failed_open_through_a_link_names_the_link_and_where_it_leads() {
+    let d = Dir::new();
+    d.write("conf/real.cfg", "c\n")
+        .write("tools/tool-impl", "#!/bin/sh\necho impl\n");
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(d.path("tools/tool-impl"))
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    std::os::unix::fs::symlink(".env.local", d.path(".env")).expect("symlink");
+    std::os::unix::fs::symlink("conf/real.cfg", d.path("cfg")).expect("symlink");
+    std::fs::create_dir(d.path("bin")).expect("mkdir");
+    std::os::unix::fs::symlink("../tools/tool-impl", d.path("bin/tool")).expect("symlink");
+    let (out, o) = d.sh("test -e .env || echo none; cat .env 2>/dev/null; test -f cfg; ./bin/tool");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"none\nimpl\n");
+    // A dangling link: the link is there, what it names is not.
+    has(&o.read, &d.path(".env"), "read");
+    has(&o.absent, &d.path(".env.local"), "absent");
+    assert!(!o.absent.contains(&d.path(".env")), "{:#?}", o.absent);
+    has(&o.read, &d.path("cfg"), "read");
+    has(&o.read, &d.path("conf/real.cfg"), "read");
+    has(&o.read, &d.path("bin/tool"), "read");
+    has(&o.read, &d.path("tools/tool-impl"), "read");
+    has(&o.executed, &d.path("tools/tool-impl"), "executed");
+}
+
+#[test]
+fn a_folder_whose_existence_is_checked_is_read() {
+    // `test -d migrations || exit 1`: the folder's existence decides the outcome, so it
+    // is reported read (the cache keys it as "exists, as a folder"); a missing one is
+    // absent.
+    let d = Dir::new();
+    d.write("migrations/001.sql", "");
+    let (out, o) = d.sh("test -d migrations || exit 1; test -d seeds && exit 1; \
+         python3 -c 'import os, sys; sys.exit(not os.path.isdir(\"migrations\"))'");
+    succeeded(&out);
+    has(&o.read, &d.path("migrations"), "read");
+    has(&o.absent, &d.path("seeds"), "absent");
+    assert!(!o.read.contains(&d.path("migrations/001.sql")));
+}
+
+#[test]
+fn a_folder_reached_through_a_linked_path_is_named_by_its_real_path() {
+    // A repository opened through a symbolic link ($PWD keeps the link): what is probed
+    // there, present or not, is named under the real folder too.
+    let d = Dir::new();
+    d.write("present.cfg", "p\n");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let link = elsewhere.path().join("lnk");
+    std::os::unix::fs::symlink(&d.root, &link).expect("symlink");
+    let (out, o) = d.sh(&format!(
+        "test -e {l}/strict.flag || echo none; test -f {l}/present.cfg",
+        l = link.display()
+    ));
+    succeeded(&out);
+    has(&o.absent, &d.path("strict.flag"), "absent");
+    has(&o.read, &d.path("present.cfg"), "read");
+}
+
+#[test]
+fn folders_whose_entries_are_listed_are_reported_listed() {
+    // A glob, ls, find and os.listdir read a folder's list of names: adding a test file
+    // to tests/ changes what the step runs.
+    let d = Dir::new();
+    d.write("tests/a.sh", "exit 0\n")
+        .write("docs/x.md", "")
+        .write("src/deep/y.rs", "")
+        .write("pkg/m.py", "")
+        .write("plain", "p\n");
+    let (out, o) = d.sh(
+        "for t in tests/*.sh; do sh \"$t\" || exit 1; done; ls docs >/dev/null; \
+         find src -name '*.rs' >/dev/null; python3 -c 'import os; os.listdir(\"pkg\")'; \
+         cat plain >/dev/null",
+    );
+    succeeded(&out);
+    for folder in ["tests", "docs", "src", "src/deep", "pkg"] {
+        has(&o.listed, &d.path(folder), "listed");
+    }
+    assert!(!o.listed.contains(&d.path("plain")), "{:#?}", o.listed);
+    assert!(!o.listed.contains(&d.path("tests/a.sh")), "{:#?}", o.listed);
+}
+
+#[test]
+fn the_tracer_program_outlives_a_deleted_preflight_binary() {
+    // preflight's own file replaced or deleted while it runs (a `cargo build` of
+    // preflight, an upgrade): the path current_exe gives ends in " (deleted)" and cannot
+    // be started, but /proc/self/exe, which wrap falls back to, still can. Here a copy of
+    // preflight runs two steps: the first deletes the copy, the second starts the tracer
+    // as wrap does then.
+    let copies = tempfile::tempdir().expect("temp dir");
+    let copy = copies.path().join("preflight-copy");
+    std::fs::copy(BIN, &copy).expect("copy the binary");
+    let repo = crate::common::Repo::new();
+    let report = copies.path().join("report");
+    repo.write("a.txt", "a\n");
+    repo.write(
+        "preflight.toml",
+        format!(
+            "[steps.remove]\nrun = [\"rm\", {copy:?}]\nfiles = [\"a.txt\"]\n\n\
+             [steps.observed]\nrun = [\"{fallback}\", \"__observe\", \"--report\", {report:?}, \
+             \"--\", \"cat\", \"a.txt\"]\nfiles = [\"a.txt\"]\nneeds = [\"remove\"]\n",
+            fallback = observe::program_file(Ok(copy.with_file_name("preflight-copy (deleted)")))
+                .to_string_lossy(),
+        ),
+    );
+    repo.add_all();
+    let like_the_harness = repo.cmd();
+    let out = Command::new(&copy)
+        .current_dir(repo.path())
+        .envs(
+            like_the_harness
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        )
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("PREFLIGHT")
+        .env_remove("PREFLIGHT_SKIP")
+        .args(["run", "--all-files"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the copy");
+    succeeded(&out);
+    assert!(!copy.exists(), "the copy was deleted while it ran");
+    let o = observe::read_report(&report).expect("report");
+    let a = repo.path().canonicalize().expect("repo").join("a.txt");
+    has(&o.read, &a, "read");
+}
