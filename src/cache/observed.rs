@@ -374,11 +374,16 @@ impl Session {
         use super::store::Observed;
         let digest = match &entry.observed {
             Some(Observed::Recorded(d)) => d,
-            Some(Observed::NotObserved) if self.observes(step) => {
+            // A worker ran it from an input root holding only its declared inputs: there
+            // was nothing undeclared to read.
+            Some(Observed::OnWorker) => return Ok(()),
+            // Stored without observing (by an older preflight, with observing off, or a
+            // result from elsewhere that records nothing): a run that observes the step
+            // cannot trust it, or what the step reads undeclared would never count.
+            Some(Observed::NotObserved) | None if self.observes(step) => {
                 return Err(ObservedMiss::NotObserved);
             }
-            // Stored without observing while this run does not observe either, or a result
-            // from elsewhere that records nothing: its declared inputs are all there is.
+            // Neither did this run observe it: its declared inputs are all there is.
             Some(Observed::NotObserved) | None => return Ok(()),
         };
         let record: ObservedInputs = self

@@ -67,6 +67,9 @@ pub enum Observed {
     Recorded(Digest),
     /// It ran without being observed (observing was off, or the system cannot observe).
     NotObserved,
+    /// A worker ran it (remote execution) from an input root that holds only the step's
+    /// declared inputs: it could read nothing undeclared.
+    OnWorker,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -340,12 +340,15 @@ pub fn to_remote(
         result.stdout_digest = Some(from_store(d));
     }
     result.execution_metadata = Some(re::ExecutedActionMetadata {
-        worker: format!("preflight@{}", super::host::name()),
+        worker: format!("{UPLOADER}{}", super::host::name()),
         auxiliary_metadata: observed_to(entry, store).into_iter().collect(),
         ..Default::default()
     });
     Ok((result, blobs))
 }
+
+/// How a result a preflight uploaded names its worker (then the host's name).
+const UPLOADER: &str = "preflight@";
 
 /// How a result carries what its step was seen to read: the record's JSON as a
 /// `google.protobuf.StringValue` in its `auxiliary_metadata` (a well-known type, so that
@@ -387,7 +390,14 @@ fn observed_from(result: &re::ActionResult, store: &Store) -> RemoteResult<Optio
                 .is_ok_and(|r| r.version == crate::cache::observed::OBSERVED_VERSION)
         });
     let Some(record) = record else {
-        return Ok(None);
+        // A result a preflight uploaded records what its step read when it was observed;
+        // one that records nothing was not. A result a worker made ran from an input root
+        // holding only the declared inputs: it could read nothing else.
+        let uploaded = result
+            .execution_metadata
+            .as_ref()
+            .is_some_and(|m| m.worker.starts_with(UPLOADER));
+        return Ok((!uploaded).then_some(Observed::OnWorker));
     };
     let digest = store
         .put_bytes(record.value.as_bytes())

@@ -413,3 +413,55 @@ fn a_remote_cache_hit_is_checked_against_what_the_step_read() {
     assert_eq!(run.status_of("conf"), "passed", "{}", run.stdout);
     assert!(run.stdout.contains("lenient"), "{}", run.stdout);
 }
+
+/// Every cache entry of `repo` rewritten without its record of what the step read, as an
+/// older preflight (or a result from elsewhere) left it.
+fn forget_observations(repo: &Repo) -> usize {
+    let ac = crate::common::cache_dir_for(repo.path()).join("v1/ac");
+    let mut rewritten = 0;
+    for shard in std::fs::read_dir(&ac).expect("the entries' folder") {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let mut entry: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            if entry
+                .as_object_mut()
+                .and_then(|o| o.remove("observed"))
+                .is_some()
+            {
+                std::fs::write(&path, serde_json::to_vec(&entry).unwrap()).unwrap();
+                rewritten += 1;
+            }
+        }
+    }
+    rewritten
+}
+
+/// An entry stored by an older preflight records nothing of what the step read: a run that
+/// observes the step does not trust it (the issue's bug would survive the upgrade), a step
+/// with `observe = false` still uses it.
+#[test]
+fn an_entry_without_a_record_is_a_miss_for_an_observed_step() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"grep -q strict conf.txt\"\nfiles = [\"a.txt\"]\n\n\
+         [steps.plain]\nrun = \"cat a.txt\"\nfiles = [\"a.txt\"]\nobserve = false\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("conf.txt", "strict\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    assert!(forget_observations(&repo) >= 1);
+    let explain = repo.run(&["explain", "conf"]);
+    assert!(
+        explain
+            .stdout
+            .contains("its cache entry was stored without observing what the step read"),
+        "{}",
+        explain.stdout
+    );
+    repo.write("conf.txt", "lenient\n");
+    commit_all(&repo, "lenient");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("conf"), "failed", "{}", run.stdout);
+    assert_eq!(run.status_of("plain"), "cached", "{}", run.stdout);
+}
