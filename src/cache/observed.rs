@@ -144,6 +144,13 @@ impl Session {
             .iter()
             .filter_map(|p| below(p, &roots))
             .collect();
+        // Only what the step made is its own: a tracked file it wrote (`chmod +x` of a
+        // script it then runs, a database opened read-write) was there before it, and
+        // what it read there is an input.
+        let own: BTreeSet<&PathBuf> = written
+            .iter()
+            .filter(|p| Candidate::lookup(&self.index, p).entry.is_none())
+            .collect();
         let declared: BTreeSet<PathBuf> = keyed
             .record
             .inputs
@@ -156,7 +163,7 @@ impl Session {
         for p in seen.read.iter().chain(&seen.executed) {
             match below(p, &roots) {
                 None => outside.push(p.clone()),
-                Some(rel) if self.never_observed(step, &rel) || written.contains(&rel) => {}
+                Some(rel) if self.never_observed(step, &rel) || own.contains(&rel) => {}
                 Some(rel) if declared.contains(&rel) => {
                     declared_read.insert(rel);
                 }
@@ -171,16 +178,18 @@ impl Session {
             .filter_map(|p| below(p, &roots))
             .filter(|rel| {
                 !self.never_observed(step, rel)
-                    && !written.contains(rel)
+                    && !own.contains(rel)
                     && !declared.contains(rel)
                     && !read.contains(rel)
             })
             .collect();
         // The digests are taken now that the step has ended: a file changed while it ran
-        // may not be what it read, so nothing is recorded then.
+        // may not be what it read, so nothing is recorded then. A file it changed itself
+        // is recorded as it left it.
         if let Some(changed) = read
             .iter()
             .chain(&absent)
+            .filter(|p| !written.contains(*p))
             .find(|p| self.changed_since(p, started))
         {
             return Err(std::io::Error::other(format!(

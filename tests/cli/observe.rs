@@ -465,3 +465,22 @@ fn an_entry_without_a_record_is_a_miss_for_an_observed_step() {
     assert_eq!(run.status_of("conf"), "failed", "{}", run.stdout);
     assert_eq!(run.status_of("plain"), "cached", "{}", run.stdout);
 }
+
+/// A tracked script the step makes executable and then runs is read and written by it: it
+/// stays what the step read (only files the step made are its own).
+#[test]
+fn a_tracked_file_the_step_also_changes_stays_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"chmod +x scripts/check.sh && ./scripts/check.sh\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("scripts/check.sh", "#!/bin/sh\nexit 0\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("scripts/check.sh", "#!/bin/sh\nexit 1\n"),
+        "`scripts/check.sh` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}
