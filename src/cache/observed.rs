@@ -186,11 +186,13 @@ impl Session {
         // The digests are taken now that the step has ended: a file changed while it ran
         // may not be what it read, so nothing is recorded then. A file it changed itself
         // is recorded as it left it.
+        // A file it read that is gone was removed while it ran.
+        let gone = |p: &PathBuf| !self.from_commit && !self.exists(p);
         if let Some(changed) = read
             .iter()
-            .chain(&absent)
             .filter(|p| !written.contains(*p))
-            .find(|p| self.changed_since(p, started))
+            .find(|p| self.changed_since(p, started) || gone(p))
+            .or_else(|| absent.iter().find(|p| self.changed_since(p, started)))
         {
             return Err(std::io::Error::other(format!(
                 "`{}` changed while the step ran",
@@ -200,8 +202,8 @@ impl Session {
         let mut files = Vec::with_capacity(read.len() + absent.len());
         let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
         for (path, found) in digests {
-            // A file it read that is now a folder or gone left no content to check: a
-            // folder is not recorded, a file gone counts as "must be absent".
+            // A file it read that is now a folder left no content to check: a folder is
+            // not recorded.
             if found.is_none() && !missing.contains(&path) {
                 continue;
             }

@@ -484,3 +484,35 @@ fn a_tracked_file_the_step_also_changes_stays_an_input() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// A file the step read and that is gone when it ends may not be what it read: the result
+/// is not stored.
+#[test]
+fn a_read_file_removed_while_the_step_runs_is_not_stored() {
+    let repo = Repo::with_config(
+        "[steps.slow]\nrun = \"grep -q ok cfg.conf && sleep 1\"\nfiles = [\"run.txt\"]\n",
+    );
+    repo.write("run.txt", "x\n");
+    repo.write("cfg.conf", "ok\n");
+    commit_all(&repo, "init");
+    let child = repo
+        .cmd()
+        .args(["run", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("preflight starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(repo.path().join("cfg.conf")).unwrap();
+    let run = Run::from(child.wait_with_output().expect("preflight ends"));
+    run.code(0);
+    assert!(
+        run.stdout.contains(
+            "not cached: what it read could not be observed (`cfg.conf` changed while the step ran)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let next = repo.run(&["run", "slow"]);
+    assert_eq!(next.status_of("slow"), "failed", "{}", next.stdout);
+}
