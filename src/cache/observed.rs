@@ -116,16 +116,19 @@ impl Session {
         roots
     }
 
-    /// Whether a repository-relative path can never be an observed input: git's own folder,
-    /// the cache's, and the step's declared outputs (restored by the cache itself).
-    fn never_observed(&self, step: &Step, path: &Path) -> bool {
-        path.as_os_str().is_empty()
-            || path.starts_with(".git")
-            || self.in_store(path)
-            || step
-                .outputs
-                .iter()
-                .any(|o| path.starts_with(o.trim_end_matches('/')))
+    /// Whether a repository-relative path can never be an observed input: git's own folder
+    /// and the cache's.
+    fn never_observed(&self, path: &Path) -> bool {
+        path.as_os_str().is_empty() || path.starts_with(".git") || self.in_store(path)
+    }
+
+    /// Whether a repository-relative path lies in the step's declared outputs. A file there
+    /// that the step read and did not make is an input (a user's `out/local.cfg`): a hit
+    /// would put the old one back over an edit.
+    fn in_outputs(step: &Step, path: &Path) -> bool {
+        step.outputs
+            .iter()
+            .any(|o| path.starts_with(o.trim_end_matches('/')))
     }
 
     /// Turns what the tracer saw into the record stored with the entry: the undeclared
@@ -163,7 +166,7 @@ impl Session {
         for p in seen.read.iter().chain(&seen.executed) {
             match below(p, &roots) {
                 None => outside.push(p.clone()),
-                Some(rel) if self.never_observed(step, &rel) || own.contains(&rel) => {}
+                Some(rel) if self.never_observed(&rel) || own.contains(&rel) => {}
                 Some(rel) if declared.contains(&rel) => {
                     declared_read.insert(rel);
                 }
@@ -177,7 +180,9 @@ impl Session {
             .iter()
             .filter_map(|p| below(p, &roots))
             .filter(|rel| {
-                !self.never_observed(step, rel)
+                // What is missing in the outputs is the cache's to restore.
+                !self.never_observed(rel)
+                    && !Self::in_outputs(step, rel)
                     && !own.contains(rel)
                     && !declared.contains(rel)
                     && !read.contains(rel)
@@ -403,7 +408,13 @@ impl Session {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .filter(|r: &ObservedInputs| r.version == OBSERVED_VERSION)
             .ok_or(ObservedMiss::Damaged)?;
-        match self.drifted(&record) {
+        // A file of the outputs that is gone comes back from the entry as the step left it
+        // (the record and the entry were both taken when it ended): no reason to rerun.
+        let drifted = self.drifted(&record).map(|mut drift| {
+            drift.retain(|d| !(matches!(d, Drift::Removed(_)) && Self::in_outputs(step, d.path())));
+            drift
+        });
+        match drifted {
             Ok(drift) if drift.is_empty() => Ok(()),
             Ok(drift) => Err(ObservedMiss::Drifted(drift)),
             Err(e) => Err(ObservedMiss::Unreadable(e.to_string())),

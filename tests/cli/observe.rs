@@ -516,3 +516,36 @@ fn a_read_file_removed_while_the_step_runs_is_not_stored() {
     let next = repo.run(&["run", "slow"]);
     assert_eq!(next.status_of("slow"), "failed", "{}", next.stdout);
 }
+
+/// A file in a declared output folder that the step read and did not write is the user's:
+/// editing it reruns the step, and no hit puts the old one back over the edit.
+#[test]
+fn a_file_in_an_output_folder_the_step_only_read_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.build]\nrun = \"cat out/local.cfg && echo built > out/result.txt\"\n\
+         files = [\"a.txt\"]\noutputs = [\"out/\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "out/\n");
+    repo.write("out/local.cfg", "one\n");
+    commit_all(&repo, "init");
+    let first = repo.run(&["run"]);
+    assert_eq!(first.status_of("build"), "passed", "{}", first.stdout);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("build"), "cached", "{}", hit.stdout);
+    repo.write("out/local.cfg", "two\n");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("build"), "passed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`out/local.cfg` changed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(repo.read_string("out/local.cfg"), "two\n");
+    // Outputs deleted are brought back by a hit: that is no reason to rerun.
+    std::fs::remove_dir_all(repo.path().join("out")).unwrap();
+    let restored = repo.run(&["run"]);
+    assert_eq!(restored.status_of("build"), "cached", "{}", restored.stdout);
+    assert_eq!(repo.read_string("out/local.cfg"), "two\n");
+}
