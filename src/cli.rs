@@ -101,6 +101,13 @@ pub enum Command {
                             preflight explain build\n  preflight explain build test"
     )]
     Explain(ExplainArgs),
+    /// Say what steps really read and wrote: undeclared reads (with the `inputs` line to add),
+    /// declared inputs never read, undeclared writes, and what outside the repository matters
+    #[command(
+        after_help = "Examples:\n  preflight audit              every cached step\n  \
+                            preflight audit lint\n  preflight audit --run lint --format json"
+    )]
+    Audit(AuditArgs),
     /// Inspect or trim the cache
     #[command(
         subcommand,
@@ -161,6 +168,21 @@ pub struct ExplainArgs {
     /// The steps to explain (default: all; the steps they need are keyed too)
     #[arg(value_name = "STEP")]
     pub steps: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The steps to audit (default: every cached step)
+    #[arg(value_name = "STEP")]
+    pub steps: Vec<String>,
+
+    /// Run the steps observed now, even when an observation of their last run is stored
+    #[arg(long)]
+    pub run: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
 }
 
 #[derive(Subcommand, Debug)]

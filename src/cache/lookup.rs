@@ -2,6 +2,7 @@
 //! saying why a step missed, filing a result that came from elsewhere, and storing a passed
 //! result.
 
+use super::observed::{ObservedInputs, ObservedMiss};
 use super::outputs;
 use super::store::{self, ActionResult, ExecutionMetadata};
 use super::{Keyed, Session};
@@ -21,6 +22,9 @@ pub enum Lookup {
     Miss,
     /// An entry was there but could not be used: the step runs, and this says why.
     Unusable(String),
+    /// An entry was there, but what the step read without declaring it is not what it
+    /// read then (or cannot be checked): the step runs.
+    Observed(ObservedMiss),
     /// The entry is good but restoring it would delete files preflight did not write: the
     /// step runs, and the user must be told (a warning, not only `--explain`).
     Refused(String),
@@ -44,6 +48,8 @@ pub enum StepNotSaved {
     Log(#[source] std::io::Error),
     #[error("cannot write the cache entry: {0}")]
     Entry(#[source] std::io::Error),
+    #[error("cannot store what the step read: {0}")]
+    Observed(#[source] std::io::Error),
 }
 
 /// Why a result from elsewhere (the remote cache, a worker) could not be filed locally.
@@ -56,15 +62,16 @@ pub enum NotImported {
 }
 
 impl Session {
-    /// Whether an entry exists for this key with all its blobs present (not read).
-    pub fn has_entry(&self, keyed: &Keyed) -> bool {
-        self.store.get(&keyed.key).is_some_and(|entry| {
-            entry.exit_code == 0
-                && entry
-                    .blobs()
-                    .iter()
-                    .all(|d| self.store.blob_file(d).is_file())
-        })
+    /// Whether an entry exists for this key with all its blobs present (not read), and
+    /// when it does, whether the files the step read without declaring them still match.
+    pub fn has_entry(&self, step: &Step, keyed: &Keyed) -> Option<Result<(), ObservedMiss>> {
+        let entry = self.store.get(&keyed.key)?;
+        let whole = entry.exit_code == 0
+            && entry
+                .blobs()
+                .iter()
+                .all(|d| self.store.blob_file(d).is_file());
+        whole.then(|| self.check_observed(step, &entry))
     }
 
     /// Looks the key up and, on a hit, restores the step's outputs.
@@ -86,6 +93,16 @@ impl Session {
                 "its cache entry records a failure (exit code {}) and was removed",
                 entry.exit_code
             ));
+        }
+
+        // Second level: the files it read without declaring them must be as it saw them.
+        match self.check_observed(step, &entry) {
+            Ok(()) => {}
+            Err(ObservedMiss::Damaged) => {
+                self.store.evict(&keyed.key);
+                return Lookup::Observed(ObservedMiss::Damaged);
+            }
+            Err(miss) => return Lookup::Observed(miss),
         }
 
         let log = match &entry.stdout_digest {
@@ -215,13 +232,15 @@ impl Session {
         Ok(())
     }
 
-    /// Stores a passed step's outputs and log. `Err` says why it was not cached.
+    /// Stores a passed step's outputs and log, and what it was seen to read (`None`: it
+    /// was not observed). `Err` says why it was not cached.
     pub fn save(
         &self,
         step: &Step,
         keyed: &Keyed,
         log: &[u8],
         started: SystemTime,
+        observed: Option<&ObservedInputs>,
     ) -> std::result::Result<(), NotSaved> {
         if !self.mode.write || !keyed.cacheable() {
             return Ok(());
@@ -240,7 +259,21 @@ impl Session {
             .store
             .put_bytes(log)
             .map_err(|e| NotSaved::Step(StepNotSaved::Log(e)))?;
+        let observed = match observed {
+            None => store::Observed::NotObserved,
+            Some(record) => {
+                let bytes = serde_json::to_vec(record).map_err(|e| {
+                    NotSaved::Step(StepNotSaved::Observed(std::io::Error::other(e)))
+                })?;
+                let digest = self
+                    .store
+                    .put_bytes(&bytes)
+                    .map_err(|e| NotSaved::Step(StepNotSaved::Observed(e)))?;
+                store::Observed::Recorded(digest)
+            }
+        };
         let entry = ActionResult {
+            observed: Some(observed),
             output_files: captured.files,
             output_symlinks: captured.symlinks,
             output_directories: captured.directories,

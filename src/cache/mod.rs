@@ -22,6 +22,7 @@ pub mod inputs;
 pub mod key;
 pub mod key_command;
 mod lookup;
+pub mod observed;
 pub mod outputs;
 pub mod store;
 
@@ -138,6 +139,10 @@ pub struct Session {
     store_failure_said: AtomicBool,
     /// The identities of the run's managed tools, by name (see `with_tools`).
     tools: HashMap<String, String>,
+    /// `[settings] observe`: steps' file reads may be observed.
+    observe: bool,
+    /// Whether the system's inability to observe was already reported.
+    unobservable_said: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -211,6 +216,8 @@ impl Session {
             stored: AtomicBool::new(false),
             store_failure_said: AtomicBool::new(false),
             tools: HashMap::new(),
+            observe: config.settings.observe,
+            unobservable_said: AtomicBool::new(false),
         }
     }
 

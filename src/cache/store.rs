@@ -52,6 +52,24 @@ pub struct ActionResult {
     pub stdout_digest: Option<Digest>,
     pub stderr_digest: Option<Digest>,
     pub execution_metadata: ExecutionMetadata,
+    /// What the step was seen to read (preflight's own field, not REAPI's). Missing in an
+    /// entry that came from elsewhere (the remote cache, a worker) or from an older
+    /// preflight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// Whether a stored result records what its step read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observed {
+    /// The blob of its `ObservedInputs` record.
+    Recorded(Digest),
+    /// It ran without being observed (observing was off, or the system cannot observe).
+    NotObserved,
+    /// A worker ran it (remote execution) from an input root that holds only the step's
+    /// declared inputs: it could read nothing undeclared.
+    OnWorker,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +119,9 @@ impl ActionResult {
         all.extend(self.output_directories.iter().map(|d| &d.tree_digest));
         all.extend(self.stdout_digest.iter());
         all.extend(self.stderr_digest.iter());
+        if let Some(Observed::Recorded(d)) = &self.observed {
+            all.push(d);
+        }
         all
     }
 }

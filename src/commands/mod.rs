@@ -4,6 +4,7 @@
 //! command and reads no environment variable; what they share (loading the configuration,
 //! the current folder, the report format) lives in this file.
 
+mod audit;
 mod cache;
 mod ci;
 mod hook;
@@ -88,6 +89,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32> {
         Command::Ci(crate::cli::CiCommand::Generate(args)) => ci::generate(cli, args, color),
         Command::Worker(args) => worker::worker(args, color),
         Command::Explain(args) => cache::explain(cli, args),
+        Command::Audit(args) => audit::audit(cli, args, color),
         Command::Cache(command) => cache::cache(cli, command),
         Command::Tools(command) => tools::tools(cli, command, color),
     }

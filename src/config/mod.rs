@@ -85,6 +85,8 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// The cache's size bound in bytes.
     pub cache_max: u64,
+    /// Whether cached steps' file reads are observed and checked on a lookup.
+    pub observe: bool,
 }
 
 /// The cache's size bound when `[settings] cache_max` is not given: 5 GB.
@@ -173,6 +175,8 @@ pub struct Step {
     pub platform: std::collections::BTreeMap<String, String>,
     /// The names of the `[tools]` it uses, first on its PATH and part of its key.
     pub tools: Vec<String>,
+    /// Whether its file reads may be observed (`[settings] observe` must allow it too).
+    pub observe: bool,
 }
 
 /// The steps a git hook runs.

@@ -37,6 +37,8 @@ pub(super) struct RawSettings {
     pub(super) salt: String,
     pub(super) cache_dir: Option<Spanned<String>>,
     pub(super) cache_max: Option<Spanned<SizeValue>>,
+    /// `false`: no step's file reads are observed.
+    pub(super) observe: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,8 @@ pub(super) struct RawStep {
     pub(super) platform: std::collections::BTreeMap<String, String>,
     /// The `[tools]` the step uses (absent: all of them).
     pub(super) tools: Option<Vec<Spanned<String>>>,
+    /// `false`: this step's file reads are not observed.
+    pub(super) observe: Option<bool>,
 }
 
 /// `pre-commit = ["a", "b"]` or `pre-commit = { steps = ["a"], fix = true }`.

@@ -183,6 +183,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 remote: s.remote.unwrap_or(true),
                 platform: s.platform.clone(),
                 tools: super::tools::step_tools(&mut check, name, s.tools.as_ref(), &tool_names),
+                observe: s.observe.unwrap_or(true),
             },
         );
     }
@@ -251,6 +252,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, Vec<Diagno
                 .cache_dir
                 .map(|d| PathBuf::from(d.into_inner())),
             cache_max: cache_max.unwrap_or(super::DEFAULT_CACHE_MAX),
+            observe: raw.settings.observe.unwrap_or(true),
         },
         env: env_map(raw.env),
         steps,

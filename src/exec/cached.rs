@@ -4,7 +4,9 @@
 
 use super::{Explanation, Reason, Status, StepResult, Warning};
 use super::{Message, Shared};
+use crate::cache::observed::ObservedMiss;
 use crate::cache::{Keyed, Lookup, NotSaved, Session};
+use crate::config::Step;
 use crate::plan::{Plan, PlannedStep};
 use std::path::Path;
 use std::sync::mpsc::Sender;
@@ -79,6 +81,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     }
 
     let mut unusable = None;
+    let mut observed_miss = None;
     if !cache.mode.force.contains(&step.name) {
         match cache.lookup(step, &keyed) {
             Lookup::Hit { log } => {
@@ -92,6 +95,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
                     .with_output(log);
             }
             Lookup::Miss => {}
+            Lookup::Observed(miss) => observed_miss = Some(miss),
             Lookup::Unusable(why) => unusable = Some(why),
             Lookup::Refused(why) => {
                 let _ = tx.send(Message::Warning(Warning::CacheRefused {
@@ -115,11 +119,16 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         return result;
     }
     if cache.mode.explain {
-        let lines = match &unusable {
-            Some(why) => vec![why.to_string()],
-            None => cache.explain_miss(step, &keyed),
+        let lines = match (&unusable, observed_miss) {
+            (Some(why), _) => vec![Explanation::Miss(why.to_string())],
+            (None, Some(miss)) => observed_explanations(miss),
+            (None, None) => cache
+                .explain_miss(step, &keyed)
+                .into_iter()
+                .map(Explanation::Miss)
+                .collect(),
         };
-        explain(lines.into_iter().map(Explanation::Miss).collect());
+        explain(lines);
     }
     let needed: Vec<_> = planned
         .needs
@@ -139,10 +148,26 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         cache.step_ran();
         return result;
     }
-    let mut result = super::run_step(shared, i, tx);
+    let observe = observe_this(cache, step, &keyed, tx);
+    let (mut result, seen) = super::run_step_observed(shared, i, tx, observe);
     cache.step_ran();
     if result.status == Status::Passed {
-        match cache.save(step, &keyed, &result.output, started_at) {
+        // What it read is part of its entry: when it cannot be told, nothing is stored.
+        let observed = match seen.map(|seen| {
+            seen.and_then(|seen| {
+                cache
+                    .record_observation(step, &keyed, &seen, started_at)
+                    .map_err(|e| e.to_string())
+            })
+        }) {
+            None => None,
+            Some(Ok(record)) => Some(record),
+            Some(Err(why)) => {
+                result.reason = Some(Reason::NotObserved(why));
+                return result;
+            }
+        };
+        match cache.save(step, &keyed, &result.output, started_at, observed.as_ref()) {
             Err(NotSaved::Step(why)) => result.reason = Some(Reason::NotCached(why.to_string())),
             Err(NotSaved::Store(why)) => {
                 if cache.first_store_failure() {
@@ -157,6 +182,34 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         }
     }
     result
+}
+
+/// Whether the step runs under the tracer: only when its result will be stored (nothing
+/// else would use what it read) and observing is wanted. Where the system cannot observe,
+/// the run says so once and the step is keyed on its declared inputs.
+fn observe_this(cache: &Session, step: &Step, keyed: &Keyed, tx: &Sender<Message>) -> bool {
+    if !(cache.mode.write && keyed.cacheable() && cache.observe_wanted(step)) {
+        return false;
+    }
+    match crate::observe::support() {
+        crate::observe::Support::Available => true,
+        crate::observe::Support::Unavailable(why) => {
+            if cache.first_unobservable() {
+                let _ = tx.send(Message::Warning(Warning::ObserveUnavailable(why.clone())));
+            }
+            false
+        }
+    }
+}
+
+/// The `--explain` lines of an entry not used because of what the step read.
+fn observed_explanations(miss: ObservedMiss) -> Vec<Explanation> {
+    match miss {
+        ObservedMiss::Drifted(drift) => drift.into_iter().map(Explanation::Observed).collect(),
+        ObservedMiss::NotObserved => vec![Explanation::NotObserved],
+        ObservedMiss::Damaged => vec![Explanation::ObservedDamaged],
+        ObservedMiss::Unreadable(why) => vec![Explanation::ObservedUnreadable(why)],
+    }
 }
 
 /// Sends a cached log to the reporter line by line, when output is streamed.
@@ -293,8 +346,11 @@ pub fn preview(plan: &Plan, cache: &Session, root: Option<&Path>) -> Vec<Preview
             )
         } else if cache.mode.force.contains(&step.name) {
             (Foreseen::Miss, misses(cache.explain_miss(step, &keyed)))
-        } else if cache.has_entry(&keyed) {
-            (Foreseen::Hit, Vec::new())
+        } else if let Some(found) = cache.has_entry(step, &keyed) {
+            match found {
+                Ok(()) => (Foreseen::Hit, Vec::new()),
+                Err(miss) => (Foreseen::Miss, observed_explanations(miss)),
+            }
         } else {
             (Foreseen::Miss, misses(cache.explain_miss(step, &keyed)))
         };

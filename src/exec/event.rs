@@ -113,6 +113,14 @@ pub enum Explanation {
     ReadsMessage,
     /// Skipped on purpose, by the setting named (`PREFLIGHT_SKIP`).
     SkippedBy(String),
+    /// A miss: a file it read without declaring it (or looked for) is not as it was.
+    Observed(crate::cache::observed::Drift),
+    /// A miss: its entry was stored without observing what it read, and this run observes.
+    NotObserved,
+    /// A miss: the record of what it read was damaged (the entry was removed).
+    ObservedDamaged,
+    /// A miss: the files it read could not be checked, and why.
+    ObservedUnreadable(String),
 }
 
 /// Why a step ended as it did.
@@ -149,6 +157,8 @@ pub enum Reason {
     },
     /// It passed, but its result was not stored in the cache, and why.
     NotCached(String),
+    /// It passed, but what it read could not be observed, so its result was not stored.
+    NotObserved(String),
 }
 
 /// Why a run started no more steps.
@@ -280,6 +290,9 @@ pub enum Warning {
     },
     /// The cache store cannot be written (said once per run).
     StoreFailed(String),
+    /// Steps' file reads cannot be observed on this system, and why: cached steps are keyed
+    /// on their declared inputs only (said once per run).
+    ObserveUnavailable(String),
     /// About the remote as a whole (down, no Execution service): said once per run.
     Remote(String),
     /// About one step's use of the remote.

@@ -361,29 +361,52 @@ fn step_env(shared: &Shared, step: &crate::config::Step) -> Vec<(String, String)
 
 /// Runs one step: its files checked, its command expanded into batches run in parallel.
 fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
+    run_step_observed(shared, i, tx, false).0
+}
+
+/// What the tracer saw of a step's processes: `Err` says why it cannot be told.
+type Seen = Result<crate::observe::Observation, String>;
+
+/// Runs one step, under the tracer when `observe` is set: then also what its processes
+/// read (`None` when it was not observed or did not start).
+fn run_step_observed(
+    shared: &Shared,
+    i: usize,
+    tx: &Sender<Message>,
+    observe: bool,
+) -> (StepResult, Option<Seen>) {
     let planned: &PlannedStep = &shared.plan.steps[i];
     let step = &planned.step;
     let started = Instant::now();
     let result = |status| StepResult::new(&step.name, status).took(started.elapsed());
 
     if let Some(reason) = &planned.skip {
-        return result(Status::Skipped).because(Reason::SkippedBy(reason.clone()));
+        return (
+            result(Status::Skipped).because(Reason::SkippedBy(reason.clone())),
+            None,
+        );
     }
     let command = match (&shared.msg_file, planned.command.uses_msg_file()) {
         (Some(msg_file), true) => planned.command.with_msg_file(msg_file),
-        (None, true) => return result(Status::Failed).because(Reason::NoMessageFile),
+        (None, true) => return (result(Status::Failed).because(Reason::NoMessageFile), None),
         (_, false) => planned.command.clone(),
     };
     if let Err(why) = shared.prepare_workdir() {
-        return result(Status::Failed).because(Reason::NoWorkdir(why));
+        return (result(Status::Failed).because(Reason::NoWorkdir(why)), None);
     }
     let (cwd, files) = present_files(shared, planned);
     if files.as_ref().is_some_and(Vec::is_empty) {
-        return result(Status::Skipped).because(Reason::NoMatchingFiles);
+        return (
+            result(Status::Skipped).because(Reason::NoMatchingFiles),
+            None,
+        );
     }
     if !cwd.is_dir() {
         let dir = step.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        return result(Status::Failed).because(Reason::MissingDir(dir));
+        return (
+            result(Status::Failed).because(Reason::MissingDir(dir)),
+            None,
+        );
     }
     let _ = tx.send(Message::Started(i));
     shared.begin(i);
@@ -394,6 +417,21 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
 
     let env = step_env(shared, step);
     let invocations = invocation::invocations(&command, files.as_deref());
+    // Each process of the step runs under the tracer, which writes what it saw into a
+    // report of its own.
+    let reports = if observe {
+        observe_reports(invocations.len())
+    } else {
+        Ok(None)
+    };
+    let invocations = match &reports {
+        Ok(Some(dir)) => invocations
+            .iter()
+            .enumerate()
+            .map(|(k, inv)| crate::observe::wrap(inv, &report_path(dir.path(), k)))
+            .collect(),
+        _ => invocations,
+    };
     // Validation bounds timeouts; a deadline past what the clock holds is no deadline.
     let deadline = step.timeout.and_then(|t| started.checked_add(t));
 
@@ -416,6 +454,11 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         })
         .collect();
     let changed = watched.map_or_else(Vec::new, |(watch, before)| watch.changed(&before));
+    let seen = match reports {
+        Ok(None) => None,
+        Ok(Some(dir)) => Some(read_reports(dir.path(), invocations.len())),
+        Err(why) => Some(Err(why)),
+    };
     let alongside = shared.end(i);
 
     let output: Vec<u8> = finished
@@ -474,5 +517,36 @@ fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepResult {
         });
         result.status = Status::Failed;
     }
-    result
+    (result, seen)
+}
+
+/// A folder for the tracer's reports of one step's processes (removed when dropped).
+fn observe_reports(count: usize) -> Result<Option<tempfile::TempDir>, String> {
+    if count == 0 {
+        return Ok(None);
+    }
+    tempfile::Builder::new()
+        .prefix("preflight-observe")
+        .tempdir()
+        .map(Some)
+        .map_err(|e| format!("cannot make a folder for the tracer's reports: {e}"))
+}
+
+fn report_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("{k}.report"))
+}
+
+/// Everything the tracer saw of the step's processes, put together; `Err` when one report
+/// is missing or cannot be read (what that process read is unknown).
+fn read_reports(dir: &Path, count: usize) -> Seen {
+    let mut all = crate::observe::Observation::default();
+    for k in 0..count {
+        let one = crate::observe::read_report(&report_path(dir, k)).map_err(|e| e.to_string())?;
+        all.read.extend(one.read);
+        all.absent.extend(one.absent);
+        all.written.extend(one.written);
+        all.executed.extend(one.executed);
+        all.listed.extend(one.listed);
+    }
+    Ok(all)
 }

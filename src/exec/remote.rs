@@ -297,7 +297,7 @@ fn restore(
     }
     match cache.lookup(step, keyed) {
         cache::Lookup::Hit { log } => Some(log),
-        cache::Lookup::Miss => None,
+        cache::Lookup::Miss | cache::Lookup::Observed(_) => None,
         cache::Lookup::Unusable(why) | cache::Lookup::Refused(why) => {
             let _ = tx.send(Message::Warning(Warning::RemoteResultUnusable {
                 step: step.name.clone(),

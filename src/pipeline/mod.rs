@@ -195,11 +195,17 @@ impl Prepared<'_> {
         let fixers = plan.steps.iter().any(|s| s.fixes);
         // The steps see exactly what will be committed. Steps that get files see only staged
         // files; a step without `files`, or whose command does not take `{files}`, reads the
-        // whole tree, and a fixer may write anywhere.
-        let whole_tree = plan
-            .steps
-            .iter()
-            .any(|s| (s.files.is_none() || !s.command.uses_files() || s.fixes) && s.skip.is_none());
+        // whole tree, and a fixer may write anywhere. So does a step with declared `inputs`,
+        // or one whose reads are observed: it reads more than its files (a config, a helper
+        // it sources), and those must be the staged versions too.
+        let whole_tree = plan.steps.iter().any(|s| {
+            (s.files.is_none()
+                || !s.command.uses_files()
+                || s.fixes
+                || !s.step.inputs.is_empty()
+                || (config.settings.observe && s.step.observe && crate::cache::is_cached(&s.step)))
+                && s.skip.is_none()
+        });
         if !set_aside_unstaged && dry_run {
             let session = session(config, repo, cache)?;
             show_dry_run(&plan, &session, Some(&repo.root), output.format);

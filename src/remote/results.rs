@@ -8,8 +8,8 @@ use super::proto::{from_store, re, to_store, well_formed};
 use super::tree::{self, Flat, Node};
 use crate::cache::inputs::RecordPath;
 use crate::cache::store::{
-    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, OutputDirectory, OutputFile,
-    OutputSymlink, Store,
+    ActionResult, ExecutionMetadata, FolderListing, NodeProperties, Observed, OutputDirectory,
+    OutputFile, OutputSymlink, Store,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -215,6 +215,7 @@ pub async fn fetch(
             .put_bytes(&log)
             .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?,
     );
+    entry.observed = observed_from(result, store)?;
     entry.execution_metadata = ExecutionMetadata {
         worker: result
             .execution_metadata
@@ -339,8 +340,67 @@ pub fn to_remote(
         result.stdout_digest = Some(from_store(d));
     }
     result.execution_metadata = Some(re::ExecutedActionMetadata {
-        worker: format!("preflight@{}", super::host::name()),
+        worker: format!("{UPLOADER}{}", super::host::name()),
+        auxiliary_metadata: observed_to(entry, store).into_iter().collect(),
         ..Default::default()
     });
     Ok((result, blobs))
+}
+
+/// How a result a preflight uploaded names its worker (then the host's name).
+const UPLOADER: &str = "preflight@";
+
+/// How a result carries what its step was seen to read: the record's JSON as a
+/// `google.protobuf.StringValue` in its `auxiliary_metadata` (a well-known type, so that
+/// servers and tools that print results can show it). It is told from other strings by
+/// parsing as a record of the version preflight writes.
+const OBSERVED_TYPE: &str = "google.protobuf.StringValue";
+
+/// A record of what a step read (its JSON), packed for a result's `auxiliary_metadata`.
+fn observed_any(json: String) -> super::proto::pb::Any {
+    super::proto::pack(
+        OBSERVED_TYPE,
+        &super::proto::pb::StringValue { value: json },
+    )
+}
+
+/// What a local entry's step was seen to read, for the remote result; `None` when it was
+/// not observed (or the record is unreadable: the result then vouches for its declared
+/// inputs only, as one from another client does).
+fn observed_to(entry: &ActionResult, store: &Store) -> Option<super::proto::pb::Any> {
+    let Some(Observed::Recorded(d)) = &entry.observed else {
+        return None;
+    };
+    String::from_utf8(store.read_verified(d)?)
+        .ok()
+        .map(observed_any)
+}
+
+/// The record of what the step read that a remote result carries, filed in the local
+/// store: the lookup that follows checks it as it checks a local entry's.
+fn observed_from(result: &re::ActionResult, store: &Store) -> RemoteResult<Option<Observed>> {
+    let record = result
+        .execution_metadata
+        .iter()
+        .flat_map(|m| &m.auxiliary_metadata)
+        .filter(|a| super::proto::holds(a, OBSERVED_TYPE))
+        .filter_map(|a| super::proto::pb::StringValue::decode(a.value.as_slice()).ok())
+        .find(|s| {
+            serde_json::from_str::<crate::cache::observed::ObservedInputs>(&s.value)
+                .is_ok_and(|r| r.version == crate::cache::observed::OBSERVED_VERSION)
+        });
+    let Some(record) = record else {
+        // A result a preflight uploaded records what its step read when it was observed;
+        // one that records nothing was not. A result a worker made ran from an input root
+        // holding only the declared inputs: it could read nothing else.
+        let uploaded = result
+            .execution_metadata
+            .as_ref()
+            .is_some_and(|m| m.worker.starts_with(UPLOADER));
+        return Ok((!uploaded).then_some(Observed::OnWorker));
+    };
+    let digest = store
+        .put_bytes(record.value.as_bytes())
+        .map_err(|e| RemoteError::caused("cannot write to the local cache", e))?;
+    Ok(Some(Observed::Recorded(digest)))
 }

@@ -5,12 +5,15 @@
 //! It imports the engine's types and calls nothing back: nothing in `exec`, `cache`,
 //! `remote`, `git` or `process` may import `report`.
 
+mod audit;
 mod cache;
 mod human;
 mod json;
 mod words;
 pub use words::explanation;
 pub use words::{tool_event, tool_progress};
+
+pub use audit::{StepAudit, audit};
 
 pub use cache::{
     KeyState, StepKey, cleared as cache_cleared, dry_run, explain, format_size, gc as cache_gc,

@@ -3,6 +3,7 @@
 //! and the JSON renderers.
 
 use super::format_duration;
+use crate::cache::observed::Drift;
 use crate::exec::{
     ExecutionStage, Explanation, NotStarted, Reason, RemoteStage, RunsHere, Status, StepResult,
     TrackedWrites, Warning,
@@ -62,6 +63,9 @@ fn reason(reason: &Reason) -> String {
             format!("needs `{need}`, which {how}")
         }
         Reason::NotCached(why) => format!("not cached: {why}"),
+        Reason::NotObserved(why) => {
+            format!("not cached: what it read could not be observed ({why})")
+        }
     }
 }
 
@@ -85,6 +89,27 @@ pub fn explanation(line: &Explanation) -> String {
         Explanation::Fixer => "not cached: a fixer changes its own inputs".into(),
         Explanation::ReadsMessage => "not cached: it reads the commit message".into(),
         Explanation::SkippedBy(setting) => format!("skipped by {setting}"),
+        Explanation::Observed(drift) => observed_drift(drift),
+        Explanation::NotObserved => "its cache entry was stored without observing what the step \
+                                     read, so it cannot vouch for files the step reads without \
+                                     declaring them"
+            .into(),
+        Explanation::ObservedDamaged => "its cache entry was damaged (the record of what the step \
+                                         read is missing or corrupt) and was removed"
+            .into(),
+        Explanation::ObservedUnreadable(why) => {
+            format!("the files the step read could not be checked: {why}")
+        }
+    }
+}
+
+/// A file the step read without declaring it, or looked for, and how it differs now.
+fn observed_drift(drift: &Drift) -> String {
+    let path = drift.path().display();
+    match drift {
+        Drift::Changed(_) => format!("`{path}` changed (read by the step, not declared)"),
+        Drift::Removed(_) => format!("`{path}` was removed (read by the step, not declared)"),
+        Drift::Appeared(_) => format!("`{path}` appeared (the step looked for it)"),
     }
 }
 
@@ -142,6 +167,11 @@ pub fn warning(warning: &Warning) -> String {
             folder.display()
         ),
         Warning::StoreFailed(why) => why.clone(),
+        Warning::ObserveUnavailable(why) => format!(
+            "cannot observe which files steps read ({why}): cached steps are keyed on their \
+             declared inputs only; declare what they read in `inputs`, or set \
+             `[settings] observe = false` to silence this"
+        ),
         Warning::Remote(text) => text.clone(),
         Warning::RemoteStep { step, problem } => format!("step `{step}`: {problem}"),
         Warning::NotTaken { step, waited } => format!(

@@ -1449,6 +1449,10 @@ files = ["src/*.txt"]
 [steps.sub]
 run = "cat sm/lib.txt"
 inputs = ["sm/**"]
+
+[steps.hidden]
+run = "cat src/a.txt conf/hidden.txt; if test -e conf/optional; then cat conf/optional; fi"
+files = ["src/a.txt"]
 "#;
     let repo = Repo::with_config(config);
     repo.write(".gitignore", "stamp\ngen/\n");
@@ -1456,6 +1460,7 @@ inputs = ["sm/**"]
     for f in ["a", "b", "c"] {
         repo.write(format!("src/{f}.txt"), format!("{f}0\n"));
     }
+    repo.write("conf/hidden.txt", "h0\n");
     let sub_path = sub.path().to_str().unwrap().to_string();
     repo.git(&[
         "-c",
@@ -1474,6 +1479,9 @@ inputs = ["sm/**"]
         let script = match step {
             "use" => "cat gen/v.txt src/*.txt",
             "whole" => "cat src/*.txt",
+            "hidden" => {
+                "cat src/a.txt conf/hidden.txt; if test -e conf/optional; then cat conf/optional; fi"
+            }
             _ => "cat sm/lib.txt",
         };
         let out = std::process::Command::new("sh")
@@ -1484,7 +1492,7 @@ inputs = ["sm/**"]
         String::from_utf8(out.stdout).unwrap()
     };
     for round in 0..12 {
-        let what = rng.next(5);
+        let what = rng.next(7);
         let n = rng.next(1000);
         match what {
             // The always-run needed step writes something new.
@@ -1504,6 +1512,17 @@ inputs = ["sm/**"]
                 repo.git(&["add", "sm"]);
                 repo.git(&["commit", "-q", "-m", "bump"]);
             }
+            // A file the step reads without declaring it.
+            4 => repo.write("conf/hidden.txt", format!("h{n}\n")),
+            // A file the step looks for: it appears, or goes.
+            5 => {
+                let optional = repo.path().join("conf/optional");
+                if optional.exists() {
+                    std::fs::remove_file(optional).unwrap();
+                } else {
+                    repo.write("conf/optional", format!("o{n}\n"));
+                }
+            }
             // Nothing: the next run must be all hits.
             _ => {}
         }
@@ -1511,7 +1530,7 @@ inputs = ["sm/**"]
         let run = repo.run(&["run", "-v", "--files", "src/a.txt", "--format", "json"]);
         run.code(0);
         std::fs::create_dir_all(repo.path().join("gen")).unwrap();
-        for step in ["use", "whole", "sub"] {
+        for step in ["use", "whole", "sub", "hidden"] {
             let finished: serde_json::Value = run
                 .stdout
                 .lines()

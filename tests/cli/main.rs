@@ -16,6 +16,7 @@ mod files;
 mod fuzz;
 mod hooks;
 mod inspect;
+mod observe;
 mod observe_trace;
 mod output;
 mod processes;

@@ -1,0 +1,462 @@
+//! Observed inputs: the files inside the repository a step read (or looked for and did not
+//! find) without declaring them, recorded with its cache entry and checked on a lookup.
+//!
+//! A lookup has two levels: the key from declared inputs finds the entry, then every file the
+//! step was seen to read must still have the same blob id, and every file it looked for and
+//! did not find must still be absent. The digests come from the same place as the declared
+//! inputs' (the index's stat data when fresh, else the file is hashed; a commit's tree when a
+//! commit is checked), so a hit costs no hashing beyond the observed files.
+//!
+//! The record also keeps what `preflight audit` shows: the declared inputs the step read,
+//! the files it wrote, and what it read or ran outside the repository.
+
+use super::Session;
+use super::inputs::{Candidate, RecordPath};
+use crate::config::Step;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+/// The format of the record; another version is never trusted.
+pub const OBSERVED_VERSION: u32 = 1;
+
+/// What a step was seen to read, as stored with its cache entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedInputs {
+    pub version: u32,
+    /// Files inside the repository the step read or looked for, not declared and not
+    /// written by it: checked on every lookup. Sorted by path.
+    pub files: Vec<ObservedFile>,
+    /// Declared inputs the step read (not checked again: the key covers them).
+    #[serde(default)]
+    pub declared_read: Vec<RecordPath>,
+    /// Files inside the repository the step wrote.
+    #[serde(default)]
+    pub written: Vec<RecordPath>,
+    /// Files outside the repository it read (absolute paths).
+    #[serde(default)]
+    pub outside: Vec<RecordPath>,
+    /// Programs outside the repository it ran (absolute paths).
+    #[serde(default)]
+    pub executed: Vec<RecordPath>,
+}
+
+/// One observed path inside the repository and what it was when the step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedFile {
+    pub path: RecordPath,
+    /// `None`: the step looked for it and it was not there.
+    pub found: Option<FoundFile>,
+}
+
+/// A file that was there: its git mode and blob id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundFile {
+    pub mode: String,
+    pub digest: String,
+}
+
+/// How an observed file differs from what the step saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// It was read, and its content (or mode) is not the same any more.
+    Changed(PathBuf),
+    /// It was read, and it is gone.
+    Removed(PathBuf),
+    /// The step looked for it and did not find it; it is there now.
+    Appeared(PathBuf),
+}
+
+impl Drift {
+    pub fn path(&self) -> &Path {
+        match self {
+            Drift::Changed(p) | Drift::Removed(p) | Drift::Appeared(p) => p,
+        }
+    }
+}
+
+/// A path made relative to `root`, when it lies below it; `..` and `.` are resolved
+/// lexically (the tracer reports absolute paths, perhaps not normalised).
+fn below(path: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    roots
+        .iter()
+        .find_map(|r| clean.strip_prefix(r).ok().map(Path::to_path_buf))
+}
+
+fn sorted(paths: impl IntoIterator<Item = PathBuf>) -> Vec<RecordPath> {
+    let set: BTreeSet<PathBuf> = paths.into_iter().collect();
+    let mut out: Vec<RecordPath> = set.iter().map(|p| RecordPath::new(p)).collect();
+    out.sort();
+    out
+}
+
+/// A path and what is there now (`None`: no file nor link).
+type State = (PathBuf, Option<FoundFile>);
+
+impl Session {
+    /// The folders an observed absolute path may start with to be inside the repository:
+    /// where steps run, as given and with its links resolved.
+    fn observed_roots(&self) -> Vec<PathBuf> {
+        let mut roots = vec![self.files_root.clone()];
+        if let Ok(real) = self.files_root.canonicalize()
+            && real != self.files_root
+        {
+            roots.push(real);
+        }
+        roots
+    }
+
+    /// Whether a repository-relative path can never be an observed input: git's own folder
+    /// and the cache's.
+    fn never_observed(&self, path: &Path) -> bool {
+        path.as_os_str().is_empty() || path.starts_with(".git") || self.in_store(path)
+    }
+
+    /// Whether a repository-relative path lies in the step's declared outputs. A file there
+    /// that the step read and did not make is an input (a user's `out/local.cfg`): a hit
+    /// would put the old one back over an edit.
+    fn in_outputs(step: &Step, path: &Path) -> bool {
+        step.outputs
+            .iter()
+            .any(|o| path.starts_with(o.trim_end_matches('/')))
+    }
+
+    /// Turns what the tracer saw into the record stored with the entry: the undeclared
+    /// files inside the repository with their digests as they are now (the step has
+    /// ended), those it looked for and did not find, and the rest for `audit`.
+    pub fn record_observation(
+        &self,
+        step: &Step,
+        keyed: &super::Keyed,
+        seen: &crate::observe::Observation,
+        started: std::time::SystemTime,
+    ) -> std::io::Result<ObservedInputs> {
+        let roots = self.observed_roots();
+        let written: BTreeSet<PathBuf> = seen
+            .written
+            .iter()
+            .filter_map(|p| below(p, &roots))
+            .collect();
+        // Only what the step made is its own: a tracked file it wrote (`chmod +x` of a
+        // script it then runs, a database opened read-write) was there before it, and
+        // what it read there is an input.
+        let own: BTreeSet<&PathBuf> = written
+            .iter()
+            .filter(|p| Candidate::lookup(&self.index, p).entry.is_none())
+            .collect();
+        let declared: BTreeSet<PathBuf> = keyed
+            .record
+            .inputs
+            .iter()
+            .map(|i| i.path.to_path())
+            .collect();
+        let mut outside = Vec::new();
+        let mut read = BTreeSet::new();
+        let mut declared_read = BTreeSet::new();
+        for p in seen.read.iter().chain(&seen.executed) {
+            match below(p, &roots) {
+                None => outside.push(p.clone()),
+                Some(rel) if self.never_observed(&rel) || own.contains(&rel) => {}
+                Some(rel) if declared.contains(&rel) => {
+                    declared_read.insert(rel);
+                }
+                Some(rel) => {
+                    read.insert(rel);
+                }
+            }
+        }
+        let absent: BTreeSet<PathBuf> = seen
+            .absent
+            .iter()
+            .filter_map(|p| below(p, &roots))
+            .filter(|rel| {
+                // What is missing in the outputs is the cache's to restore.
+                !self.never_observed(rel)
+                    && !Self::in_outputs(step, rel)
+                    && !own.contains(rel)
+                    && !declared.contains(rel)
+                    && !read.contains(rel)
+            })
+            .collect();
+        // The digests are taken now that the step has ended: a file changed while it ran
+        // may not be what it read, so nothing is recorded then. A file it changed itself
+        // is recorded as it left it.
+        // A file it read that is gone was removed while it ran.
+        let gone = |p: &PathBuf| !self.from_commit && !self.exists(p);
+        if let Some(changed) = read
+            .iter()
+            .filter(|p| !written.contains(*p))
+            .find(|p| self.changed_since(p, started) || gone(p))
+            .or_else(|| absent.iter().find(|p| self.changed_since(p, started)))
+        {
+            return Err(std::io::Error::other(format!(
+                "`{}` changed while the step ran",
+                changed.display()
+            )));
+        }
+        let mut files = Vec::with_capacity(read.len() + absent.len());
+        let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
+        for (path, found) in digests {
+            // A file it read that is now a folder left no content to check: a folder is
+            // not recorded.
+            if found.is_none() && !missing.contains(&path) {
+                continue;
+            }
+            files.push(ObservedFile {
+                path: RecordPath::new(&path),
+                found,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ObservedInputs {
+            version: OBSERVED_VERSION,
+            files,
+            declared_read: sorted(declared_read),
+            written: sorted(written),
+            outside: sorted(outside),
+            executed: sorted(
+                seen.executed
+                    .iter()
+                    .filter(|p| below(p, &roots).is_none())
+                    .cloned(),
+            ),
+        })
+    }
+
+    /// What each path is now: its mode and blob id when it is a file or a link; `None`
+    /// otherwise. The second set holds the paths that do not exist at all (a folder
+    /// exists).
+    fn observed_states<'p>(
+        &self,
+        paths: impl Iterator<Item = &'p PathBuf>,
+    ) -> std::io::Result<(Vec<State>, BTreeSet<PathBuf>)> {
+        let mut paths: Vec<&PathBuf> = paths.collect();
+        paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        paths.dedup();
+        let candidates: Vec<Candidate> = paths
+            .iter()
+            .map(|p| Candidate::lookup(&self.index, p))
+            .collect();
+        let digested = if self.from_commit {
+            super::inputs::digest_from_tree(&candidates).0
+        } else {
+            super::inputs::digest_all(&self.files_root, &self.index, &candidates)?.0
+        };
+        let mut by_path: std::collections::HashMap<PathBuf, FoundFile> = digested
+            .into_iter()
+            .map(|f| {
+                (
+                    f.path.to_path(),
+                    FoundFile {
+                        mode: f.mode,
+                        digest: f.digest,
+                    },
+                )
+            })
+            .collect();
+        let mut missing = BTreeSet::new();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let found = by_path.remove(p.as_path());
+            if found.is_none() && !self.exists(p) {
+                missing.insert(p.clone());
+            }
+            out.push((p.clone(), found));
+        }
+        Ok((out, missing))
+    }
+
+    /// Whether the file or link at a repository-relative path was changed (or made) at or
+    /// after `since`, by its change time. A commit's files do not change.
+    fn changed_since(&self, rel: &Path, since: std::time::SystemTime) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.from_commit {
+            return false;
+        }
+        // A folder is not recorded (only files and links are), and its change time moves
+        // whenever the step itself adds a file to it.
+        let Ok(meta) = self.files_root.join(rel).symlink_metadata() else {
+            return false;
+        };
+        if meta.is_dir() {
+            return false;
+        }
+        let changed = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                meta.ctime().max(0) as u64,
+                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        changed >= since
+    }
+
+    /// Whether anything (a file, a link, a folder) is at a repository-relative path: in the
+    /// commit's tree when a commit is checked, else in the folder the steps run in.
+    fn exists(&self, rel: &Path) -> bool {
+        if self.from_commit {
+            let key = rel.as_os_str().as_encoded_bytes();
+            // A folder of the tree: some file's path starts with `rel/` (the files are
+            // sorted by path bytes, so the first one at or after that prefix tells).
+            let mut prefix = key.to_vec();
+            prefix.push(b'/');
+            let files = &self.index.files;
+            let at = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
+            return Candidate::lookup(&self.index, rel).entry.is_some()
+                || files
+                    .get(at)
+                    .is_some_and(|f| f.path.as_os_str().as_encoded_bytes().starts_with(&prefix))
+                || self.index.gitlinks.iter().any(|(g, _)| g == rel);
+        }
+        match self.files_root.join(rel).symlink_metadata() {
+            Ok(_) => true,
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)),
+        }
+    }
+
+    /// The observed files that are not what the step saw; empty when all still match.
+    /// `Err` when they cannot be read (a miss, never a hit).
+    pub fn drifted(&self, observed: &ObservedInputs) -> std::io::Result<Vec<Drift>> {
+        let paths: Vec<PathBuf> = observed.files.iter().map(|f| f.path.to_path()).collect();
+        let (now, missing) = self.observed_states(paths.iter())?;
+        let now: std::collections::HashMap<PathBuf, Option<FoundFile>> = now.into_iter().collect();
+        let mut drift = Vec::new();
+        for (file, path) in observed.files.iter().zip(paths) {
+            let current = now.get(&path).cloned().flatten();
+            match (&file.found, current) {
+                (None, None) if missing.contains(&path) => {}
+                (None, _) => drift.push(Drift::Appeared(path)),
+                (Some(_), None) => drift.push(Drift::Removed(path)),
+                (Some(was), Some(is)) if *was != is => drift.push(Drift::Changed(path)),
+                (Some(_), Some(_)) => {}
+            }
+        }
+        Ok(drift)
+    }
+
+    /// Whether this step's reads are to be observed: `[settings] observe` and its own
+    /// `observe` allow it.
+    pub fn observe_wanted(&self, step: &Step) -> bool {
+        self.observe && step.observe
+    }
+
+    /// Whether this step's reads are observed when it runs: observing is wanted and the
+    /// system can observe.
+    pub fn observes(&self, step: &Step) -> bool {
+        self.observe_wanted(step)
+            && matches!(
+                crate::observe::support(),
+                crate::observe::Support::Available
+            )
+    }
+
+    /// True the first time in this run that observing was wanted and could not be done.
+    pub fn first_unobservable(&self) -> bool {
+        !self
+            .unobservable_said
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Why an entry found by its key is not used, as far as what the step read goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObservedMiss {
+    /// Files it read without declaring them (or looked for) are not what it saw.
+    Drifted(Vec<Drift>),
+    /// The entry was stored without observing the step, and this run observes it: it
+    /// cannot vouch for the files the step reads without declaring them.
+    NotObserved,
+    /// The record of what it read is missing or corrupt (the entry is removed).
+    Damaged,
+    /// The observed files could not be read now, and why.
+    Unreadable(String),
+}
+
+impl Session {
+    /// Checks an entry's observed inputs against the files as they are now.
+    pub fn check_observed(
+        &self,
+        step: &Step,
+        entry: &super::store::ActionResult,
+    ) -> Result<(), ObservedMiss> {
+        use super::store::Observed;
+        let digest = match &entry.observed {
+            Some(Observed::Recorded(d)) => d,
+            // A worker ran it from an input root holding only its declared inputs: there
+            // was nothing undeclared to read.
+            Some(Observed::OnWorker) => return Ok(()),
+            // Stored without observing (by an older preflight, with observing off, or a
+            // result from elsewhere that records nothing): a run that observes the step
+            // cannot trust it, or what the step reads undeclared would never count.
+            Some(Observed::NotObserved) | None if self.observes(step) => {
+                return Err(ObservedMiss::NotObserved);
+            }
+            // Neither did this run observe it: its declared inputs are all there is.
+            Some(Observed::NotObserved) | None => return Ok(()),
+        };
+        let record: ObservedInputs = self
+            .store
+            .read_verified(digest)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|r: &ObservedInputs| r.version == OBSERVED_VERSION)
+            .ok_or(ObservedMiss::Damaged)?;
+        // A file of the outputs that is gone comes back from the entry as the step left it
+        // (the record and the entry were both taken when it ended): no reason to rerun.
+        let drifted = self.drifted(&record).map(|mut drift| {
+            drift.retain(|d| !(matches!(d, Drift::Removed(_)) && Self::in_outputs(step, d.path())));
+            drift
+        });
+        match drifted {
+            Ok(drift) if drift.is_empty() => Ok(()),
+            Ok(drift) => Err(ObservedMiss::Drifted(drift)),
+            Err(e) => Err(ObservedMiss::Unreadable(e.to_string())),
+        }
+    }
+
+    /// The key record of the entry a step of this repository last used.
+    pub fn last_record(&self, step: &str) -> Option<super::key::KeyRecord> {
+        self.store.record(&self.store.last_key(&self.root, step)?)
+    }
+
+    /// The record of what a step was last seen to read, from the entry of its last key
+    /// in this repository (for `audit`).
+    pub fn last_observation(&self, step: &str) -> Option<ObservedInputs> {
+        let key = self.store.last_key(&self.root, step)?;
+        let entry = self.store.get(&key)?;
+        let Some(super::store::Observed::Recorded(d)) = entry.observed else {
+            return None;
+        };
+        self.store
+            .read_verified(&d)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|r: &ObservedInputs| r.version == OBSERVED_VERSION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_below_the_root_are_made_relative_and_normalised() {
+        let roots = vec![PathBuf::from("/repo"), PathBuf::from("/real/repo")];
+        assert_eq!(
+            below(Path::new("/repo/a/../.shellcheckrc"), &roots),
+            Some(PathBuf::from(".shellcheckrc"))
+        );
+        assert_eq!(
+            below(Path::new("/real/repo/lib/./h.sh"), &roots),
+            Some(PathBuf::from("lib/h.sh"))
+        );
+        assert_eq!(below(Path::new("/repository/x"), &roots), None);
+        assert_eq!(below(Path::new("/etc/passwd"), &roots), None);
+    }
+}

