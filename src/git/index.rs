@@ -32,7 +32,13 @@ pub fn index_entries_at(path: &Path) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(file.entries().len() * 80);
     for entry in file.entries() {
         // Writing into a Vec cannot fail.
-        let _ = write!(out, "{:o} {} {:?}\t", entry.mode.bits(), entry.id, entry.stage());
+        let _ = write!(
+            out,
+            "{:o} {} {:?}\t",
+            entry.mode.bits(),
+            entry.id,
+            entry.stage()
+        );
         out.extend_from_slice(entry.path(&file));
         out.push(0);
     }
