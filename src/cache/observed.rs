@@ -49,12 +49,16 @@ pub struct ObservedFile {
     pub found: Option<FoundFile>,
 }
 
-/// A file that was there: its git mode and blob id.
+/// A file that was there: its git mode and blob id. A folder has mode `FOLDER_MODE` and
+/// no digest: only that it is a folder counts (`test -d migrations`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundFile {
     pub mode: String,
     pub digest: String,
 }
+
+/// The mode of a folder, as git writes it in a tree.
+pub const FOLDER_MODE: &str = "040000";
 
 /// How an observed file differs from what the step saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,8 +211,7 @@ impl Session {
         let mut files = Vec::with_capacity(read.len() + absent.len());
         let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
         for (path, found) in digests {
-            // A file it read that is now a folder left no content to check: a folder is
-            // not recorded.
+            // Neither file, link nor folder (a socket, a fifo): nothing to check.
             if found.is_none() && !missing.contains(&path) {
                 continue;
             }
@@ -233,9 +236,9 @@ impl Session {
         })
     }
 
-    /// What each path is now: its mode and blob id when it is a file or a link; `None`
-    /// otherwise. The second set holds the paths that do not exist at all (a folder
-    /// exists).
+    /// What each path is now: its mode and blob id when it is a file or a link, the folder
+    /// mode when it is a folder; `None` otherwise. The second set holds the paths that do
+    /// not exist at all.
     fn observed_states<'p>(
         &self,
         paths: impl Iterator<Item = &'p PathBuf>,
@@ -267,13 +270,30 @@ impl Session {
         let mut missing = BTreeSet::new();
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
-            let found = by_path.remove(p.as_path());
+            let found = by_path.remove(p.as_path()).or_else(|| {
+                self.is_folder(p).then(|| FoundFile {
+                    mode: FOLDER_MODE.into(),
+                    digest: String::new(),
+                })
+            });
             if found.is_none() && !self.exists(p) {
                 missing.insert(p.clone());
             }
             out.push((p.clone(), found));
         }
         Ok((out, missing))
+    }
+
+    /// Whether a repository-relative path is a folder: in the commit's tree when a commit
+    /// is checked, else in the folder the steps run in (a link to a folder is a link).
+    fn is_folder(&self, rel: &Path) -> bool {
+        if self.from_commit {
+            return Candidate::lookup(&self.index, rel).entry.is_none() && self.exists(rel);
+        }
+        self.files_root
+            .join(rel)
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir())
     }
 
     /// Whether the file or link at a repository-relative path was changed (or made) at or
@@ -283,8 +303,8 @@ impl Session {
         if self.from_commit {
             return false;
         }
-        // A folder is not recorded (only files and links are), and its change time moves
-        // whenever the step itself adds a file to it.
+        // Only a folder's existence is recorded, and its change time moves whenever the
+        // step itself adds a file to it.
         let Ok(meta) = self.files_root.join(rel).symlink_metadata() else {
             return false;
         };

@@ -549,3 +549,26 @@ fn a_file_in_an_output_folder_the_step_only_read_is_an_input() {
     assert_eq!(restored.status_of("build"), "cached", "{}", restored.stdout);
     assert_eq!(repo.read_string("out/local.cfg"), "two\n");
 }
+
+/// A folder whose existence the step checks must still be a folder for its result to stand.
+#[test]
+fn a_folder_the_step_checked_that_is_gone_reruns_it() {
+    let repo =
+        Repo::with_config("[steps.mig]\nrun = \"test -d migrations\"\nfiles = [\"a.txt\"]\n");
+    repo.write("a.txt", "a\n");
+    repo.write("migrations/001.sql", "create table t(x);\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("mig"), "cached", "{}", hit.stdout);
+    repo.git(&["rm", "-q", "-r", "migrations"]);
+    commit_all(&repo, "no migrations");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("mig"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`migrations` was removed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+}
