@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The format of the record; another version is never trusted.
-pub const OBSERVED_VERSION: u32 = 1;
+pub const OBSERVED_VERSION: u32 = 2;
 
 /// What a step was seen to read, as stored with its cache entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub struct ObservedInputs {
     /// Files inside the repository the step read or looked for, not declared and not
     /// written by it: checked on every lookup. Sorted by path.
     pub files: Vec<ObservedFile>,
+    /// Folders inside the repository the step listed, with the names they held: checked
+    /// on every lookup (a new `tests/b.sh` where the step ran `tests/*.sh`).
+    #[serde(default)]
+    pub listed: Vec<ListedFolder>,
     /// Declared inputs the step read (not checked again: the key covers them).
     #[serde(default)]
     pub declared_read: Vec<RecordPath>,
@@ -49,6 +53,14 @@ pub struct ObservedFile {
     pub found: Option<FoundFile>,
 }
 
+/// A folder the step listed, and every name in it when the step ended (ignored files
+/// included: the step saw them), sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedFolder {
+    pub path: RecordPath,
+    pub names: Vec<RecordPath>,
+}
+
 /// A file that was there: its git mode and blob id. A folder has mode `FOLDER_MODE` and
 /// no digest: only that it is a folder counts (`test -d migrations`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,12 +81,14 @@ pub enum Drift {
     Removed(PathBuf),
     /// The step looked for it and did not find it; it is there now.
     Appeared(PathBuf),
+    /// The step listed this folder; the names in it are not the same (or it is gone).
+    Listed(PathBuf),
 }
 
 impl Drift {
     pub fn path(&self) -> &Path {
         match self {
-            Drift::Changed(p) | Drift::Removed(p) | Drift::Appeared(p) => p,
+            Drift::Changed(p) | Drift::Removed(p) | Drift::Appeared(p) | Drift::Listed(p) => p,
         }
     }
 }
@@ -208,6 +222,40 @@ impl Session {
                 changed.display()
             )));
         }
+        // Folders it listed, but not those it made, nor its outputs (a hit restores them).
+        let listed: BTreeSet<PathBuf> = seen
+            .listed
+            .iter()
+            .filter_map(|p| below(p, &roots).or_else(|| roots.contains(p).then(PathBuf::new)))
+            .filter(|rel| {
+                (rel.as_os_str().is_empty() || !self.never_observed(rel))
+                    && !Self::in_outputs(step, rel)
+                    && !own.contains(rel)
+            })
+            .collect();
+        let listed = if listed.is_empty() {
+            Vec::new()
+        } else {
+            // Taken now, as what the step left (the run's list may be older).
+            let below_all = if listed.iter().any(|p| p.as_os_str().is_empty()) {
+                Vec::new()
+            } else {
+                listed.iter().cloned().collect()
+            };
+            let untracked = if self.from_commit {
+                Vec::new()
+            } else {
+                crate::git::untracked_files(&self.root, &below_all)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+            };
+            listed
+                .into_iter()
+                .map(|path| ListedFolder {
+                    names: self.names_in(&path, &untracked),
+                    path: RecordPath::new(&path),
+                })
+                .collect()
+        };
         let mut files = Vec::with_capacity(read.len() + absent.len());
         let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
         for (path, found) in digests {
@@ -224,6 +272,7 @@ impl Session {
         Ok(ObservedInputs {
             version: OBSERVED_VERSION,
             files,
+            listed,
             declared_read: sorted(declared_read),
             written: sorted(written),
             outside: sorted(outside),
@@ -282,6 +331,38 @@ impl Session {
             out.push((p.clone(), found));
         }
         Ok((out, missing))
+    }
+
+    /// The names in a repository-relative folder as git sees it: its tracked files and
+    /// folders (from the index, or the commit's tree when a commit is checked) and the
+    /// untracked ones git does not ignore, sorted. An ignored file is no input, listed or
+    /// not. `untracked`: the untracked files below it, at least.
+    fn names_in(&self, rel: &Path, untracked: &[PathBuf]) -> Vec<RecordPath> {
+        let files = &self.index.files;
+        let mut prefix = rel.as_os_str().as_encoded_bytes().to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        // The index is sorted by path bytes: the files below `rel/` are one run of it.
+        let start = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
+        let tracked = files[start..]
+            .iter()
+            .map(|f| f.path.as_path())
+            .take_while(|p| p.as_os_str().as_encoded_bytes().starts_with(&prefix));
+        let others = self
+            .index
+            .gitlinks
+            .iter()
+            .map(|(g, _)| g.as_path())
+            .chain(untracked.iter().map(PathBuf::as_path));
+        let names: BTreeSet<PathBuf> = tracked
+            .chain(others)
+            .filter_map(|p| {
+                let first = p.strip_prefix(rel).ok()?.components().next()?;
+                Some(PathBuf::from(first.as_os_str()))
+            })
+            .collect();
+        names.iter().map(|n| RecordPath::new(n)).collect()
     }
 
     /// Whether a repository-relative path is a folder: in the commit's tree when a commit
@@ -362,6 +443,22 @@ impl Session {
         Ok(drift)
     }
 
+    /// The folders the step listed whose names are not what it saw.
+    fn relisted(&self, observed: &ObservedInputs) -> std::io::Result<Vec<Drift>> {
+        if observed.listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let untracked = self
+            .untracked(None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(observed
+            .listed
+            .iter()
+            .filter(|l| self.names_in(&l.path.to_path(), &untracked) != l.names)
+            .map(|l| Drift::Listed(l.path.to_path()))
+            .collect())
+    }
+
     /// Whether this step's reads are to be observed: `[settings] observe` and its own
     /// `observe` allow it.
     pub fn observe_wanted(&self, step: &Step) -> bool {
@@ -430,9 +527,10 @@ impl Session {
             .ok_or(ObservedMiss::Damaged)?;
         // A file of the outputs that is gone comes back from the entry as the step left it
         // (the record and the entry were both taken when it ended): no reason to rerun.
-        let drifted = self.drifted(&record).map(|mut drift| {
+        let drifted = self.drifted(&record).and_then(|mut drift| {
             drift.retain(|d| !(matches!(d, Drift::Removed(_)) && Self::in_outputs(step, d.path())));
-            drift
+            drift.extend(self.relisted(&record)?);
+            Ok(drift)
         });
         match drifted {
             Ok(drift) if drift.is_empty() => Ok(()),

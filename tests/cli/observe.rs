@@ -572,3 +572,39 @@ fn a_folder_the_step_checked_that_is_gone_reruns_it() {
         run.stdout
     );
 }
+
+/// A step that runs every script a folder holds lists it: a new script there reruns it.
+#[test]
+fn a_new_file_in_a_folder_the_step_listed_reruns_it() {
+    let repo = Repo::with_config(
+        "[steps.all]\nrun = \"for t in tests/*.sh; do sh \\\"$t\\\" || exit 1; done\"\n\
+         files = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("tests/a.sh", "exit 0\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("all"), "cached", "{}", hit.stdout);
+    repo.write("tests/b.sh", "exit 1\n");
+    commit_all(&repo, "b");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("all"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the names in `tests` changed (the step listed the folder)"),
+        "{}",
+        run.stdout
+    );
+    // The failing script removed, the first result is good again.
+    std::fs::remove_file(repo.path().join("tests/b.sh")).unwrap();
+    commit_all(&repo, "no b");
+    let again = repo.run(&["run"]);
+    assert_eq!(again.status_of("all"), "cached", "{}", again.stdout);
+    // A file git ignores is no input, listed or not.
+    repo.write(".gitignore", "tests/*.log\n");
+    commit_all(&repo, "ignore logs");
+    repo.write("tests/run.log", "noise\n");
+    let ignored = repo.run(&["run"]);
+    assert_eq!(ignored.status_of("all"), "cached", "{}", ignored.stdout);
+}
