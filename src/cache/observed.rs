@@ -210,7 +210,7 @@ impl Session {
         // may not be what it read, so nothing is recorded then. A file it changed itself
         // is recorded as it left it.
         // A file it read that is gone was removed while it ran.
-        let gone = |p: &PathBuf| !self.from_commit && !self.exists(p);
+        let gone = |p: &PathBuf| !self.exists(p);
         if let Some(changed) = read
             .iter()
             .filter(|p| !written.contains(*p))
@@ -299,11 +299,15 @@ impl Session {
             .iter()
             .map(|p| Candidate::lookup(&self.index, p))
             .collect();
-        let digested = if self.from_commit {
-            super::inputs::digest_from_tree(&candidates).0
+        // A commit's files come from its tree; what is not in it (a file git ignores, one
+        // an earlier step made) from the folder the step ran in.
+        let (in_tree, on_disk): (Vec<Candidate>, Vec<Candidate>) = if self.from_commit {
+            candidates.into_iter().partition(|c| c.entry.is_some())
         } else {
-            super::inputs::digest_all(&self.files_root, &self.index, &candidates)?.0
+            (Vec::new(), candidates)
         };
+        let mut digested = super::inputs::digest_from_tree(&in_tree).0;
+        digested.extend(super::inputs::digest_all(&self.files_root, &self.index, &on_disk)?.0);
         let mut by_path: std::collections::HashMap<PathBuf, FoundFile> = digested
             .into_iter()
             .map(|f| {
@@ -366,10 +370,10 @@ impl Session {
     }
 
     /// Whether a repository-relative path is a folder: in the commit's tree when a commit
-    /// is checked, else in the folder the steps run in (a link to a folder is a link).
+    /// is checked, or in the folder the steps run in (a link to a folder is a link).
     fn is_folder(&self, rel: &Path) -> bool {
-        if self.from_commit {
-            return Candidate::lookup(&self.index, rel).entry.is_none() && self.exists(rel);
+        if self.in_tree(rel) {
+            return Candidate::lookup(&self.index, rel).entry.is_none();
         }
         self.files_root
             .join(rel)
@@ -377,11 +381,31 @@ impl Session {
             .is_ok_and(|m| m.is_dir())
     }
 
+    /// Whether a path is in the commit's tree (a file, a folder or a submodule) when a
+    /// commit is checked: its state comes from there, not from the folder the step ran in.
+    fn in_tree(&self, rel: &Path) -> bool {
+        if !self.from_commit {
+            return false;
+        }
+        let key = rel.as_os_str().as_encoded_bytes();
+        // A folder of the tree: some file's path starts with `rel/` (the files are sorted
+        // by path bytes, so the first one at or after that prefix tells).
+        let mut prefix = key.to_vec();
+        prefix.push(b'/');
+        let files = &self.index.files;
+        let at = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
+        Candidate::lookup(&self.index, rel).entry.is_some()
+            || files
+                .get(at)
+                .is_some_and(|f| f.path.as_os_str().as_encoded_bytes().starts_with(&prefix))
+            || self.index.gitlinks.iter().any(|(g, _)| g == rel)
+    }
+
     /// Whether the file or link at a repository-relative path was changed (or made) at or
     /// after `since`, by its change time. A commit's files do not change.
     fn changed_since(&self, rel: &Path, since: std::time::SystemTime) -> bool {
         use std::os::unix::fs::MetadataExt;
-        if self.from_commit {
+        if self.in_tree(rel) {
             return false;
         }
         // Only a folder's existence is recorded, and its change time moves whenever the
@@ -401,21 +425,10 @@ impl Session {
     }
 
     /// Whether anything (a file, a link, a folder) is at a repository-relative path: in the
-    /// commit's tree when a commit is checked, else in the folder the steps run in.
+    /// commit's tree when a commit is checked, or in the folder the steps run in.
     fn exists(&self, rel: &Path) -> bool {
-        if self.from_commit {
-            let key = rel.as_os_str().as_encoded_bytes();
-            // A folder of the tree: some file's path starts with `rel/` (the files are
-            // sorted by path bytes, so the first one at or after that prefix tells).
-            let mut prefix = key.to_vec();
-            prefix.push(b'/');
-            let files = &self.index.files;
-            let at = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
-            return Candidate::lookup(&self.index, rel).entry.is_some()
-                || files
-                    .get(at)
-                    .is_some_and(|f| f.path.as_os_str().as_encoded_bytes().starts_with(&prefix))
-                || self.index.gitlinks.iter().any(|(g, _)| g == rel);
+        if self.in_tree(rel) {
+            return true;
         }
         match self.files_root.join(rel).symlink_metadata() {
             Ok(_) => true,
@@ -537,6 +550,28 @@ impl Session {
             Ok(drift) => Err(ObservedMiss::Drifted(drift)),
             Err(e) => Err(ObservedMiss::Unreadable(e.to_string())),
         }
+    }
+
+    /// Whether checking this key's entry needs the folder the steps run in, which is not
+    /// made yet: a commit is checked and the step read (or looked for) files that are not
+    /// in the commit's tree (files git ignores, in the work tree it ran in). Before that
+    /// folder is made, they would look absent.
+    pub fn needs_place(&self, keyed: &super::Keyed) -> bool {
+        if !self.from_commit || self.files_root.symlink_metadata().is_ok() {
+            return false;
+        }
+        let Some(super::store::Observed::Recorded(d)) =
+            self.store.get(&keyed.key).and_then(|e| e.observed)
+        else {
+            return false;
+        };
+        self.store
+            .read_verified(&d)
+            .and_then(|bytes| serde_json::from_slice::<ObservedInputs>(&bytes).ok())
+            .is_some_and(|r| {
+                r.files.iter().any(|f| !self.in_tree(&f.path.to_path()))
+                    || r.listed.iter().any(|l| !self.in_tree(&l.path.to_path()))
+            })
     }
 
     /// The key record of the entry a step of this repository last used.

@@ -608,3 +608,31 @@ fn a_new_file_in_a_folder_the_step_listed_reruns_it() {
     let ignored = repo.run(&["run"]);
     assert_eq!(ignored.status_of("all"), "cached", "{}", ignored.stdout);
 }
+
+/// With `--from` the steps run in the work tree when it is the commit checked: a file git
+/// ignores that the step read there is judged there, not as absent from the commit.
+#[test]
+fn a_commit_run_judges_ignored_files_where_the_step_read_them() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"grep -q strict local.cfg\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write(".gitignore", "local.cfg\n");
+    repo.write("a.txt", "a\n");
+    commit_all(&repo, "init");
+    repo.write("a.txt", "b\n");
+    commit_all(&repo, "b");
+    repo.write("local.cfg", "strict\n");
+    let first = repo.run(&["run", "--from", "HEAD~1"]);
+    assert_eq!(first.status_of("conf"), "passed", "{}", first.stdout);
+    let hit = repo.run(&["run", "--from", "HEAD~1"]);
+    assert_eq!(hit.status_of("conf"), "cached", "{}", hit.stdout);
+    repo.write("local.cfg", "lenient\n");
+    let run = repo.run(&["run", "--from", "HEAD~1", "--explain"]);
+    assert_eq!(run.status_of("conf"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`local.cfg` changed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+}
