@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The format of the record; another version is never trusted.
-pub const OBSERVED_VERSION: u32 = 1;
+pub const OBSERVED_VERSION: u32 = 2;
 
 /// What a step was seen to read, as stored with its cache entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub struct ObservedInputs {
     /// Files inside the repository the step read or looked for, not declared and not
     /// written by it: checked on every lookup. Sorted by path.
     pub files: Vec<ObservedFile>,
+    /// Folders inside the repository the step listed, with the names they held: checked
+    /// on every lookup (a new `tests/b.sh` where the step ran `tests/*.sh`).
+    #[serde(default)]
+    pub listed: Vec<ListedFolder>,
     /// Declared inputs the step read (not checked again: the key covers them).
     #[serde(default)]
     pub declared_read: Vec<RecordPath>,
@@ -49,12 +53,24 @@ pub struct ObservedFile {
     pub found: Option<FoundFile>,
 }
 
-/// A file that was there: its git mode and blob id.
+/// A folder the step listed, and every name in it when the step ended (ignored files
+/// included: the step saw them), sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedFolder {
+    pub path: RecordPath,
+    pub names: Vec<RecordPath>,
+}
+
+/// A file that was there: its git mode and blob id. A folder has mode `FOLDER_MODE` and
+/// no digest: only that it is a folder counts (`test -d migrations`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundFile {
     pub mode: String,
     pub digest: String,
 }
+
+/// The mode of a folder, as git writes it in a tree.
+pub const FOLDER_MODE: &str = "040000";
 
 /// How an observed file differs from what the step saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +81,14 @@ pub enum Drift {
     Removed(PathBuf),
     /// The step looked for it and did not find it; it is there now.
     Appeared(PathBuf),
+    /// The step listed this folder; the names in it are not the same (or it is gone).
+    Listed(PathBuf),
 }
 
 impl Drift {
     pub fn path(&self) -> &Path {
         match self {
-            Drift::Changed(p) | Drift::Removed(p) | Drift::Appeared(p) => p,
+            Drift::Changed(p) | Drift::Removed(p) | Drift::Appeared(p) | Drift::Listed(p) => p,
         }
     }
 }
@@ -192,7 +210,7 @@ impl Session {
         // may not be what it read, so nothing is recorded then. A file it changed itself
         // is recorded as it left it.
         // A file it read that is gone was removed while it ran.
-        let gone = |p: &PathBuf| !self.from_commit && !self.exists(p);
+        let gone = |p: &PathBuf| !self.exists(p);
         if let Some(changed) = read
             .iter()
             .filter(|p| !written.contains(*p))
@@ -204,11 +222,44 @@ impl Session {
                 changed.display()
             )));
         }
+        // Folders it listed, but not those it made, nor its outputs (a hit restores them).
+        let listed: BTreeSet<PathBuf> = seen
+            .listed
+            .iter()
+            .filter_map(|p| below(p, &roots).or_else(|| roots.contains(p).then(PathBuf::new)))
+            .filter(|rel| {
+                (rel.as_os_str().is_empty() || !self.never_observed(rel))
+                    && !Self::in_outputs(step, rel)
+                    && !own.contains(rel)
+            })
+            .collect();
+        let listed = if listed.is_empty() {
+            Vec::new()
+        } else {
+            // Taken now, as what the step left (the run's list may be older).
+            let below_all = if listed.iter().any(|p| p.as_os_str().is_empty()) {
+                Vec::new()
+            } else {
+                listed.iter().cloned().collect()
+            };
+            let untracked = if self.from_commit {
+                Vec::new()
+            } else {
+                crate::git::untracked_files(&self.root, &below_all)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+            };
+            listed
+                .into_iter()
+                .map(|path| ListedFolder {
+                    names: self.names_in(&path, &untracked),
+                    path: RecordPath::new(&path),
+                })
+                .collect()
+        };
         let mut files = Vec::with_capacity(read.len() + absent.len());
         let (digests, missing) = self.observed_states(read.iter().chain(&absent))?;
         for (path, found) in digests {
-            // A file it read that is now a folder left no content to check: a folder is
-            // not recorded.
+            // Neither file, link nor folder (a socket, a fifo): nothing to check.
             if found.is_none() && !missing.contains(&path) {
                 continue;
             }
@@ -221,6 +272,7 @@ impl Session {
         Ok(ObservedInputs {
             version: OBSERVED_VERSION,
             files,
+            listed,
             declared_read: sorted(declared_read),
             written: sorted(written),
             outside: sorted(outside),
@@ -233,9 +285,9 @@ impl Session {
         })
     }
 
-    /// What each path is now: its mode and blob id when it is a file or a link; `None`
-    /// otherwise. The second set holds the paths that do not exist at all (a folder
-    /// exists).
+    /// What each path is now: its mode and blob id when it is a file or a link, the folder
+    /// mode when it is a folder; `None` otherwise. The second set holds the paths that do
+    /// not exist at all.
     fn observed_states<'p>(
         &self,
         paths: impl Iterator<Item = &'p PathBuf>,
@@ -247,11 +299,15 @@ impl Session {
             .iter()
             .map(|p| Candidate::lookup(&self.index, p))
             .collect();
-        let digested = if self.from_commit {
-            super::inputs::digest_from_tree(&candidates).0
+        // A commit's files come from its tree; what is not in it (a file git ignores, one
+        // an earlier step made) from the folder the step ran in.
+        let (in_tree, on_disk): (Vec<Candidate>, Vec<Candidate>) = if self.from_commit {
+            candidates.into_iter().partition(|c| c.entry.is_some())
         } else {
-            super::inputs::digest_all(&self.files_root, &self.index, &candidates)?.0
+            (Vec::new(), candidates)
         };
+        let mut digested = super::inputs::digest_from_tree(&in_tree).0;
+        digested.extend(super::inputs::digest_all(&self.files_root, &self.index, &on_disk)?.0);
         let mut by_path: std::collections::HashMap<PathBuf, FoundFile> = digested
             .into_iter()
             .map(|f| {
@@ -267,7 +323,12 @@ impl Session {
         let mut missing = BTreeSet::new();
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
-            let found = by_path.remove(p.as_path());
+            let found = by_path.remove(p.as_path()).or_else(|| {
+                self.is_folder(p).then(|| FoundFile {
+                    mode: FOLDER_MODE.into(),
+                    digest: String::new(),
+                })
+            });
             if found.is_none() && !self.exists(p) {
                 missing.insert(p.clone());
             }
@@ -276,15 +337,79 @@ impl Session {
         Ok((out, missing))
     }
 
+    /// The names in a repository-relative folder as git sees it: its tracked files and
+    /// folders (from the index, or the commit's tree when a commit is checked) and the
+    /// untracked ones git does not ignore, sorted. An ignored file is no input, listed or
+    /// not. `untracked`: the untracked files below it, at least.
+    fn names_in(&self, rel: &Path, untracked: &[PathBuf]) -> Vec<RecordPath> {
+        let files = &self.index.files;
+        let mut prefix = rel.as_os_str().as_encoded_bytes().to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        // The index is sorted by path bytes: the files below `rel/` are one run of it.
+        let start = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
+        let tracked = files[start..]
+            .iter()
+            .map(|f| f.path.as_path())
+            .take_while(|p| p.as_os_str().as_encoded_bytes().starts_with(&prefix));
+        let others = self
+            .index
+            .gitlinks
+            .iter()
+            .map(|(g, _)| g.as_path())
+            .chain(untracked.iter().map(PathBuf::as_path));
+        let names: BTreeSet<PathBuf> = tracked
+            .chain(others)
+            .filter_map(|p| {
+                let first = p.strip_prefix(rel).ok()?.components().next()?;
+                Some(PathBuf::from(first.as_os_str()))
+            })
+            .collect();
+        names.iter().map(|n| RecordPath::new(n)).collect()
+    }
+
+    /// Whether a repository-relative path is a folder: in the commit's tree when a commit
+    /// is checked, or in the folder the steps run in (a link to a folder is a link).
+    fn is_folder(&self, rel: &Path) -> bool {
+        if self.in_tree(rel) {
+            return Candidate::lookup(&self.index, rel).entry.is_none();
+        }
+        self.files_root
+            .join(rel)
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir())
+    }
+
+    /// Whether a path is in the commit's tree (a file, a folder or a submodule) when a
+    /// commit is checked: its state comes from there, not from the folder the step ran in.
+    fn in_tree(&self, rel: &Path) -> bool {
+        if !self.from_commit {
+            return false;
+        }
+        let key = rel.as_os_str().as_encoded_bytes();
+        // A folder of the tree: some file's path starts with `rel/` (the files are sorted
+        // by path bytes, so the first one at or after that prefix tells).
+        let mut prefix = key.to_vec();
+        prefix.push(b'/');
+        let files = &self.index.files;
+        let at = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
+        Candidate::lookup(&self.index, rel).entry.is_some()
+            || files
+                .get(at)
+                .is_some_and(|f| f.path.as_os_str().as_encoded_bytes().starts_with(&prefix))
+            || self.index.gitlinks.iter().any(|(g, _)| g == rel)
+    }
+
     /// Whether the file or link at a repository-relative path was changed (or made) at or
     /// after `since`, by its change time. A commit's files do not change.
     fn changed_since(&self, rel: &Path, since: std::time::SystemTime) -> bool {
         use std::os::unix::fs::MetadataExt;
-        if self.from_commit {
+        if self.in_tree(rel) {
             return false;
         }
-        // A folder is not recorded (only files and links are), and its change time moves
-        // whenever the step itself adds a file to it.
+        // Only a folder's existence is recorded, and its change time moves whenever the
+        // step itself adds a file to it.
         let Ok(meta) = self.files_root.join(rel).symlink_metadata() else {
             return false;
         };
@@ -300,21 +425,10 @@ impl Session {
     }
 
     /// Whether anything (a file, a link, a folder) is at a repository-relative path: in the
-    /// commit's tree when a commit is checked, else in the folder the steps run in.
+    /// commit's tree when a commit is checked, or in the folder the steps run in.
     fn exists(&self, rel: &Path) -> bool {
-        if self.from_commit {
-            let key = rel.as_os_str().as_encoded_bytes();
-            // A folder of the tree: some file's path starts with `rel/` (the files are
-            // sorted by path bytes, so the first one at or after that prefix tells).
-            let mut prefix = key.to_vec();
-            prefix.push(b'/');
-            let files = &self.index.files;
-            let at = files.partition_point(|f| f.path.as_os_str().as_encoded_bytes() < &prefix[..]);
-            return Candidate::lookup(&self.index, rel).entry.is_some()
-                || files
-                    .get(at)
-                    .is_some_and(|f| f.path.as_os_str().as_encoded_bytes().starts_with(&prefix))
-                || self.index.gitlinks.iter().any(|(g, _)| g == rel);
+        if self.in_tree(rel) {
+            return true;
         }
         match self.files_root.join(rel).symlink_metadata() {
             Ok(_) => true,
@@ -340,6 +454,22 @@ impl Session {
             }
         }
         Ok(drift)
+    }
+
+    /// The folders the step listed whose names are not what it saw.
+    fn relisted(&self, observed: &ObservedInputs) -> std::io::Result<Vec<Drift>> {
+        if observed.listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let untracked = self
+            .untracked(None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(observed
+            .listed
+            .iter()
+            .filter(|l| self.names_in(&l.path.to_path(), &untracked) != l.names)
+            .map(|l| Drift::Listed(l.path.to_path()))
+            .collect())
     }
 
     /// Whether this step's reads are to be observed: `[settings] observe` and its own
@@ -410,15 +540,38 @@ impl Session {
             .ok_or(ObservedMiss::Damaged)?;
         // A file of the outputs that is gone comes back from the entry as the step left it
         // (the record and the entry were both taken when it ended): no reason to rerun.
-        let drifted = self.drifted(&record).map(|mut drift| {
+        let drifted = self.drifted(&record).and_then(|mut drift| {
             drift.retain(|d| !(matches!(d, Drift::Removed(_)) && Self::in_outputs(step, d.path())));
-            drift
+            drift.extend(self.relisted(&record)?);
+            Ok(drift)
         });
         match drifted {
             Ok(drift) if drift.is_empty() => Ok(()),
             Ok(drift) => Err(ObservedMiss::Drifted(drift)),
             Err(e) => Err(ObservedMiss::Unreadable(e.to_string())),
         }
+    }
+
+    /// Whether checking this key's entry needs the folder the steps run in, which is not
+    /// made yet: a commit is checked and the step read (or looked for) files that are not
+    /// in the commit's tree (files git ignores, in the work tree it ran in). Before that
+    /// folder is made, they would look absent.
+    pub fn needs_place(&self, keyed: &super::Keyed) -> bool {
+        if !self.from_commit || self.files_root.symlink_metadata().is_ok() {
+            return false;
+        }
+        let Some(super::store::Observed::Recorded(d)) =
+            self.store.get(&keyed.key).and_then(|e| e.observed)
+        else {
+            return false;
+        };
+        self.store
+            .read_verified(&d)
+            .and_then(|bytes| serde_json::from_slice::<ObservedInputs>(&bytes).ok())
+            .is_some_and(|r| {
+                r.files.iter().any(|f| !self.in_tree(&f.path.to_path()))
+                    || r.listed.iter().any(|l| !self.in_tree(&l.path.to_path()))
+            })
     }
 
     /// The key record of the entry a step of this repository last used.

@@ -123,7 +123,9 @@ fn sort_out(
     home: Option<&Path>,
 ) {
     for f in &seen.files {
-        match f.found {
+        match &f.found {
+            // Only a folder's existence is recorded; `inputs` name files.
+            Some(found) if found.mode == crate::cache::observed::FOLDER_MODE => {}
             Some(_) => audit.undeclared.push(f.path.to_string()),
             None => audit.probed.push(f.path.to_string()),
         }

@@ -76,7 +76,10 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     // A hit restores outputs into the folder the steps run in, and a remote action reads its
     // input files there: both need it made.
     // When it cannot be made, the step fails, saying why.
-    if (!step.outputs.is_empty() || shared.remote.is_some()) && shared.prepare_workdir().is_err() {
+    // So does checking files the step read beside a commit's tree.
+    if (!step.outputs.is_empty() || shared.remote.is_some() || cache.needs_place(&keyed))
+        && shared.prepare_workdir().is_err()
+    {
         return super::run_step(shared, i, tx);
     }
 

@@ -110,6 +110,10 @@ fn observed_drift(drift: &Drift) -> String {
         Drift::Changed(_) => format!("`{path}` changed (read by the step, not declared)"),
         Drift::Removed(_) => format!("`{path}` was removed (read by the step, not declared)"),
         Drift::Appeared(_) => format!("`{path}` appeared (the step looked for it)"),
+        Drift::Listed(p) if p.as_os_str().is_empty() => {
+            "the names at the repository's top changed (the step listed it)".into()
+        }
+        Drift::Listed(_) => format!("the names in `{path}` changed (the step listed the folder)"),
     }
 }
 

@@ -441,18 +441,34 @@ fn a_fix_colliding_with_unstaged_work_is_rolled_back_and_the_commit_fails() {
 
 #[test]
 fn a_killed_hook_loses_nothing_and_the_next_run_restores() {
-    // The step kills preflight itself (its parent) while the unstaged work is set aside.
-    let config = "[steps.die]\nrun = \"kill -9 $PPID; sleep 5\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = [\"die\"]\n";
+    // The step kills preflight itself while the unstaged work is set aside. Its parent may
+    // be the observer rather than preflight: the test hands it preflight's process id.
+    let handed = tempfile::tempdir().unwrap();
+    let pid_file = handed.path().join("pid");
+    let config = format!(
+        "[steps.die]\nrun = \"i=0; while [ ! -s '{pid}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; kill -9 $(cat '{pid}'); sleep 5\"\nfiles = [\"*.txt\"]\n[hooks]\npre-commit = [\"die\"]\n",
+        pid = pid_file.display()
+    );
     let repo = hooked(
         "[steps.die]\nrun = \"true\"\n[hooks]\npre-commit = [\"die\"]\n",
         &[("a.txt", "base\n")],
     );
-    repo.write("preflight.toml", config);
+    repo.write("preflight.toml", &config);
     repo.write("a.txt", "staged\n");
     repo.add_all();
     repo.write("a.txt", "staged\nand unstaged work\n");
     // Run directly, as git would without the shim (which repairs a kill itself).
-    let run = repo.run(&["hook", "pre-commit"]);
+    let hook = repo
+        .cmd()
+        .args(["hook", "pre-commit"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let written = handed.path().join("pid.new");
+    std::fs::write(&written, hook.id().to_string()).unwrap();
+    std::fs::rename(&written, &pid_file).unwrap();
+    let run = Run::from(hook.wait_with_output().unwrap());
     assert_ne!(run.code, 0);
     assert_eq!(
         repo.read_string("a.txt"),

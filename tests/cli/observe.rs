@@ -549,3 +549,90 @@ fn a_file_in_an_output_folder_the_step_only_read_is_an_input() {
     assert_eq!(restored.status_of("build"), "cached", "{}", restored.stdout);
     assert_eq!(repo.read_string("out/local.cfg"), "two\n");
 }
+
+/// A folder whose existence the step checks must still be a folder for its result to stand.
+#[test]
+fn a_folder_the_step_checked_that_is_gone_reruns_it() {
+    let repo =
+        Repo::with_config("[steps.mig]\nrun = \"test -d migrations\"\nfiles = [\"a.txt\"]\n");
+    repo.write("a.txt", "a\n");
+    repo.write("migrations/001.sql", "create table t(x);\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("mig"), "cached", "{}", hit.stdout);
+    repo.git(&["rm", "-q", "-r", "migrations"]);
+    commit_all(&repo, "no migrations");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("mig"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`migrations` was removed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A step that runs every script a folder holds lists it: a new script there reruns it.
+#[test]
+fn a_new_file_in_a_folder_the_step_listed_reruns_it() {
+    let repo = Repo::with_config(
+        "[steps.all]\nrun = \"for t in tests/*.sh; do sh \\\"$t\\\" || exit 1; done\"\n\
+         files = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("tests/a.sh", "exit 0\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("all"), "cached", "{}", hit.stdout);
+    repo.write("tests/b.sh", "exit 1\n");
+    commit_all(&repo, "b");
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("all"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the names in `tests` changed (the step listed the folder)"),
+        "{}",
+        run.stdout
+    );
+    // The failing script removed, the first result is good again.
+    std::fs::remove_file(repo.path().join("tests/b.sh")).unwrap();
+    commit_all(&repo, "no b");
+    let again = repo.run(&["run"]);
+    assert_eq!(again.status_of("all"), "cached", "{}", again.stdout);
+    // A file git ignores is no input, listed or not.
+    repo.write(".gitignore", "tests/*.log\n");
+    commit_all(&repo, "ignore logs");
+    repo.write("tests/run.log", "noise\n");
+    let ignored = repo.run(&["run"]);
+    assert_eq!(ignored.status_of("all"), "cached", "{}", ignored.stdout);
+}
+
+/// With `--from` the steps run in the work tree when it is the commit checked: a file git
+/// ignores that the step read there is judged there, not as absent from the commit.
+#[test]
+fn a_commit_run_judges_ignored_files_where_the_step_read_them() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"grep -q strict local.cfg\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write(".gitignore", "local.cfg\n");
+    repo.write("a.txt", "a\n");
+    commit_all(&repo, "init");
+    repo.write("a.txt", "b\n");
+    commit_all(&repo, "b");
+    repo.write("local.cfg", "strict\n");
+    let first = repo.run(&["run", "--from", "HEAD~1"]);
+    assert_eq!(first.status_of("conf"), "passed", "{}", first.stdout);
+    let hit = repo.run(&["run", "--from", "HEAD~1"]);
+    assert_eq!(hit.status_of("conf"), "cached", "{}", hit.stdout);
+    repo.write("local.cfg", "lenient\n");
+    let run = repo.run(&["run", "--from", "HEAD~1", "--explain"]);
+    assert_eq!(run.status_of("conf"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("`local.cfg` changed (read by the step, not declared)"),
+        "{}",
+        run.stdout
+    );
+}
