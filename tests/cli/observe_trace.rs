@@ -625,7 +625,10 @@ fn the_tracer_program_outlives_a_deleted_preflight_binary() {
     repo.write(
         "preflight.toml",
         format!(
-            "[steps.remove]\nrun = [\"rm\", {copy:?}]\nfiles = [\"a.txt\"]\n\n\
+            // The run itself does not observe: a tracer cannot run inside another, and the
+            // second step starts the tracer itself, as wrap would.
+            "[settings]\nobserve = false\n\n\
+             [steps.remove]\nrun = [\"rm\", {copy:?}]\nfiles = [\"a.txt\"]\n\n\
              [steps.observed]\nrun = [\"{fallback}\", \"__observe\", \"--report\", {report:?}, \
              \"--\", \"cat\", \"a.txt\"]\nfiles = [\"a.txt\"]\nneeds = [\"remove\"]\n",
             fallback = observe::program_file(Ok(copy.with_file_name("preflight-copy (deleted)")))
