@@ -41,6 +41,10 @@ pub struct LockedTool {
     /// What gets downloaded, each with the registry's hash of it.
     #[serde(default, rename = "artifact")]
     pub artifacts: Vec<Artifact>,
+    /// What is taken out of the download (url tools: `path=... format=...`): another
+    /// program of the same archive is another tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<String>,
 }
 
 /// One downloaded file.
@@ -90,6 +94,8 @@ impl LockedTool {
             package: &'a str,
             version: &'a str,
             artifacts: &'a [Artifact],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unpack: Option<&'a str>,
         }
         let bytes = serde_json::to_vec(&Canonical {
             recipe: RECIPE_VERSION,
@@ -97,6 +103,7 @@ impl LockedTool {
             package: &self.package,
             version: &self.version,
             artifacts: &self.artifacts,
+            unpack: self.unpack.as_deref(),
         })
         .unwrap_or_default();
         Identity {
@@ -203,6 +210,7 @@ mod tests {
                 file: Some("ruff-1-py3-none-any.whl".into()),
                 hash: hash.into(),
             }],
+            unpack: None,
         }
     }
 

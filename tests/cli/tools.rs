@@ -923,3 +923,56 @@ fn pypi_tools_install_with_uv_when_it_is_on_path() {
     let cfg = std::fs::read_to_string(dir.join("env/pyvenv.cfg")).unwrap();
     assert!(cfg.contains("uv"), "{cfg}");
 }
+
+/// A tar.gz holding each `(path, script)`.
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, body) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *body).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn changing_a_url_tools_inner_path_installs_the_other_program_and_reruns_its_steps() {
+    let served = tempfile::tempdir().unwrap();
+    let archive = tar_gz(&[
+        ("pkg/a", b"#!/bin/sh\necho program-a\n"),
+        ("pkg/b", b"#!/bin/sh\necho program-b\n"),
+    ]);
+    std::fs::write(served.path().join("ab.tar.gz"), &archive).unwrap();
+    let sha = crate::common::sha256_hex(&archive);
+    let (mut server, base) = serve(served.path());
+    let config = |inner: &str| {
+        format!(
+            "[tools]\nx = {{ url = \"{base}/ab.tar.gz\", sha256 = \"{sha}\", bin = \"prog\", path = \"{inner}\" }}\n\
+             [steps.s]\nrun = \"prog\"\ntools = [\"x\"]\n"
+        )
+    };
+    let repo = Repo::with_config(&config("pkg/a"));
+    let first = repo.run(&["run", "-v"]);
+    server_check(&mut server, &first);
+    first.code(0);
+    assert!(first.stdout.contains("program-a"), "{}", first.stdout);
+    repo.write("preflight.toml", config("pkg/b"));
+    let second = repo.run(&["run", "-v"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    second.code(0);
+    assert!(
+        second.stdout.contains("program-b"),
+        "{}\n{}",
+        second.stdout,
+        second.stderr
+    );
+    // Two programs of one archive are two tools: two folders in the store.
+    let cache = crate::common::cache_dir_for(repo.path());
+    assert_eq!(complete_dirs(&cache, "url", "prog"), 2);
+}
