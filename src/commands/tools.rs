@@ -113,7 +113,8 @@ fn list(config: &Config, store: &Store) -> Result<()> {
 }
 
 /// Removes tools unused for `days`, then the least recently used beyond `keep`; the tools
-/// this repository's lock holds stay.
+/// this repository's lock holds stay, and so do tools in use (installing, or used within
+/// the last hour: a step may be running them).
 fn prune(config: &Config, store: &Store, days: u64, keep: Option<usize>) -> Result<()> {
     let kept: Vec<String> = LockFile::read(&tools::lock_path(&config.path))
         .ok()
@@ -135,9 +136,12 @@ fn prune(config: &Config, store: &Store, days: u64, keep: Option<usize>) -> Resu
         if ours || !(too_old || too_many) {
             continue;
         }
-        store
-            .remove(&dir)
+        let gone = store
+            .remove_unused(&dir, &marker)
             .map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+        if !gone {
+            continue;
+        }
         removed += 1;
         freed_lines.push_str(&format!(
             "removed {} {}:{}@{}\n",

@@ -265,20 +265,10 @@ pub fn install_one(
         .hint("run `preflight tools lock`"));
     }
     let identity = locked.identity();
+    // A folder that says it is another tool or lacks a command is replaced (under the
+    // tool's lock, by `store.install`), never used.
     if store.check_and_touch(&identity) {
-        // Not the hot path: the marker is read, and a folder that says it is another tool
-        // (copied or edited by hand) is replaced rather than used.
-        match store.marker(&identity) {
-            Some(m) if m.integrity == identity.integrity => {
-                return Ok(false);
-            }
-            _ => store.remove(&store.dir_of(&identity)).map_err(|e| {
-                Error::io(
-                    format!("tool `{}`: cannot remove a damaged copy", spec.name),
-                    e,
-                )
-            })?,
-        }
+        return Ok(false);
     }
     on_event(Event::Installing {
         name: spec.name.clone(),

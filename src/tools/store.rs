@@ -13,7 +13,7 @@ use super::lockfile::{Identity, LockedTool};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The marker's name; its presence means "complete".
 pub const MARKER: &str = ".preflight-tool.json";
@@ -69,13 +69,35 @@ impl Store {
 
     /// A short name for locks and temp folders.
     fn key_of(id: &Identity) -> String {
-        format!(
-            "{}-{}-{}-{}",
-            safe(&id.backend),
-            safe(&id.package).replace('@', ""),
-            safe(&id.version),
-            &id.integrity[..16.min(id.integrity.len())]
-        )
+        key(&id.backend, &id.package, &id.version, &id.integrity)
+    }
+
+    /// Opens (creating) the install lock of the tool with this key.
+    fn lock_file(&self, key: &str) -> std::io::Result<std::fs::File> {
+        let locks = self.root.join(".locks");
+        std::fs::create_dir_all(&locks)?;
+        std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(format!("{key}.lock")))
+    }
+
+    /// Whether the folder holds the tool, complete: its marker says this identity and each
+    /// of its commands is there (one read of the marker, one `stat` per command; no
+    /// hashing). Returns the marker's last-use time as well.
+    fn complete(&self, id: &Identity) -> Option<SystemTime> {
+        let dir = self.dir_of(id);
+        let file = std::fs::File::open(dir.join(MARKER)).ok()?;
+        let used = file.metadata().ok()?.modified().ok()?;
+        let marker: Marker = serde_json::from_reader(std::io::BufReader::new(file)).ok()?;
+        let bin = dir.join("bin");
+        let whole = marker.integrity == id.integrity
+            && marker
+                .commands
+                .iter()
+                .all(|c| std::fs::metadata(bin.join(c)).is_ok_and(|m| m.is_file()));
+        whole.then_some(used)
     }
 
     /// Whether the tool is installed: one stat of its marker.
@@ -100,28 +122,24 @@ impl Store {
     ) -> Result<bool> {
         let id = locked.identity();
         let dir = self.dir_of(&id);
-        if dir.join(MARKER).is_file() {
+        if self.complete(&id).is_some() {
             return Ok(false);
         }
         let io = |what: &str, e: std::io::Error| {
             Error::io(format!("tool `{}`: cannot {what}", id.name), e)
         };
-        let locks = self.root.join(".locks");
-        std::fs::create_dir_all(&locks).map_err(|e| io("create the tool store", e))?;
         let key = Self::key_of(&id);
-        let lock_file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(locks.join(format!("{key}.lock")))
+        let lock_file = self
+            .lock_file(&key)
             .map_err(|e| io("open the tool store's lock", e))?;
         crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, true)
             .map_err(|e| io("lock the tool store", e))?;
-        if dir.join(MARKER).is_file() {
+        if self.complete(&id).is_some() {
             return Ok(false);
         }
         // With the lock held, what is left of an earlier attempt is nobody's: a folder
-        // without its marker, temp folders of an install that was killed.
+        // without its marker or missing a command, temp folders of an install that was
+        // killed.
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| io("remove a half-installed copy", e))?;
         }
@@ -224,27 +242,58 @@ impl Store {
         std::fs::remove_dir_all(&aside)
     }
 
-    /// Whether the tool is installed, noting that it is used: one `stat` of its marker,
-    /// whose mtime is the last use `prune` goes by, moved forward at most once a day so
-    /// that a commit does not write every time.
+    /// Whether the tool is installed and complete (see `complete`), noting that it is used:
+    /// the marker's mtime is the last use `prune` goes by, moved forward at most every
+    /// [`TOUCH_EVERY`] so that a commit seldom writes.
     pub fn check_and_touch(&self, id: &Identity) -> bool {
-        let marker = self.dir_of(id).join(MARKER);
-        let Ok(meta) = std::fs::metadata(&marker) else {
+        let Some(used) = self.complete(id) else {
             return false;
         };
-        if !meta.is_file() {
-            return false;
-        }
-        let stale = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age.as_secs() > 24 * 3600);
+        let stale = used.elapsed().map_or(true, |age| age > TOUCH_EVERY);
         if stale {
-            touch(&marker);
+            touch(&self.dir_of(id).join(MARKER));
         }
         true
     }
+
+    /// Removes an installed tool for `prune` unless it is in use: its install lock is
+    /// held by another process, or it was used within [`IN_USE`]. Returns whether it went.
+    pub fn remove_unused(&self, dir: &Path, marker: &Marker) -> std::io::Result<bool> {
+        let key = key(
+            &marker.backend,
+            &marker.package,
+            &marker.version,
+            &marker.integrity,
+        );
+        let lock_file = self.lock_file(&key)?;
+        if !crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, false)? {
+            return Ok(false);
+        }
+        let recent = last_used(dir).elapsed().map_or(true, |age| age < IN_USE);
+        if recent {
+            return Ok(false);
+        }
+        self.remove(dir)?;
+        Ok(true)
+    }
+}
+
+/// How often a use moves a tool's last-use time forward.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// `prune` never removes a tool used this recently (a step may be running it): well above
+/// [`TOUCH_EVERY`], so that a tool used in the last 50 minutes always counts as in use.
+pub const IN_USE: Duration = Duration::from_secs(3600);
+
+/// A short name for a tool's lock and temp folders.
+fn key(backend: &str, package: &str, version: &str, integrity: &str) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        safe(backend),
+        safe(package).replace('@', ""),
+        safe(version),
+        &integrity[..16.min(integrity.len())]
+    )
 }
 
 /// Sets a file's mtime to now (failures do not matter: it only ages the tool for `prune`).

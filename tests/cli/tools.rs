@@ -773,7 +773,16 @@ fn which_names_a_tools_command_and_prune_removes_what_no_lock_here_holds() {
     kept.code(0);
     assert!(kept.stdout.contains("0 tools removed"), "{}", kept.stdout);
     assert!(path.is_file());
-    // Another repository sharing the store, without it: removed.
+    // Another repository sharing the store, without it: removed once unused for an hour.
+    age(
+        &path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(".preflight-tool.json"),
+        "2 hours ago",
+    );
     let other = Repo::with_config("[steps.a]\nrun = \"true\"\n");
     let pruned = crate::common::Run::from(
         other
@@ -975,4 +984,115 @@ fn changing_a_url_tools_inner_path_installs_the_other_program_and_reruns_its_ste
     // Two programs of one archive are two tools: two folders in the store.
     let cache = crate::common::cache_dir_for(repo.path());
     assert_eq!(complete_dirs(&cache, "url", "prog"), 2);
+}
+
+/// Sets a file's mtime to `ago` in the past.
+fn age(path: &std::path::Path, ago: &str) {
+    let status = std::process::Command::new("touch")
+        .args(["-h", "-d", ago])
+        .arg(path)
+        .status()
+        .expect("touch runs");
+    assert!(status.success());
+}
+
+#[test]
+fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_prune_spares_recent_tools()
+ {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(
+        served.path().join("prog"),
+        b"#!/bin/sh\necho from-the-store\n",
+    )
+    .unwrap();
+    let sha = crate::common::sha256_hex(b"#!/bin/sh\necho from-the-store\n");
+    let (mut server, base) = serve(served.path());
+    // A `prog` of the system on PATH, which must never stand in for the tool.
+    let bin = thin_path(&["git", "sh"]);
+    std::fs::write(
+        bin.path().join("prog"),
+        b"#!/bin/sh\necho from-the-system\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.path().join("prog"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"{base}/prog\", sha256 = \"{sha}\", bin = \"prog\" }}\n\
+         [steps.s]\nrun = \"prog\"\n"
+    ));
+    let first = run_in(&repo, bin.path(), &["run", "-v"]);
+    server_check(&mut server, &first);
+    first.code(0);
+    assert!(first.stdout.contains("from-the-store"), "{}", first.stdout);
+    let cache = crate::common::cache_dir_for(repo.path());
+    let dirs = tool_dirs(&cache, "url", "prog");
+    assert_eq!(dirs.len(), 1);
+    let program = dirs[0].join("files/prog");
+    std::fs::remove_file(&program).unwrap();
+    let again = run_in(&repo, bin.path(), &["run", "-v", "--no-cache"]);
+    again.code(0);
+    assert!(
+        again.stdout.contains("from-the-store") && !again.stdout.contains("from-the-system"),
+        "{}\n{}",
+        again.stdout,
+        again.stderr
+    );
+    assert!(program.is_file());
+    // `tools install` repairs it as well.
+    std::fs::remove_file(&program).unwrap();
+    let install = run_in(&repo, bin.path(), &["tools", "install"]);
+    install.code(0);
+    assert!(program.is_file(), "{}", install.stderr);
+
+    // Prune from another repository: a tool used within the hour is kept, even with --days 0.
+    let other = Repo::with_config("[steps.a]\nrun = \"true\"\n");
+    let prune = || {
+        crate::common::Run::from(
+            other
+                .cmd()
+                .env("PREFLIGHT_CACHE_DIR", &cache)
+                .args(["tools", "prune", "--days", "0", "--keep", "0"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let kept = prune();
+    kept.code(0);
+    assert!(kept.stdout.contains("0 tools removed"), "{}", kept.stdout);
+    assert!(program.is_file());
+    // Older than that, but a process holds its install lock: kept.
+    age(&dirs[0].join(".preflight-tool.json"), "2 hours ago");
+    let locks: Vec<_> = std::fs::read_dir(cache.join("tools/.locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    // `--close`: the lock is flock's alone, and goes with it.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--close")
+        .arg(&locks[0])
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock runs");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let busy = prune();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    busy.code(0);
+    assert!(busy.stdout.contains("0 tools removed"), "{}", busy.stdout);
+    assert!(program.is_file());
+    let pruned = prune();
+    let _ = server.kill();
+    let _ = server.wait();
+    pruned.code(0);
+    assert!(
+        pruned.stdout.contains("removed x url:prog@"),
+        "{}",
+        pruned.stdout
+    );
+    assert!(!program.exists());
 }
