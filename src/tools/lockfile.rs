@@ -119,6 +119,55 @@ impl LockedTool {
     pub fn matches(&self, spec: &ToolSpec) -> bool {
         self.name == spec.name && self.spec == spec.canonical() && self.backend == spec.backend()
     }
+
+    /// Whether what the entry installs is what `spec` asks for: its spec line alone proves
+    /// nothing (it is text anyone can edit). `Err` says what differs.
+    pub fn agrees_with(&self, spec: &ToolSpec) -> std::result::Result<(), String> {
+        use crate::config::ToolSource;
+        if self.backend != spec.backend() {
+            return Err(format!("it is a `{}` tool", self.backend));
+        }
+        match &spec.source {
+            ToolSource::Pypi { package, version }
+            | ToolSource::Npm { package, version }
+            | ToolSource::Cargo { package, version } => {
+                if &self.package != package || &self.version != version {
+                    return Err(format!("it locks {}@{}", self.package, self.version));
+                }
+                let pypi = matches!(spec.source, ToolSource::Pypi { .. });
+                let named = |a: &Artifact| {
+                    if pypi {
+                        a.file
+                            .as_deref()
+                            .is_some_and(|f| wheel_is(f, package, version))
+                    } else {
+                        &a.package == package && &a.version == version
+                    }
+                };
+                if !self.artifacts.iter().any(named) {
+                    return Err(format!("it has no file of {package} {version}"));
+                }
+            }
+            ToolSource::Url { sha256, bin, .. } => {
+                let hash = format!("sha256:{}", sha256.to_ascii_lowercase());
+                let hashes: Vec<String> = self
+                    .artifacts
+                    .iter()
+                    .map(|a| a.hash.to_ascii_lowercase())
+                    .collect();
+                if hashes != [hash] {
+                    return Err("its sha256 is not the one in [tools]".into());
+                }
+                if &self.package != bin
+                    || self.version != sha256[..12.min(sha256.len())]
+                    || self.unpack.as_deref() != Some(super::url::unpack_of(spec).as_str())
+                {
+                    return Err("it takes another program out of the download".into());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the lock of the configuration at `config_path` lives.
@@ -182,6 +231,20 @@ impl LockFile {
         self.tools.push(tool);
         self.tools.sort_by(|a, b| a.name.cmp(&b.name));
     }
+}
+
+/// Whether `file` is a wheel of `package` at `version` (`{name}-{version}-...whl`, the name
+/// compared as PEP 503 normalises it).
+fn wheel_is(file: &str, package: &str, version: &str) -> bool {
+    let normal = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+    let Some(stem) = file.strip_suffix(".whl") else {
+        return false;
+    };
+    let mut parts = stem.split('-');
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(n), Some(v)) if normal(n) == normal(package) && v == version
+    )
 }
 
 /// Lowercase hex.

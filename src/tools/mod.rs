@@ -115,7 +115,7 @@ fn ensure_with(
         let Some(spec) = config.tools.get(name) else {
             return Err(Error::Usage(format!("no tool named `{name}` in [tools]")));
         };
-        let locked = match lock.get(name).filter(|l| l.matches(spec)) {
+        let locked = match lock.get(name).filter(|l| usable(l, spec)) {
             Some(locked) => locked.clone(),
             None => {
                 if policy == Policy::Locked {
@@ -208,10 +208,16 @@ pub fn locked_identities(config: &Config) -> HashMap<String, String> {
         .tools
         .iter()
         .filter_map(|(name, spec)| {
-            let locked = lock.get(name).filter(|l| l.matches(spec))?;
+            let locked = lock.get(name).filter(|l| usable(l, spec))?;
             Some((name.clone(), locked.identity().describe()))
         })
         .collect()
+}
+
+/// Whether a lock entry may be used for `spec`: resolved from it, and installing what it
+/// names.
+fn usable(locked: &LockedTool, spec: &ToolSpec) -> bool {
+    locked.matches(spec) && locked.agrees_with(spec).is_ok()
 }
 
 /// The error for a tool the lock lacks or holds for another spec, under `--locked`.
@@ -228,12 +234,18 @@ fn not_locked(
             spec.name
         ),
         (true, None) => format!("tool `{}` is not in {shown} (--locked)", spec.name),
-        (true, Some(entry)) => format!(
-            "tool `{}`: {shown} is stale: it locks `{}`, [tools] says `{}` (--locked)",
-            spec.name,
-            entry.spec,
-            spec.canonical()
-        ),
+        (true, Some(entry)) => match entry.agrees_with(spec) {
+            Err(why) if entry.matches(spec) => format!(
+                "tool `{}`: its entry in {shown} does not agree with [tools]: {why} (--locked)",
+                spec.name
+            ),
+            _ => format!(
+                "tool `{}`: {shown} is stale: it locks `{}`, [tools] says `{}` (--locked)",
+                spec.name,
+                entry.spec,
+                spec.canonical()
+            ),
+        },
     };
     Error::Usage(message).hint("run `preflight tools lock` and commit preflight.lock")
 }
@@ -255,12 +267,10 @@ pub fn install_one(
     locked: &LockedTool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<bool> {
-    if locked.backend != spec.backend() {
+    if let Err(why) = locked.agrees_with(spec) {
         return Err(Error::Usage(format!(
-            "tool `{}`: the lock says backend `{}`, [tools] says `{}`",
-            spec.name,
-            locked.backend,
-            spec.backend()
+            "tool `{}`: its entry in preflight.lock does not agree with [tools]: {why}",
+            spec.name
         ))
         .hint("run `preflight tools lock`"));
     }
@@ -317,7 +327,7 @@ pub fn lock(
     let mut changed = Vec::new();
     for (name, spec) in &config.tools {
         let forced = update.is_some_and(|names| names.is_empty() || names.contains(name));
-        match old.get(name).filter(|l| l.matches(spec) && !forced) {
+        match old.get(name).filter(|l| usable(l, spec) && !forced) {
             Some(kept) => new.put(kept.clone()),
             None => {
                 on_event(Event::Resolving {

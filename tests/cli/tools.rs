@@ -1096,3 +1096,42 @@ fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_pr
     );
     assert!(!program.exists());
 }
+
+#[test]
+fn a_lock_entry_for_another_version_than_its_spec_line_says_is_refused_and_relocked() {
+    let repo = Repo::with_config(
+        "[tools]\npyflakes = \"pypi:pyflakes@3.1.0\"\n\n[steps.a]\nrun = \"pyflakes --version\"\n",
+    );
+    repo.run(&["tools", "lock"]).code(0);
+    let old = repo.read_string("preflight.lock");
+    assert!(old.contains("pyflakes-3.1.0-"), "{old}");
+    // [tools] moves to 3.2.0; the lock's spec line is edited to agree, its content is not.
+    repo.write(
+        "preflight.toml",
+        "[tools]\npyflakes = \"pypi:pyflakes@3.2.0\"\n\n[steps.a]\nrun = \"pyflakes --version\"\n",
+    );
+    repo.write(
+        "preflight.lock",
+        old.replace(
+            "spec = \"pypi:pyflakes@3.1.0\"",
+            "spec = \"pypi:pyflakes@3.2.0\"",
+        ),
+    );
+    for args in [&["tools", "install", "--locked"][..], &["run", "--ci"][..]] {
+        let refused = repo.run(args);
+        refused.code(2);
+        assert!(
+            refused.stderr.contains("tool `pyflakes`")
+                && refused.stderr.contains("does not agree with [tools]"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    let relocked = repo.run(&["tools", "lock"]);
+    relocked.code(0);
+    let new = repo.read_string("preflight.lock");
+    assert!(
+        new.contains("pyflakes-3.2.0-") && !new.contains("pyflakes-3.1.0-"),
+        "{new}"
+    );
+}
