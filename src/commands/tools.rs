@@ -42,7 +42,7 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Lock => {
-            let lock = tools::lock(&config, None, &mut |e| progress.event(e));
+            let lock = tools::lock(&config, &store, None, &mut |e| progress.event(e));
             progress.finish();
             let lock = lock?;
             report::print(&format!(
@@ -53,7 +53,7 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Update { names } => {
-            let lock = tools::lock(&config, Some(names), &mut |e| progress.event(e));
+            let lock = tools::lock(&config, &store, Some(names), &mut |e| progress.event(e));
             progress.finish();
             lock?;
         }

@@ -133,9 +133,21 @@ fn ensure_with(
         };
         wanted.push((spec, locked));
     }
-    // The lock is written once everything is resolved, whatever the installs then do.
+    // The lock is written once everything is resolved, whatever the installs then do: read
+    // again under its lock and merged, so that a run resolving other tools meanwhile keeps
+    // its entries.
     if !added.is_empty() {
-        lock.write(&path)?;
+        let _guard = store.lock_lockfile(&path)?;
+        let mut current = LockFile::read(&path)?.unwrap_or(LockFile {
+            version: lockfile::LOCK_VERSION,
+            tools: Vec::new(),
+        });
+        for name in &added {
+            if let Some(entry) = lock.get(name) {
+                current.put(entry.clone());
+            }
+        }
+        current.write(&path)?;
         on_event(Event::LockWritten { path, names: added });
     }
     let missing: Vec<&(&ToolSpec, LockedTool)> = wanted
@@ -305,10 +317,13 @@ pub fn install_one(
 /// tools no longer in `[tools]` are dropped. Returns the lock written.
 pub fn lock(
     config: &Config,
+    store: &Store,
     update: Option<&[String]>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<LockFile> {
     let path = lock_path(&config.path);
+    // Held while resolving: a run adding entries meanwhile waits, then merges into this.
+    let _guard = store.lock_lockfile(&path)?;
     let old = LockFile::read(&path)?.unwrap_or(LockFile {
         version: lockfile::LOCK_VERSION,
         tools: Vec::new(),

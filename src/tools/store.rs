@@ -83,6 +83,22 @@ impl Store {
             .open(locks.join(format!("{key}.lock")))
     }
 
+    /// Holds the lock of the lock file at `lock_path` until the returned file is dropped:
+    /// two runs that each add entries read, merge and write it one after the other.
+    pub fn lock_lockfile(&self, lock_path: &Path) -> Result<std::fs::File> {
+        use sha2::{Digest, Sha256};
+        let full = lock_path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .map_or_else(|| lock_path.to_path_buf(), |d| d.join(super::LOCK_FILE));
+        let digest = Sha256::digest(full.as_os_str().as_encoded_bytes());
+        let key = format!("lockfile-{}", &super::lockfile::hex(&digest)[..16]);
+        let io = |e| Error::io(format!("cannot lock {}", lock_path.display()), e);
+        let file = self.lock_file(&key).map_err(io)?;
+        crate::lock::flock(&file, crate::lock::Mode::Exclusive, true).map_err(io)?;
+        Ok(file)
+    }
+
     /// Whether the folder holds the tool, complete: its marker says this identity and each
     /// of its commands is there (one read of the marker, one `stat` per command; no
     /// hashing). Returns the marker's last-use time as well.

@@ -1069,6 +1069,12 @@ fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_pr
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("url-prog-")
+        })
         .collect();
     assert_eq!(locks.len(), 1, "{locks:?}");
     // `--close`: the lock is flock's alone, and goes with it.
@@ -1133,5 +1139,31 @@ fn a_lock_entry_for_another_version_than_its_spec_line_says_is_refused_and_reloc
     assert!(
         new.contains("pyflakes-3.2.0-") && !new.contains("pyflakes-3.1.0-"),
         "{new}"
+    );
+}
+
+#[test]
+fn two_runs_resolving_different_tools_at_once_both_keep_their_lock_entries() {
+    let repo = Repo::with_config(
+        "[tools]\npyflakes = \"pypi:pyflakes@3.2.0\"\npycodestyle = \"pypi:pycodestyle@2.12.1\"\n\n\
+         [steps.a]\nrun = \"true\"\n",
+    );
+    let spawn = |name: &str| {
+        repo.cmd()
+            .args(["tools", "install", name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawns")
+    };
+    let (a, b) = (spawn("pyflakes"), spawn("pycodestyle"));
+    for child in [a, b] {
+        let out = crate::common::Run::from(child.wait_with_output().unwrap());
+        out.code(0);
+    }
+    let lock = repo.read_string("preflight.lock");
+    assert!(
+        lock.contains("name = \"pyflakes\"") && lock.contains("name = \"pycodestyle\""),
+        "{lock}"
     );
 }
