@@ -99,6 +99,9 @@ fn ensure_with(
     verify: bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<HashMap<String, Ready>> {
+    // `--locked` (and `run --ci`) checks the installed files as `tools install` does; a
+    // plain run or a hook keeps the one-stat-per-command check.
+    let verify = verify || policy == Policy::Locked;
     let mut ready = HashMap::new();
     if names.is_empty() {
         return Ok(ready);
@@ -154,7 +157,7 @@ fn ensure_with(
         .iter()
         .filter(|(_, locked)| verify || !store.check_and_touch(&locked.identity()))
         .collect();
-    install_all(store, &missing, on_event)?;
+    install_all(store, &missing, verify, on_event)?;
     for (spec, locked) in &wanted {
         let identity = locked.identity();
         ready.insert(
@@ -174,10 +177,11 @@ fn ensure_with(
 fn install_all(
     store: &Store,
     tools: &[&(&ToolSpec, LockedTool)],
+    verify: bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<()> {
     if let [(spec, locked)] = tools {
-        return install_one(store, spec, locked, on_event).map(|_| ());
+        return install_checked(store, spec, locked, verify, on_event).map(|_| ());
     }
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     std::thread::scope(|scope| {
@@ -186,7 +190,7 @@ fn install_all(
             .map(|(spec, locked)| {
                 let tx = tx.clone();
                 scope.spawn(move || {
-                    install_one(store, spec, locked, &mut |e| {
+                    install_checked(store, spec, locked, verify, &mut |e| {
                         let _ = tx.send(e);
                     })
                 })
@@ -279,6 +283,18 @@ pub fn install_one(
     locked: &LockedTool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<bool> {
+    install_checked(store, spec, locked, false, on_event)
+}
+
+/// As [`install_one`]; with `verify`, an installed copy whose files no longer have the
+/// digest recorded when it was installed is installed again.
+fn install_checked(
+    store: &Store,
+    spec: &ToolSpec,
+    locked: &LockedTool,
+    verify: bool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<bool> {
     if let Err(why) = locked.agrees_with(spec) {
         return Err(Error::Usage(format!(
             "tool `{}`: its entry in preflight.lock does not agree with [tools]: {why}",
@@ -289,7 +305,7 @@ pub fn install_one(
     let identity = locked.identity();
     // A folder that says it is another tool or lacks a command is replaced (under the
     // tool's lock, by `store.install`), never used.
-    if store.check_and_touch(&identity) {
+    if store.check_and_touch(&identity) && (!verify || store.intact(&identity)) {
         return Ok(false);
     }
     on_event(Event::Installing {
@@ -297,7 +313,7 @@ pub fn install_one(
         spec: spec.canonical(),
     });
     let started = Instant::now();
-    let installed = store.install(locked, |temp, dest| match &spec.source {
+    let installed = store.install(locked, verify, |temp, dest| match &spec.source {
         ToolSource::Pypi { .. } => pypi::install(locked, temp, dest),
         ToolSource::Npm { .. } => npm::install(locked, temp),
         ToolSource::Cargo { .. } => cargo::install(locked, temp),

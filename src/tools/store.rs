@@ -28,6 +28,10 @@ pub struct Marker {
     pub integrity: String,
     /// The commands in `bin/`.
     pub commands: Vec<String>,
+    /// SHA-256 of the installed files (see `tree_digest`), taken at install time: checked by
+    /// `preflight tools install` and `--locked` runs, not on every commit.
+    #[serde(default)]
+    pub tree: Option<String>,
 }
 
 /// The store's root folder.
@@ -99,6 +103,15 @@ impl Store {
         Ok(file)
     }
 
+    /// Whether the installed files still have the digest its marker recorded at install
+    /// time (reads every file: for `tools install` and `--locked`, not for hooks).
+    pub fn intact(&self, id: &Identity) -> bool {
+        let Some(want) = self.marker(id).and_then(|m| m.tree) else {
+            return false;
+        };
+        tree_digest(&self.dir_of(id)).is_ok_and(|got| got == want)
+    }
+
     /// Whether the folder holds the tool, complete: its marker says this identity and each
     /// of its commands is there (one read of the marker, one `stat` per command; no
     /// hashing). Returns the marker's last-use time as well.
@@ -134,11 +147,14 @@ impl Store {
     pub fn install(
         &self,
         locked: &LockedTool,
+        verify: bool,
         build: impl FnOnce(&Path, &Path) -> Result<Vec<(String, PathBuf)>>,
     ) -> Result<bool> {
         let id = locked.identity();
         let dir = self.dir_of(&id);
-        if self.complete(&id).is_some() {
+        let usable =
+            |store: &Store| store.complete(&id).is_some() && (!verify || store.intact(&id));
+        if usable(self) {
             return Ok(false);
         }
         let io = |what: &str, e: std::io::Error| {
@@ -150,7 +166,7 @@ impl Store {
             .map_err(|e| io("open the tool store's lock", e))?;
         crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, true)
             .map_err(|e| io("lock the tool store", e))?;
-        if self.complete(&id).is_some() {
+        if usable(self) {
             return Ok(false);
         }
         // With the lock held, what is left of an earlier attempt is nobody's: a folder
@@ -185,7 +201,9 @@ impl Store {
                 .map_err(|e| io(&format!("link its command `{name}`"), e))?;
             names.push(name.clone());
         }
+        let tree = tree_digest(&temp.0).map_err(|e| io("read what it installed", e))?;
         let marker = Marker {
+            tree: Some(tree),
             name: id.name.clone(),
             backend: id.backend.clone(),
             package: id.package.clone(),
@@ -310,6 +328,56 @@ fn key(backend: &str, package: &str, version: &str, integrity: &str) -> String {
         safe(version),
         &integrity[..16.min(integrity.len())]
     )
+}
+
+/// SHA-256 over every entry under `root` in name order: its relative path, its kind, the
+/// executable bit and the content of files or the target of links. The marker is left out
+/// (its mtime is the last use), and so are Python's `__pycache__` folders, which a tool
+/// writes into its own environment when it runs.
+fn tree_digest(root: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(dir: &Path, rel: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if (rel.as_os_str().is_empty() && name == MARKER) || name == "__pycache__" {
+                continue;
+            }
+            let path = entry.path();
+            let rel = rel.join(&name);
+            let meta = std::fs::symlink_metadata(&path)?;
+            hasher.update(rel.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            if meta.is_dir() {
+                hasher.update(b"d");
+                walk(&path, &rel, hasher)?;
+            } else if meta.file_type().is_symlink() {
+                hasher.update(b"l");
+                hasher.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+            } else {
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                hasher.update(if exec { b"x" } else { b"f" });
+                let mut file = std::fs::File::open(&path)?;
+                let mut content = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    content.update(&buf[..n]);
+                }
+                hasher.update(content.finalize());
+            }
+            hasher.update([0]);
+        }
+        Ok(())
+    }
+    let mut hasher = Sha256::new();
+    walk(root, Path::new(""), &mut hasher)?;
+    Ok(super::lockfile::hex(&hasher.finalize()))
 }
 
 /// Sets a file's mtime to now (failures do not matter: it only ages the tool for `prune`).

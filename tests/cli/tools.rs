@@ -1167,3 +1167,36 @@ fn two_runs_resolving_different_tools_at_once_both_keep_their_lock_entries() {
         "{lock}"
     );
 }
+
+#[test]
+fn a_tampered_tool_is_installed_again_by_tools_install_and_by_a_ci_run() {
+    let served = tempfile::tempdir().unwrap();
+    let genuine = b"#!/bin/sh\necho genuine\n";
+    std::fs::write(served.path().join("prog"), genuine).unwrap();
+    let sha = crate::common::sha256_hex(genuine);
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"{base}/prog\", sha256 = \"{sha}\", bin = \"prog\" }}\n\
+         [steps.s]\nrun = \"prog\"\n"
+    ));
+    let install = repo.run(&["tools", "install"]);
+    server_check(&mut server, &install);
+    install.code(0);
+    let cache = crate::common::cache_dir_for(repo.path());
+    let program = tool_dirs(&cache, "url", "prog")[0].join("files/prog");
+    let tamper = || std::fs::write(&program, b"#!/bin/sh\necho TAMPERED\n").unwrap();
+    tamper();
+    repo.run(&["tools", "install"]).code(0);
+    assert_eq!(std::fs::read(&program).unwrap(), genuine);
+    tamper();
+    let ci = repo.run(&["run", "--ci", "--no-cache", "-v"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    ci.code(0);
+    assert!(
+        ci.stdout.contains("genuine") && !ci.stdout.contains("TAMPERED"),
+        "{}\n{}",
+        ci.stdout,
+        ci.stderr
+    );
+}
