@@ -42,6 +42,7 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Lock => {
+            say_if_unreadable(&config, color);
             let lock = tools::lock(&config, &store, None, &mut |e| progress.event(e));
             progress.finish();
             let lock = lock?;
@@ -53,6 +54,7 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Update { names } => {
+            say_if_unreadable(&config, color);
             let lock = tools::lock(&config, &store, Some(names), &mut |e| progress.event(e));
             progress.finish();
             lock?;
@@ -110,6 +112,13 @@ fn list(config: &Config, store: &Store) -> Result<()> {
     }
     report::print(&out);
     Ok(())
+}
+
+/// Says that the lock cannot be read and will be written again from `[tools]`.
+fn say_if_unreadable(config: &Config, color: bool) {
+    if let Ok((_, Some(why))) = LockFile::read_for_rewrite(&tools::lock_path(&config.path)) {
+        report::warn(&format!("{why}; writing it again"), color);
+    }
 }
 
 /// Removes tools unused for `days`, then the least recently used beyond `keep`; the tools

@@ -180,28 +180,43 @@ pub fn lock_path(config_path: &Path) -> PathBuf {
 impl LockFile {
     /// Reads the lock at `path`; `None` when there is none.
     pub fn read(path: &Path) -> Result<Option<LockFile>> {
+        match Self::read_for_rewrite(path)? {
+            (lock, None) => Ok(lock),
+            (_, Some(why)) => {
+                Err(Error::Usage(why).hint("run `preflight tools lock` to write it again"))
+            }
+        }
+    }
+
+    /// Reads the lock at `path` for `preflight tools lock`, which writes it again: a file it
+    /// cannot take (not TOML, conflict markers, another lock version) is `(None, Some(why))`
+    /// rather than an error. Only failing to read the file is an error.
+    pub fn read_for_rewrite(path: &Path) -> Result<(Option<LockFile>, Option<String>)> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        let lock: LockFile = toml::from_str(&text).map_err(|e| {
-            Error::Usage(format!(
-                "{} is not a valid lock file: {}",
-                path.display(),
-                e.message()
-            ))
-            .hint("run `preflight tools lock` to write it again")
-        })?;
+        let lock: LockFile = match toml::from_str(&text) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let why = format!(
+                    "{} is not a valid lock file: {}",
+                    path.display(),
+                    e.message().trim_end()
+                );
+                return Ok((None, Some(why)));
+            }
+        };
         if lock.version != LOCK_VERSION {
-            return Err(Error::Usage(format!(
+            let why = format!(
                 "{} has lock version {}, this preflight reads version {LOCK_VERSION}",
                 path.display(),
                 lock.version
-            ))
-            .hint("run `preflight tools lock` to write it again"));
+            );
+            return Ok((None, Some(why)));
         }
-        Ok(Some(lock))
+        Ok((Some(lock), None))
     }
 
     /// Writes the lock at `path` in one step (a reader sees the old one or the new one).

@@ -340,7 +340,9 @@ pub fn lock(
     let path = lock_path(&config.path);
     // Held while resolving: a run adding entries meanwhile waits, then merges into this.
     let _guard = store.lock_lockfile(&path)?;
-    let old = LockFile::read(&path)?.unwrap_or(LockFile {
+    // An unreadable lock (conflict markers, say) is written again from [tools]: the caller
+    // says so (`LockFile::read_for_rewrite`).
+    let old = LockFile::read_for_rewrite(&path)?.0.unwrap_or(LockFile {
         version: lockfile::LOCK_VERSION,
         tools: Vec::new(),
     });

@@ -261,7 +261,12 @@ impl Store {
     /// Removes an installed tool's folder: first its marker goes (from then on no run uses
     /// it), then the folder is moved aside and deleted.
     pub fn remove(&self, dir: &Path) -> std::io::Result<()> {
-        if !dir.starts_with(&self.root) {
+        // Compared once `..` and links are resolved: a lexical prefix is not containment.
+        let root = self.root.canonicalize()?;
+        let inside = dir
+            .canonicalize()
+            .is_ok_and(|d| d.starts_with(&root) && d != root);
+        if !inside {
             return Err(std::io::Error::other("not a folder of the tool store"));
         }
         match std::fs::remove_file(dir.join(MARKER)) {

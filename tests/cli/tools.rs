@@ -1200,3 +1200,47 @@ fn a_tampered_tool_is_installed_again_by_tools_install_and_by_a_ci_run() {
         ci.stderr
     );
 }
+
+#[test]
+fn tools_lock_rewrites_an_unparsable_lock_and_hostile_lock_fields_are_refused() {
+    let sha = "0".repeat(64);
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"http://127.0.0.1:9/x\", sha256 = \"{sha}\", bin = \"x\" }}\n\
+         [steps.s]\nrun = \"x\"\n"
+    ));
+    repo.write(
+        "preflight.lock",
+        "<<<<<<< HEAD\nversion = 1\n=======\n>>>>>>> other\n",
+    );
+    let relocked = repo.run(&["tools", "lock"]);
+    relocked.code(0);
+    assert!(
+        relocked.stderr.contains("is not a valid lock file")
+            && relocked.stderr.contains("writing it again"),
+        "{}",
+        relocked.stderr
+    );
+    let lock = repo.read_string("preflight.lock");
+    assert!(lock.contains("name = \"x\""), "{lock}");
+    // A hand-edited entry whose fields would make paths outside the store: refused.
+    repo.write(
+        "preflight.lock",
+        lock.replace("package = \"x\"", "package = \"..\"")
+            .replace(&format!("version = \"{}\"", &sha[..12]), "version = \"..\""),
+    );
+    let refused = repo.run(&["tools", "install", "--locked"]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("tool `x`") && refused.stderr.contains("does not agree"),
+        "{}",
+        refused.stderr
+    );
+    let cache = crate::common::cache_dir_for(repo.path());
+    let outside: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        outside.iter().all(|n| n != ".." && n.len() != 16),
+        "{outside:?}"
+    );
+}
