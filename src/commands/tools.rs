@@ -42,7 +42,8 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Lock => {
-            let lock = tools::lock(&config, None, &mut |e| progress.event(e));
+            say_if_unreadable(&config, color);
+            let lock = tools::lock(&config, &store, None, &mut |e| progress.event(e));
             progress.finish();
             let lock = lock?;
             report::print(&format!(
@@ -53,7 +54,8 @@ pub fn tools(cli: &Cli, command: &ToolsCommand, color: bool) -> Result<i32> {
             ));
         }
         ToolsCommand::Update { names } => {
-            let lock = tools::lock(&config, Some(names), &mut |e| progress.event(e));
+            say_if_unreadable(&config, color);
+            let lock = tools::lock(&config, &store, Some(names), &mut |e| progress.event(e));
             progress.finish();
             lock?;
         }
@@ -112,8 +114,16 @@ fn list(config: &Config, store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Says that the lock cannot be read and will be written again from `[tools]`.
+fn say_if_unreadable(config: &Config, color: bool) {
+    if let Ok((_, Some(why))) = LockFile::read_for_rewrite(&tools::lock_path(&config.path)) {
+        report::warn(&format!("{why}; writing it again"), color);
+    }
+}
+
 /// Removes tools unused for `days`, then the least recently used beyond `keep`; the tools
-/// this repository's lock holds stay.
+/// this repository's lock holds stay, and so do tools in use (installing, or used within
+/// the last hour: a step may be running them).
 fn prune(config: &Config, store: &Store, days: u64, keep: Option<usize>) -> Result<()> {
     let kept: Vec<String> = LockFile::read(&tools::lock_path(&config.path))
         .ok()
@@ -135,9 +145,12 @@ fn prune(config: &Config, store: &Store, days: u64, keep: Option<usize>) -> Resu
         if ours || !(too_old || too_many) {
             continue;
         }
-        store
-            .remove(&dir)
+        let gone = store
+            .remove_unused(&dir, &marker)
             .map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+        if !gone {
+            continue;
+        }
         removed += 1;
         freed_lines.push_str(&format!(
             "removed {} {}:{}@{}\n",

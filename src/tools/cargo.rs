@@ -74,6 +74,7 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
             file: None,
             hash: format!("sha256:{cksum}"),
         }],
+        unpack: None,
     })
 }
 

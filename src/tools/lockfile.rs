@@ -41,6 +41,10 @@ pub struct LockedTool {
     /// What gets downloaded, each with the registry's hash of it.
     #[serde(default, rename = "artifact")]
     pub artifacts: Vec<Artifact>,
+    /// What is taken out of the download (url tools: `path=... format=...`): another
+    /// program of the same archive is another tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<String>,
 }
 
 /// One downloaded file.
@@ -90,6 +94,8 @@ impl LockedTool {
             package: &'a str,
             version: &'a str,
             artifacts: &'a [Artifact],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unpack: Option<&'a str>,
         }
         let bytes = serde_json::to_vec(&Canonical {
             recipe: RECIPE_VERSION,
@@ -97,6 +103,7 @@ impl LockedTool {
             package: &self.package,
             version: &self.version,
             artifacts: &self.artifacts,
+            unpack: self.unpack.as_deref(),
         })
         .unwrap_or_default();
         Identity {
@@ -112,6 +119,55 @@ impl LockedTool {
     pub fn matches(&self, spec: &ToolSpec) -> bool {
         self.name == spec.name && self.spec == spec.canonical() && self.backend == spec.backend()
     }
+
+    /// Whether what the entry installs is what `spec` asks for: its spec line alone proves
+    /// nothing (it is text anyone can edit). `Err` says what differs.
+    pub fn agrees_with(&self, spec: &ToolSpec) -> std::result::Result<(), String> {
+        use crate::config::ToolSource;
+        if self.backend != spec.backend() {
+            return Err(format!("it is a `{}` tool", self.backend));
+        }
+        match &spec.source {
+            ToolSource::Pypi { package, version }
+            | ToolSource::Npm { package, version }
+            | ToolSource::Cargo { package, version } => {
+                if &self.package != package || &self.version != version {
+                    return Err(format!("it locks {}@{}", self.package, self.version));
+                }
+                let pypi = matches!(spec.source, ToolSource::Pypi { .. });
+                let named = |a: &Artifact| {
+                    if pypi {
+                        a.file
+                            .as_deref()
+                            .is_some_and(|f| wheel_is(f, package, version))
+                    } else {
+                        &a.package == package && &a.version == version
+                    }
+                };
+                if !self.artifacts.iter().any(named) {
+                    return Err(format!("it has no file of {package} {version}"));
+                }
+            }
+            ToolSource::Url { sha256, bin, .. } => {
+                let hash = format!("sha256:{}", sha256.to_ascii_lowercase());
+                let hashes: Vec<String> = self
+                    .artifacts
+                    .iter()
+                    .map(|a| a.hash.to_ascii_lowercase())
+                    .collect();
+                if hashes != [hash] {
+                    return Err("its sha256 is not the one in [tools]".into());
+                }
+                if &self.package != bin
+                    || self.version != sha256[..12.min(sha256.len())]
+                    || self.unpack.as_deref() != Some(super::url::unpack_of(spec).as_str())
+                {
+                    return Err("it takes another program out of the download".into());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the lock of the configuration at `config_path` lives.
@@ -124,28 +180,43 @@ pub fn lock_path(config_path: &Path) -> PathBuf {
 impl LockFile {
     /// Reads the lock at `path`; `None` when there is none.
     pub fn read(path: &Path) -> Result<Option<LockFile>> {
+        match Self::read_for_rewrite(path)? {
+            (lock, None) => Ok(lock),
+            (_, Some(why)) => {
+                Err(Error::Usage(why).hint("run `preflight tools lock` to write it again"))
+            }
+        }
+    }
+
+    /// Reads the lock at `path` for `preflight tools lock`, which writes it again: a file it
+    /// cannot take (not TOML, conflict markers, another lock version) is `(None, Some(why))`
+    /// rather than an error. Only failing to read the file is an error.
+    pub fn read_for_rewrite(path: &Path) -> Result<(Option<LockFile>, Option<String>)> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        let lock: LockFile = toml::from_str(&text).map_err(|e| {
-            Error::Usage(format!(
-                "{} is not a valid lock file: {}",
-                path.display(),
-                e.message()
-            ))
-            .hint("run `preflight tools lock` to write it again")
-        })?;
+        let lock: LockFile = match toml::from_str(&text) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let why = format!(
+                    "{} is not a valid lock file: {}",
+                    path.display(),
+                    e.message().trim_end()
+                );
+                return Ok((None, Some(why)));
+            }
+        };
         if lock.version != LOCK_VERSION {
-            return Err(Error::Usage(format!(
+            let why = format!(
                 "{} has lock version {}, this preflight reads version {LOCK_VERSION}",
                 path.display(),
                 lock.version
-            ))
-            .hint("run `preflight tools lock` to write it again"));
+            );
+            return Ok((None, Some(why)));
         }
-        Ok(Some(lock))
+        Ok((Some(lock), None))
     }
 
     /// Writes the lock at `path` in one step (a reader sees the old one or the new one).
@@ -177,6 +248,20 @@ impl LockFile {
     }
 }
 
+/// Whether `file` is a wheel of `package` at `version` (`{name}-{version}-...whl`, the name
+/// compared as PEP 503 normalises it).
+fn wheel_is(file: &str, package: &str, version: &str) -> bool {
+    let normal = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+    let Some(stem) = file.strip_suffix(".whl") else {
+        return false;
+    };
+    let mut parts = stem.split('-');
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(n), Some(v)) if normal(n) == normal(package) && v == version
+    )
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -203,6 +288,7 @@ mod tests {
                 file: Some("ruff-1-py3-none-any.whl".into()),
                 hash: hash.into(),
             }],
+            unpack: None,
         }
     }
 

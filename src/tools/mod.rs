@@ -99,6 +99,9 @@ fn ensure_with(
     verify: bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<HashMap<String, Ready>> {
+    // `--locked` (and `run --ci`) checks the installed files as `tools install` does; a
+    // plain run or a hook keeps the one-stat-per-command check.
+    let verify = verify || policy == Policy::Locked;
     let mut ready = HashMap::new();
     if names.is_empty() {
         return Ok(ready);
@@ -115,7 +118,7 @@ fn ensure_with(
         let Some(spec) = config.tools.get(name) else {
             return Err(Error::Usage(format!("no tool named `{name}` in [tools]")));
         };
-        let locked = match lock.get(name).filter(|l| l.matches(spec)) {
+        let locked = match lock.get(name).filter(|l| usable(l, spec)) {
             Some(locked) => locked.clone(),
             None => {
                 if policy == Policy::Locked {
@@ -133,16 +136,28 @@ fn ensure_with(
         };
         wanted.push((spec, locked));
     }
-    // The lock is written once everything is resolved, whatever the installs then do.
+    // The lock is written once everything is resolved, whatever the installs then do: read
+    // again under its lock and merged, so that a run resolving other tools meanwhile keeps
+    // its entries.
     if !added.is_empty() {
-        lock.write(&path)?;
+        let _guard = store.lock_lockfile(&path)?;
+        let mut current = LockFile::read(&path)?.unwrap_or(LockFile {
+            version: lockfile::LOCK_VERSION,
+            tools: Vec::new(),
+        });
+        for name in &added {
+            if let Some(entry) = lock.get(name) {
+                current.put(entry.clone());
+            }
+        }
+        current.write(&path)?;
         on_event(Event::LockWritten { path, names: added });
     }
     let missing: Vec<&(&ToolSpec, LockedTool)> = wanted
         .iter()
         .filter(|(_, locked)| verify || !store.check_and_touch(&locked.identity()))
         .collect();
-    install_all(store, &missing, on_event)?;
+    install_all(store, &missing, verify, on_event)?;
     for (spec, locked) in &wanted {
         let identity = locked.identity();
         ready.insert(
@@ -162,10 +177,11 @@ fn ensure_with(
 fn install_all(
     store: &Store,
     tools: &[&(&ToolSpec, LockedTool)],
+    verify: bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<()> {
     if let [(spec, locked)] = tools {
-        return install_one(store, spec, locked, on_event).map(|_| ());
+        return install_checked(store, spec, locked, verify, on_event).map(|_| ());
     }
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     std::thread::scope(|scope| {
@@ -174,7 +190,7 @@ fn install_all(
             .map(|(spec, locked)| {
                 let tx = tx.clone();
                 scope.spawn(move || {
-                    install_one(store, spec, locked, &mut |e| {
+                    install_checked(store, spec, locked, verify, &mut |e| {
                         let _ = tx.send(e);
                     })
                 })
@@ -208,10 +224,16 @@ pub fn locked_identities(config: &Config) -> HashMap<String, String> {
         .tools
         .iter()
         .filter_map(|(name, spec)| {
-            let locked = lock.get(name).filter(|l| l.matches(spec))?;
+            let locked = lock.get(name).filter(|l| usable(l, spec))?;
             Some((name.clone(), locked.identity().describe()))
         })
         .collect()
+}
+
+/// Whether a lock entry may be used for `spec`: resolved from it, and installing what it
+/// names.
+fn usable(locked: &LockedTool, spec: &ToolSpec) -> bool {
+    locked.matches(spec) && locked.agrees_with(spec).is_ok()
 }
 
 /// The error for a tool the lock lacks or holds for another spec, under `--locked`.
@@ -228,12 +250,18 @@ fn not_locked(
             spec.name
         ),
         (true, None) => format!("tool `{}` is not in {shown} (--locked)", spec.name),
-        (true, Some(entry)) => format!(
-            "tool `{}`: {shown} is stale: it locks `{}`, [tools] says `{}` (--locked)",
-            spec.name,
-            entry.spec,
-            spec.canonical()
-        ),
+        (true, Some(entry)) => match entry.agrees_with(spec) {
+            Err(why) if entry.matches(spec) => format!(
+                "tool `{}`: its entry in {shown} does not agree with [tools]: {why} (--locked)",
+                spec.name
+            ),
+            _ => format!(
+                "tool `{}`: {shown} is stale: it locks `{}`, [tools] says `{}` (--locked)",
+                spec.name,
+                entry.spec,
+                spec.canonical()
+            ),
+        },
     };
     Error::Usage(message).hint("run `preflight tools lock` and commit preflight.lock")
 }
@@ -255,37 +283,37 @@ pub fn install_one(
     locked: &LockedTool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<bool> {
-    if locked.backend != spec.backend() {
+    install_checked(store, spec, locked, false, on_event)
+}
+
+/// As [`install_one`]; with `verify`, an installed copy whose files no longer have the
+/// digest recorded when it was installed is installed again.
+fn install_checked(
+    store: &Store,
+    spec: &ToolSpec,
+    locked: &LockedTool,
+    verify: bool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<bool> {
+    if let Err(why) = locked.agrees_with(spec) {
         return Err(Error::Usage(format!(
-            "tool `{}`: the lock says backend `{}`, [tools] says `{}`",
-            spec.name,
-            locked.backend,
-            spec.backend()
+            "tool `{}`: its entry in preflight.lock does not agree with [tools]: {why}",
+            spec.name
         ))
         .hint("run `preflight tools lock`"));
     }
     let identity = locked.identity();
-    if store.check_and_touch(&identity) {
-        // Not the hot path: the marker is read, and a folder that says it is another tool
-        // (copied or edited by hand) is replaced rather than used.
-        match store.marker(&identity) {
-            Some(m) if m.integrity == identity.integrity => {
-                return Ok(false);
-            }
-            _ => store.remove(&store.dir_of(&identity)).map_err(|e| {
-                Error::io(
-                    format!("tool `{}`: cannot remove a damaged copy", spec.name),
-                    e,
-                )
-            })?,
-        }
+    // A folder that says it is another tool or lacks a command is replaced (under the
+    // tool's lock, by `store.install`), never used.
+    if store.check_and_touch(&identity) && (!verify || store.intact(&identity)) {
+        return Ok(false);
     }
     on_event(Event::Installing {
         name: spec.name.clone(),
         spec: spec.canonical(),
     });
     let started = Instant::now();
-    let installed = store.install(locked, |temp, dest| match &spec.source {
+    let installed = store.install(locked, verify, |temp, dest| match &spec.source {
         ToolSource::Pypi { .. } => pypi::install(locked, temp, dest),
         ToolSource::Npm { .. } => npm::install(locked, temp),
         ToolSource::Cargo { .. } => cargo::install(locked, temp),
@@ -305,11 +333,16 @@ pub fn install_one(
 /// tools no longer in `[tools]` are dropped. Returns the lock written.
 pub fn lock(
     config: &Config,
+    store: &Store,
     update: Option<&[String]>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<LockFile> {
     let path = lock_path(&config.path);
-    let old = LockFile::read(&path)?.unwrap_or(LockFile {
+    // Held while resolving: a run adding entries meanwhile waits, then merges into this.
+    let _guard = store.lock_lockfile(&path)?;
+    // An unreadable lock (conflict markers, say) is written again from [tools]: the caller
+    // says so (`LockFile::read_for_rewrite`).
+    let old = LockFile::read_for_rewrite(&path)?.0.unwrap_or(LockFile {
         version: lockfile::LOCK_VERSION,
         tools: Vec::new(),
     });
@@ -327,7 +360,7 @@ pub fn lock(
     let mut changed = Vec::new();
     for (name, spec) in &config.tools {
         let forced = update.is_some_and(|names| names.is_empty() || names.contains(name));
-        match old.get(name).filter(|l| l.matches(spec) && !forced) {
+        match old.get(name).filter(|l| usable(l, spec) && !forced) {
             Some(kept) => new.put(kept.clone()),
             None => {
                 on_event(Event::Resolving {

@@ -70,6 +70,7 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
             file: None,
             hash: integrity.into(),
         }],
+        unpack: None,
     })
 }
 

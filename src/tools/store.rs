@@ -13,7 +13,7 @@ use super::lockfile::{Identity, LockedTool};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The marker's name; its presence means "complete".
 pub const MARKER: &str = ".preflight-tool.json";
@@ -28,6 +28,10 @@ pub struct Marker {
     pub integrity: String,
     /// The commands in `bin/`.
     pub commands: Vec<String>,
+    /// SHA-256 of the installed files (see `tree_digest`), taken at install time: checked by
+    /// `preflight tools install` and `--locked` runs, not on every commit.
+    #[serde(default)]
+    pub tree: Option<String>,
 }
 
 /// The store's root folder.
@@ -69,13 +73,60 @@ impl Store {
 
     /// A short name for locks and temp folders.
     fn key_of(id: &Identity) -> String {
-        format!(
-            "{}-{}-{}-{}",
-            safe(&id.backend),
-            safe(&id.package).replace('@', ""),
-            safe(&id.version),
-            &id.integrity[..16.min(id.integrity.len())]
-        )
+        key(&id.backend, &id.package, &id.version, &id.integrity)
+    }
+
+    /// Opens (creating) the install lock of the tool with this key.
+    fn lock_file(&self, key: &str) -> std::io::Result<std::fs::File> {
+        let locks = self.root.join(".locks");
+        std::fs::create_dir_all(&locks)?;
+        std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(format!("{key}.lock")))
+    }
+
+    /// Holds the lock of the lock file at `lock_path` until the returned file is dropped:
+    /// two runs that each add entries read, merge and write it one after the other.
+    pub fn lock_lockfile(&self, lock_path: &Path) -> Result<std::fs::File> {
+        use sha2::{Digest, Sha256};
+        let full = lock_path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .map_or_else(|| lock_path.to_path_buf(), |d| d.join(super::LOCK_FILE));
+        let digest = Sha256::digest(full.as_os_str().as_encoded_bytes());
+        let key = format!("lockfile-{}", &super::lockfile::hex(&digest)[..16]);
+        let io = |e| Error::io(format!("cannot lock {}", lock_path.display()), e);
+        let file = self.lock_file(&key).map_err(io)?;
+        crate::lock::flock(&file, crate::lock::Mode::Exclusive, true).map_err(io)?;
+        Ok(file)
+    }
+
+    /// Whether the installed files still have the digest its marker recorded at install
+    /// time (reads every file: for `tools install` and `--locked`, not for hooks).
+    pub fn intact(&self, id: &Identity) -> bool {
+        let Some(want) = self.marker(id).and_then(|m| m.tree) else {
+            return false;
+        };
+        tree_digest(&self.dir_of(id)).is_ok_and(|got| got == want)
+    }
+
+    /// Whether the folder holds the tool, complete: its marker says this identity and each
+    /// of its commands is there (one read of the marker, one `stat` per command; no
+    /// hashing). Returns the marker's last-use time as well.
+    fn complete(&self, id: &Identity) -> Option<SystemTime> {
+        let dir = self.dir_of(id);
+        let file = std::fs::File::open(dir.join(MARKER)).ok()?;
+        let used = file.metadata().ok()?.modified().ok()?;
+        let marker: Marker = serde_json::from_reader(std::io::BufReader::new(file)).ok()?;
+        let bin = dir.join("bin");
+        let whole = marker.integrity == id.integrity
+            && marker
+                .commands
+                .iter()
+                .all(|c| std::fs::metadata(bin.join(c)).is_ok_and(|m| m.is_file()));
+        whole.then_some(used)
     }
 
     /// Whether the tool is installed: one stat of its marker.
@@ -96,32 +147,31 @@ impl Store {
     pub fn install(
         &self,
         locked: &LockedTool,
+        verify: bool,
         build: impl FnOnce(&Path, &Path) -> Result<Vec<(String, PathBuf)>>,
     ) -> Result<bool> {
         let id = locked.identity();
         let dir = self.dir_of(&id);
-        if dir.join(MARKER).is_file() {
+        let usable =
+            |store: &Store| store.complete(&id).is_some() && (!verify || store.intact(&id));
+        if usable(self) {
             return Ok(false);
         }
         let io = |what: &str, e: std::io::Error| {
             Error::io(format!("tool `{}`: cannot {what}", id.name), e)
         };
-        let locks = self.root.join(".locks");
-        std::fs::create_dir_all(&locks).map_err(|e| io("create the tool store", e))?;
         let key = Self::key_of(&id);
-        let lock_file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(locks.join(format!("{key}.lock")))
+        let lock_file = self
+            .lock_file(&key)
             .map_err(|e| io("open the tool store's lock", e))?;
         crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, true)
             .map_err(|e| io("lock the tool store", e))?;
-        if dir.join(MARKER).is_file() {
+        if usable(self) {
             return Ok(false);
         }
         // With the lock held, what is left of an earlier attempt is nobody's: a folder
-        // without its marker, temp folders of an install that was killed.
+        // without its marker or missing a command, temp folders of an install that was
+        // killed.
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| io("remove a half-installed copy", e))?;
         }
@@ -151,7 +201,9 @@ impl Store {
                 .map_err(|e| io(&format!("link its command `{name}`"), e))?;
             names.push(name.clone());
         }
+        let tree = tree_digest(&temp.0).map_err(|e| io("read what it installed", e))?;
         let marker = Marker {
+            tree: Some(tree),
             name: id.name.clone(),
             backend: id.backend.clone(),
             package: id.package.clone(),
@@ -209,7 +261,12 @@ impl Store {
     /// Removes an installed tool's folder: first its marker goes (from then on no run uses
     /// it), then the folder is moved aside and deleted.
     pub fn remove(&self, dir: &Path) -> std::io::Result<()> {
-        if !dir.starts_with(&self.root) {
+        // Compared once `..` and links are resolved: a lexical prefix is not containment.
+        let root = self.root.canonicalize()?;
+        let inside = dir
+            .canonicalize()
+            .is_ok_and(|d| d.starts_with(&root) && d != root);
+        if !inside {
             return Err(std::io::Error::other("not a folder of the tool store"));
         }
         match std::fs::remove_file(dir.join(MARKER)) {
@@ -224,27 +281,108 @@ impl Store {
         std::fs::remove_dir_all(&aside)
     }
 
-    /// Whether the tool is installed, noting that it is used: one `stat` of its marker,
-    /// whose mtime is the last use `prune` goes by, moved forward at most once a day so
-    /// that a commit does not write every time.
+    /// Whether the tool is installed and complete (see `complete`), noting that it is used:
+    /// the marker's mtime is the last use `prune` goes by, moved forward at most every
+    /// [`TOUCH_EVERY`] so that a commit seldom writes.
     pub fn check_and_touch(&self, id: &Identity) -> bool {
-        let marker = self.dir_of(id).join(MARKER);
-        let Ok(meta) = std::fs::metadata(&marker) else {
+        let Some(used) = self.complete(id) else {
             return false;
         };
-        if !meta.is_file() {
-            return false;
-        }
-        let stale = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age.as_secs() > 24 * 3600);
+        let stale = used.elapsed().map_or(true, |age| age > TOUCH_EVERY);
         if stale {
-            touch(&marker);
+            touch(&self.dir_of(id).join(MARKER));
         }
         true
     }
+
+    /// Removes an installed tool for `prune` unless it is in use: its install lock is
+    /// held by another process, or it was used within [`IN_USE`]. Returns whether it went.
+    pub fn remove_unused(&self, dir: &Path, marker: &Marker) -> std::io::Result<bool> {
+        let key = key(
+            &marker.backend,
+            &marker.package,
+            &marker.version,
+            &marker.integrity,
+        );
+        let lock_file = self.lock_file(&key)?;
+        if !crate::lock::flock(&lock_file, crate::lock::Mode::Exclusive, false)? {
+            return Ok(false);
+        }
+        let recent = last_used(dir).elapsed().map_or(true, |age| age < IN_USE);
+        if recent {
+            return Ok(false);
+        }
+        self.remove(dir)?;
+        Ok(true)
+    }
+}
+
+/// How often a use moves a tool's last-use time forward.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// `prune` never removes a tool used this recently (a step may be running it): well above
+/// [`TOUCH_EVERY`], so that a tool used in the last 50 minutes always counts as in use.
+pub const IN_USE: Duration = Duration::from_secs(3600);
+
+/// A short name for a tool's lock and temp folders.
+fn key(backend: &str, package: &str, version: &str, integrity: &str) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        safe(backend),
+        safe(package).replace('@', ""),
+        safe(version),
+        &integrity[..16.min(integrity.len())]
+    )
+}
+
+/// SHA-256 over every entry under `root` in name order: its relative path, its kind, the
+/// executable bit and the content of files or the target of links. The marker is left out
+/// (its mtime is the last use), and so are Python's `__pycache__` folders, which a tool
+/// writes into its own environment when it runs.
+fn tree_digest(root: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(dir: &Path, rel: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if (rel.as_os_str().is_empty() && name == MARKER) || name == "__pycache__" {
+                continue;
+            }
+            let path = entry.path();
+            let rel = rel.join(&name);
+            let meta = std::fs::symlink_metadata(&path)?;
+            hasher.update(rel.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            if meta.is_dir() {
+                hasher.update(b"d");
+                walk(&path, &rel, hasher)?;
+            } else if meta.file_type().is_symlink() {
+                hasher.update(b"l");
+                hasher.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+            } else {
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                hasher.update(if exec { b"x" } else { b"f" });
+                let mut file = std::fs::File::open(&path)?;
+                let mut content = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    content.update(&buf[..n]);
+                }
+                hasher.update(content.finalize());
+            }
+            hasher.update([0]);
+        }
+        Ok(())
+    }
+    let mut hasher = Sha256::new();
+    walk(root, Path::new(""), &mut hasher)?;
+    Ok(super::lockfile::hex(&hasher.finalize()))
 }
 
 /// Sets a file's mtime to now (failures do not matter: it only ages the tool for `prune`).

@@ -33,7 +33,20 @@ pub fn resolve(spec: &ToolSpec) -> Result<LockedTool> {
             file: Some(url.clone()),
             hash: format!("sha256:{sha256}"),
         }],
+        unpack: Some(unpack_of(spec)),
     })
+}
+
+/// What a url tool takes out of its download, as the lock and the tool's identity hold it.
+pub fn unpack_of(spec: &ToolSpec) -> String {
+    match &spec.source {
+        ToolSource::Url { path, format, .. } => format!(
+            "path={} format={}",
+            path.as_deref().unwrap_or(""),
+            format.name()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Downloads, checks and unpacks the program into `temp/files`.

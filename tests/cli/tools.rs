@@ -773,7 +773,16 @@ fn which_names_a_tools_command_and_prune_removes_what_no_lock_here_holds() {
     kept.code(0);
     assert!(kept.stdout.contains("0 tools removed"), "{}", kept.stdout);
     assert!(path.is_file());
-    // Another repository sharing the store, without it: removed.
+    // Another repository sharing the store, without it: removed once unused for an hour.
+    age(
+        &path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(".preflight-tool.json"),
+        "2 hours ago",
+    );
     let other = Repo::with_config("[steps.a]\nrun = \"true\"\n");
     let pruned = crate::common::Run::from(
         other
@@ -922,4 +931,316 @@ fn pypi_tools_install_with_uv_when_it_is_on_path() {
     // uv made the environment (its pyvenv.cfg says so).
     let cfg = std::fs::read_to_string(dir.join("env/pyvenv.cfg")).unwrap();
     assert!(cfg.contains("uv"), "{cfg}");
+}
+
+/// A tar.gz holding each `(path, script)`.
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, body) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *body).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn changing_a_url_tools_inner_path_installs_the_other_program_and_reruns_its_steps() {
+    let served = tempfile::tempdir().unwrap();
+    let archive = tar_gz(&[
+        ("pkg/a", b"#!/bin/sh\necho program-a\n"),
+        ("pkg/b", b"#!/bin/sh\necho program-b\n"),
+    ]);
+    std::fs::write(served.path().join("ab.tar.gz"), &archive).unwrap();
+    let sha = crate::common::sha256_hex(&archive);
+    let (mut server, base) = serve(served.path());
+    let config = |inner: &str| {
+        format!(
+            "[tools]\nx = {{ url = \"{base}/ab.tar.gz\", sha256 = \"{sha}\", bin = \"prog\", path = \"{inner}\" }}\n\
+             [steps.s]\nrun = \"prog\"\ntools = [\"x\"]\n"
+        )
+    };
+    let repo = Repo::with_config(&config("pkg/a"));
+    let first = repo.run(&["run", "-v"]);
+    server_check(&mut server, &first);
+    first.code(0);
+    assert!(first.stdout.contains("program-a"), "{}", first.stdout);
+    repo.write("preflight.toml", config("pkg/b"));
+    let second = repo.run(&["run", "-v"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    second.code(0);
+    assert!(
+        second.stdout.contains("program-b"),
+        "{}\n{}",
+        second.stdout,
+        second.stderr
+    );
+    // Two programs of one archive are two tools: two folders in the store.
+    let cache = crate::common::cache_dir_for(repo.path());
+    assert_eq!(complete_dirs(&cache, "url", "prog"), 2);
+}
+
+/// Sets a file's mtime to `ago` in the past.
+fn age(path: &std::path::Path, ago: &str) {
+    let status = std::process::Command::new("touch")
+        .args(["-h", "-d", ago])
+        .arg(path)
+        .status()
+        .expect("touch runs");
+    assert!(status.success());
+}
+
+#[test]
+fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_prune_spares_recent_tools()
+ {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(
+        served.path().join("prog"),
+        b"#!/bin/sh\necho from-the-store\n",
+    )
+    .unwrap();
+    let sha = crate::common::sha256_hex(b"#!/bin/sh\necho from-the-store\n");
+    let (mut server, base) = serve(served.path());
+    // A `prog` of the system on PATH, which must never stand in for the tool.
+    let bin = thin_path(&["git", "sh"]);
+    std::fs::write(
+        bin.path().join("prog"),
+        b"#!/bin/sh\necho from-the-system\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.path().join("prog"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"{base}/prog\", sha256 = \"{sha}\", bin = \"prog\" }}\n\
+         [steps.s]\nrun = \"prog\"\n"
+    ));
+    let first = run_in(&repo, bin.path(), &["run", "-v"]);
+    server_check(&mut server, &first);
+    first.code(0);
+    assert!(first.stdout.contains("from-the-store"), "{}", first.stdout);
+    let cache = crate::common::cache_dir_for(repo.path());
+    let dirs = tool_dirs(&cache, "url", "prog");
+    assert_eq!(dirs.len(), 1);
+    let program = dirs[0].join("files/prog");
+    std::fs::remove_file(&program).unwrap();
+    let again = run_in(&repo, bin.path(), &["run", "-v", "--no-cache"]);
+    again.code(0);
+    assert!(
+        again.stdout.contains("from-the-store") && !again.stdout.contains("from-the-system"),
+        "{}\n{}",
+        again.stdout,
+        again.stderr
+    );
+    assert!(program.is_file());
+    // `tools install` repairs it as well.
+    std::fs::remove_file(&program).unwrap();
+    let install = run_in(&repo, bin.path(), &["tools", "install"]);
+    install.code(0);
+    assert!(program.is_file(), "{}", install.stderr);
+
+    // Prune from another repository: a tool used within the hour is kept, even with --days 0.
+    let other = Repo::with_config("[steps.a]\nrun = \"true\"\n");
+    let prune = || {
+        crate::common::Run::from(
+            other
+                .cmd()
+                .env("PREFLIGHT_CACHE_DIR", &cache)
+                .args(["tools", "prune", "--days", "0", "--keep", "0"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let kept = prune();
+    kept.code(0);
+    assert!(kept.stdout.contains("0 tools removed"), "{}", kept.stdout);
+    assert!(program.is_file());
+    // Older than that, but a process holds its install lock: kept.
+    age(&dirs[0].join(".preflight-tool.json"), "2 hours ago");
+    let locks: Vec<_> = std::fs::read_dir(cache.join("tools/.locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("url-prog-")
+        })
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    // `--close`: the lock is flock's alone, and goes with it.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--close")
+        .arg(&locks[0])
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock runs");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let busy = prune();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    busy.code(0);
+    assert!(busy.stdout.contains("0 tools removed"), "{}", busy.stdout);
+    assert!(program.is_file());
+    let pruned = prune();
+    let _ = server.kill();
+    let _ = server.wait();
+    pruned.code(0);
+    assert!(
+        pruned.stdout.contains("removed x url:prog@"),
+        "{}",
+        pruned.stdout
+    );
+    assert!(!program.exists());
+}
+
+#[test]
+fn a_lock_entry_for_another_version_than_its_spec_line_says_is_refused_and_relocked() {
+    let repo = Repo::with_config(
+        "[tools]\npyflakes = \"pypi:pyflakes@3.1.0\"\n\n[steps.a]\nrun = \"pyflakes --version\"\n",
+    );
+    repo.run(&["tools", "lock"]).code(0);
+    let old = repo.read_string("preflight.lock");
+    assert!(old.contains("pyflakes-3.1.0-"), "{old}");
+    // [tools] moves to 3.2.0; the lock's spec line is edited to agree, its content is not.
+    repo.write(
+        "preflight.toml",
+        "[tools]\npyflakes = \"pypi:pyflakes@3.2.0\"\n\n[steps.a]\nrun = \"pyflakes --version\"\n",
+    );
+    repo.write(
+        "preflight.lock",
+        old.replace(
+            "spec = \"pypi:pyflakes@3.1.0\"",
+            "spec = \"pypi:pyflakes@3.2.0\"",
+        ),
+    );
+    for args in [&["tools", "install", "--locked"][..], &["run", "--ci"][..]] {
+        let refused = repo.run(args);
+        refused.code(2);
+        assert!(
+            refused.stderr.contains("tool `pyflakes`")
+                && refused.stderr.contains("does not agree with [tools]"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    let relocked = repo.run(&["tools", "lock"]);
+    relocked.code(0);
+    let new = repo.read_string("preflight.lock");
+    assert!(
+        new.contains("pyflakes-3.2.0-") && !new.contains("pyflakes-3.1.0-"),
+        "{new}"
+    );
+}
+
+#[test]
+fn two_runs_resolving_different_tools_at_once_both_keep_their_lock_entries() {
+    let repo = Repo::with_config(
+        "[tools]\npyflakes = \"pypi:pyflakes@3.2.0\"\npycodestyle = \"pypi:pycodestyle@2.12.1\"\n\n\
+         [steps.a]\nrun = \"true\"\n",
+    );
+    let spawn = |name: &str| {
+        repo.cmd()
+            .args(["tools", "install", name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawns")
+    };
+    let (a, b) = (spawn("pyflakes"), spawn("pycodestyle"));
+    for child in [a, b] {
+        let out = crate::common::Run::from(child.wait_with_output().unwrap());
+        out.code(0);
+    }
+    let lock = repo.read_string("preflight.lock");
+    assert!(
+        lock.contains("name = \"pyflakes\"") && lock.contains("name = \"pycodestyle\""),
+        "{lock}"
+    );
+}
+
+#[test]
+fn a_tampered_tool_is_installed_again_by_tools_install_and_by_a_ci_run() {
+    let served = tempfile::tempdir().unwrap();
+    let genuine = b"#!/bin/sh\necho genuine\n";
+    std::fs::write(served.path().join("prog"), genuine).unwrap();
+    let sha = crate::common::sha256_hex(genuine);
+    let (mut server, base) = serve(served.path());
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"{base}/prog\", sha256 = \"{sha}\", bin = \"prog\" }}\n\
+         [steps.s]\nrun = \"prog\"\n"
+    ));
+    let install = repo.run(&["tools", "install"]);
+    server_check(&mut server, &install);
+    install.code(0);
+    let cache = crate::common::cache_dir_for(repo.path());
+    let program = tool_dirs(&cache, "url", "prog")[0].join("files/prog");
+    let tamper = || std::fs::write(&program, b"#!/bin/sh\necho TAMPERED\n").unwrap();
+    tamper();
+    repo.run(&["tools", "install"]).code(0);
+    assert_eq!(std::fs::read(&program).unwrap(), genuine);
+    tamper();
+    let ci = repo.run(&["run", "--ci", "--no-cache", "-v"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    ci.code(0);
+    assert!(
+        ci.stdout.contains("genuine") && !ci.stdout.contains("TAMPERED"),
+        "{}\n{}",
+        ci.stdout,
+        ci.stderr
+    );
+}
+
+#[test]
+fn tools_lock_rewrites_an_unparsable_lock_and_hostile_lock_fields_are_refused() {
+    let sha = "0".repeat(64);
+    let repo = Repo::with_config(&format!(
+        "[tools]\nx = {{ url = \"http://127.0.0.1:9/x\", sha256 = \"{sha}\", bin = \"x\" }}\n\
+         [steps.s]\nrun = \"x\"\n"
+    ));
+    repo.write(
+        "preflight.lock",
+        "<<<<<<< HEAD\nversion = 1\n=======\n>>>>>>> other\n",
+    );
+    let relocked = repo.run(&["tools", "lock"]);
+    relocked.code(0);
+    assert!(
+        relocked.stderr.contains("is not a valid lock file")
+            && relocked.stderr.contains("writing it again"),
+        "{}",
+        relocked.stderr
+    );
+    let lock = repo.read_string("preflight.lock");
+    assert!(lock.contains("name = \"x\""), "{lock}");
+    // A hand-edited entry whose fields would make paths outside the store: refused.
+    repo.write(
+        "preflight.lock",
+        lock.replace("package = \"x\"", "package = \"..\"")
+            .replace(&format!("version = \"{}\"", &sha[..12]), "version = \"..\""),
+    );
+    let refused = repo.run(&["tools", "install", "--locked"]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("tool `x`") && refused.stderr.contains("does not agree"),
+        "{}",
+        refused.stderr
+    );
+    let cache = crate::common::cache_dir_for(repo.path());
+    let outside: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        outside.iter().all(|n| n != ".." && n.len() != 16),
+        "{outside:?}"
+    );
 }
