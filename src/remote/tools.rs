@@ -210,6 +210,7 @@ mod tests {
                 file: Some("ruff-0.17.5-py3-none-any.whl".into()),
                 hash: "sha256:00".into(),
             }],
+            unpack: None,
         }
     }
 
