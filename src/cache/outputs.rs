@@ -497,7 +497,14 @@ fn make_dirs(root: &Path, rel: &Path) -> std::io::Result<()> {
                 std::fs::remove_file(&at)?;
                 std::fs::create_dir(&at)?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&at) {
+                Ok(()) => {}
+                // Another step restoring into the same folder made it first.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && at.symlink_metadata().is_ok_and(|m| m.is_dir()) => {}
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e),
         }
     }
