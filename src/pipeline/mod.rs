@@ -196,14 +196,17 @@ impl Prepared<'_> {
         // The steps see exactly what will be committed. Steps that get files see only staged
         // files; a step without `files`, or whose command does not take `{files}`, reads the
         // whole tree, and a fixer may write anywhere. So does a step with declared `inputs`,
-        // or one whose reads are observed: it reads more than its files (a config, a helper
-        // it sources), and those must be the staged versions too.
+        // or one whose reads are observed for the cache: it reads more than its files (a
+        // config, a helper it sources), and what is recorded must be the staged versions.
         let whole_tree = plan.steps.iter().any(|s| {
             (s.files.is_none()
                 || !s.command.uses_files()
                 || s.fixes
                 || !s.step.inputs.is_empty()
-                || (config.settings.observe && s.step.observe && crate::cache::is_cached(&s.step)))
+                || (cache.write
+                    && config.settings.observe
+                    && s.step.observe
+                    && crate::cache::is_cached(&s.step)))
                 && s.skip.is_none()
         });
         if !set_aside_unstaged && dry_run {
