@@ -6,32 +6,27 @@
 //! `wrap` turns an invocation into the traced one, `read_report` reads what it saw.
 //! Where tracing cannot work, `support` says why, once, and nothing is wrapped.
 
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod arch;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod filter;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod links;
+/// Items that exist only where the tracer works: Linux on x86_64 or aarch64.
+macro_rules! where_traceable {
+    ($($item:item)*) => {
+        $(
+            #[cfg(all(
+                target_os = "linux",
+                any(target_arch = "x86_64", target_arch = "aarch64")
+            ))]
+            $item
+        )*
+    };
+}
+
+where_traceable! {
+    mod arch;
+    mod filter;
+    mod links;
+    mod syscall;
+    mod tracer;
+}
 mod report;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod syscall;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod tracer;
 
 use crate::process::Invocation;
 use std::collections::BTreeSet;
