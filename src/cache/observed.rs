@@ -340,7 +340,8 @@ impl Session {
     /// The names in a repository-relative folder as git sees it: its tracked files and
     /// folders (from the index, or the commit's tree when a commit is checked) and the
     /// untracked ones git does not ignore, sorted. An ignored file is no input, listed or
-    /// not. `untracked`: the untracked files below it, at least.
+    /// not. A tracked name deleted from the folder the steps run in is not there: the step
+    /// did not see it. `untracked`: the untracked files below it, at least.
     fn names_in(&self, rel: &Path, untracked: &[PathBuf]) -> Vec<RecordPath> {
         let files = &self.index.files;
         let mut prefix = rel.as_os_str().as_encoded_bytes().to_vec();
@@ -366,7 +367,13 @@ impl Session {
                 Some(PathBuf::from(first.as_os_str()))
             })
             .collect();
-        names.iter().map(|n| RecordPath::new(n)).collect()
+        names
+            .iter()
+            .filter(|n| {
+                self.from_commit || self.files_root.join(rel).join(n).symlink_metadata().is_ok()
+            })
+            .map(|n| RecordPath::new(n))
+            .collect()
     }
 
     /// Whether a repository-relative path is a folder: in the commit's tree when a commit
@@ -532,12 +539,7 @@ impl Session {
             // Neither did this run observe it: its declared inputs are all there is.
             Some(Observed::NotObserved) | None => return Ok(()),
         };
-        let record: ObservedInputs = self
-            .store
-            .read_verified(digest)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .filter(|r: &ObservedInputs| r.version == OBSERVED_VERSION)
-            .ok_or(ObservedMiss::Damaged)?;
+        let record = self.read_record(digest).ok_or(ObservedMiss::Damaged)?;
         // A file of the outputs that is gone comes back from the entry as the step left it
         // (the record and the entry were both taken when it ended): no reason to rerun.
         let drifted = self.drifted(&record).and_then(|mut drift| {
@@ -565,13 +567,10 @@ impl Session {
         else {
             return false;
         };
-        self.store
-            .read_verified(&d)
-            .and_then(|bytes| serde_json::from_slice::<ObservedInputs>(&bytes).ok())
-            .is_some_and(|r| {
-                r.files.iter().any(|f| !self.in_tree(&f.path.to_path()))
-                    || r.listed.iter().any(|l| !self.in_tree(&l.path.to_path()))
-            })
+        self.read_record(&d).is_some_and(|r| {
+            r.files.iter().any(|f| !self.in_tree(&f.path.to_path()))
+                || r.listed.iter().any(|l| !self.in_tree(&l.path.to_path()))
+        })
     }
 
     /// The key record of the entry a step of this repository last used.
@@ -587,8 +586,30 @@ impl Session {
         let Some(super::store::Observed::Recorded(d)) = entry.observed else {
             return None;
         };
+        self.read_record(&d)
+    }
+
+    /// The repository-relative paths a hit on this key rests on beyond the step's declared
+    /// inputs: every file it read or looked for and every folder it listed (none when it
+    /// was not observed). `None` when there is no entry or its record cannot be read.
+    pub fn observed_paths(&self, keyed: &super::Keyed) -> Option<Vec<PathBuf>> {
+        let entry = self.store.get(&keyed.key)?;
+        let Some(super::store::Observed::Recorded(d)) = entry.observed else {
+            return Some(Vec::new());
+        };
+        let record = self.read_record(&d)?;
+        Some(
+            (record.files.iter().map(|f| f.path.to_path()))
+                .chain(record.listed.iter().map(|l| l.path.to_path()))
+                .collect(),
+        )
+    }
+
+    /// The record of what a step read, stored under `digest`; `None` when it is missing,
+    /// damaged or of another format version.
+    fn read_record(&self, digest: &super::store::Digest) -> Option<ObservedInputs> {
         self.store
-            .read_verified(&d)
+            .read_verified(digest)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .filter(|r: &ObservedInputs| r.version == OBSERVED_VERSION)
     }

@@ -609,6 +609,31 @@ fn a_new_file_in_a_folder_the_step_listed_reruns_it() {
     assert_eq!(ignored.status_of("all"), "cached", "{}", ignored.stdout);
 }
 
+/// A tracked file deleted from the work tree is not in the folder the step listed: a run
+/// without it says nothing of the folder with it, so putting it back reruns the step.
+#[test]
+fn a_tracked_file_put_back_in_a_folder_the_step_listed_reruns_it() {
+    let repo = Repo::with_config(
+        "[steps.all]\nrun = \"for t in tests/*.sh; do sh \\\"$t\\\" || exit 1; done\"\n\
+         files = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("tests/a.sh", "exit 0\n");
+    repo.write("tests/b.sh", "exit 1\n");
+    commit_all(&repo, "init");
+    std::fs::remove_file(repo.path().join("tests/b.sh")).unwrap();
+    repo.run(&["run"]).code(0);
+    repo.git(&["checkout", "--", "tests/b.sh"]);
+    let run = repo.run(&["run", "--explain"]);
+    assert_eq!(run.status_of("all"), "failed", "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the names in `tests` changed (the step listed the folder)"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// With `--from` the steps run in the work tree when it is the commit checked: a file git
 /// ignores that the step read there is judged there, not as absent from the commit.
 #[test]
