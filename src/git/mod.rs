@@ -300,6 +300,31 @@ impl Repo {
         Ok(files)
     }
 
+    /// The files of the index at each of `paths` or below it (a folder's files), sorted and
+    /// without repeats; an empty path is the whole repository.
+    pub fn tracked_at_or_under(&self, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let index = self.index()?;
+        let state: &gix::index::State = &index;
+        let mut found = std::collections::BTreeSet::new();
+        for path in paths {
+            let bytes = path.as_os_str().as_bytes();
+            if let Some(entry) = state.entry_by_path(gix::bstr::BStr::new(bytes)) {
+                found.insert(PathBuf::from(OsStr::from_bytes(entry.path(state))));
+            }
+            let mut prefix = bytes.to_vec();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            for entry in state
+                .prefixed_entries(prefix.as_slice().into())
+                .unwrap_or(&[])
+            {
+                found.insert(PathBuf::from(OsStr::from_bytes(entry.path(state))));
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// True when no tracked file (or none of `only`, when given) can differ from its index
     /// version, judged by the index's stat data: no process, one lstat per file from its
     /// folder, spread over the cores. Racily clean entries count as dirty.

@@ -195,20 +195,38 @@ impl Prepared<'_> {
         let fixers = plan.steps.iter().any(|s| s.fixes);
         // The steps see exactly what will be committed. Steps that get files see only staged
         // files; a step without `files`, or whose command does not take `{files}`, reads the
-        // whole tree, and a fixer may write anywhere. So does a step with declared `inputs`,
-        // or one whose reads are observed for the cache: it reads more than its files (a
-        // config, a helper it sources), and what is recorded must be the staged versions.
+        // whole tree, and a fixer may write anywhere. So does a step with declared `inputs`.
         let whole_tree = plan.steps.iter().any(|s| {
-            (s.files.is_none()
-                || !s.command.uses_files()
-                || s.fixes
-                || !s.step.inputs.is_empty()
-                || (cache.write
-                    && config.settings.observe
-                    && s.step.observe
-                    && crate::cache::is_cached(&s.step)))
+            (s.files.is_none() || !s.command.uses_files() || s.fixes || !s.step.inputs.is_empty())
                 && s.skip.is_none()
         });
+        // A step whose reads are observed for the cache reads more than its files too (a
+        // config, a helper it sources), and what is recorded must be the staged versions;
+        // unless it will not run (see `scope_of_hits`).
+        let observed: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                cache.write
+                    && config.settings.observe
+                    && s.step.observe
+                    && crate::cache::is_cached(&s.step)
+                    && s.skip.is_none()
+            })
+            .map(|s| s.step.name.clone())
+            .collect();
+        let scope = match (whole_tree, observed.is_empty()) {
+            _ if !set_aside_unstaged => None,
+            (true, _) => None,
+            (false, true) => Some(files.clone()),
+            (false, false) => scope_of_hits(
+                repo,
+                &plan,
+                &session(config, repo, cache.clone())?,
+                &observed,
+                &files,
+            )?,
+        };
         if !set_aside_unstaged && dry_run {
             let session = session(config, repo, cache)?;
             show_dry_run(&plan, &session, Some(&repo.root), output.format);
@@ -232,7 +250,7 @@ impl Prepared<'_> {
             let summary = run_in_work_tree(session(config, repo, cache)?);
             return Ok(Outcome::Ran(summary));
         }
-        let stash = Stash::save(repo, (!whole_tree).then_some(files.as_slice()), fixers)?;
+        let stash = Stash::save(repo, scope.as_deref(), fixers)?;
         // Opened once the unstaged work is aside: the cache sees the files the steps see.
         let summary = run_in_work_tree(session(config, repo, cache)?);
         let stage: &[PathBuf] = if summary.success() { &files } else { &[] };
@@ -243,6 +261,40 @@ impl Prepared<'_> {
             fixers,
         })
     }
+}
+
+/// The files to check for unstaged work when every observed step in `observed` will be a
+/// cache hit: the staged `files` and every tracked file the hits rest on (read, looked for,
+/// or in a folder listed). When these match the index, the hits hold for the staged
+/// content, nothing runs that could read other unstaged work, and the rest of the tree need
+/// not be looked at. `None` (the whole tree) when any of them will run.
+fn scope_of_hits(
+    repo: &Repo,
+    plan: &Plan,
+    session: &crate::cache::Session,
+    observed: &[String],
+    files: &[PathBuf],
+) -> Result<Option<Vec<PathBuf>>> {
+    let mut rests_on = Vec::new();
+    for preview in crate::exec::preview(plan, session, Some(&repo.root)) {
+        if !observed.contains(&preview.name) {
+            continue;
+        }
+        let paths = match (preview.foreseen, &preview.keyed) {
+            (crate::exec::Foreseen::Skipped, _) => Vec::new(),
+            (crate::exec::Foreseen::Hit, Some(keyed)) => match session.observed_paths(keyed) {
+                Some(paths) => paths,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        rests_on.extend(paths);
+    }
+    let mut scope = repo.tracked_at_or_under(&rests_on)?;
+    scope.extend(files.iter().cloned());
+    scope.sort();
+    scope.dedup();
+    Ok(Some(scope))
 }
 
 /// A commit's checkout is thrown away: fixes made there would be lost, so its checks run.

@@ -298,6 +298,67 @@ fn the_pre_commit_hook_judges_observed_files_as_staged() {
     assert_eq!(hit.status_of("sc"), "cached", "{}", hit.stdout);
 }
 
+/// The hook looks for unstaged work only where it matters when every observed step will be a
+/// cache hit; a hit that rests on a file whose staged copy differs from the work tree's is
+/// not one for the commit: the work is set aside and the step runs on what is staged.
+#[test]
+fn a_hit_resting_on_an_unstaged_edit_is_not_used_by_the_hook() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"cat {files} >/dev/null && grep -qx ok settings/conf && ls settings | grep -qx conf\"\nfiles = [\"*.txt\"]\n\n[hooks]\npre-commit = [\"conf\"]\n",
+    );
+    repo.write("settings/conf", "ok\n");
+    repo.write("settings/extra", "x\n");
+    commit_all(&repo, "init");
+    repo.run(&["install"]).code(0);
+    repo.write("a.txt", "a\n");
+    repo.git(&["add", "a.txt"]);
+    repo.run(&["run", "conf"]).code(0);
+    let commit = |message: &str| {
+        Run::from(
+            crate::common::git_command(repo.path())
+                .args(["commit", "-q", "-m", message])
+                .output()
+                .expect("git runs"),
+        )
+    };
+
+    // Staged: a config the step fails on; in the work tree: the one it passed with.
+    repo.write("settings/conf", "broken\n");
+    repo.git(&["add", "settings/conf"]);
+    repo.write("settings/conf", "ok\n");
+    let refused = commit("config");
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        repo.read_string("settings/conf"),
+        "ok\n",
+        "the unstaged edit is kept"
+    );
+
+    // A folder the step listed: a tracked file deleted from the work tree only is still in
+    // the commit, and the step that lists the folder sees it.
+    repo.write("settings/conf", "ok\n");
+    repo.git(&["add", "settings/conf"]);
+    repo.write(
+        "preflight.toml",
+        "[steps.conf]\nrun = \"cat {files} >/dev/null && test \\\"$(ls settings)\\\" = conf\"\nfiles = [\"*.txt\"]\n\n[hooks]\npre-commit = [\"conf\"]\n",
+    );
+    repo.git(&["add", "preflight.toml"]);
+    std::fs::remove_file(repo.path().join("settings/extra")).unwrap();
+    repo.run(&["run", "conf"]).code(0);
+    let refused = commit("listed");
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        !repo.path().join("settings/extra").exists(),
+        "the unstaged deletion is kept"
+    );
+
+    // With nothing unstaged where the hit rests, it is used.
+    repo.git(&["rm", "-q", "--cached", "settings/extra"]);
+    let passed = commit("clean");
+    passed.code(0);
+    assert!(passed.stderr.contains("cached conf"), "{}", passed.stderr);
+}
+
 #[test]
 fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
     let repo = Repo::with_config(
