@@ -66,11 +66,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
 
     // A step whose files are all gone is skipped, never looked up (its key still counts for
     // the steps that need it). A checkout still to be made holds all of them.
-    if shared.workdir_ready()
-        && super::present_files(shared, planned)
-            .1
-            .is_some_and(|files| files.is_empty())
-    {
+    if shared.workdir_ready() && !super::any_present(shared, planned) {
         return super::run_step(shared, i, tx);
     }
     // A hit restores outputs into the folder the steps run in, and a remote action reads its

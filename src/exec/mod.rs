@@ -328,24 +328,63 @@ fn present_files<'a>(
     shared: &Shared,
     planned: &'a PlannedStep,
 ) -> (PathBuf, Option<Vec<&'a Path>>) {
+    let (cwd, found) = found_files(shared, planned);
+    (cwd, found.map(|found| found.present()))
+}
+
+/// A step's working folder, and the stat data of each of its files (the list is sorted, so
+/// each folder is opened once for the files it holds); `None` when it takes no files.
+fn found_files<'a>(shared: &Shared, planned: &'a PlannedStep) -> (PathBuf, Option<Found<'a>>) {
     let cwd = match &planned.step.dir {
         Some(dir) => shared.root.join(dir),
         None => shared.root.clone(),
     };
-    let files = planned.files.as_ref().map(|files| existing(&cwd, files));
-    (cwd, files)
+    let found = planned.files.as_ref().map(|files| {
+        let taken = std::time::SystemTime::now();
+        Found {
+            files,
+            stats: crate::lstat::lstat_all(&cwd, files),
+            taken,
+        }
+    });
+    (cwd, found)
 }
 
-/// The files of `files` (relative to `cwd`) that exist, as `lstat` would find them. Each is
-/// looked up from its folder, opened once for the files it holds (the list is sorted, so
-/// they come together), rather than walking the whole path again for every file.
-fn existing<'a>(cwd: &Path, files: &'a [PathBuf]) -> Vec<&'a Path> {
-    let stats = crate::lstat::lstat_all(cwd, files);
-    files
-        .iter()
-        .zip(stats)
-        .filter_map(|(file, stat)| stat.map(|_| file.as_path()))
-        .collect()
+/// Whether any of a step's files is still there (true when it takes no files).
+fn any_present(shared: &Shared, planned: &PlannedStep) -> bool {
+    let cwd = match &planned.step.dir {
+        Some(dir) => shared.root.join(dir),
+        None => shared.root.clone(),
+    };
+    planned
+        .files
+        .as_ref()
+        .is_none_or(|files| files.iter().any(|f| cwd.join(f).symlink_metadata().is_ok()))
+}
+
+/// A step's files as they were looked up, and when.
+struct Found<'a> {
+    files: &'a [PathBuf],
+    stats: Vec<Option<libc::stat>>,
+    taken: std::time::SystemTime,
+}
+
+impl<'a> Found<'a> {
+    /// The files that are there.
+    fn present(&self) -> Vec<&'a Path> {
+        self.files
+            .iter()
+            .zip(&self.stats)
+            .filter_map(|(file, stat)| stat.map(|_| file.as_path()))
+            .collect()
+    }
+
+    fn known(&self) -> writes::Known<'_> {
+        writes::Known {
+            stats: &self.stats,
+            taken: self.taken,
+        }
+    }
 }
 
 /// The environment a step gets on top of preflight's own: `[env]`, its `env`, its name.
@@ -394,7 +433,8 @@ fn run_step_observed(
     if let Err(why) = shared.prepare_workdir() {
         return (result(Status::Failed).because(Reason::NoWorkdir(why)), None);
     }
-    let (cwd, files) = present_files(shared, planned);
+    let (cwd, found) = found_files(shared, planned);
+    let files = found.as_ref().map(Found::present);
     if files.as_ref().is_some_and(Vec::is_empty) {
         return (
             result(Status::Skipped).because(Reason::NoMatchingFiles),
@@ -411,7 +451,10 @@ fn run_step_observed(
     let _ = tx.send(Message::Started(i));
     shared.begin(i);
     let watched = match &shared.watch {
-        Some(watch) if !planned.fixes => Some((watch, watch.before(planned))),
+        Some(watch) if !planned.fixes => {
+            let known = found.as_ref().map(Found::known);
+            Some((watch, watch.before(planned, known.as_ref())))
+        }
         _ => None,
     };
 

@@ -27,6 +27,13 @@ const RECENT: Duration = Duration::from_secs(3);
 /// seconds was read twice around each check.
 const RECENT_FINE: Duration = Duration::from_millis(250);
 
+/// Stat data of a step's given files (in their order; `None`: not there), and when it was
+/// taken.
+pub struct Known<'a> {
+    pub stats: &'a [Option<libc::stat>],
+    pub taken: SystemTime,
+}
+
 /// The tracked files of a run, and what no step's check may be blamed for writing.
 pub struct Watch {
     root: PathBuf,
@@ -159,32 +166,47 @@ impl Watch {
 
     /// The tracked files `planned` is about, as positions in the index snapshot: the files it
     /// is given when its command takes `{files}`; every tracked file its globs match when it
-    /// reads the tree itself; every tracked file when it has no `files`.
-    fn watched(&self, planned: &PlannedStep) -> Vec<usize> {
+    /// reads the tree itself; every tracked file when it has no `files`. With each, its stat
+    /// data when `known` holds it (given files only).
+    fn watched(
+        &self,
+        planned: &PlannedStep,
+        known: Option<&Known>,
+    ) -> Vec<(usize, Option<Stat>, bool)> {
         let files = &self.tracked.files;
         let declared = |f: &IndexFile| self.outputs.iter().any(|o| f.path.starts_with(o));
-        let mut chosen: Vec<usize> = match (&planned.files, planned.command.uses_files()) {
-            (Some(given), true) => given
-                .iter()
-                .filter_map(|f| {
-                    let path = match &planned.step.dir {
-                        Some(dir) => dir.join(f),
-                        None => f.clone(),
-                    };
-                    self.position(&path)
-                })
-                .collect(),
-            _ => (0..files.len())
-                .filter(|&i| {
-                    planned
-                        .step
-                        .matcher
-                        .as_ref()
-                        .is_none_or(|m| m.is_match(&files[i].path))
-                })
-                .collect(),
-        };
-        chosen.retain(|&i| !declared(&files[i]));
+        let mut chosen: Vec<(usize, Option<Stat>, bool)> =
+            match (&planned.files, planned.command.uses_files()) {
+                (Some(given), true) => given
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, f)| {
+                        let path = match &planned.step.dir {
+                            Some(dir) => dir.join(f),
+                            None => f.clone(),
+                        };
+                        let stat = known.and_then(|known| known.stats.get(k));
+                        self.position(&path).map(|i| {
+                            (
+                                i,
+                                stat.and_then(|s| s.as_ref().map(Stat::from_libc)),
+                                stat.is_some(),
+                            )
+                        })
+                    })
+                    .collect(),
+                _ => (0..files.len())
+                    .filter(|&i| {
+                        planned
+                            .step
+                            .matcher
+                            .as_ref()
+                            .is_none_or(|m| m.is_match(&files[i].path))
+                    })
+                    .map(|i| (i, None, false))
+                    .collect(),
+            };
+        chosen.retain(|&(i, _, _)| !declared(&files[i]));
         chosen
     }
 
@@ -197,17 +219,23 @@ impl Watch {
             .ok()
     }
 
-    /// Notes the watched files of `planned` before it runs.
-    pub fn before(&self, planned: &PlannedStep) -> Before {
-        let taken = SystemTime::now();
-        let watched = self.watched(planned);
+    /// Notes the watched files of `planned` before it runs; `known`: stat data of its given
+    /// files taken just before, used rather than looked up again.
+    pub fn before(&self, planned: &PlannedStep, known: Option<&Known>) -> Before {
+        let taken = known.map_or_else(SystemTime::now, |k| k.taken);
+        let watched = self.watched(planned, known);
         let groups = self.by_folder(&watched);
         let folders = map_files(&groups, watched.len(), |group| {
-            let stats = self.stat_group(group);
+            let stats: Vec<Option<Stat>> = if group.iter().all(|&(_, _, known)| known) {
+                group.iter().map(|&(_, stat, _)| stat).collect()
+            } else {
+                let entries: Vec<usize> = group.iter().map(|&(i, _, _)| i).collect();
+                self.stat_group(&entries)
+            };
             let noted = group
                 .iter()
                 .zip(stats)
-                .map(|(&entry, stat)| Noted {
+                .map(|(&(entry, _, _), stat)| Noted {
                     entry,
                     stat,
                     content: self.content_before(entry, stat.as_ref(), taken),
@@ -289,18 +317,15 @@ impl Watch {
         changed
     }
 
-    /// `entries` (positions in the snapshot, in path order) cut into runs of files in the
-    /// same folder.
-    fn by_folder<'a>(&self, entries: &'a [usize]) -> Vec<&'a [usize]> {
+    /// `entries` (positions in the snapshot first, in path order) cut into runs of files in
+    /// the same folder.
+    fn by_folder<'a, T>(&self, entries: &'a [(usize, T, bool)]) -> Vec<&'a [(usize, T, bool)]> {
         const GROUP: usize = 256;
-        let parent = |i: usize| self.tracked.files[i].path.parent();
+        let parent = |i: usize| self.tracked.files[entries[i].0].path.parent();
         let mut groups = Vec::new();
         let mut start = 0;
         for i in 1..=entries.len() {
-            if i == entries.len()
-                || i - start == GROUP
-                || parent(entries[i]) != parent(entries[start])
-            {
+            if i == entries.len() || i - start == GROUP || parent(i) != parent(start) {
                 if i > start {
                     groups.push(&entries[start..i]);
                 }
