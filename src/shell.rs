@@ -22,15 +22,33 @@ pub fn quote(bytes: &[u8]) -> Vec<u8> {
 /// [`quote`] for text that people read (generated CI files): a word made only of
 /// characters the shell never treats specially stays bare.
 pub fn quote_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-+:/@=,".contains(&b))
-    {
+    if is_plain_word(s) {
         return s.to_string();
     }
     // Quoting only inserts ASCII around and inside valid UTF-8, so nothing is lost here.
     String::from_utf8_lossy(&quote(s.as_bytes())).into_owned()
 }
+
+/// Whether a shell passes `word` on as it is: it is made only of characters the shell never
+/// treats specially (no quoting, expansion, globbing, redirection, operator or comment).
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+:/@=,".contains(&b))
+}
+
+/// Words a shell runs itself, keywords and builtins (POSIX, dash and bash): never looked up
+/// on the PATH, or run differently from the program of the same name (`echo`, `test`).
+/// `true` and `false` are not here: their programs do exactly what the builtins do.
+pub const SHELL_WORDS: &[&str] = &[
+    "alias", "bg", "break", "builtin", "case", "cd", "chdir", "command", "continue", "declare",
+    "do", "done", "echo", "elif", "else", "enable", "esac", "eval", "exec", "exit", "export", "fc",
+    "fg", "fi", "for", "function", "getopts", "hash", "if", "in", "jobs", "kill", "let", "local",
+    "printf", "pwd", "read", "readonly", "return", "select", "set", "shift", "source", "test",
+    "then", "time", "times", "trap", "type", "typeset", "ulimit", "umask", "unalias", "unset",
+    "until", "wait", "while",
+];
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 use crate::config::{Command, FILES_PLACEHOLDER};
 use crate::process::Invocation;
 use crate::shell;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -63,6 +63,39 @@ pub fn invocations(command: &Command, files: Option<&[&Path]>) -> Vec<Invocation
                 .collect()
         }
     }
+}
+
+/// `command` without the shell, when a shell would add nothing but its own start-up and the
+/// parsing of every quoted file name: a shell string that is one command of plain words
+/// (`wc -l {files}`), whose program is found on `path` (from `cwd`) and is a binary or a `#!`
+/// script, and is not a word the shell runs itself. `None`: it runs under `sh -c`.
+pub fn without_shell(command: &Command, path: Option<&OsStr>, cwd: &Path) -> Option<Command> {
+    let Command::Shell(script) = command else {
+        return None;
+    };
+    let words: Vec<&str> = script
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let program = *words.first()?;
+    let plain = words
+        .iter()
+        .all(|w| *w == FILES_PLACEHOLDER || shell::is_plain_word(w));
+    if !plain
+        || program == FILES_PLACEHOLDER
+        || program.contains('=')
+        || shell::SHELL_WORDS.contains(&program)
+    {
+        return None;
+    }
+    let found = which::which_in(program, path, cwd).ok()?;
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(found)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .ok()?;
+    let head = &head[..read];
+    (head.starts_with(b"#!") || head == b"\x7fELF")
+        .then(|| Command::Argv(words.iter().map(|w| w.to_string()).collect()))
 }
 
 fn shell(script: Vec<u8>) -> Invocation {
@@ -160,6 +193,55 @@ mod tests {
             seen += script(i).windows(4).filter(|w| w == b".txt").count();
         }
         assert_eq!(seen, 5000);
+    }
+
+    #[test]
+    fn only_plain_commands_of_runnable_programs_skip_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write("lint", "#!/bin/sh\nexit 0\n");
+        write("bare", "exit 0\n");
+        let path =
+            std::env::join_paths([dir.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
+        let direct =
+            |script: &str| without_shell(&Command::Shell(script.into()), Some(&path), dir.path());
+        assert_eq!(
+            direct("lint --fix=no -x {files}"),
+            Some(Command::Argv(vec![
+                "lint".into(),
+                "--fix=no".into(),
+                "-x".into(),
+                "{files}".into()
+            ]))
+        );
+        assert!(direct("wc -l {files}").is_some(), "a binary on the PATH");
+        assert!(direct("./lint {files}").is_some(), "a path from the folder");
+        for script in [
+            "bare {files}",           // no #!: the shell runs it as a script
+            "missing-tool {files}",   // not found: the shell says so, exit 127
+            "echo {files}",           // a builtin
+            "cd sub && lint {files}", // an operator
+            "lint '{files}'",         // quoting
+            "lint $HOME {files}",     // expansion
+            "lint *.py",              // a glob
+            "lint {files} > out",     // a redirection
+            "X=1 lint {files}",       // an assignment
+            "lint {files} # note",    // a comment
+            "lint\n{files}",          // two lines
+            "{files}",                // no program
+            "lint x{files}",          // the placeholder inside a word
+        ] {
+            assert_eq!(direct(script), None, "{script}");
+        }
+        assert_eq!(
+            without_shell(&Command::Argv(vec!["lint".into()]), Some(&path), dir.path()),
+            None
+        );
     }
 
     #[test]

@@ -458,8 +458,22 @@ fn run_step_observed(
         _ => None,
     };
 
-    let env = step_env(shared, step);
-    let invocations = invocation::invocations(&command, files.as_deref());
+    let mut env = step_env(shared, step);
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    let direct = invocation::without_shell(&command, path.as_deref(), &cwd);
+    let invocations = match (direct, cwd.to_str()) {
+        (Some(direct), Some(folder)) => {
+            // What `sh` would have set for the program: the folder it runs in.
+            env.push(("PWD".into(), folder.to_string()));
+            invocation::invocations(&direct, files.as_deref())
+        }
+        _ => invocation::invocations(&command, files.as_deref()),
+    };
     // Each process of the step runs under the tracer, which writes what it saw into a
     // report of its own.
     let reports = if observe {

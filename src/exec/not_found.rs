@@ -56,13 +56,6 @@ fn shell_message(output: &str, messages: &[&str]) -> Option<String> {
     })
 }
 
-/// Words the shell itself runs: never looked up on the PATH.
-const SHELL_WORDS: [&str; 24] = [
-    "exit", "return", "cd", "exec", "eval", "set", "unset", "export", "readonly", "shift", "trap",
-    "wait", "source", "command", "type", "if", "for", "while", "until", "case", "test", "read",
-    "ulimit", "umask",
-];
-
 /// The script's first command word, when it is a plain name that is not on the step's PATH.
 fn first_word_missing(script: &str, env: &[(String, String)], cwd: &Path) -> Option<String> {
     let word = script
@@ -72,7 +65,7 @@ fn first_word_missing(script: &str, env: &[(String, String)], cwd: &Path) -> Opt
     let plain = word
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
-    if !plain || SHELL_WORDS.contains(&word.as_str()) {
+    if !plain || crate::shell::SHELL_WORDS.contains(&word.as_str()) {
         return None;
     }
     let path = env

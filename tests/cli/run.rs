@@ -524,3 +524,38 @@ fn a_bad_remote_cache_variable_stops_run_as_a_bad_flag_does() {
     run.code(0);
     assert!(repo.path().join("ran").exists());
 }
+
+/// A plain command (`./who {files}`) runs its program directly, as a shell would have, with
+/// `PWD` set to the folder it runs in; a command a shell must read still runs under `sh -c`.
+#[test]
+fn a_plain_command_runs_its_program_without_a_shell_between() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::with_config(
+        "[steps.plain]\nrun = \"./who plain {files}\"\nfiles = [\"*.txt\"]\n\n\
+         [steps.shell]\nrun = \"./who shell {files} && true\"\nfiles = [\"*.txt\"]\n\n\
+         [steps.inner]\nrun = \"../who inner {files}\"\nfiles = [\"*.txt\"]\ndir = \"sub\"\n",
+    );
+    repo.write(
+        "who",
+        "#!/bin/sh\nname=$1; shift\n\
+         printf '%s %s %s\\n' \"$(cat /proc/$PPID/comm)\" \"$PWD\" \"$*\" > \"$(dirname \"$0\")/$name.out\"\n",
+    );
+    let who = repo.path().join("who");
+    std::fs::set_permissions(&who, std::fs::Permissions::from_mode(0o755)).unwrap();
+    repo.write("a.txt", "a\n");
+    repo.write("-b.txt", "b\n");
+    repo.write("sub/c.txt", "c\n");
+    repo.add_all();
+    repo.run(&["run", "--no-cache"]).code(0);
+    let root = repo.path().canonicalize().unwrap();
+    let seen = |name: &str| repo.read_string(format!("{name}.out"));
+    assert_eq!(
+        seen("plain"),
+        format!("preflight {} ./-b.txt a.txt sub/c.txt\n", root.display())
+    );
+    assert_eq!(
+        seen("inner"),
+        format!("preflight {}/sub c.txt\n", root.display())
+    );
+    assert!(seen("shell").starts_with("sh "), "{}", seen("shell"));
+}
