@@ -46,21 +46,26 @@ pub fn invocations(command: &Command, files: Option<&[&Path]>) -> Vec<Invocation
         }
         (Command::Argv(args), Some(files)) => {
             let fixed: usize = args.iter().map(|a| a.len() + 1).sum();
+            let per_use = args.iter().filter(|a| *a == FILES_PLACEHOLDER).count();
             let paths: Vec<Vec<u8>> = files.iter().map(|f| safe_path(f)).collect();
-            batches(&paths, |p| p.len() + 1, ARGV_BUDGET.saturating_sub(fixed))
-                .into_iter()
-                .map(|batch| {
-                    let mut out = Vec::new();
-                    for a in args {
-                        if a == FILES_PLACEHOLDER {
-                            out.extend(batch.iter().map(|p| OsString::from_vec(p.to_vec())));
-                        } else {
-                            out.push(OsString::from(a));
-                        }
+            batches(
+                &paths,
+                |p| (p.len() + 1) * per_use,
+                ARGV_BUDGET.saturating_sub(fixed),
+            )
+            .into_iter()
+            .map(|batch| {
+                let mut out = Vec::new();
+                for a in args {
+                    if a == FILES_PLACEHOLDER {
+                        out.extend(batch.iter().map(|p| OsString::from_vec(p.to_vec())));
+                    } else {
+                        out.push(OsString::from(a));
                     }
-                    argv(out)
-                })
-                .collect()
+                }
+                argv(out)
+            })
+            .collect()
         }
     }
 }
@@ -89,13 +94,27 @@ pub fn without_shell(command: &Command, path: Option<&OsStr>, cwd: &Path) -> Opt
         return None;
     }
     let found = which::which_in(program, path, cwd).ok()?;
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 256];
     let read = std::fs::File::open(found)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .ok()?;
     let head = &head[..read];
-    (head.starts_with(b"#!") || head == b"\x7fELF")
+    (head.starts_with(b"\x7fELF") || runnable_script(head))
         .then(|| Command::Argv(words.iter().map(|w| w.to_string()).collect()))
+}
+
+/// Whether a file starting with `head` is a `#!` script whose interpreter is there: one
+/// that is not is left to the shell, which says so as it always has (exit code 127).
+fn runnable_script(head: &[u8]) -> bool {
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return false;
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let interpreter = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    interpreter.starts_with(b"/") && Path::new(OsStr::from_bytes(interpreter)).is_file()
 }
 
 fn shell(script: Vec<u8>) -> Invocation {
@@ -206,6 +225,7 @@ mod tests {
         };
         write("lint", "#!/bin/sh\nexit 0\n");
         write("bare", "exit 0\n");
+        write("orphan", "#!/no/such/interpreter\nexit 0\n");
         let path =
             std::env::join_paths([dir.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
         let direct =
@@ -223,6 +243,7 @@ mod tests {
         assert!(direct("./lint {files}").is_some(), "a path from the folder");
         for script in [
             "bare {files}",           // no #!: the shell runs it as a script
+            "orphan {files}",         // its interpreter is missing: the shell says so
             "missing-tool {files}",   // not found: the shell says so, exit 127
             "echo {files}",           // a builtin
             "cd sub && lint {files}", // an operator
