@@ -300,16 +300,25 @@ impl Repo {
         Ok(files)
     }
 
-    /// The files of the index at each of `paths` or below it (a folder's files), sorted and
-    /// without repeats; an empty path is the whole repository.
+    /// The files of the index that decide what each of `paths` is: the path itself, the
+    /// files below it (a folder's), and any of its parent folders that is a file or a link
+    /// in the index (`link/conf` goes through `link`). Sorted, without repeats; an empty
+    /// path is the whole repository.
     pub fn tracked_at_or_under(&self, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let index = self.index()?;
         let state: &gix::index::State = &index;
         let mut found = std::collections::BTreeSet::new();
         for path in paths {
             let bytes = path.as_os_str().as_bytes();
-            if let Some(entry) = state.entry_by_path(gix::bstr::BStr::new(bytes)) {
-                found.insert(PathBuf::from(OsStr::from_bytes(entry.path(state))));
+            let parents = path
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty());
+            for at in std::iter::once(path.as_path()).chain(parents) {
+                let key = gix::bstr::BStr::new(at.as_os_str().as_bytes());
+                if let Some(entry) = state.entry_by_path(key) {
+                    found.insert(PathBuf::from(OsStr::from_bytes(entry.path(state))));
+                }
             }
             let mut prefix = bytes.to_vec();
             if !prefix.is_empty() {

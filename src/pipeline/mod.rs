@@ -275,9 +275,28 @@ fn scope_of_hits(
     observed: &[String],
     files: &[PathBuf],
 ) -> Result<Option<Vec<PathBuf>>> {
+    // A key command runs a program, which may read unstaged work: only after it is aside.
+    if plan.steps.iter().any(|s| !s.step.key_commands.is_empty()) {
+        return Ok(None);
+    }
+    // The steps the observed ones need, however far: a miss there changes their keys when
+    // it runs (new outputs).
+    let mut counted = vec![false; plan.steps.len()];
+    let mut todo: Vec<usize> = (0..plan.steps.len())
+        .filter(|&i| observed.contains(&plan.steps[i].step.name))
+        .collect();
+    while let Some(i) = todo.pop() {
+        if !std::mem::replace(&mut counted[i], true) {
+            todo.extend(&plan.steps[i].needs);
+        }
+    }
     let mut rests_on = Vec::new();
-    for preview in crate::exec::preview(plan, session, Some(&repo.root)) {
-        if !observed.contains(&preview.name) {
+    let previews = crate::exec::preview(plan, session, Some(&repo.root));
+    for preview in previews {
+        let Some(i) = plan.steps.iter().position(|s| s.step.name == preview.name) else {
+            continue;
+        };
+        if !counted[i] {
             continue;
         }
         let paths = match (preview.foreseen, &preview.keyed) {

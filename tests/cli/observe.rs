@@ -359,6 +359,76 @@ fn a_hit_resting_on_an_unstaged_edit_is_not_used_by_the_hook() {
     assert!(passed.stderr.contains("cached conf"), "{}", passed.stderr);
 }
 
+/// A hit rests on the folders above what the step read too: `link/conf` read through a
+/// tracked link whose unstaged change points it elsewhere is not what is committed.
+#[test]
+fn a_hit_read_through_a_link_with_an_unstaged_change_is_not_used_by_the_hook() {
+    let repo = Repo::with_config(
+        "[steps.conf]\nrun = \"cat {files} >/dev/null && grep -qx ok link/conf\"\nfiles = [\"*.txt\"]\n\n[hooks]\npre-commit = [\"conf\"]\n",
+    );
+    repo.write("good/conf", "ok\n");
+    repo.write("bad/conf", "broken\n");
+    std::os::unix::fs::symlink("bad", repo.path().join("link")).unwrap();
+    repo.write("cfg", "a file\n");
+    repo.write("a.txt", "a\n");
+    commit_all(&repo, "init");
+    repo.run(&["install"]).code(0);
+    // Staged files the index's stat data vouches for (not racily clean), so that only
+    // where the hit rests decides whether unstaged work is looked at.
+    let stage_old = |name: &str, text: &str| {
+        let path = repo.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        repo.git(&["add", name]);
+    };
+    let commit = |message: &str| {
+        Run::from(
+            crate::common::git_command(repo.path())
+                .args(["commit", "-q", "-m", message])
+                .output()
+                .expect("git runs"),
+        )
+    };
+    // In the work tree only: the link points at the good config.
+    std::fs::remove_file(repo.path().join("link")).unwrap();
+    std::os::unix::fs::symlink("good", repo.path().join("link")).unwrap();
+    stage_old("a.txt", "a2\n");
+    repo.run(&["run", "conf"]).code(0);
+    let refused = commit("through the link");
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        std::fs::read_link(repo.path().join("link")).unwrap(),
+        Path::new("good"),
+        "the unstaged change is kept"
+    );
+
+    // In the work tree only: a file replaced by a folder holding what the step reads.
+    std::fs::remove_file(repo.path().join("link")).unwrap();
+    std::os::unix::fs::symlink("bad", repo.path().join("link")).unwrap();
+    repo.write(
+        "preflight.toml",
+        "[steps.conf]\nrun = \"cat {files} >/dev/null && grep -qx ok cfg/conf\"\nfiles = [\"*.txt\"]\n\n[hooks]\npre-commit = [\"conf\"]\n",
+    );
+    repo.git(&["add", "preflight.toml"]);
+    std::fs::remove_file(repo.path().join("cfg")).unwrap();
+    repo.write("cfg/conf", "ok\n");
+    stage_old("a.txt", "a3\n");
+    repo.run(&["run", "conf"]).code(0);
+    let refused = commit("a folder for a file");
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        repo.read_string("cfg/conf"),
+        "ok\n",
+        "the unstaged change is kept"
+    );
+}
+
 #[test]
 fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
     let repo = Repo::with_config(
