@@ -53,6 +53,50 @@ fn lstat_run<P: AsRef<Path>>(root: &Path, paths: &[P]) -> Vec<Option<libc::stat>
     stats
 }
 
+/// The `lstat` data of files, kept so that a later look at the same files in the same run
+/// need not ask the kernel again.
+pub struct Taken {
+    /// Repository-relative paths, sorted by their bytes, each with its stat data (`None`:
+    /// not there).
+    files: Vec<(std::path::PathBuf, Option<libc::stat>)>,
+    /// When it was taken: before the first file was looked at.
+    pub at: std::time::SystemTime,
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Taken")
+            .field("files", &self.files.len())
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+impl Taken {
+    pub fn new<P: AsRef<Path>>(
+        paths: &[P],
+        stats: Vec<Option<libc::stat>>,
+        at: std::time::SystemTime,
+    ) -> Taken {
+        let mut files: Vec<(std::path::PathBuf, Option<libc::stat>)> = paths
+            .iter()
+            .map(|p| p.as_ref().to_path_buf())
+            .zip(stats)
+            .collect();
+        files.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+        Taken { files, at }
+    }
+
+    /// The stat data of `path` when it was taken; `None` when it was not looked at.
+    pub fn get(&self, path: &Path) -> Option<Option<libc::stat>> {
+        let key = path.as_os_str().as_bytes();
+        self.files
+            .binary_search_by(|(p, _)| p.as_os_str().as_bytes().cmp(key))
+            .ok()
+            .map(|i| self.files[i].1)
+    }
+}
+
 fn lstat_at(dir: &std::fs::File, name: &[u8]) -> Option<libc::stat> {
     let name = CString::new(name).ok()?;
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();

@@ -53,6 +53,10 @@ pub struct Options {
     /// The PATH of each step that uses managed tools (step name → PATH, its tools' folders
     /// first); other steps inherit preflight's.
     pub tool_paths: Arc<std::collections::HashMap<String, String>>,
+    /// Stat data of files in the root (repository-relative) taken just before the run by
+    /// whoever started it, with nothing changed since (the pre-commit check for unstaged
+    /// work): a step's first look at its files uses it while no step has ended.
+    pub taken: Option<Arc<crate::lstat::Taken>>,
 }
 
 /// A folder made the first time a step needs it.
@@ -84,9 +88,13 @@ struct Shared {
     activity: Mutex<Activity>,
     workdir: Option<Arc<dyn Workdir>>,
     tool_paths: Arc<std::collections::HashMap<String, String>>,
+    /// See `Options::taken`; `None` when a fixer may change files before a step looks.
+    taken: Option<Arc<crate::lstat::Taken>>,
 }
 
 struct Activity {
+    /// Whether a step has ended: its writes may have made `Shared::taken` stale.
+    one_ended: bool,
     running: Vec<usize>,
     /// For each step, the steps that ran at some moment of its run.
     alongside: Vec<Vec<usize>>,
@@ -115,6 +123,7 @@ impl Shared {
     /// Ends step `i`'s run; returns the names of the steps that ran beside it.
     fn end(&self, i: usize) -> Vec<String> {
         let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.one_ended = true;
         a.running.retain(|&j| j != i);
         let mut alongside = std::mem::take(&mut a.alongside[i]);
         alongside.sort_unstable();
@@ -160,6 +169,7 @@ pub fn execute(
         .tracked
         .clone()
         .map(|tracked| writes::Watch::new(root, tracked, &plan.steps));
+    let plan_has_fixers = plan.steps.iter().any(|s| s.fixes);
     let shared = Arc::new(Shared {
         plan,
         root: root.to_path_buf(),
@@ -172,11 +182,13 @@ pub fn execute(
         remote: options.remote.clone(),
         watch,
         activity: Mutex::new(Activity {
+            one_ended: false,
             running: Vec::new(),
             alongside: vec![Vec::new(); names.len()],
         }),
         workdir: options.workdir.clone(),
         tool_paths: Arc::clone(&options.tool_paths),
+        taken: options.taken.clone().filter(|_| !plan_has_fixers),
     });
     let (pool, jobs) = match step_pool(jobs) {
         Ok((pool, granted)) => {
@@ -340,6 +352,9 @@ fn found_files<'a>(shared: &Shared, planned: &'a PlannedStep) -> (PathBuf, Optio
         None => shared.root.clone(),
     };
     let found = planned.files.as_ref().map(|files| {
+        if let Some(found) = shared.already_taken(planned, files) {
+            return found;
+        }
         let taken = std::time::SystemTime::now();
         Found {
             files,
@@ -348,6 +363,34 @@ fn found_files<'a>(shared: &Shared, planned: &'a PlannedStep) -> (PathBuf, Optio
         }
     });
     (cwd, found)
+}
+
+impl Shared {
+    /// `files` of `planned` as the run's starter looked at them, when it looked at every one
+    /// and no step has ended since.
+    fn already_taken<'a>(&self, planned: &PlannedStep, files: &'a [PathBuf]) -> Option<Found<'a>> {
+        let taken = self.taken.as_ref()?;
+        if self
+            .activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .one_ended
+        {
+            return None;
+        }
+        let stats = files
+            .iter()
+            .map(|f| match &planned.step.dir {
+                Some(dir) => taken.get(&dir.join(f)),
+                None => taken.get(f),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Found {
+            files,
+            stats,
+            taken: taken.at,
+        })
+    }
 }
 
 /// Whether any of a step's files is still there (true when it takes no files).

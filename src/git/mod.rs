@@ -338,6 +338,16 @@ impl Repo {
     /// version, judged by the index's stat data: no process, one lstat per file from its
     /// folder, spread over the cores. Racily clean entries count as dirty.
     pub fn work_tree_matches_index(&self, only: Option<&[PathBuf]>) -> Result<bool> {
+        self.work_tree_matches_index_taken(only)
+            .map(|(clean, _)| clean)
+    }
+
+    /// [`Self::work_tree_matches_index`], with the stat data it took of the files it looked
+    /// at (`None` when it decided without looking at any).
+    pub fn work_tree_matches_index_taken(
+        &self,
+        only: Option<&[PathBuf]>,
+    ) -> Result<(bool, Option<crate::lstat::Taken>)> {
         let index = self.index()?;
         let index_time = index.timestamp();
         let options = gix::index::entry::stat::Options::default();
@@ -348,8 +358,9 @@ impl Repo {
             .iter()
             .any(|e| e.flags.contains(Flags::INTENT_TO_ADD) || e.stage_raw() != 0)
         {
-            return Ok(false);
+            return Ok((false, None));
         }
+        let at = std::time::SystemTime::now();
         let differs = |entry: &gix::index::Entry, stat: Option<&libc::stat>| {
             let Some(stat) = stat else {
                 return true; // Deleted from the work tree.
@@ -357,7 +368,7 @@ impl Repo {
             let stat = index_stat(stat);
             !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options)
         };
-        let dirty = match only {
+        let (dirty, taken) = match only {
             // Few files: one whose stat data cannot decide (racily clean, or smudged by git
             // for that reason) is compared by content, as git itself would.
             Some(paths) => {
@@ -367,10 +378,10 @@ impl Repo {
                     .collect();
                 // A path the index does not have: not what was staged.
                 let Some(found) = found else {
-                    return Ok(false);
+                    return Ok((false, None));
                 };
                 let stats = crate::lstat::lstat_all(root, paths);
-                found
+                let dirty = found
                     .iter()
                     .zip(&stats)
                     .zip(paths)
@@ -378,7 +389,8 @@ impl Repo {
                         is_file_entry(entry)
                             && differs(entry, stat.as_ref())
                             && !same_content(&root.join(path), entry)
-                    })
+                    });
+                (dirty, crate::lstat::Taken::new(paths, stats, at))
             }
             None => {
                 let files: Vec<(&gix::index::Entry, PathBuf)> = entries
@@ -388,13 +400,14 @@ impl Repo {
                     .collect();
                 let paths: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
                 let stats = crate::lstat::lstat_all(root, &paths);
-                files
+                let dirty = files
                     .iter()
                     .zip(&stats)
-                    .any(|((entry, _), stat)| differs(entry, stat.as_ref()))
+                    .any(|((entry, _), stat)| differs(entry, stat.as_ref()));
+                (dirty, crate::lstat::Taken::new(&paths, stats, at))
             }
         };
-        Ok(!dirty)
+        Ok((!dirty, Some(taken)))
     }
 
     /// The folder git runs hooks from: `core.hooksPath` when set, else the common git dir's

@@ -134,6 +134,7 @@ pub(super) fn execute_at_commit(
         env: checkout.git_env(),
         workdir: Some(Arc::clone(&checkout) as Arc<dyn exec::Workdir>),
         tool_paths: Arc::clone(&tools.paths),
+        taken: None,
     };
     let cache = session_at_commit(config, repo, mode, commit.content.files, &place.root)?
         .with_tools(tools.identities.clone());
@@ -169,6 +170,8 @@ pub(super) struct Place {
     workdir: Option<Arc<dyn exec::Workdir>>,
     /// Each step's PATH with its managed tools first.
     tool_paths: Arc<std::collections::HashMap<String, String>>,
+    /// Stat data of files in it taken a moment before the run (see `exec::Options::taken`).
+    taken: Option<Arc<crate::lstat::Taken>>,
 }
 
 impl Place {
@@ -178,6 +181,19 @@ impl Place {
             env: Vec::new(),
             workdir: None,
             tool_paths: Arc::clone(&tools.paths),
+            taken: None,
+        }
+    }
+
+    /// The work tree, whose files were just looked at (`taken`) and not changed since.
+    pub(super) fn work_tree_taken(
+        repo: &Repo,
+        tools: &super::tools::RunTools,
+        taken: Option<crate::lstat::Taken>,
+    ) -> Place {
+        Place {
+            taken: taken.map(Arc::new),
+            ..Place::work_tree(repo, tools)
         }
     }
 }
@@ -237,6 +253,7 @@ pub(super) fn execute_in(
         tracked,
         workdir: place.workdir.clone(),
         tool_paths: Arc::clone(&place.tool_paths),
+        taken: place.taken.clone(),
     };
 
     let human = HumanOptions {

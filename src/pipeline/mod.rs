@@ -232,8 +232,8 @@ impl Prepared<'_> {
             show_dry_run(&plan, &session, Some(&repo.root), output.format);
             return Ok(Outcome::DryRun);
         }
-        let run_in_work_tree = |session| {
-            let place = Place::work_tree(repo, &tools);
+        let run_in_work_tree = |session, taken| {
+            let place = Place::work_tree_taken(repo, &tools, taken);
             execute_in(
                 repo,
                 &place,
@@ -247,12 +247,13 @@ impl Prepared<'_> {
             )
         };
         if !set_aside_unstaged {
-            let summary = run_in_work_tree(session(config, repo, cache)?);
+            let summary = run_in_work_tree(session(config, repo, cache)?, None);
             return Ok(Outcome::Ran(summary));
         }
-        let stash = Stash::save(repo, scope.as_deref(), fixers)?;
+        let mut stash = Stash::save(repo, scope.as_deref(), fixers)?;
+        let taken = stash.take_stats();
         // Opened once the unstaged work is aside: the cache sees the files the steps see.
-        let summary = run_in_work_tree(session(config, repo, cache)?);
+        let summary = run_in_work_tree(session(config, repo, cache)?, taken);
         let stage: &[PathBuf] = if summary.success() { &files } else { &[] };
         let restored = stash.restore(fixers, stage)?;
         Ok(Outcome::Committed {

@@ -57,6 +57,9 @@ pub struct Stash {
     /// in place after the commit, so that staged fixes reach it too.
     real_index_lock: Option<PathBuf>,
     finished: bool,
+    /// The stat data of the files looked at to find that nothing needed setting aside (and
+    /// nothing was): still what the work tree holds when the steps start.
+    taken: Option<crate::lstat::Taken>,
     /// Held from save to restore, so that no other preflight "recovers" this run's backup.
     _lock: std::fs::File,
 }
@@ -117,11 +120,16 @@ impl Stash {
             fixers,
             real_index_lock: real_index_lock(repo),
             finished: false,
+            taken: None,
             _lock: lock,
         };
         // The common case, no unstaged changes, is decided from the index's stat data alone.
-        let clean = stash.intent_to_add.is_empty() && repo.work_tree_matches_index(scope)?;
+        let (clean, taken) = match stash.intent_to_add.is_empty() {
+            true => repo.work_tree_matches_index_taken(scope)?,
+            false => (false, None),
+        };
         if clean && !fixers {
+            stash.taken = taken;
             return Ok(stash);
         }
         let changed = changed_paths(&stash.git)?;
@@ -166,6 +174,12 @@ impl Stash {
     }
 
     /// Whether unstaged changes were set aside.
+    /// The stat data taken of the files checked for unstaged work, when nothing was set
+    /// aside: the files are as they were then, so the steps' first look can use it.
+    pub fn take_stats(&mut self) -> Option<crate::lstat::Taken> {
+        self.taken.take()
+    }
+
     pub fn saved_changes(&self) -> bool {
         self.saved.is_some()
     }
