@@ -70,6 +70,16 @@ pub fn invocations(command: &Command, files: Option<&[&Path]>) -> Vec<Invocation
     }
 }
 
+/// The PATH a step's programs are looked up on: its own (`env`, managed tools first) or
+/// preflight's.
+pub fn search_path(env: &[(String, String)]) -> Option<OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"))
+}
+
 /// `command` without the shell, when a shell would add nothing but its own start-up and the
 /// parsing of every quoted file name: a shell string that is one command of plain words
 /// (`wc -l {files}`), whose program is found on `path` (from `cwd`) and is a binary or a `#!`

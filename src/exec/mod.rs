@@ -502,12 +502,7 @@ fn run_step_observed(
     };
 
     let mut env = step_env(shared, step);
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| std::ffi::OsString::from(v))
-        .or_else(|| std::env::var_os("PATH"));
+    let path = invocation::search_path(&env);
     let direct = invocation::without_shell(&command, path.as_deref(), &cwd);
     let invocations = match (direct, cwd.to_str()) {
         (Some(direct), Some(folder)) => {

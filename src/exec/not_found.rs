@@ -68,12 +68,7 @@ fn first_word_missing(script: &str, env: &[(String, String)], cwd: &Path) -> Opt
     if !plain || crate::shell::SHELL_WORDS.contains(&word.as_str()) {
         return None;
     }
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| std::ffi::OsString::from(v))
-        .or_else(|| std::env::var_os("PATH"));
+    let path = super::invocation::search_path(env);
     which::which_in(&word, path, cwd).is_err().then_some(word)
 }
 

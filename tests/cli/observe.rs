@@ -313,20 +313,12 @@ fn a_hit_resting_on_an_unstaged_edit_is_not_used_by_the_hook() {
     repo.write("a.txt", "a\n");
     repo.git(&["add", "a.txt"]);
     repo.run(&["run", "conf"]).code(0);
-    let commit = |message: &str| {
-        Run::from(
-            crate::common::git_command(repo.path())
-                .args(["commit", "-q", "-m", message])
-                .output()
-                .expect("git runs"),
-        )
-    };
 
     // Staged: a config the step fails on; in the work tree: the one it passed with.
     repo.write("settings/conf", "broken\n");
     repo.git(&["add", "settings/conf"]);
     repo.write("settings/conf", "ok\n");
-    let refused = commit("config");
+    let refused = repo.commit("config");
     assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
     assert_eq!(
         repo.read_string("settings/conf"),
@@ -345,7 +337,7 @@ fn a_hit_resting_on_an_unstaged_edit_is_not_used_by_the_hook() {
     repo.git(&["add", "preflight.toml"]);
     std::fs::remove_file(repo.path().join("settings/extra")).unwrap();
     repo.run(&["run", "conf"]).code(0);
-    let refused = commit("listed");
+    let refused = repo.commit("listed");
     assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
     assert!(
         !repo.path().join("settings/extra").exists(),
@@ -354,7 +346,7 @@ fn a_hit_resting_on_an_unstaged_edit_is_not_used_by_the_hook() {
 
     // With nothing unstaged where the hit rests, it is used.
     repo.git(&["rm", "-q", "--cached", "settings/extra"]);
-    let passed = commit("clean");
+    let passed = repo.commit("clean");
     passed.code(0);
     assert!(passed.stderr.contains("cached conf"), "{}", passed.stderr);
 }
@@ -387,20 +379,12 @@ fn a_hit_read_through_a_link_with_an_unstaged_change_is_not_used_by_the_hook() {
             .unwrap();
         repo.git(&["add", name]);
     };
-    let commit = |message: &str| {
-        Run::from(
-            crate::common::git_command(repo.path())
-                .args(["commit", "-q", "-m", message])
-                .output()
-                .expect("git runs"),
-        )
-    };
     // In the work tree only: the link points at the good config.
     std::fs::remove_file(repo.path().join("link")).unwrap();
     std::os::unix::fs::symlink("good", repo.path().join("link")).unwrap();
     stage_old("a.txt", "a2\n");
     repo.run(&["run", "conf"]).code(0);
-    let refused = commit("through the link");
+    let refused = repo.commit("through the link");
     assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
     assert_eq!(
         std::fs::read_link(repo.path().join("link")).unwrap(),
@@ -420,7 +404,7 @@ fn a_hit_read_through_a_link_with_an_unstaged_change_is_not_used_by_the_hook() {
     repo.write("cfg/conf", "ok\n");
     stage_old("a.txt", "a3\n");
     repo.run(&["run", "conf"]).code(0);
-    let refused = commit("a folder for a file");
+    let refused = repo.commit("a folder for a file");
     assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
     assert_eq!(
         repo.read_string("cfg/conf"),
