@@ -1,14 +1,17 @@
 //! The two processes of `preflight __observe`. The wrapper (the process the executor or the
 //! worker starts and waits for, in the step's process group) forks the tracer; the tracer
-//! forks the step, which stays in the wrapper's group, and then moves to a group of its own.
+//! forks the step, which stays in the wrapper's group, and then moves to a group of its own,
+//! away from the step's output and folder.
 //!
 //! So the group kill that ends a step (its end, a timeout, a cancellation) reaches the
 //! wrapper, the step and whatever stayed in the group, as it does untraced, but not the
-//! tracer. When the step's own process ends, the tracer kills the traced processes still
-//! in the step's group, hands the wrapper how the step ended and what it read, and then
+//! tracer. When the step's own process ends, the tracer hands the wrapper how it ended and
+//! what it read; the wrapper writes the report and ends the same way at once. Once the
+//! wrapper is gone, the tracer kills the traced processes still in the step's group (as the
+//! group kill that follows does: a direct caller of `__observe` may not kill the group), and
 //! stays with the processes that left the group (a daemon started with `setsid`) until they
 //! end: their seccomp filter hands path syscalls to a tracer, and without one those calls
-//! would fail. The wrapper writes the report and ends as the step ended, at once.
+//! would fail.
 //!
 //! A tracer that is itself killed takes its tracees with it (PTRACE_O_EXITKILL): a process
 //! whose file syscalls all fail is worse than one that is gone. Nothing in preflight kills
@@ -21,8 +24,8 @@ use std::io::{Read as _, Write as _};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
-/// How the tracer tells the wrapper what became of the step: one line, then for a traced
-/// run the encoded report, else the reason in words.
+/// How the tracer tells the wrapper what became of the step (in a message framed by
+/// `send`): one line, then for a traced run the encoded report, else the reason in words.
 const EXITED: &str = "exited";
 const SIGNALED: &str = "signaled";
 const NOT_STARTED: &str = "not-started";
@@ -55,10 +58,18 @@ pub fn run(report_path: &Path, program: &OsStr, args: &[OsString]) -> Run {
     }
     drop(to_wrapper);
     let mut from_tracer = std::fs::File::from(from_tracer);
-    match read_message(&mut from_tracer) {
+    let run = match read_message(&mut from_tracer) {
         Ok(message) => received(report_path, &message),
         Err(e) => Run::Lost(e),
+    };
+    if matches!(run, Run::NotStarted(_)) {
+        // The tracer has ended: reaped, so that the command run untraced in this process
+        // does not find a child it never started.
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a pointer to a local.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
     }
+    run
 }
 
 /// The tracer's message: its length (8 bytes, little-endian), then that many bytes. The

@@ -397,9 +397,10 @@ impl Tracer {
                 // ECHILD: no task is left.
                 return;
             }
-            if !kill_if_in(tid, group) {
-                self.resume_released(tid, status);
+            if libc::WIFSTOPPED(status) && kill_if_in(tid, group) {
+                continue;
             }
+            self.resume_released(tid, status);
         }
     }
 
