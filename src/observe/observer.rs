@@ -196,3 +196,55 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: both descriptors were just made and are owned here alone.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(parts: &[&[u8]]) -> std::fs::File {
+        let (from_tracer, to_wrapper) = pipe().unwrap();
+        let mut to_wrapper = std::fs::File::from(to_wrapper);
+        for part in parts {
+            to_wrapper.write_all(part).unwrap();
+        }
+        std::fs::File::from(from_tracer)
+    }
+
+    #[test]
+    fn a_framed_message_is_read_whole_and_a_cut_one_is_an_error() {
+        let body = b"exited 3\nreport";
+        let length = (body.len() as u64).to_le_bytes();
+        assert_eq!(
+            read_message(&mut message(&[&length, body])).unwrap(),
+            body.to_vec()
+        );
+        let cut = read_message(&mut message(&[&length, &body[..4]])).unwrap_err();
+        assert!(cut.to_string().contains("ended before the step did"), "{cut}");
+        let nothing = read_message(&mut message(&[])).unwrap_err();
+        assert!(nothing.to_string().contains("ended before the step did"));
+    }
+
+    #[test]
+    fn the_tracers_word_decides_how_the_wrapper_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report");
+        let report = report::encode(&super::super::Observation::default(), None);
+        let traced = [b"signaled 15\n".as_slice(), &report].concat();
+        assert!(matches!(
+            received(&path, &traced),
+            Run::Traced {
+                ended: Ended::Signaled(15),
+                report_error: None
+            }
+        ));
+        assert!(super::super::read_report(&path).is_ok());
+        assert!(matches!(
+            received(&path, b"not-started\nno fork"),
+            Run::NotStarted(e) if e.to_string() == "no fork"
+        ));
+        assert!(matches!(received(&path, b"lost\nwhy"), Run::Lost(_)));
+        for garbage in [b"".as_slice(), b"exited x\n", b"exited", b"\xff\xfe"] {
+            assert!(matches!(received(&path, garbage), Run::Lost(_)));
+        }
+    }
+}
