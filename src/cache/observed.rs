@@ -118,6 +118,101 @@ fn sorted(paths: impl IntoIterator<Item = PathBuf>) -> Vec<RecordPath> {
     out
 }
 
+/// The record of what a step read inside `root` (a remote worker's input root, laid out as
+/// the repository): every file read with its blob id, hashed now, and every path looked
+/// for and not found. The worker does not know which files were declared: they are in the
+/// record too, and the client checks them again (from its index, cheaply). Folders, and
+/// the names in folders the step listed, are left out: the input root holds only the
+/// declared inputs and the folders the worker made, which say nothing of the client's.
+pub fn record_in_folder(
+    root: &Path,
+    seen: &crate::observe::Observation,
+) -> std::io::Result<ObservedInputs> {
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(real) = root.canonicalize()
+        && real != root
+    {
+        roots.push(real);
+    }
+    let counted = |rel: &PathBuf| !rel.as_os_str().is_empty() && !rel.starts_with(".git");
+    let written: BTreeSet<PathBuf> = seen
+        .written
+        .iter()
+        .filter_map(|p| below(p, &roots))
+        .collect();
+    let read: BTreeSet<PathBuf> = seen
+        .read
+        .iter()
+        .chain(&seen.executed)
+        .filter_map(|p| below(p, &roots))
+        .filter(|rel| counted(rel) && !written.contains(rel))
+        .collect();
+    let absent: BTreeSet<PathBuf> = seen
+        .absent
+        .iter()
+        .filter_map(|p| below(p, &roots))
+        .filter(|rel| counted(rel) && !written.contains(rel) && !read.contains(rel))
+        .collect();
+    let mut files = Vec::new();
+    for rel in read.iter().chain(&absent) {
+        let full = root.join(rel);
+        let meta = match full.symlink_metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                files.push(ObservedFile {
+                    path: RecordPath::new(rel),
+                    found: None,
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let (mode, id) = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&full)?;
+            (
+                "120000",
+                super::blob_id::git_blob_id(target.as_os_str().as_encoded_bytes()),
+            )
+        } else if meta.is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            let file = std::fs::File::open(&full)?;
+            let (id, _) = super::blob_id::hash_file(file, meta.len())?;
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                "100755"
+            } else {
+                "100644"
+            };
+            (mode, id)
+        } else {
+            continue;
+        };
+        files.push(ObservedFile {
+            path: RecordPath::new(rel),
+            found: Some(FoundFile {
+                mode: mode.into(),
+                digest: super::blob_id::hex(&id),
+            }),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(ObservedInputs {
+        version: OBSERVED_VERSION,
+        files,
+        listed: Vec::new(),
+        declared_read: Vec::new(),
+        written: sorted(written),
+        // The worker's own system files say nothing about the client's: left out, so that
+        // the record travelling with the result stays small.
+        outside: Vec::new(),
+        executed: sorted(
+            seen.executed
+                .iter()
+                .filter(|p| below(p, &roots).is_none())
+                .cloned(),
+        ),
+    })
+}
+
 /// A path and what is there now (`None`: no file nor link).
 type State = (PathBuf, Option<FoundFile>);
 

@@ -23,6 +23,7 @@ where_traceable! {
     mod arch;
     mod filter;
     mod links;
+    mod observer;
     mod syscall;
     mod tracer;
 }
@@ -182,25 +183,14 @@ pub enum Run {
 }
 
 /// Runs `program args` under the tracer and writes the report. This is the body of
-/// `preflight __observe`.
+/// `preflight __observe`; the tracer outlives it while processes the step left running
+/// outside its process group live (see `observer`).
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 pub fn run(report_path: &Path, program: &std::ffi::OsStr, args: &[OsString]) -> Run {
-    match tracer::run(program, args) {
-        Ok(traced) => Run::Traced {
-            ended: traced.ended,
-            report_error: report::write(
-                report_path,
-                &traced.observation,
-                traced.incomplete.as_deref(),
-            )
-            .err(),
-        },
-        Err(tracer::Failure::NotStarted(e)) => Run::NotStarted(e),
-        Err(tracer::Failure::Lost(e)) => Run::Lost(e),
-    }
+    observer::run(report_path, program, args)
 }
 
 #[cfg(not(all(

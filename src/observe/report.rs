@@ -41,17 +41,10 @@ pub fn encode(observation: &Observation, incomplete: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// Writes the report so that a reader sees all of it or none (a temp file, then a rename).
-pub fn write(
-    path: &Path,
-    observation: &Observation,
-    incomplete: Option<&str>,
-) -> std::io::Result<()> {
-    crate::atomic::write(
-        path,
-        &encode(observation, incomplete),
-        crate::atomic::Options::default(),
-    )
+/// Writes an encoded report so that a reader sees all of it or none (a temp file, then a
+/// rename).
+pub fn write_encoded(path: &Path, encoded: &[u8]) -> std::io::Result<()> {
+    crate::atomic::write(path, encoded, crate::atomic::Options::default())
 }
 
 /// Reads what a wrapped invocation observed. A missing, cut-off or damaged report is an

@@ -357,7 +357,7 @@ const UPLOADER: &str = "preflight@";
 const OBSERVED_TYPE: &str = "google.protobuf.StringValue";
 
 /// A record of what a step read (its JSON), packed for a result's `auxiliary_metadata`.
-fn observed_any(json: String) -> super::proto::pb::Any {
+pub(crate) fn observed_any(json: String) -> super::proto::pb::Any {
     super::proto::pack(
         OBSERVED_TYPE,
         &super::proto::pb::StringValue { value: json },

@@ -776,3 +776,47 @@ fn a_commit_run_judges_ignored_files_where_the_step_read_them() {
         run.stdout
     );
 }
+
+/// A worker observes the action too: a file the step looks for and the worker's input root
+/// lacks is recorded as absent, so where it exists the remote result is not used.
+#[test]
+fn a_worker_observes_the_action_and_its_result_is_checked() {
+    let grid = crate::buildgrid::BuildGrid::with_execution();
+    let _workers = crate::remote::Workers::start(&grid.endpoint(), &[("worker-o", "pool=o")]);
+    let repo = Repo::with_config(&format!(
+        "[remote]\nendpoint = \"{}\"\nexecute = true\n\n\
+         [steps.check]\nrun = \"cat src/in.txt; if test -e conf.txt; then cat conf.txt; fi\"\n\
+         inputs = [\"src/**\"]\n",
+        grid.endpoint()
+    ));
+    repo.write("src/in.txt", "input\n");
+    commit_all(&repo, "init");
+    let first = repo.run(&["run", "-v"]);
+    first.code(0);
+    assert_eq!(
+        first.status_of("check"),
+        "passed (remote)",
+        "{}",
+        first.stdout
+    );
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("check"), "cached", "{}", hit.stdout);
+
+    repo.write("conf.txt", "extra setting\n");
+    let explain = repo.run(&["explain", "check"]);
+    assert!(
+        explain
+            .stdout
+            .contains("`conf.txt` appeared (the step looked for it)"),
+        "{}",
+        explain.stdout
+    );
+    let run = repo.run(&["run", "-v"]);
+    run.code(0);
+    assert!(
+        !run.status_of("check").starts_with("cached"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("extra setting"), "{}", run.stdout);
+}

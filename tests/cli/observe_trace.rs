@@ -677,3 +677,54 @@ fn a_program_executed_by_descriptor_is_executed() {
     has(&o.executed, &d.path("mycat"), "executed");
     has(&o.read, &d.path("x"), "read");
 }
+
+/// A daemon an observed step starts (it leaves the step's process group with `setsid`)
+/// outlives the step as it would unobserved: the run does not wait for it, its file
+/// syscalls keep working after the step has ended (the tracer stays with it), and the
+/// step's result is cached and keyed on what the step read as before.
+#[test]
+fn a_daemon_an_observed_step_starts_outlives_it_and_works() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let daemon_out = outside.path().join("daemon-out");
+    let marker = format!("daemon-{}", std::process::id());
+    let repo = crate::common::Repo::with_config(&format!(
+        "[steps.serve]\n\
+         run = \"\"\"cat conf.txt; (setsid sh -c 'sleep 2; cat conf.txt > {out}.part; \
+         mv {out}.part {out}' {marker} >/dev/null 2>&1 &); echo started\"\"\"\n\
+         inputs = [\"src/**\"]\n",
+        out = daemon_out.display()
+    ));
+    repo.write("conf.txt", "setting\n");
+    repo.write("src/main.txt", "main\n");
+    repo.add_all();
+    repo.git(&["commit", "-q", "--no-verify", "-m", "init"]);
+
+    let started = Instant::now();
+    let first = repo.run(&["run", "-v"]);
+    let took = started.elapsed();
+    first.code(0);
+    assert_eq!(first.status_of("serve"), "passed", "{}", first.stdout);
+    assert!(
+        !daemon_out.exists() && took < Duration::from_secs(2),
+        "the run waited for the daemon ({took:?})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !daemon_out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&daemon_out).expect("the daemon lived on and wrote its file"),
+        "setting\n"
+    );
+    // The tracer stays only as long as the daemon: nothing is left once it has ended.
+    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+
+    let again = repo.run(&["run"]);
+    assert_eq!(again.status_of("serve"), "cached", "{}", again.stdout);
+    repo.write("conf.txt", "another setting\n");
+    let edited = repo.run(&["run"]);
+    assert_eq!(edited.status_of("serve"), "passed", "{}", edited.stdout);
+}

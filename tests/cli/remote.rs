@@ -256,10 +256,10 @@ fn a_server_that_is_down_at_the_start_gives_one_warning() {
 }
 
 /// `preflight worker` processes serving a farm, killed when dropped.
-struct Workers(Vec<std::process::Child>);
+pub(crate) struct Workers(Vec<std::process::Child>);
 
 impl Workers {
-    fn start(endpoint: &str, specs: &[(&str, &str)]) -> Workers {
+    pub(crate) fn start(endpoint: &str, specs: &[(&str, &str)]) -> Workers {
         let dir = tempfile::tempdir().unwrap().keep();
         Workers(
             specs

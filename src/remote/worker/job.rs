@@ -212,7 +212,14 @@ async fn run_in(
 
     let command = with_tools(context, command).await?;
     let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
-    let mut cmd = spawn::process(&command, &cwd, &stdout, &stderr)?;
+    // The worker observes what the action reads, as a local run does, so that the client
+    // checks those files before it uses the result.
+    let report = matches!(
+        crate::observe::support(),
+        crate::observe::Support::Available
+    )
+    .then(|| dir.join("observed"));
+    let mut cmd = spawn::process(&command, &cwd, &stdout, &stderr, report.as_deref())?;
     for name in &context.hidden_env {
         cmd.env_remove(name);
     }
@@ -249,6 +256,20 @@ async fn run_in(
         Ok::<(), Failure>(())
     })?;
     connection.upload(&blobs).await.map_err(Failure::cas)?;
+    // What it read, relative to the input root (the repository's layout), for a result that
+    // passed: a record that cannot be made leaves the result vouching for its declared
+    // inputs only.
+    if exit_code == 0
+        && let Some(report) = &report
+        && let Ok(seen) = crate::observe::read_report(report)
+        && let Ok(record) =
+            tokio::task::block_in_place(|| crate::cache::observed::record_in_folder(&root, &seen))
+        && let Ok(json) = serde_json::to_string(&record)
+    {
+        metadata
+            .auxiliary_metadata
+            .push(crate::remote::results::observed_any(json));
+    }
     metadata.output_upload_completed_timestamp = Some(now());
     metadata.worker_completed_timestamp = Some(now());
     result.execution_metadata = Some(metadata);

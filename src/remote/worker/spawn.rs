@@ -79,12 +79,14 @@ impl Processes {
 /// The command as a process: arguments[0] found on the PATH the action will see (or
 /// relative to its working directory when it has a slash), the worker's environment plus
 /// the Command's, stdin closed, output into files outside the input root, its own process
-/// group.
+/// group; with `observed`, under the tracer (whose own process leaves the group, and stays
+/// only with what the action left running outside it).
 pub fn process(
     command: &re::Command,
     cwd: &Path,
     stdout: &Path,
     stderr: &Path,
+    observed: Option<&Path>,
 ) -> Result<std::process::Command, Failure> {
     let env: Vec<(&str, &str)> = command
         .environment_variables
@@ -109,8 +111,17 @@ pub fn process(
         })?
     };
     let file = |path: &Path| std::fs::File::create(path).map_err(|e| Failure::local(path, e));
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(&command.arguments[1..])
+    // Observed, it runs under the tracer, which writes what it read to `observed`.
+    let invocation = crate::process::Invocation {
+        program: program.into_os_string(),
+        args: command.arguments[1..].iter().map(OsString::from).collect(),
+    };
+    let invocation = match observed {
+        Some(report) => crate::observe::wrap(&invocation, report),
+        None => invocation,
+    };
+    let mut cmd = std::process::Command::new(&invocation.program);
+    cmd.args(&invocation.args)
         .envs(env)
         .current_dir(cwd)
         .stdin(Stdio::null())
