@@ -45,7 +45,7 @@ pub struct Watch {
     index_seen: std::sync::Mutex<Option<IndexSeen>>,
 }
 
-/// The index file's stat data, and its entries as `git ls-files --stage -z` lists them.
+/// The index file's stat data and its bytes.
 type IndexSeen = (Option<Stat>, Arc<Vec<u8>>);
 
 /// The watched files of one step, as they were before it ran.
@@ -53,7 +53,7 @@ pub struct Before {
     taken: SystemTime,
     /// The files, folder by folder.
     folders: Vec<Vec<Noted>>,
-    /// The index file's stat data and entries before the step.
+    /// The index file's stat data and bytes before the step.
     index: Option<IndexSeen>,
 }
 
@@ -145,7 +145,9 @@ impl Watch {
         }
     }
 
-    /// The index's stat data and entries now; they are listed again only when its stat moved.
+    /// The index's stat data and bytes now; they are read again only when its stat moved.
+    /// Its entries are listed only when the bytes differ (see `changed`): the common case, an
+    /// index nobody touched, costs one read and one comparison.
     fn index_now(&self) -> Option<IndexSeen> {
         let path = self.index.as_ref()?;
         let stat = std::fs::metadata(path).ok().map(|m| Stat::of(&m));
@@ -159,9 +161,9 @@ impl Watch {
                 return Some((stat, Arc::clone(entries)));
             }
         }
-        let entries = Arc::new(crate::git::index_entries_at(path)?);
-        *seen = Some((stat, Arc::clone(&entries)));
-        Some((stat, entries))
+        let bytes = Arc::new(std::fs::read(path).ok()?);
+        *seen = Some((stat, Arc::clone(&bytes)));
+        Some((stat, bytes))
     }
 
     /// The tracked files `planned` is about, as positions in the index snapshot: the files it
@@ -306,8 +308,12 @@ impl Watch {
         // without touching the work tree.
         if let (Some((_, was)), Some((_, now))) = (&before.index, self.index_now())
             && **was != *now
+            && let (Some(was), Some(now)) = (
+                crate::git::index_entries_of(was),
+                crate::git::index_entries_of(&now),
+            )
         {
-            for path in entries_differing(was, &now) {
+            for path in entries_differing(&was, &now) {
                 if !changed.contains(&path) {
                     changed.push(path);
                 }

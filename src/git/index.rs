@@ -4,7 +4,7 @@
 use super::Repo;
 use crate::error::{Error, Result};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What the cache needs from the index: each tracked file's blob id and the stat data git
 /// recorded for it, so that a clean file's digest can be taken without reading it.
@@ -23,14 +23,20 @@ pub struct IndexSnapshot {
     pub path: Option<PathBuf>,
 }
 
-/// The entries of the index file at `path` (mode, blob id, stage, path; every stage and kind),
-/// one NUL-terminated record each, as `git ls-files --stage -z` lists them; `None` when it
-/// cannot be read.
-pub fn index_entries_at(path: &Path) -> Option<Vec<u8>> {
-    let file = gix::index::File::at(path, gix::hash::Kind::Sha1, true, Default::default()).ok()?;
+/// The entries of an index file's bytes (mode, blob id, stage, path; every stage and kind),
+/// one NUL-terminated record each, as `git ls-files --stage -z` lists them; `None` when they
+/// cannot be decoded.
+pub fn index_entries_of(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (state, _) = gix::index::State::from_bytes(
+        bytes,
+        filetime::FileTime::zero(),
+        gix::hash::Kind::Sha1,
+        Default::default(),
+    )
+    .ok()?;
     use std::io::Write;
-    let mut out = Vec::with_capacity(file.entries().len() * 80);
-    for entry in file.entries() {
+    let mut out = Vec::with_capacity(state.entries().len() * 80);
+    for entry in state.entries() {
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
@@ -39,7 +45,7 @@ pub fn index_entries_at(path: &Path) -> Option<Vec<u8>> {
             entry.id,
             entry.stage()
         );
-        out.extend_from_slice(entry.path(&file));
+        out.extend_from_slice(entry.path(&state));
         out.push(0);
     }
     Some(out)

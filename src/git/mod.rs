@@ -17,7 +17,7 @@ mod range;
 
 pub use commit::CommitContent;
 pub use contents::StoredContents;
-pub use index::{IndexFile, IndexSnapshot, IndexStat, index_entries_at};
+pub use index::{IndexFile, IndexSnapshot, IndexStat, index_entries_of};
 pub use range::PushUpdate;
 
 use crate::error::{Error, Result};
