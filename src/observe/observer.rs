@@ -132,7 +132,7 @@ fn tracer_process(program: &OsStr, args: &[OsString], to_wrapper: OwnedFd) {
         }
     };
     leave_the_step();
-    let message = match tracer.follow_root() {
+    let message = match tracer.follow_root(group) {
         Ok(traced) => {
             let head = match traced.ended {
                 Ended::Exited(code) => format!("{EXITED} {code}\n"),
@@ -149,7 +149,6 @@ fn tracer_process(program: &OsStr, args: &[OsString], to_wrapper: OwnedFd) {
     };
     // A wrapper already killed (a timeout) cannot take it: the write fails, and no report
     // claims a run that was cut short.
-    tracer.settle(group);
     let told = send(&mut to_wrapper, &message);
     tracer.release(group, told.then_some(&to_wrapper));
 }

@@ -318,6 +318,11 @@ pub struct Tracer {
     real_dirs: HashSet<PathBuf>,
     observation: Observation,
     incomplete: Option<String>,
+    /// Whether stops are still recorded: until the observation is taken, after the root's
+    /// end and the settle that follows it.
+    recording: bool,
+    /// The step's process group, once the observation is taken (see `resume_released`).
+    step_group: Option<libc::pid_t>,
 }
 
 impl Tracer {
@@ -331,6 +336,8 @@ impl Tracer {
             real_dirs: HashSet::new(),
             observation: Observation::default(),
             incomplete: None,
+            recording: true,
+            step_group: None,
         }
     }
 
@@ -349,10 +356,15 @@ impl Tracer {
         ptrace(request, tid, 0, signal as usize);
     }
 
-    /// Follows every task until the root process ends: how it ended and what the step did.
-    /// What outlives the root is left to `release`.
-    pub fn follow_root(&mut self) -> Result<Traced, Failure> {
+    /// Follows every task until the root process ends, then through the settle (see
+    /// `settle`): how the root ended and what the step's processes did up to then, the
+    /// settle included (what runs in it may read and write too). What outlives that is left
+    /// to `release`.
+    pub fn follow_root(&mut self, group: libc::pid_t) -> Result<Traced, Failure> {
         let ended = self.trace().map_err(Failure::Lost)?;
+        self.settle(group);
+        self.recording = false;
+        self.step_group = Some(group);
         Ok(Traced {
             ended,
             observation: std::mem::take(&mut self.observation),
@@ -366,7 +378,7 @@ impl Tracer {
     /// end then finds a process that was leaving the group (`setsid` starting a daemon)
     /// out of it, as it would untraced (where it runs faster: no stop for a tracer). A
     /// step that left nothing behind costs one waitpid here.
-    pub fn settle(&mut self, group: libc::pid_t) {
+    fn settle(&mut self, group: libc::pid_t) {
         let deadline = std::time::Instant::now() + SETTLE_AT_MOST;
         self.serve(None, |tracer| tracer.settled(group), Some(deadline));
     }
@@ -495,6 +507,7 @@ impl Tracer {
                 0 => return true,
                 _ if tid < 0 && errno() == libc::EINTR => continue,
                 _ if tid < 0 => return false,
+                _ if self.recording => self.on_stop(tid, status),
                 _ => self.resume_released(tid, status),
             }
         }
@@ -508,6 +521,16 @@ impl Tracer {
             return;
         }
         if !libc::WIFSTOPPED(status) {
+            return;
+        }
+        // A task still in the step's group is past what was recorded, and is about to be
+        // killed with the group: it is held at its next path syscall (it would read
+        // unrecorded) until then.
+        if status >> 16 == PTRACE_EVENT_SECCOMP
+            && let Some(group) = self.step_group
+            // SAFETY: getpgid on a tracee's id.
+            && unsafe { libc::getpgid(tid) } == group
+        {
             return;
         }
         self.tasks.entry(tid).or_default().pending = None;
@@ -548,45 +571,52 @@ impl Tracer {
                 }
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            if tid == self.root && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
                 self.tasks.remove(&tid);
                 self.cwds.remove(&tid);
-                if tid == self.root {
-                    return Ok(if libc::WIFEXITED(status) {
-                        Ended::Exited(libc::WEXITSTATUS(status))
-                    } else {
-                        Ended::Signaled(libc::WTERMSIG(status))
-                    });
-                }
-                continue;
+                return Ok(if libc::WIFEXITED(status) {
+                    Ended::Exited(libc::WEXITSTATUS(status))
+                } else {
+                    Ended::Signaled(libc::WTERMSIG(status))
+                });
             }
-            if !libc::WIFSTOPPED(status) {
-                continue;
+            self.on_stop(tid, status);
+        }
+    }
+
+    /// Records what a task's stop (or end) says and lets it go on.
+    fn on_stop(&mut self, tid: libc::pid_t, status: i32) {
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            self.tasks.remove(&tid);
+            self.cwds.remove(&tid);
+            return;
+        }
+        if !libc::WIFSTOPPED(status) {
+            return;
+        }
+        self.tasks.entry(tid).or_default();
+        let signal = libc::WSTOPSIG(status);
+        match status >> 16 {
+            PTRACE_EVENT_SECCOMP => {
+                self.entered(tid);
+                self.resume(tid, 0);
             }
-            self.tasks.entry(tid).or_default();
-            let signal = libc::WSTOPSIG(status);
-            match status >> 16 {
-                PTRACE_EVENT_SECCOMP => {
-                    self.entered(tid);
-                    self.resume(tid, 0);
-                }
-                PTRACE_EVENT_EXEC => {
-                    self.exec_replaced_thread(tid);
-                    self.resume(tid, 0);
-                }
-                0 if signal == libc::SIGTRAP | 0x80 => {
-                    self.exited(tid);
-                    self.resume(tid, 0);
-                }
-                PTRACE_EVENT_FORK | PTRACE_EVENT_VFORK | PTRACE_EVENT_CLONE => {
-                    self.forked(tid);
-                    self.resume(tid, 0);
-                }
-                // A signal on its way to the task: deliver it.
-                0 => self.resume(tid, signal),
-                // A new task's first stop, a group stop: go on.
-                _ => self.resume(tid, 0),
+            PTRACE_EVENT_EXEC => {
+                self.exec_replaced_thread(tid);
+                self.resume(tid, 0);
             }
+            0 if signal == libc::SIGTRAP | 0x80 => {
+                self.exited(tid);
+                self.resume(tid, 0);
+            }
+            PTRACE_EVENT_FORK | PTRACE_EVENT_VFORK | PTRACE_EVENT_CLONE => {
+                self.forked(tid);
+                self.resume(tid, 0);
+            }
+            // A signal on its way to the task: deliver it.
+            0 => self.resume(tid, signal),
+            // A new task's first stop, a group stop: go on.
+            _ => self.resume(tid, 0),
         }
     }
 

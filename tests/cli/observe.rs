@@ -820,3 +820,29 @@ fn a_worker_observes_the_action_and_its_result_is_checked() {
     );
     assert!(run.stdout.contains("extra setting"), "{}", run.stdout);
 }
+
+/// A process the step leaves in its group while it ends may still read and write for a
+/// moment (the tracer lets a daemon finish leaving the group): what it reads then is
+/// recorded, or it is stopped before it reads. Either way a changed file it read is never
+/// answered with an output made from the old one.
+#[test]
+fn what_a_process_left_in_the_steps_group_reads_is_recorded_or_never_read() {
+    let repo = Repo::with_config(
+        "[steps.bg]\nrun = \"sh run.sh\"\nfiles = [\"run.sh\"]\noutputs = [\"out.txt\"]\n",
+    );
+    repo.write(
+        "run.sh",
+        "( i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; cat data.txt > out.txt ) &\nexit 0\n",
+    );
+    repo.write(".gitignore", "out.txt\n");
+    repo.write("data.txt", "v1\n");
+    commit_all(&repo, "init");
+    repo.run(&["run"]).code(0);
+    repo.write("data.txt", "v2\n");
+    commit_all(&repo, "v2");
+    let second = repo.run(&["run", "--explain"]);
+    second.code(0);
+    if let Ok(out) = std::fs::read_to_string(repo.path().join("out.txt")) {
+        assert_ne!(out, "v1\n", "an output made from the old data.txt: {}", second.stdout);
+    }
+}
