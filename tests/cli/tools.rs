@@ -563,7 +563,7 @@ files = ["*.txt"]
 "#;
 
 /// What the npm registry says `spec`'s `dist.integrity` is.
-fn npm_integrity(spec: &str) -> String {
+pub(crate) fn npm_integrity(spec: &str) -> String {
     let out = std::process::Command::new("npm")
         .args(["view", spec, "dist.integrity"])
         .output()
@@ -574,7 +574,7 @@ fn npm_integrity(spec: &str) -> String {
 }
 
 /// The artefacts of tool `name` in a lock: (path, package, version, file, hash).
-fn npm_tree(lock: &str, name: &str) -> Vec<[String; 5]> {
+pub(crate) fn npm_tree(lock: &str, name: &str) -> Vec<[String; 5]> {
     let lock: toml::Value = toml::from_str(lock).expect("the lock is TOML");
     let tool = lock["tool"]
         .as_array()
