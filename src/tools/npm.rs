@@ -142,9 +142,12 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
         artifacts,
         unpack: None,
     };
-    if check_tree(&locked).is_err() {
-        return Err(not_found(name, package, version));
-    }
+    check_tree(&locked).map_err(|why| {
+        Error::Setup(format!(
+            "tool `{name}`: npm resolved {package} {version} to a tree preflight cannot lock: {why}"
+        ))
+        .hint("pin a version whose dependencies all come from the registry")
+    })?;
     Ok(locked)
 }
 
