@@ -242,7 +242,7 @@ queue_timeout = "60s"
 mkdirp = "npm:mkdirp@0.5.6"
 
 [steps.dirs]
-run = "mkdirp out/a/b && test -d out/a/b && echo made > out/made.txt && echo made"
+run = "mkdirp out/a/b && test -d out/a/b && echo made > out/made.txt && echo made${{PREFLIGHT_TOOLS:-}}"
 inputs = ["src/**"]
 outputs = ["out/made.txt"]
 tools = ["mkdirp"]
@@ -279,6 +279,9 @@ platform = {{ pool = "tools" }}
     assert_eq!(event["status"], "passed", "{event}\n{}", worker.log());
     assert_eq!(event["remote"]["worker"], "npm-worker", "{event}");
     assert_eq!(repo.read_string("out/made.txt"), "made\n");
+    // The step sees no trace of how its tools travelled, as a local step (a big tree in
+    // its environment would not even fit: Linux refuses a variable over 128 KiB).
+    assert_eq!(event["output"], "made\n", "{event}");
 
     // The worker's copy holds every package of the lock's tree at the locked version.
     let tree = crate::tools::npm_tree(&repo.read_string("preflight.lock"), "mkdirp");
