@@ -207,8 +207,10 @@ mod tests {
             artifacts: vec![Artifact {
                 package: "ruff".into(),
                 version: "0.17.5".into(),
+                path: None,
                 file: Some("ruff-0.17.5-py3-none-any.whl".into()),
                 hash: "sha256:00".into(),
+                meta: None,
             }],
             unpack: None,
         }

@@ -71,8 +71,10 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
         artifacts: vec![Artifact {
             package: package.into(),
             version: version.into(),
+            path: None,
             file: None,
             hash: format!("sha256:{cksum}"),
+            meta: None,
         }],
         unpack: None,
     })
@@ -92,7 +94,10 @@ pub fn install(locked: &LockedTool, temp: &Path) -> Result<Vec<(String, PathBuf)
              expected {want}\n  got      {now}",
             locked.package, locked.version
         ))
-        .hint("if the lock was edited by hand, run `preflight tools lock` again"));
+        .hint(format!(
+            "if preflight.lock was edited by hand, restore it (or run `preflight tools update {name}` \
+             to lock what the registry serves now)"
+        )));
     }
     let root = temp.join("env");
     client::run(

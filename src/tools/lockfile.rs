@@ -54,12 +54,21 @@ pub struct Artifact {
     /// The package it belongs to (a PyPI tool locks its whole closure).
     pub package: String,
     pub version: String,
-    /// The file's name (PyPI wheels: one entry per platform's wheel).
+    /// Where npm puts it in the tool's tree (`node_modules/a/node_modules/b`): an npm tool
+    /// locks every package of its tree, one artefact each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The file's name (PyPI wheels: one entry per platform's wheel), or the URL npm
+    /// downloads it from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// The registry's hash: `sha256:<hex>` (PyPI, crates.io, url) or npm's SRI
-    /// `sha512-<base64>`.
+    /// `sha512-<base64>` (empty for a package bundled inside another's tarball).
     pub hash: String,
+    /// npm: the rest of the package's entry in package-lock.json that `npm ci` lays the
+    /// tree out from (its dependencies, bin, os, cpu, optional, ...), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
 }
 
 /// Who a tool is: what goes into the cache key of the steps that use it.
@@ -146,6 +155,9 @@ impl LockedTool {
                 };
                 if !self.artifacts.iter().any(named) {
                     return Err(format!("it has no file of {package} {version}"));
+                }
+                if matches!(spec.source, ToolSource::Npm { .. }) {
+                    super::npm::check_tree(self)?;
                 }
             }
             ToolSource::Url { sha256, bin, .. } => {
@@ -285,8 +297,10 @@ mod tests {
             artifacts: vec![Artifact {
                 package: "ruff".into(),
                 version: "1".into(),
+                path: None,
                 file: Some("ruff-1-py3-none-any.whl".into()),
                 hash: hash.into(),
+                meta: None,
             }],
             unpack: None,
         }

@@ -153,13 +153,16 @@ fn ensure_with(
         current.write(&path)?;
         on_event(Event::LockWritten { path, names: added });
     }
+    // Computed once: an npm tool's identity hashes its whole tree.
+    let identities: Vec<Identity> = wanted.iter().map(|(_, l)| l.identity()).collect();
     let missing: Vec<&(&ToolSpec, LockedTool)> = wanted
         .iter()
-        .filter(|(_, locked)| verify || !store.check_and_touch(&locked.identity()))
+        .zip(&identities)
+        .filter(|(_, identity)| verify || !store.check_and_touch(identity))
+        .map(|(tool, _)| tool)
         .collect();
     install_all(store, &missing, verify, on_event)?;
-    for (spec, locked) in &wanted {
-        let identity = locked.identity();
+    for ((spec, _), identity) in wanted.iter().zip(identities) {
         ready.insert(
             spec.name.clone(),
             Ready {

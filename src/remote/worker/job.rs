@@ -334,7 +334,11 @@ async fn with_tools(context: &Context, mut command: re::Command) -> Result<re::C
         .or_else(|| std::env::var_os("PATH"));
     let bins: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
     let path = crate::tools::path_with(&bins, inherited.as_deref());
-    command.environment_variables.retain(|v| v.name != "PATH");
+    // The tools' lock entries have done their work: the step does not see them (as a local
+    // step does not), and a big npm tree could not even be passed (128 KiB per variable).
+    command
+        .environment_variables
+        .retain(|v| v.name != "PATH" && v.name != tools::TOOLS_ENV);
     command
         .environment_variables
         .push(re::command::EnvironmentVariable {
