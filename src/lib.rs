@@ -1,8 +1,10 @@
 //! preflight: local-first CI as code.
 //!
 //! Dependencies flow one way: `cli → commands → {pipeline, setup} → {plan, exec, cache,
-//! remote, hooks, ci, watch} → {process, git, config}`, with small leaves anyone may use
-//! (`error`, `shell`, `lock`, `atomic`, `signals`). `commands` turn arguments into requests
+//! remote, hooks, ci, watch, tools} → {observe, process, git, config}`, with small leaves
+//! anyone may use (`error`, `shell`, `lock`, `lstat`, `atomic`, `signals`). `tools` is the
+//! store of managed tools and `preflight.lock`; `observe` runs a step under the tracer that
+//! records what it read (the executor and the remote worker use it, the cache checks it). `commands` turn arguments into requests
 //! and never import one another; `pipeline` is the one run pipeline that `run`, every hook
 //! and `watch` share (the only reader of the settings the environment gives a run); `setup`
 //! writes the generated CI files and the hook shims. The engine (`exec`) owns its
