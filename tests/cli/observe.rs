@@ -843,6 +843,10 @@ fn what_a_process_left_in_the_steps_group_reads_is_recorded_or_never_read() {
     let second = repo.run(&["run", "--explain"]);
     second.code(0);
     if let Ok(out) = std::fs::read_to_string(repo.path().join("out.txt")) {
-        assert_ne!(out, "v1\n", "an output made from the old data.txt: {}", second.stdout);
+        assert_ne!(
+            out, "v1\n",
+            "an output made from the old data.txt: {}",
+            second.stdout
+        );
     }
 }
