@@ -105,6 +105,19 @@ fn ptrace(request: libc::c_long, pid: libc::pid_t, addr: usize, data: usize) -> 
     unsafe { libc::syscall(libc::SYS_ptrace, request, pid as libc::c_long, addr, data) }
 }
 
+/// The message of a task's last ptrace event: a new child's id (fork, clone), the thread
+/// id an execve replaced.
+fn event_message(tid: libc::pid_t) -> Option<libc::pid_t> {
+    let mut message: libc::c_ulong = 0;
+    let asked = ptrace(
+        PTRACE_GETEVENTMSG,
+        tid,
+        0,
+        &mut message as *mut libc::c_ulong as usize,
+    );
+    (asked == 0).then_some(message as libc::pid_t)
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -260,15 +273,8 @@ impl Tracer {
 
     /// A task forked or cloned: its child is known from now on, before its first stop.
     fn forked(&mut self, tid: libc::pid_t) {
-        let mut child: libc::c_ulong = 0;
-        if ptrace(
-            PTRACE_GETEVENTMSG,
-            tid,
-            0,
-            &mut child as *mut libc::c_ulong as usize,
-        ) == 0
-        {
-            self.tasks.entry(child as libc::pid_t).or_default();
+        if let Some(child) = event_message(tid) {
+            self.tasks.entry(child).or_default();
         }
     }
 
@@ -335,17 +341,9 @@ impl Tracer {
 
     /// After a non-leader thread's execve, the kernel gives it the leader's id.
     fn exec_replaced_thread(&mut self, tid: libc::pid_t) {
-        let mut former: libc::c_ulong = 0;
-        if ptrace(
-            PTRACE_GETEVENTMSG,
-            tid,
-            0,
-            &mut former as *mut libc::c_ulong as usize,
-        ) != 0
-        {
+        let Some(former) = event_message(tid) else {
             return;
-        }
-        let former = former as libc::pid_t;
+        };
         if former != tid
             && let Some(task) = self.tasks.remove(&former)
         {
