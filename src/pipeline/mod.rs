@@ -215,17 +215,16 @@ impl Prepared<'_> {
             })
             .map(|s| s.step.name.clone())
             .collect();
+        // The session that foresaw the hits serves the run too when nothing is set aside.
+        let mut foreseeing = None;
         let scope = match (whole_tree, observed.is_empty()) {
             _ if !set_aside_unstaged => None,
             (true, _) => None,
             (false, true) => Some(files.clone()),
-            (false, false) => scope_of_hits(
-                repo,
-                &plan,
-                &session(config, repo, cache.clone())?,
-                &observed,
-                &files,
-            )?,
+            (false, false) => {
+                let opened = foreseeing.insert(session(config, repo, cache.clone())?);
+                scope_of_hits(repo, &plan, opened, &observed, &files)?
+            }
         };
         if !set_aside_unstaged && dry_run {
             let session = session(config, repo, cache)?;
@@ -253,7 +252,12 @@ impl Prepared<'_> {
         let mut stash = Stash::save(repo, scope.as_deref(), fixers)?;
         let taken = stash.take_stats();
         // Opened once the unstaged work is aside: the cache sees the files the steps see.
-        let summary = run_in_work_tree(session(config, repo, cache)?, taken);
+        // Stat data taken means the check found nothing to set aside and changed nothing.
+        let session = match (foreseeing, &taken) {
+            (Some(opened), Some(_)) => opened,
+            _ => session(config, repo, cache)?,
+        };
+        let summary = run_in_work_tree(session, taken);
         let stage: &[PathBuf] = if summary.success() { &files } else { &[] };
         let restored = stash.restore(fixers, stage)?;
         Ok(Outcome::Committed {
