@@ -6,7 +6,8 @@
 //! Here: finding the repository, the index against HEAD and the work tree, branches, hooks,
 //! untracked files and the `git` program. Below: `range` (files changed between commits or
 //! in a push), `contents` (stored file contents for type detection), `index` (the index as
-//! the cache reads it), `commit` (a pushed commit's content). This folder imports only
+//! the cache reads it), `commit` (a pushed commit's content), `staged` (what the next commit
+//! changes). This folder imports only
 //! `crate::error`, `crate::lstat` and the `filetypes::Contents` trait it implements; nothing in it knows
 //! about config, exec, cache or report.
 
@@ -14,6 +15,7 @@ mod commit;
 mod contents;
 mod index;
 mod range;
+mod staged;
 
 pub use commit::CommitContent;
 pub use contents::StoredContents;
@@ -156,14 +158,6 @@ impl Repo {
             files.push(to_path(path));
         }
         Ok(files)
-    }
-
-    /// Files whose index version differs from HEAD: added, copied, modified, renamed (the new
-    /// name), type-changed. Deleted files are not in the list. With no HEAD, everything staged.
-    pub fn staged_files(&self) -> Result<Vec<PathBuf>> {
-        let base = self.head_as_index()?;
-        let index = self.index()?;
-        Ok(changed_entries(&base, &index))
     }
 
     /// Whether the index records exactly HEAD's tree, so that a commit made now would change

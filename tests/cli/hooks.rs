@@ -226,6 +226,73 @@ fn pre_commit_gets_staged_files_only() {
     assert_eq!(seen(&repo), ["new file.txt", "renamed.txt"]);
 }
 
+/// What git itself lists as staged (deletions aside, renames as their new name).
+fn staged_by_git(repo: &Repo) -> Vec<String> {
+    let out = repo.git(&[
+        "diff",
+        "--cached",
+        "--name-only",
+        "--no-renames",
+        "--diff-filter=d",
+    ]);
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_staged_files_are_what_git_lists_whatever_state_its_cache_tree_is_in() {
+    let mut files = vec![];
+    for d in ["a", "a/b", "a/b/c", "g", "g/i", "k", "m", "m.d", "m-x"] {
+        for f in ["one.txt", "two.txt"] {
+            files.push((format!("{d}/{f}"), format!("{d} {f}\n")));
+        }
+    }
+    files.push(("top.txt".into(), "top\n".into()));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo = hooked(RECORD, &files);
+    let hook = |what: &str| {
+        seen(&repo);
+        let out = repo
+            .cmd()
+            .args(["hook", "pre-commit"])
+            .env("PREFLIGHT_NO_CACHE", "1")
+            .output()
+            .unwrap();
+        Run::from(out).code(0);
+        assert_eq!(seen(&repo), staged_by_git(&repo), "{what}");
+    };
+    // `git add` leaves the cache tree valid for the folders it did not touch.
+    repo.write("a/b/c/one.txt", "changed\n");
+    repo.git(&["add", "a/b/c/one.txt"]);
+    hook("a file deep down, the cache tree partly valid");
+    // write-tree makes every folder valid again, the changed ones with new trees.
+    repo.git(&["write-tree"]);
+    hook("the cache tree all valid");
+    repo.git(&["update-index", "--chmod=+x", "g/one.txt"]);
+    hook("a mode change");
+    std::fs::remove_file(repo.path().join("k/one.txt")).unwrap();
+    std::os::unix::fs::symlink("two.txt", repo.path().join("k/one.txt")).unwrap();
+    repo.git(&["add", "k/one.txt"]);
+    repo.git(&["write-tree"]);
+    hook("a file become a symlink");
+    repo.git(&["rm", "-q", "-r", "--cached", "g/i"]);
+    std::fs::remove_dir_all(repo.path().join("g/i")).unwrap();
+    repo.write("g/i", "a file where a folder was\n");
+    repo.write("m.d/new.txt", "new\n");
+    repo.git(&["add", "g/i", "m.d/new.txt"]);
+    hook("a folder become a file, a new file beside folders with like names");
+    repo.git(&["reset", "-q"]);
+    hook("nothing staged");
+    assert!(staged_by_git(&repo).is_empty());
+}
+
 #[test]
 fn the_first_commit_detached_head_and_an_empty_commit_work() {
     let repo = Repo::with_config(
