@@ -95,6 +95,41 @@ impl Taken {
             .ok()
             .map(|i| self.files[i].1)
     }
+
+    /// The stat data of each of `paths` when it was taken; `None` when any was not looked at.
+    pub fn get_each<P: AsRef<Path>>(&self, paths: &[P]) -> Option<Vec<Option<libc::stat>>> {
+        let mut from = 0;
+        paths
+            .iter()
+            .map(|path| {
+                let key = path.as_ref().as_os_str().as_bytes();
+                let i = find_sorted(&self.files, from, key, |(p, _)| p.as_os_str().as_bytes())?;
+                from = i + 1;
+                Some(self.files[i].1)
+            })
+            .collect()
+    }
+}
+
+/// The position of `key` in `items`, sorted by `key_of`; looked for first just after `from`,
+/// where the next of a sorted run of keys usually is (a hook's files are a sorted subset of
+/// what was looked at), then by a binary search.
+pub fn find_sorted<T>(
+    items: &[T],
+    from: usize,
+    key: &[u8],
+    key_of: impl Fn(&T) -> &[u8],
+) -> Option<usize> {
+    const NEAR: usize = 4;
+    let near = from.min(items.len())..from.saturating_add(NEAR).min(items.len());
+    for i in near {
+        match key_of(&items[i]).cmp(key) {
+            std::cmp::Ordering::Less => continue,
+            std::cmp::Ordering::Equal => return Some(i),
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    items.binary_search_by(|item| key_of(item).cmp(key)).ok()
 }
 
 fn lstat_at(dir: &std::fs::File, name: &[u8]) -> Option<libc::stat> {
@@ -156,5 +191,21 @@ mod tests {
         assert_eq!(sizes.last(), Some(&Some(3)));
         // Not followed: the link itself, not a missing target.
         assert_eq!(stats[3].unwrap().st_mode & libc::S_IFMT, libc::S_IFLNK);
+    }
+    #[test]
+    fn keys_are_found_in_any_order_and_missing_ones_are_not() {
+        let items: Vec<&[u8]> = vec![b"a/1", b"a/2", b"a/3", b"b/1", b"c", b"d/x/y", b"e"];
+        let find = |from, key: &[u8]| find_sorted(&items, from, key, |k| k);
+        let mut from = 0;
+        for (k, key) in items.iter().enumerate() {
+            assert_eq!(find(from, key), Some(k));
+            from = k + 1;
+        }
+        assert_eq!(find(0, b"e"), Some(6), "far ahead of where the walk is");
+        assert_eq!(find(5, b"a/2"), Some(1), "behind it");
+        assert_eq!(find(99, b"c"), Some(4), "past the end");
+        assert_eq!(find(0, b"a/15"), None);
+        assert_eq!(find(3, b"zz"), None);
+        assert_eq!(find_sorted(&[] as &[&[u8]], 0, b"a", |k| k), None);
     }
 }

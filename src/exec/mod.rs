@@ -378,13 +378,13 @@ impl Shared {
         {
             return None;
         }
-        let stats = files
-            .iter()
-            .map(|f| match &planned.step.dir {
-                Some(dir) => taken.get(&dir.join(f)),
-                None => taken.get(f),
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let stats = match &planned.step.dir {
+            Some(dir) => files
+                .iter()
+                .map(|f| taken.get(&dir.join(f)))
+                .collect::<Option<Vec<_>>>()?,
+            None => taken.get_each(files)?,
+        };
         Some(Found {
             files,
             stats,
