@@ -7,9 +7,9 @@
 //! untracked files and the `git` program. Below: `range` (files changed between commits or
 //! in a push), `contents` (stored file contents for type detection), `index` (the index as
 //! the cache reads it), `commit` (a pushed commit's content), `staged` (what the next commit
-//! changes). This folder imports only
-//! `crate::error`, `crate::lstat` and the `filetypes::Contents` trait it implements; nothing in it knows
-//! about config, exec, cache or report.
+//! changes). This folder imports only `crate::error`, `crate::lstat`,
+//! `crate::folder_events` and the `filetypes::Contents` trait it implements; nothing in it
+//! knows about config, exec, cache or report.
 
 mod commit;
 mod contents;
@@ -374,6 +374,7 @@ impl Repo {
                 let Some(found) = found else {
                     return Ok((false, None));
                 };
+                let events = crate::folder_events::FolderEvents::arm_for(root, paths);
                 let stats = crate::lstat::lstat_all(root, paths);
                 let dirty = found
                     .iter()
@@ -384,7 +385,10 @@ impl Repo {
                             && differs(entry, stat.as_ref())
                             && !same_content(&root.join(path), entry)
                     });
-                (dirty, crate::lstat::Taken::new(paths, stats, at))
+                (
+                    dirty,
+                    crate::lstat::Taken::new(paths, stats, at).with_events(events),
+                )
             }
             None => {
                 let files: Vec<(&gix::index::Entry, PathBuf)> = entries
@@ -393,12 +397,16 @@ impl Repo {
                     .map(|e| (e, to_path(e.path(state))))
                     .collect();
                 let paths: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
+                let events = crate::folder_events::FolderEvents::arm_for(root, &paths);
                 let stats = crate::lstat::lstat_all(root, &paths);
                 let dirty = files
                     .iter()
                     .zip(&stats)
                     .any(|((entry, _), stat)| differs(entry, stat.as_ref()));
-                (dirty, crate::lstat::Taken::new(&paths, stats, at))
+                (
+                    dirty,
+                    crate::lstat::Taken::new(&paths, stats, at).with_events(events),
+                )
             }
         };
         Ok((!dirty, Some(taken)))
