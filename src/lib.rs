@@ -2,7 +2,7 @@
 //!
 //! Dependencies flow one way: `cli → commands → {pipeline, setup} → {plan, exec, cache,
 //! remote, hooks, ci, watch, tools} → {observe, process, git, config}`, with small leaves
-//! anyone may use (`error`, `shell`, `lock`, `lstat`, `folder_events`, `atomic`, `signals`). `tools` is the
+//! anyone may use (`error`, `shell`, `lock`, `lstat`, `atomic`, `signals`). `tools` is the
 //! store of managed tools and `preflight.lock`; `observe` runs a step under the tracer that
 //! records what it read (the executor and the remote worker use it, the cache checks it). `commands` turn arguments into requests
 //! and never import one another; `pipeline` is the one run pipeline that `run`, every hook
@@ -22,7 +22,6 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod filetypes;
-pub mod folder_events;
 pub mod git;
 pub mod hooks;
 pub mod init;

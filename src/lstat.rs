@@ -1,7 +1,7 @@
 //! `lstat` of many files under one folder tree. A hook looks at thousands of files in a few
 //! folders: each is looked up from an open handle on its folder, opened once for the files it
 //! holds, so that the kernel does not walk the whole path again for every file. Imports
-//! only `folder_events`.
+//! nothing from the rest of preflight.
 
 use rayon::prelude::*;
 use std::ffi::CString;
@@ -61,9 +61,6 @@ pub struct Taken {
     files: Vec<(std::path::PathBuf, Option<libc::stat>)>,
     /// When it was taken: before the first file was looked at.
     pub at: std::time::SystemTime,
-    /// Watches on the files' folders, armed before the first file was looked at: which of
-    /// them may have changed since.
-    pub events: Option<std::sync::Arc<crate::folder_events::FolderEvents>>,
 }
 
 impl std::fmt::Debug for Taken {
@@ -87,19 +84,7 @@ impl Taken {
             .zip(stats)
             .collect();
         files.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
-        Taken {
-            files,
-            at,
-            events: None,
-        }
-    }
-
-    /// The same, with watches on the files' folders armed before they were looked at.
-    pub fn with_events(self, events: Option<crate::folder_events::FolderEvents>) -> Taken {
-        Taken {
-            events: events.map(std::sync::Arc::new),
-            ..self
-        }
+        Taken { files, at }
     }
 
     /// The stat data of `path` when it was taken; `None` when it was not looked at.

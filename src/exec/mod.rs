@@ -356,16 +356,10 @@ fn found_files<'a>(shared: &Shared, planned: &'a PlannedStep) -> (PathBuf, Optio
             return found;
         }
         let taken = std::time::SystemTime::now();
-        // Watches speak of repository-relative paths, as the write check asks.
-        let events = match &planned.step.dir {
-            None => crate::folder_events::FolderEvents::arm_for(&cwd, files).map(Arc::new),
-            Some(_) => None,
-        };
         Found {
             files,
             stats: crate::lstat::lstat_all(&cwd, files),
             taken,
-            events,
         }
     });
     (cwd, found)
@@ -395,7 +389,6 @@ impl Shared {
             files,
             stats,
             taken: taken.at,
-            events: taken.events.clone(),
         })
     }
 }
@@ -417,8 +410,6 @@ struct Found<'a> {
     files: &'a [PathBuf],
     stats: Vec<Option<libc::stat>>,
     taken: std::time::SystemTime,
-    /// Watches armed before the files were looked at, if any.
-    events: Option<std::sync::Arc<crate::folder_events::FolderEvents>>,
 }
 
 impl<'a> Found<'a> {
@@ -435,7 +426,6 @@ impl<'a> Found<'a> {
         writes::Known {
             stats: &self.stats,
             taken: self.taken,
-            events: self.events.clone(),
         }
     }
 }

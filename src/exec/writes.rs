@@ -4,12 +4,8 @@
 //! their stat data, and their content's git blob id, taken from the index when the stat data
 //! still matches it and read otherwise. After the step, only files whose stat data moved are
 //! read again. Declared `outputs` of the run's steps are written on purpose and never watched.
-//! When the files' folders were watched from before their stat data was taken (see
-//! `folder_events`), only files with an event since, or with other names elsewhere (hard
-//! links, which a folder's watch does not see written), are looked at again.
 
 use crate::cache::inputs::git_blob_id;
-use crate::folder_events::FolderEvents;
 use crate::git::{IndexFile, IndexSnapshot};
 use crate::plan::PlannedStep;
 use rayon::prelude::*;
@@ -36,8 +32,6 @@ const RECENT_FINE: Duration = Duration::from_millis(250);
 pub struct Known<'a> {
     pub stats: &'a [Option<libc::stat>],
     pub taken: SystemTime,
-    /// Watches on the files' folders armed before the stat data was taken.
-    pub events: Option<Arc<FolderEvents>>,
 }
 
 /// The tracked files of a run, and what no step's check may be blamed for writing.
@@ -61,8 +55,6 @@ pub struct Before {
     folders: Vec<Vec<Noted>>,
     /// The index file's stat data and bytes before the step.
     index: Option<IndexSeen>,
-    /// Watches on the files' folders armed before their stat data was taken.
-    events: Option<Arc<FolderEvents>>,
 }
 
 struct Noted {
@@ -77,7 +69,6 @@ struct Noted {
 struct Stat {
     dev: u64,
     ino: u64,
-    links: u64,
     mode: u32,
     size: u64,
     mtime: (i64, i64),
@@ -89,7 +80,6 @@ impl Stat {
         Stat {
             dev: meta.dev(),
             ino: meta.ino(),
-            links: meta.nlink(),
             mode: meta.mode(),
             size: meta.size(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
@@ -101,8 +91,6 @@ impl Stat {
         Stat {
             dev: st.st_dev,
             ino: st.st_ino,
-            #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
-            links: u64::from(st.st_nlink),
             mode: st.st_mode,
             size: u64::try_from(st.st_size).unwrap_or(0),
             mtime: (st.st_mtime, st.st_mtime_nsec),
@@ -241,20 +229,8 @@ impl Watch {
     /// Notes the watched files of `planned` before it runs; `known`: stat data of its given
     /// files taken just before, used rather than looked up again.
     pub fn before(&self, planned: &PlannedStep, known: Option<&Known>) -> Before {
-        let watched = self.watched(planned, known);
-        // Armed before anything is looked at here; watches armed with stat data taken
-        // earlier came with it.
-        let events = match known {
-            Some(known) => known.events.clone(),
-            None => {
-                let paths: Vec<&Path> = watched
-                    .iter()
-                    .map(|&(i, _, _)| self.tracked.files[i].path.as_path())
-                    .collect();
-                FolderEvents::arm_for(&self.root, &paths).map(Arc::new)
-            }
-        };
         let taken = known.map_or_else(SystemTime::now, |k| k.taken);
+        let watched = self.watched(planned, known);
         let groups = self.by_folder(&watched);
         let folders = map_files(&groups, watched.len(), |group| {
             let stats: Vec<Option<Stat>> = if group.iter().all(|&(_, _, known)| known) {
@@ -279,7 +255,6 @@ impl Watch {
             taken,
             folders,
             index,
-            events,
         }
     }
 
@@ -309,30 +284,8 @@ impl Watch {
 
     /// The watched files that changed since `before`, repository-relative and sorted.
     pub fn changed(&self, before: &Before) -> Vec<PathBuf> {
-        // With watches and no doubt, only the files they name (and hard-linked ones) can
-        // have changed.
-        let changes = before.events.as_ref().and_then(|e| e.changes());
-        let suspects: Vec<Vec<&Noted>> = match &changes {
-            Some(changes) => before
-                .folders
-                .iter()
-                .map(|folder| {
-                    folder
-                        .iter()
-                        .filter(|n| {
-                            n.stat.is_some_and(|s| s.links > 1)
-                                || changes.may_have_changed(&self.tracked.files[n.entry].path)
-                        })
-                        .collect()
-                })
-                .collect(),
-            None => before.folders.iter().map(|f| f.iter().collect()).collect(),
-        };
-        let count = suspects.iter().map(Vec::len).sum();
-        let changed = map_files(&suspects, count, |folder| {
-            if folder.is_empty() {
-                return None;
-            }
+        let count = before.folders.iter().map(Vec::len).sum();
+        let changed = map_files(&before.folders, count, |folder| {
             let entries: Vec<usize> = folder.iter().map(|n| n.entry).collect();
             let stats = self.stat_group(&entries);
             let changed: Vec<PathBuf> = folder
@@ -524,7 +477,6 @@ mod tests {
         Stat {
             dev: 1,
             ino: 2,
-            links: 1,
             mode: libc::S_IFREG | 0o644,
             size: 3,
             mtime: (secs, 0),

@@ -7,9 +7,9 @@
 //! untracked files and the `git` program. Below: `range` (files changed between commits or
 //! in a push), `contents` (stored file contents for type detection), `index` (the index as
 //! the cache reads it), `commit` (a pushed commit's content), `staged` (what the next commit
-//! changes). This folder imports only `crate::error`, `crate::lstat`,
-//! `crate::folder_events` and the `filetypes::Contents` trait it implements; nothing in it
-//! knows about config, exec, cache or report.
+//! changes). This folder imports only
+//! `crate::error`, `crate::lstat` and the `filetypes::Contents` trait it implements; nothing in it knows
+//! about config, exec, cache or report.
 
 mod commit;
 mod contents;
@@ -374,7 +374,6 @@ impl Repo {
                 let Some(found) = found else {
                     return Ok((false, None));
                 };
-                let events = crate::folder_events::FolderEvents::arm_for(root, paths);
                 let stats = crate::lstat::lstat_all(root, paths);
                 let dirty = found
                     .iter()
@@ -385,10 +384,7 @@ impl Repo {
                             && differs(entry, stat.as_ref())
                             && !same_content(&root.join(path), entry)
                     });
-                (
-                    dirty,
-                    crate::lstat::Taken::new(paths, stats, at).with_events(events),
-                )
+                (dirty, crate::lstat::Taken::new(paths, stats, at))
             }
             None => {
                 let files: Vec<(&gix::index::Entry, PathBuf)> = entries
@@ -397,16 +393,12 @@ impl Repo {
                     .map(|e| (e, to_path(e.path(state))))
                     .collect();
                 let paths: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
-                let events = crate::folder_events::FolderEvents::arm_for(root, &paths);
                 let stats = crate::lstat::lstat_all(root, &paths);
                 let dirty = files
                     .iter()
                     .zip(&stats)
                     .any(|((entry, _), stat)| differs(entry, stat.as_ref()));
-                (
-                    dirty,
-                    crate::lstat::Taken::new(&paths, stats, at).with_events(events),
-                )
+                (dirty, crate::lstat::Taken::new(&paths, stats, at))
             }
         };
         Ok((!dirty, Some(taken)))
