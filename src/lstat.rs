@@ -22,10 +22,30 @@ pub fn lstat_all<P: AsRef<Path> + Sync>(root: &Path, paths: &[P]) -> Vec<Option<
     if paths.len() < PARALLEL_FROM {
         return lstat_run(root, paths);
     }
-    paths
-        .par_chunks(CHUNK)
-        .flat_map_iter(|chunk| lstat_run(root, chunk))
-        .collect()
+    in_file_pool(|| {
+        paths
+            .par_chunks(CHUNK)
+            .flat_map_iter(|chunk| lstat_run(root, chunk))
+            .collect()
+    })
+}
+
+/// Runs `work` on the threads that look at and hash files, one per core (a run with `-j 1`
+/// still looks at files on every core). One pool for all of it: each costs its threads'
+/// start. Where no thread can be started, `work` runs here.
+pub fn in_file_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("preflight-files-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
 }
 
 /// `lstat_all` on the calling thread.
@@ -64,8 +84,10 @@ fn lstat_run<P: AsRef<Path>>(root: &Path, paths: &[P]) -> Vec<Option<libc::stat>
 /// need not ask the kernel again.
 pub struct Taken {
     /// Repository-relative paths, sorted by their bytes, each with its stat data (`None`:
-    /// not there).
-    files: Vec<(std::path::PathBuf, Option<libc::stat>)>,
+    /// not there): where its path ends in `names`.
+    files: Vec<(usize, Option<libc::stat>)>,
+    /// The paths' bytes, one after the other (one allocation for thousands of paths).
+    names: Vec<u8>,
     /// When it was taken: before the first file was looked at.
     pub at: std::time::SystemTime,
 }
@@ -85,22 +107,32 @@ impl Taken {
         stats: Vec<Option<libc::stat>>,
         at: std::time::SystemTime,
     ) -> Taken {
-        let mut files: Vec<(std::path::PathBuf, Option<libc::stat>)> = paths
+        let bytes = |k: usize| paths[k].as_ref().as_os_str().as_bytes();
+        let mut order: Vec<usize> = (0..paths.len()).collect();
+        if !order.is_sorted_by(|&a, &b| bytes(a) <= bytes(b)) {
+            order.sort_by(|&a, &b| bytes(a).cmp(bytes(b)));
+        }
+        let mut names = Vec::with_capacity(order.iter().map(|&k| bytes(k).len()).sum());
+        let files = order
             .iter()
-            .map(|p| p.as_ref().to_path_buf())
-            .zip(stats)
+            .map(|&k| {
+                names.extend_from_slice(bytes(k));
+                (names.len(), stats.get(k).copied().flatten())
+            })
             .collect();
-        files.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
-        Taken { files, at }
+        Taken { files, names, at }
+    }
+
+    /// The path of entry `i`.
+    fn name(&self, i: usize) -> &[u8] {
+        let start = i.checked_sub(1).map_or(0, |before| self.files[before].0);
+        &self.names[start..self.files[i].0]
     }
 
     /// The stat data of `path` when it was taken; `None` when it was not looked at.
     pub fn get(&self, path: &Path) -> Option<Option<libc::stat>> {
         let key = path.as_os_str().as_bytes();
-        self.files
-            .binary_search_by(|(p, _)| p.as_os_str().as_bytes().cmp(key))
-            .ok()
-            .map(|i| self.files[i].1)
+        find_sorted(self.files.len(), 0, key, |i| self.name(i)).map(|i| self.files[i].1)
     }
 
     /// The stat data of each of `paths` when it was taken; `None` when any was not looked at.
@@ -110,7 +142,7 @@ impl Taken {
             .iter()
             .map(|path| {
                 let key = path.as_ref().as_os_str().as_bytes();
-                let i = find_sorted(&self.files, from, key, |(p, _)| p.as_os_str().as_bytes())?;
+                let i = find_sorted(self.files.len(), from, key, |i| self.name(i))?;
                 from = i + 1;
                 Some(self.files[i].1)
             })
@@ -118,25 +150,33 @@ impl Taken {
     }
 }
 
-/// The position of `key` in `items`, sorted by `key_of`; looked for first just after `from`,
-/// where the next of a sorted run of keys usually is (a hook's files are a sorted subset of
-/// what was looked at), then by a binary search.
-pub fn find_sorted<T>(
-    items: &[T],
+/// The position of `key` among `len` keys in sorted order, `key_at(i)` the `i`th; looked
+/// for first just after `from`, where the next of a sorted run of keys usually is (a hook's
+/// files are a sorted subset of what was looked at), then by a binary search.
+pub fn find_sorted<'k>(
+    len: usize,
     from: usize,
     key: &[u8],
-    key_of: impl Fn(&T) -> &[u8],
+    key_at: impl Fn(usize) -> &'k [u8],
 ) -> Option<usize> {
     const NEAR: usize = 4;
-    let near = from.min(items.len())..from.saturating_add(NEAR).min(items.len());
-    for i in near {
-        match key_of(&items[i]).cmp(key) {
+    for i in from.min(len)..from.saturating_add(NEAR).min(len) {
+        match key_at(i).cmp(key) {
             std::cmp::Ordering::Less => continue,
             std::cmp::Ordering::Equal => return Some(i),
             std::cmp::Ordering::Greater => break,
         }
     }
-    items.binary_search_by(|item| key_of(item).cmp(key)).ok()
+    let (mut low, mut high) = (0, len);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match key_at(mid).cmp(key) {
+            std::cmp::Ordering::Less => low = mid + 1,
+            std::cmp::Ordering::Equal => return Some(mid),
+            std::cmp::Ordering::Greater => high = mid,
+        }
+    }
+    None
 }
 
 fn lstat_at(dir: &std::fs::File, name: &[u8]) -> Option<libc::stat> {
@@ -246,7 +286,7 @@ mod tests {
     #[test]
     fn keys_are_found_in_any_order_and_missing_ones_are_not() {
         let items: Vec<&[u8]> = vec![b"a/1", b"a/2", b"a/3", b"b/1", b"c", b"d/x/y", b"e"];
-        let find = |from, key: &[u8]| find_sorted(&items, from, key, |k| k);
+        let find = |from, key: &[u8]| find_sorted(items.len(), from, key, |i| items[i]);
         let mut from = 0;
         for (k, key) in items.iter().enumerate() {
             assert_eq!(find(from, key), Some(k));
@@ -257,6 +297,6 @@ mod tests {
         assert_eq!(find(99, b"c"), Some(4), "past the end");
         assert_eq!(find(0, b"a/15"), None);
         assert_eq!(find(3, b"zz"), None);
-        assert_eq!(find_sorted(&[] as &[&[u8]], 0, b"a", |k| k), None);
+        assert_eq!(find_sorted(0, 0, b"a", |_| b""), None);
     }
 }

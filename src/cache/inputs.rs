@@ -105,18 +105,6 @@ impl<'a> Candidate<'a> {
     }
 }
 
-/// The threads that hash, one per core: a run with `-j 1` still hashes on every core.
-pub fn pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .thread_name(|i| format!("preflight-hash-{i}"))
-            .build()
-            .expect("a thread pool can be built")
-    })
-}
-
 /// How many files of one folder one task takes on.
 const GROUP: usize = 256;
 /// Below this many files, hashing stays on the calling thread.
@@ -150,7 +138,7 @@ pub fn digest_all(
             .map(|g| digest_group(root, index, g))
             .collect()
     } else {
-        pool().install(|| {
+        crate::lstat::in_file_pool(|| {
             groups
                 .par_iter()
                 .map(|g| digest_group(root, index, g))

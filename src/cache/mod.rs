@@ -401,7 +401,7 @@ impl Session {
         // Git lists the untracked files while the tracked ones are checked.
         let (tracked, untracked) = std::thread::scope(|scope| {
             let listing = scope.spawn(|| self.untracked(roots));
-            let tracked: Vec<Candidate> = inputs::pool().install(|| {
+            let tracked: Vec<Candidate> = crate::lstat::in_file_pool(|| {
                 self.index
                     .files
                     .par_iter()

@@ -221,8 +221,9 @@ impl Watch {
     fn position(&self, path: &Path, from: usize) -> Option<usize> {
         use std::os::unix::ffi::OsStrExt;
         let key = path.as_os_str().as_bytes();
-        crate::lstat::find_sorted(&self.tracked.files, from, key, |f| {
-            f.path.as_os_str().as_bytes()
+        let files = &self.tracked.files;
+        crate::lstat::find_sorted(files.len(), from, key, |i| {
+            files[i].path.as_os_str().as_bytes()
         })
     }
 
@@ -400,9 +401,7 @@ fn map_files<I: Sync, T: Send>(
     }
     std::thread::scope(|scope| {
         scope
-            .spawn(|| {
-                crate::cache::inputs::pool().install(|| items.par_iter().filter_map(&f).collect())
-            })
+            .spawn(|| crate::lstat::in_file_pool(|| items.par_iter().filter_map(&f).collect()))
             .join()
             .unwrap_or_default()
     })

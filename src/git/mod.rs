@@ -366,9 +366,19 @@ impl Repo {
             // Few files: one whose stat data cannot decide (racily clean, or smudged by git
             // for that reason) is compared by content, as git itself would.
             Some(paths) => {
+                // Both sorted as a rule (and no path twice: no conflicts here), so each is
+                // found a step or two after the last.
+                let mut from = 0;
                 let found: Option<Vec<&gix::index::Entry>> = paths
                     .iter()
-                    .map(|p| state.entry_by_path(gix::bstr::BStr::new(p.as_os_str().as_bytes())))
+                    .map(|p| {
+                        let key = p.as_os_str().as_bytes();
+                        let i = crate::lstat::find_sorted(entries.len(), from, key, |i| {
+                            entries[i].path(state)
+                        })?;
+                        from = i + 1;
+                        Some(&entries[i])
+                    })
                     .collect();
                 // A path the index does not have: not what was staged.
                 let Some(found) = found else {
