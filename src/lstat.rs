@@ -69,10 +69,10 @@ fn lstat_run<P: AsRef<Path>>(root: &Path, paths: &[P]) -> Vec<Option<libc::stat>
                 .ok();
             folder = Some((parent, opened));
         }
-        let plain_name = !matches!(name, b"" | b"." | b"..");
         let stat = match &folder {
-            Some((_, Some(dir))) if plain_name => lstat_at(dir, name),
-            // A folder that cannot be opened (or a name such as `..`) is asked the long way.
+            _ if matches!(name, b"" | b"." | b"..") => lstat_taken_apart(root, path),
+            Some((_, Some(dir))) => lstat_at(dir, name),
+            // A folder that cannot be opened is asked the long way.
             _ => lstat_path(&root.join(path)),
         };
         stats.push(stat);
@@ -108,7 +108,8 @@ impl Taken {
         at: std::time::SystemTime,
     ) -> Taken {
         let bytes = |k: usize| paths[k].as_ref().as_os_str().as_bytes();
-        let mut order: Vec<usize> = (0..paths.len()).collect();
+        // A path without stat data was not looked at: it is left out.
+        let mut order: Vec<usize> = (0..paths.len().min(stats.len())).collect();
         if !order.is_sorted_by(|&a, &b| bytes(a) <= bytes(b)) {
             order.sort_by(|&a, &b| bytes(a).cmp(bytes(b)));
         }
@@ -117,7 +118,7 @@ impl Taken {
             .iter()
             .map(|&k| {
                 names.extend_from_slice(bytes(k));
-                (names.len(), stats.get(k).copied().flatten())
+                (names.len(), stats[k])
             })
             .collect();
         Taken { files, names, at }
@@ -177,6 +178,20 @@ pub fn find_sorted<'k>(
         }
     }
     None
+}
+
+/// A path that does not end in a plain name (a trailing `/`, a `.` or `..`; git never
+/// writes one), taken apart as `Path` does: `a/` is `a` itself, `a/.` the folder.
+fn lstat_taken_apart(root: &Path, path: &Path) -> Option<libc::stat> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(root.join(parent))
+            .ok()
+            .and_then(|dir| lstat_at(&dir, name.as_bytes())),
+        _ => lstat_path(&root.join(path)),
+    }
 }
 
 fn lstat_at(dir: &std::fs::File, name: &[u8]) -> Option<libc::stat> {
@@ -257,7 +272,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("a")).unwrap();
         let longest = "n".repeat(255);
         std::fs::write(dir.path().join("a").join(&longest), "1").unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
         let paths = [
+            "link/".to_string(),
             "a/.".to_string(),
             "a/..".to_string(),
             format!("a/{longest}"),
@@ -273,6 +290,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                Some(libc::S_IFLNK),
                 Some(libc::S_IFDIR),
                 Some(libc::S_IFDIR),
                 Some(libc::S_IFREG),
