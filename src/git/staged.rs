@@ -83,9 +83,14 @@ impl Repo {
                         .map(|(_, id)| *id),
                     prefix_len: sub_prefix,
                     entries: &entries[i..end],
-                    cached: folder
-                        .cached
-                        .and_then(|c| c.children.iter().find(|t| t.name.as_slice() == name)),
+                    // Kept sorted by name (as gix reads them): a folder of thousands of
+                    // folders is not searched once per folder.
+                    cached: folder.cached.and_then(|c| {
+                        c.children
+                            .binary_search_by(|t| t.name.as_slice().cmp(name))
+                            .ok()
+                            .map(|k| &c.children[k])
+                    }),
                 };
                 self.staged_in(index, sub, out)?;
                 i = end;
