@@ -122,6 +122,23 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// The next stop or end of any traced task, with `flags` beside `__WALL`: its id and wait
+/// status; `None` when `WNOHANG` finds nothing waiting. Retried when interrupted; an error
+/// (ECHILD: no task is left) is the kernel's.
+fn wait_any(flags: libc::c_int) -> std::io::Result<Option<(libc::pid_t, libc::c_int)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a pointer to a local.
+        let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | flags) };
+        match tid {
+            0 => return Ok(None),
+            _ if tid > 0 => return Ok(Some((tid, status))),
+            _ if errno() == libc::EINTR => continue,
+            _ => return Err(std::io::Error::last_os_error()),
+        }
+    }
+}
+
 fn syscall_info(tid: libc::pid_t) -> Option<SyscallInfo> {
     let mut info = SyscallInfo::default();
     let size = std::mem::size_of::<SyscallInfo>();
@@ -281,15 +298,9 @@ impl Tracer {
     /// Follows every task until the root process ends.
     fn trace(&mut self) -> std::io::Result<Ended> {
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a pointer to a local.
-            let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
-            if tid < 0 {
-                if errno() == libc::EINTR {
-                    continue;
-                }
-                return Err(std::io::Error::last_os_error());
-            }
+            let Some((tid, status)) = wait_any(0)? else {
+                continue;
+            };
             if tid == self.root && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
                 self.tasks.remove(&tid);
                 self.cwds.remove(&tid);

@@ -30,17 +30,11 @@ impl Tracer {
         for &tid in self.tasks.keys() {
             kill_if_in(tid, group);
         }
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a pointer to a local.
-            let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
-            if tid < 0 {
-                if errno() == libc::EINTR {
-                    continue;
-                }
-                // ECHILD: no task is left.
-                return;
-            }
+        // Until ECHILD: no task is left.
+        while let Ok(waited) = wait_any(0) {
+            let Some((tid, status)) = waited else {
+                continue;
+            };
             if libc::WIFSTOPPED(status) && kill_if_in(tid, group) {
                 continue;
             }
@@ -132,15 +126,11 @@ impl Tracer {
     /// Resumes every stop already waiting; false when no task is left.
     fn resume_waiting(&mut self) -> bool {
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a pointer to a local.
-            let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
-            match tid {
-                0 => return true,
-                _ if tid < 0 && errno() == libc::EINTR => continue,
-                _ if tid < 0 => return false,
-                _ if self.recording => self.on_stop(tid, status),
-                _ => self.resume_released(tid, status),
+            match wait_any(libc::WNOHANG) {
+                Ok(None) => return true,
+                Err(_) => return false,
+                Ok(Some((tid, status))) if self.recording => self.on_stop(tid, status),
+                Ok(Some((tid, status))) => self.resume_released(tid, status),
             }
         }
     }

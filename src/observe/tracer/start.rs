@@ -30,19 +30,7 @@ fn child(plan: &ChildPlan) -> ! {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::raise(libc::SIGSTOP);
-        if libc::prctl(
-            PR_SET_NO_NEW_PRIVS,
-            1 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        ) != 0
-            || libc::prctl(
-                PR_SET_SECCOMP,
-                SECCOMP_MODE_FILTER,
-                &fprog as *const SockFprog,
-            ) != 0
-        {
+        if !forbid_new_privileges() || !install_filter(&fprog) {
             let message = b"preflight: cannot install the seccomp filter that observes the step\n";
             libc::write(2, message.as_ptr().cast(), message.len());
             libc::_exit(126);
@@ -146,22 +134,10 @@ pub fn probe() -> Result<(), String> {
         // SAFETY: async-signal-safe calls only.
         unsafe {
             libc::raise(libc::SIGSTOP);
-            if libc::prctl(
-                PR_SET_NO_NEW_PRIVS,
-                1 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-            ) != 0
-            {
+            if !forbid_new_privileges() {
                 libc::_exit(10);
             }
-            if libc::prctl(
-                PR_SET_SECCOMP,
-                SECCOMP_MODE_FILTER,
-                &fprog as *const SockFprog,
-            ) != 0
-            {
+            if !install_filter(&fprog) {
                 libc::_exit(11);
             }
             libc::syscall(
@@ -243,5 +219,33 @@ fn probe_child(pid: libc::pid_t) -> Result<(), String> {
             signal = libc::WSTOPSIG(status);
         }
         ptrace(PTRACE_CONT, pid, 0, signal as usize);
+    }
+}
+
+/// Forbids this process and its children to gain privileges (set-user-id programs), which
+/// an unprivileged process must before it installs a seccomp filter. Async-signal-safe.
+fn forbid_new_privileges() -> bool {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            PR_SET_NO_NEW_PRIVS,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) == 0
+    }
+}
+
+/// Installs the seccomp filter `fprog` on this process and its future children.
+/// Async-signal-safe.
+fn install_filter(fprog: &SockFprog) -> bool {
+    // SAFETY: `fprog` points to a filter program that outlives the call.
+    unsafe {
+        libc::prctl(
+            PR_SET_SECCOMP,
+            SECCOMP_MODE_FILTER,
+            fprog as *const SockFprog,
+        ) == 0
     }
 }
