@@ -115,14 +115,18 @@ fn missing(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
 
-/// Whether the syscall's result can add nothing to what is already known, so that the
-/// tracer need not stop the task again at its end: a path first read or first found absent
-/// stays so (a later change to it is the step's own write, observed as such). An open must
-/// have been seen to succeed before (`opened`): its end also names the file behind a link.
+/// Whether the syscall can add nothing to what is already known, so that the tracer need
+/// not look at it further: a path first read or first found absent stays so, until the step
+/// writes it (then it may be a new link, through which a read reaches another file). An
+/// open must have been seen to succeed before (`opened`): it also names the file behind a
+/// link.
 pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<PathBuf>) -> bool {
     let Some(path) = pending.first.as_ref() else {
         return false;
     };
+    if seen.written.contains(path) {
+        return false;
+    }
     match pending.kind {
         Kind::Probe | Kind::ReadLink => seen.read.contains(path) || seen.absent.contains(path),
         Kind::Open | Kind::OpenHow => {
@@ -413,6 +417,13 @@ mod tests {
             &opened
         ));
         assert!(!already_known(&pending(Kind::Exec, 0, "/r/a"), &o, &opened));
+        // Written by the step since: it may now be a link to another file.
+        o.written.insert(PathBuf::from("/r/none"));
+        assert!(!already_known(
+            &pending(Kind::Open, libc::O_RDONLY, "/r/none"),
+            &o,
+            &opened
+        ));
     }
 
     #[test]

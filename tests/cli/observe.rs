@@ -850,3 +850,24 @@ fn what_a_process_left_in_the_steps_group_reads_is_recorded_or_never_read() {
         );
     }
 }
+
+/// A path the step found missing and then made a link itself is read through that link:
+/// the file the link leads to is an input, though the path was first seen absent.
+#[test]
+fn a_file_read_through_a_link_the_step_made_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"rm -f link; cat link 2>/dev/null; ln -s cfg.conf link; grep -q ok link\"\n\
+         files = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "link\n");
+    repo.write("cfg.conf", "ok\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("cfg.conf", "bad\n"),
+        "`cfg.conf` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}
