@@ -4,6 +4,7 @@
 
 use super::Observation;
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 /// What a syscall does with its path.
@@ -137,6 +138,57 @@ pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<Pat
     }
 }
 
+/// Paths `already_known` said yes to, by their bytes, per kind of read: the answer stays
+/// yes until the step writes the path (`forget`), so it is kept and found by a hash of the
+/// bytes instead of asked again of the ordered sets of paths (the tracer's busiest work:
+/// a toolchain stats and opens the same files thousands of times).
+#[derive(Default)]
+pub struct Settled {
+    probed: HashSet<Vec<u8>>,
+    opened: HashSet<Vec<u8>>,
+}
+
+impl Settled {
+    fn set(&self, pending: &Pending) -> Option<&HashSet<Vec<u8>>> {
+        match pending.kind {
+            Kind::Probe | Kind::ReadLink => Some(&self.probed),
+            Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
+                Some(&self.opened)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn contains(&self, pending: &Pending) -> bool {
+        match (self.set(pending), &pending.first) {
+            (Some(set), Some(path)) => set.contains(path.as_os_str().as_bytes()),
+            _ => false,
+        }
+    }
+
+    /// Keeps a yes of `already_known` for `pending`.
+    pub fn insert(&mut self, pending: &Pending) {
+        let Some(path) = &pending.first else {
+            return;
+        };
+        let bytes = path.as_os_str().as_bytes().to_vec();
+        match pending.kind {
+            Kind::Probe | Kind::ReadLink => self.probed.insert(bytes),
+            Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
+                self.opened.insert(bytes)
+            }
+            _ => false,
+        };
+    }
+
+    /// The step wrote `path`: what was known of it may no longer hold.
+    pub fn forget(&mut self, path: &Path) {
+        let bytes = path.as_os_str().as_bytes();
+        self.probed.remove(bytes);
+        self.opened.remove(bytes);
+    }
+}
+
 /// Records what a finished syscall says about its paths. Returns true when the current
 /// folder of some process may have changed.
 pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool {
@@ -223,6 +275,9 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
 /// `base` joined with `path`, with `.` and `..` resolved lexically. `base` must be absolute.
 pub fn absolute(base: &Path, path: &Path) -> PathBuf {
     let joined = base.join(path);
+    if is_normal(joined.as_os_str().as_bytes()) {
+        return joined;
+    }
     let mut out = PathBuf::from("/");
     for component in joined.components() {
         match component {
@@ -234,6 +289,18 @@ pub fn absolute(base: &Path, path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether a path is already what `absolute` makes of it (most are): `/` alone, or
+/// `/name` repeated, no name empty, `.` or `..`.
+fn is_normal(path: &[u8]) -> bool {
+    match path {
+        [b'/'] => true,
+        [b'/', rest @ ..] => rest
+            .split(|&b| b == b'/')
+            .all(|name| !matches!(name, b"" | b"." | b"..")),
+        _ => false,
+    }
 }
 
 /// The interpreter a `#!` line names (the kernel runs it without a syscall of its own).
@@ -427,6 +494,27 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_read_stays_settled_until_the_path_is_written() {
+        let mut settled = Settled::default();
+        let probe = pending(Kind::Probe, 0, "/r/a");
+        let open = pending(Kind::Open, libc::O_RDONLY, "/r/a");
+        settled.insert(&probe);
+        assert!(settled.contains(&probe));
+        assert!(settled.contains(&pending(Kind::ReadLink, 0, "/r/a")));
+        // A stat says nothing of what an open through a link reaches.
+        assert!(!settled.contains(&open));
+        settled.insert(&open);
+        assert!(settled.contains(&open));
+        let write = pending(Kind::Open, libc::O_WRONLY, "/r/a");
+        settled.insert(&write);
+        assert!(!settled.contains(&write));
+        assert!(!settled.contains(&pending(Kind::Exec, 0, "/r/a")));
+        settled.forget(Path::new("/r/a"));
+        assert!(!settled.contains(&probe));
+        assert!(!settled.contains(&open));
+    }
+
+    #[test]
     fn a_chdir_says_the_folder_changed() {
         let mut o = Observation::default();
         assert!(record(&pending(Kind::Chdir, 0, "/r/sub"), Ok(0), &mut o));
@@ -454,6 +542,11 @@ mod tests {
         );
         assert_eq!(absolute(base, Path::new("../../../..")), Path::new("/"));
         assert_eq!(absolute(base, Path::new(".")), Path::new("/repo/sub"));
+        assert_eq!(absolute(base, Path::new("a/")), Path::new("/repo/sub/a"));
+        assert_eq!(absolute(base, Path::new("a/..")), Path::new("/repo/sub"));
+        assert_eq!(absolute(base, Path::new("/")), Path::new("/"));
+        assert_eq!(absolute(base, Path::new("//x")), Path::new("/x"));
+        assert_eq!(absolute(base, Path::new("/x/.y")), Path::new("/x/.y"));
     }
 
     #[test]

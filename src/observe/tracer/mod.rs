@@ -180,12 +180,14 @@ fn read_string(tid: libc::pid_t, addr: u64) -> Result<Option<Vec<u8>>, Unreadabl
     if addr == 0 {
         return Ok(None);
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(256);
     let mut at = addr;
+    // Most paths are short: small reads copy less than the rest of the page would.
+    let mut chunk = [0u8; 256];
     while out.len() < PATH_MAX {
         let to_page_end = 4096 - (at % 4096) as usize;
-        let mut chunk = vec![0u8; to_page_end.min(PATH_MAX - out.len())];
-        let n = match read_memory(tid, at, &mut chunk) {
+        let chunk = &mut chunk[..to_page_end.min(PATH_MAX - out.len()).min(256)];
+        let n = match read_memory(tid, at, chunk) {
             Ok(0) => return Ok(None),
             Ok(n) => n,
             Err(e) if e == libc::EFAULT || e == libc::ESRCH => return Ok(None),
@@ -232,6 +234,7 @@ pub struct Tracer {
     calls: HashMap<u64, Call>,
     /// Paths seen opened successfully (and so, the file behind them if they are links).
     opened: HashSet<PathBuf>,
+    settled: syscall::Settled,
     /// Folders found to be no symbolic links, when following paths through links.
     real_dirs: HashSet<PathBuf>,
     observation: Observation,
@@ -251,6 +254,7 @@ impl Tracer {
             cwds: HashMap::new(),
             calls: arch::calls().into_iter().collect(),
             opened: HashSet::new(),
+            settled: syscall::Settled::default(),
             real_dirs: HashSet::new(),
             observation: Observation::default(),
             incomplete: None,
@@ -443,10 +447,14 @@ impl Tracer {
         // descriptor, observed when it was opened; a bad pointer makes the call fail.
         // Neither needs the call's end.
         let nothing_named = call.has_path() && pending.first.is_none();
-        if nothing_named
-            || syscall::already_known(&pending, &self.observation, &self.opened)
-            || self.judged_at_entry(&pending)
-        {
+        if nothing_named || self.settled.contains(&pending) {
+            return;
+        }
+        if syscall::already_known(&pending, &self.observation, &self.opened) {
+            self.settled.insert(&pending);
+            return;
+        }
+        if self.judged_at_entry(&pending) {
             return;
         }
         if let Some(task) = self.tasks.get_mut(&tid) {
@@ -503,6 +511,7 @@ impl Tracer {
                     && *lexical != real
                 {
                     if syscall::opens_for_writing(pending.open_flags) {
+                        self.settled.forget(&real);
                         self.observation.written.insert(real);
                     } else {
                         self.observation.read.insert(real);
@@ -518,6 +527,11 @@ impl Tracer {
         }
         if syscall::record(&pending, result, &mut self.observation) {
             self.cwds.clear();
+        }
+        // Only calls that may write wait for their end: what was settled of their paths
+        // is asked again.
+        for path in [&pending.first, &pending.second].into_iter().flatten() {
+            self.settled.forget(path);
         }
         self.follow_links(&pending, result);
     }
