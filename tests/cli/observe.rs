@@ -871,3 +871,26 @@ fn a_file_read_through_a_link_the_step_made_is_an_input() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// `link/..` is the folder above where the link leads, not the folder holding the link:
+/// the file the kernel opens there is the input, whatever lies at the look-alike path.
+#[test]
+fn a_file_reached_by_dot_dot_through_a_linked_folder_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"grep -q v1 link/../data.txt\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("sub/data.txt", "v1\n");
+    repo.write("data.txt", "decoy\n");
+    std::fs::create_dir_all(repo.path().join("sub/inner")).unwrap();
+    repo.write("sub/inner/.keep", "");
+    std::os::unix::fs::symlink("sub/inner", repo.path().join("link")).unwrap();
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("sub/data.txt", "v2\n"),
+        "`sub/data.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

@@ -1,9 +1,7 @@
 //! The tracer: forks the step's command with a seccomp filter that hands path syscalls to
 //! ptrace, follows every child, decodes each trapped syscall at entry (its paths are read
 //! from the tracee's memory and resolved against its folder or directory fd) and classifies
-//! it: a read (an open for reading, a stat, a readlink, an exec) at once, by looking the
-//! path up while the task waits, so that it stops once; any other call at its exit, when
-//! its result is known (a write, a `cd`).
+//! it at exit, when its result is known (a read, a probe of a missing path, a write).
 //!
 //! All ptrace requests are made from the one thread that attached (ptrace requires it).
 
@@ -454,9 +452,6 @@ impl Tracer {
             self.settled.insert(&pending);
             return;
         }
-        if self.judged_at_entry(&pending) {
-            return;
-        }
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.pending = Some(pending);
         }
@@ -519,8 +514,9 @@ impl Tracer {
                 }
             }
             (Kind::Exec, Ok(_)) => {
-                if let Some(program) = pending.first.clone() {
-                    self.record_interpreter(&program);
+                if let Some(interpreter) = pending.first.as_deref().and_then(interpreter_of) {
+                    self.observation.read.insert(interpreter.clone());
+                    self.observation.executed.insert(interpreter);
                 }
             }
             _ => {}
@@ -536,101 +532,35 @@ impl Tracer {
         self.follow_links(&pending, result);
     }
 
-    /// A read the tracer can judge itself, while the task waits at the call's entry: it
-    /// looks the path up as the call is about to (the task's own folder and links, the same
-    /// user), so it learns what the call's end would say without a second stop. Writes, a
-    /// `cd` and paths under /proc and /dev (whose links differ per process:
-    /// `/proc/self/cwd/x`) still wait for the call's end. Returns whether it was judged.
-    fn judged_at_entry(&mut self, pending: &Pending) -> bool {
-        let Some(path) = pending.first.as_ref() else {
-            return false;
-        };
-        let opens = matches!(pending.kind, Kind::Open | Kind::OpenHow);
-        let reads = match pending.kind {
-            Kind::Probe | Kind::ReadLink | Kind::Exec => true,
-            Kind::Open | Kind::OpenHow => !syscall::opens_for_writing(pending.open_flags),
-            _ => false,
-        };
-        if !reads || path.starts_with("/proc") || path.starts_with("/dev") {
-            return false;
-        }
-        // readlink looks at the link itself; the others follow it (a dangling link is
-        // then found by following the path's links below, as after the call's end).
-        let looked = if pending.kind == Kind::ReadLink {
-            std::fs::symlink_metadata(path)
-        } else {
-            std::fs::metadata(path)
-        };
-        let result = match &looked {
-            Ok(meta) if pending.kind == Kind::Exec && !may_execute(meta) => Err(libc::EACCES),
-            Ok(_) => Ok(0),
-            Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
-        };
-        syscall::record(pending, result, &mut self.observation);
-        let path = path.clone();
-        let real = self.record_links(&path, pending.kind, result);
-        match (pending.kind, &looked) {
-            (_, Ok(meta)) if opens && pending.open_flags & libc::O_PATH as u64 == 0 => {
-                if meta.is_dir() {
-                    self.observation
-                        .listed
-                        .insert(real.unwrap_or_else(|| path.clone()));
-                }
-                self.opened.insert(path);
-            }
-            (Kind::Exec, Ok(_)) if result.is_ok() => self.record_interpreter(&path),
-            _ => {}
-        }
-        true
-    }
-
-    fn record_interpreter(&mut self, program: &Path) {
-        if let Some(interpreter) = interpreter_of(program) {
-            self.observation.read.insert(interpreter.clone());
-            self.observation.executed.insert(interpreter);
-        }
-    }
-
     /// A stat, an exec, a `cd` or an open that failed names a path that may lead through
-    /// symbolic links. (A successful open, judged at its end, names its file through
-    /// `/proc/TID/fd` instead.)
+    /// symbolic links: each link is read, and what the last one leads to is read or must
+    /// stay absent. (A successful open names its file through `/proc/TID/fd` instead.)
     fn follow_links(&mut self, pending: &Pending, result: syscall::Result) {
         let follows = match pending.kind {
             Kind::Probe | Kind::Exec | Kind::Chdir => true,
             Kind::Open | Kind::OpenHow | Kind::Creat => result.is_err(),
             _ => false,
         };
-        if let Some(path) = pending.first.as_ref().filter(|_| follows) {
-            let path = path.clone();
-            self.record_links(&path, pending.kind, result);
-        }
-    }
-
-    /// Each symbolic link on `path`'s way is read, and what the last one leads to is read
-    /// or must stay absent. Returns where the path leads when that is there and differs.
-    fn record_links(
-        &mut self,
-        path: &Path,
-        kind: Kind,
-        result: syscall::Result,
-    ) -> Option<PathBuf> {
-        let followed = links::follow(path, &mut self.real_dirs)?;
+        let Some(path) = pending.first.as_ref().filter(|_| follows) else {
+            return;
+        };
+        let Some(followed) = links::follow(path, &mut self.real_dirs) else {
+            return;
+        };
         let o = &mut self.observation;
-        if followed.links.iter().any(|link| link == path) {
+        if followed.links.contains(path) {
             // The path is itself a link: it is there, whatever it leads to.
             o.absent.remove(path);
-            o.read.insert(path.to_path_buf());
+            o.read.insert(path.clone());
         }
         o.read.extend(followed.links);
         if followed.exists {
-            if kind == Kind::Exec && result.is_ok() {
+            if pending.kind == Kind::Exec && result.is_ok() {
                 o.executed.insert(followed.target.clone());
             }
-            o.read.insert(followed.target.clone());
-            Some(followed.target)
+            o.read.insert(followed.target);
         } else {
             o.absent.insert(followed.target);
-            None
         }
     }
 
@@ -688,13 +618,6 @@ impl Tracer {
         }
         Ok(cwd)
     }
-}
-
-/// Whether an execve of this file can get past its permission check (a file with an
-/// execute bit; the exact check, for this user, is the kernel's).
-fn may_execute(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }
 
 /// The interpreter an executed script's `#!` line names.
