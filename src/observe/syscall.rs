@@ -116,18 +116,13 @@ fn missing(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
 
-/// Whether the syscall can add nothing to what is already known, so that the tracer need
-/// not look at it further: a path first read or first found absent stays so, until the step
-/// writes it (then it may be a new link, through which a read reaches another file). An
-/// open must have been seen to succeed before (`opened`): it also names the file behind a
-/// link.
+/// Whether what a finished syscall recorded answers every later call of its kind on the
+/// same path: a path read or found absent stays so for a stat; an open must have succeeded
+/// (`opened`), as it also names the file behind a link, or found nothing.
 pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<PathBuf>) -> bool {
     let Some(path) = pending.first.as_ref() else {
         return false;
     };
-    if seen.written.contains(path) {
-        return false;
-    }
     match pending.kind {
         Kind::Probe | Kind::ReadLink => seen.read.contains(path) || seen.absent.contains(path),
         Kind::Open | Kind::OpenHow => {
@@ -138,10 +133,11 @@ pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<Pat
     }
 }
 
-/// Paths `already_known` said yes to, by their bytes, per kind of read: the answer stays
-/// yes until the step writes the path (`forget`), so it is kept and found by a hash of the
-/// bytes instead of asked again of the ordered sets of paths (the tracer's busiest work:
-/// a toolchain stats and opens the same files thousands of times).
+/// Reads answered once, by the path's bytes, per kind of read: a later call of the same kind
+/// on the same path is let go at its entry (a toolchain stats and opens the same files
+/// thousands of times). An answer holds until the step changes the path or what leads to it
+/// (`forget`, `forget_under`): a file or link made where nothing was, a folder replaced by a
+/// link, a rename.
 #[derive(Default)]
 pub struct Settled {
     probed: HashSet<Vec<u8>>,
@@ -166,7 +162,7 @@ impl Settled {
         }
     }
 
-    /// Keeps a yes of `already_known` for `pending`.
+    /// Keeps the answer of a finished read, when `already_known` says it holds for later ones.
     pub fn insert(&mut self, pending: &Pending) {
         let Some(path) = &pending.first else {
             return;
@@ -181,11 +177,24 @@ impl Settled {
         };
     }
 
-    /// The step wrote `path`: what was known of it may no longer hold.
+    /// The step wrote `path` (made, truncated or linked it): what was known of it may no
+    /// longer hold.
     pub fn forget(&mut self, path: &Path) {
         let bytes = path.as_os_str().as_bytes();
         self.probed.remove(bytes);
         self.opened.remove(bytes);
+    }
+
+    /// The step removed, renamed or made a link at `path`: what was known of it and of
+    /// every path under it may no longer hold (a folder that is now a link leads elsewhere).
+    pub fn forget_under(&mut self, path: &Path) {
+        let folder = path.as_os_str().as_bytes();
+        let under = |known: &Vec<u8>| {
+            known.starts_with(folder)
+                && (known.len() == folder.len() || known[folder.len()] == b'/' || folder == b"/")
+        };
+        self.probed.retain(|known| !under(known));
+        self.opened.retain(|known| !under(known));
     }
 }
 
@@ -484,13 +493,6 @@ mod tests {
             &opened
         ));
         assert!(!already_known(&pending(Kind::Exec, 0, "/r/a"), &o, &opened));
-        // Written by the step since: it may now be a link to another file.
-        o.written.insert(PathBuf::from("/r/none"));
-        assert!(!already_known(
-            &pending(Kind::Open, libc::O_RDONLY, "/r/none"),
-            &o,
-            &opened
-        ));
     }
 
     #[test]
@@ -512,6 +514,22 @@ mod tests {
         settled.forget(Path::new("/r/a"));
         assert!(!settled.contains(&probe));
         assert!(!settled.contains(&open));
+    }
+
+    #[test]
+    fn a_folder_changed_unsettles_everything_under_it() {
+        let mut settled = Settled::default();
+        for path in ["/r/pkg", "/r/pkg/lib.txt", "/r/pkg/a/b", "/r/pkg2/x", "/r/p"] {
+            settled.insert(&pending(Kind::Probe, 0, path));
+        }
+        settled.forget_under(Path::new("/r/pkg"));
+        let left: Vec<bool> = ["/r/pkg", "/r/pkg/lib.txt", "/r/pkg/a/b", "/r/pkg2/x", "/r/p"]
+            .iter()
+            .map(|path| settled.contains(&pending(Kind::Probe, 0, path)))
+            .collect();
+        assert_eq!(left, [false, false, false, true, true]);
+        settled.forget_under(Path::new("/"));
+        assert!(!settled.contains(&pending(Kind::Probe, 0, "/r/p")));
     }
 
     #[test]

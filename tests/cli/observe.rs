@@ -894,3 +894,47 @@ fn a_file_reached_by_dot_dot_through_a_linked_folder_is_an_input() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// A folder the step looked at and then replaced by a link (as pnpm lays out packages):
+/// what a later look through the link finds is where the link leads.
+#[test]
+fn a_file_looked_at_through_a_folder_the_step_turned_into_a_link_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"mkdir -p pkg; ls pkg >/dev/null; rm -rf pkg; ln -s vendor pkg; \
+         test -s pkg/lib.txt; r=$?; rm pkg; mkdir pkg; echo x > pkg/lib.txt; exit $r\"\n\
+         files = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "pkg/\n");
+    repo.write("vendor/lib.txt", "v1\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("vendor/lib.txt", ""),
+        "`vendor/lib.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}
+
+/// A file read, then its folder moved away and a link to another folder put in its place:
+/// the same path read again is a file elsewhere, and that file is an input.
+#[test]
+fn a_file_read_again_after_its_folder_was_swapped_for_a_link_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"rm -rf pkg pkg.old; mkdir pkg; echo x > pkg/lib.txt; \
+         cat pkg/lib.txt; mv pkg pkg.old; ln -s vendor pkg; grep -q v1 pkg/lib.txt; r=$?; \
+         rm pkg; mv pkg.old pkg; exit $r\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "pkg/\npkg.old/\n");
+    repo.write("vendor/lib.txt", "v1\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("vendor/lib.txt", "v2\n"),
+        "`vendor/lib.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

@@ -448,10 +448,6 @@ impl Tracer {
         if nothing_named || self.settled.contains(&pending) {
             return;
         }
-        if syscall::already_known(&pending, &self.observation, &self.opened) {
-            self.settled.insert(&pending);
-            return;
-        }
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.pending = Some(pending);
         }
@@ -524,12 +520,41 @@ impl Tracer {
         if syscall::record(&pending, result, &mut self.observation) {
             self.cwds.clear();
         }
-        // Only calls that may write wait for their end: what was settled of their paths
-        // is asked again.
-        for path in [&pending.first, &pending.second].into_iter().flatten() {
-            self.settled.forget(path);
-        }
         self.follow_links(&pending, result);
+        if syscall::already_known(&pending, &self.observation, &self.opened) {
+            self.settled.insert(&pending);
+        }
+        self.unsettle_written(&pending, result);
+    }
+
+    /// A call that changed the tree makes what was known of the paths it changed (and, for
+    /// a removal, a rename or a new link, of every path under them) be asked again, and
+    /// folders known to be no links be looked at again.
+    fn unsettle_written(&mut self, pending: &Pending, result: syscall::Result) {
+        let under = match pending.kind {
+            Kind::Modify | Kind::Rename | Kind::Symlink => true,
+            Kind::Mkdir | Kind::Link | Kind::Creat => false,
+            Kind::Open | Kind::OpenHow => {
+                if !syscall::opens_for_writing(pending.open_flags) {
+                    return;
+                }
+                false
+            }
+            _ => return,
+        };
+        if result.is_err() {
+            return;
+        }
+        for path in [&pending.first, &pending.second].into_iter().flatten() {
+            if under {
+                self.settled.forget_under(path);
+            } else {
+                self.settled.forget(path);
+            }
+        }
+        if under {
+            self.real_dirs.clear();
+        }
     }
 
     /// A stat, an exec, a `cd` or an open that failed names a path that may lead through
