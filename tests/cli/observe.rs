@@ -938,3 +938,26 @@ fn a_file_read_again_after_its_folder_was_swapped_for_a_link_is_an_input() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// A stat of `link/..` looks in the folder above where the link leads: the file there is
+/// the input, and so is the link.
+#[test]
+fn a_file_looked_at_by_dot_dot_through_a_linked_folder_is_an_input() {
+    let repo =
+        Repo::with_config("[steps.chk]\nrun = \"test -s link/../data.txt\"\nfiles = [\"a.txt\"]\n");
+    repo.write("a.txt", "a\n");
+    repo.write("sub/data.txt", "v1\n");
+    repo.write("data.txt", "decoy\n");
+    repo.write("sub/inner/.keep", "");
+    std::os::unix::fs::symlink("sub/inner", repo.path().join("link")).unwrap();
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("sub/data.txt", ""),
+        "`sub/data.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+    let audit = repo.run(&["audit", "chk"]);
+    assert!(audit.stdout.contains("\n    link\n"), "{}", audit.stdout);
+}

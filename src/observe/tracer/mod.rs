@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 mod release;
 mod start;
@@ -605,16 +605,46 @@ impl Tracer {
             return Ok(None);
         }
         let path = PathBuf::from(OsString::from_vec(bytes));
-        if path.is_absolute() {
-            return Ok(Some(syscall::absolute(Path::new("/"), &path)));
-        }
-        let base = match dir {
-            Dir::Arg(arg) if args[arg] as i32 != libc::AT_FDCWD => {
-                task_link(&format!("/proc/{tid}/fd/{}", args[arg] as i32))?
+        let base = if path.is_absolute() {
+            Some(PathBuf::from("/"))
+        } else {
+            match dir {
+                Dir::Arg(arg) if args[arg] as i32 != libc::AT_FDCWD => {
+                    task_link(&format!("/proc/{tid}/fd/{}", args[arg] as i32))?
+                }
+                _ => self.cwd(tid)?,
             }
-            _ => self.cwd(tid)?,
         };
-        Ok(base.map(|base| syscall::absolute(&base, &path)))
+        let Some(base) = base else {
+            return Ok(None);
+        };
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Ok(Some(self.physical(&base.join(&path))));
+        }
+        Ok(Some(syscall::absolute(&base, &path)))
+    }
+
+    /// `path` with `..` taken the way the kernel takes it: the folder above where the path
+    /// so far leads, through its links (`link/..` is the parent of the link's target, not
+    /// the folder holding the link). The links on the way are read.
+    fn physical(&mut self, path: &Path) -> PathBuf {
+        let mut out = PathBuf::from("/");
+        for component in path.components() {
+            match component {
+                Component::Normal(name) => out.push(name),
+                Component::ParentDir => {
+                    if let Some(followed) = links::follow(&out, &mut self.real_dirs) {
+                        self.observation.read.extend(followed.links);
+                        if followed.exists {
+                            out = followed.target;
+                        }
+                    }
+                    out.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        out
     }
 
     /// The file an `execveat` with an empty path runs: its directory descriptor's.
