@@ -81,6 +81,27 @@ pub fn follow(path: &Path, real_dirs: &mut HashSet<PathBuf>) -> Option<Followed>
     })
 }
 
+/// Whether no folder on the way to `folder` (absolute, normalised), itself included, is a
+/// symbolic link: each is a real folder, up to one that is missing or no folder (nothing
+/// under that is a link either). `real_dirs` remembers the real folders found.
+pub fn has_no_link_on_the_way(folder: &Path, real_dirs: &mut HashSet<PathBuf>) -> bool {
+    let mut at = PathBuf::from("/");
+    for name in folder.components().skip(1) {
+        at.push(name);
+        if real_dirs.contains(&at) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {
+                real_dirs.insert(at.clone());
+            }
+            Ok(meta) => return !meta.file_type().is_symlink(),
+            Err(e) => return gone(&e),
+        }
+    }
+    true
+}
+
 fn gone(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
@@ -128,5 +149,12 @@ mod tests {
         assert_eq!(follow(&root.join("real/sub/f"), &mut dirs), None);
         assert_eq!(follow(&root.join("loop"), &mut dirs), None);
         assert_eq!(follow(Path::new("/proc/self/exe"), &mut dirs), None);
+        let mut fresh = HashSet::new();
+        assert!(has_no_link_on_the_way(&root.join("real/sub"), &mut dirs));
+        assert!(!has_no_link_on_the_way(&root.join("dir/sub"), &mut fresh));
+        assert!(has_no_link_on_the_way(&root.join("real/sub/f/x"), &mut fresh));
+        assert!(has_no_link_on_the_way(&root.join("none/deeper"), &mut fresh));
+        assert!(!has_no_link_on_the_way(&root.join("real/file"), &mut fresh));
+        assert!(!has_no_link_on_the_way(&root.join(".env/x"), &mut fresh));
     }
 }

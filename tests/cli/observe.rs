@@ -961,3 +961,26 @@ fn a_file_looked_at_by_dot_dot_through_a_linked_folder_is_an_input() {
     let audit = repo.run(&["audit", "chk"]);
     assert!(audit.stdout.contains("\n    link\n"), "{}", audit.stdout);
 }
+
+/// A link made through another name of a folder (a linked folder) where the step found
+/// nothing: a later read by the folder's own name reaches the file the link leads to.
+#[test]
+fn a_link_made_through_a_linked_folder_is_followed_by_a_later_read() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"rm -f real/x; cat real/x 2>/dev/null; ln -s ../cfg.conf alias/x; \
+         grep -q ok real/x; r=$?; rm -f real/x; exit $r\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "real/x\n");
+    repo.write("real/.keep", "");
+    repo.write("cfg.conf", "ok\n");
+    std::os::unix::fs::symlink("real", repo.path().join("alias")).unwrap();
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("cfg.conf", "bad\n"),
+        "`cfg.conf` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

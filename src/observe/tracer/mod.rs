@@ -521,7 +521,9 @@ impl Tracer {
             self.cwds.clear();
         }
         self.follow_links(&pending, result);
-        if syscall::already_known(&pending, &self.observation, &self.opened) {
+        if syscall::already_known(&pending, &self.observation, &self.opened)
+            && self.named_physically(pending.first.as_deref())
+        {
             self.settled.insert(&pending);
         }
         self.unsettle_written(&pending, result);
@@ -545,16 +547,35 @@ impl Tracer {
         if result.is_err() {
             return;
         }
-        for path in [&pending.first, &pending.second].into_iter().flatten() {
-            if under {
+        if under {
+            self.real_dirs.clear();
+        }
+        let paths = [&pending.first, &pending.second].into_iter().flatten();
+        // A write to /dev/null or /dev/fd/N changes no name (the file behind a descriptor
+        // is forgotten by its real path, in `exited`).
+        for path in paths.filter(|p| !p.starts_with("/proc") && !p.starts_with("/dev")) {
+            // Answers are kept only for paths named without links on the way, so a change
+            // made through a linked folder may touch any of them.
+            if !self.named_physically(Some(path)) {
+                self.settled = syscall::Settled::default();
+            } else if under {
                 self.settled.forget_under(path);
             } else {
                 self.settled.forget(path);
             }
         }
-        if under {
-            self.real_dirs.clear();
-        }
+    }
+
+    /// Whether `path` is named without a link among its folders (the last name may be
+    /// one) and outside /proc and /dev (whose names differ per process): then a change to
+    /// it, or to a folder above it, is made under this same name.
+    fn named_physically(&mut self, path: Option<&Path>) -> bool {
+        let Some(folder) = path.and_then(Path::parent) else {
+            return false;
+        };
+        !folder.starts_with("/proc")
+            && !folder.starts_with("/dev")
+            && links::has_no_link_on_the_way(folder, &mut self.real_dirs)
     }
 
     /// A stat, an exec, a `cd` or an open that failed names a path that may lead through
