@@ -4,7 +4,7 @@
 //! that is there, or one that is not: a dangling `.env -> .env.local`).
 
 use super::syscall;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
@@ -25,7 +25,7 @@ pub struct Followed {
 /// path is its own target), when it is under /proc or /dev (whose links differ per
 /// process), or when a folder on the way cannot be read. `real_dirs` remembers folders
 /// found to be no links, so that each is looked at once.
-pub fn follow(path: &Path, real_dirs: &mut HashSet<PathBuf>) -> Option<Followed> {
+pub fn follow(path: &Path, real_dirs: &mut BTreeSet<PathBuf>) -> Option<Followed> {
     if path.starts_with("/proc") || path.starts_with("/dev") {
         return None;
     }
@@ -84,7 +84,7 @@ pub fn follow(path: &Path, real_dirs: &mut HashSet<PathBuf>) -> Option<Followed>
 /// Whether no folder on the way to `folder` (absolute, normalised), itself included, is a
 /// symbolic link: each is a real folder, up to one that is missing or no folder (nothing
 /// under that is a link either). `real_dirs` remembers the real folders found.
-pub fn has_no_link_on_the_way(folder: &Path, real_dirs: &mut HashSet<PathBuf>) -> bool {
+pub fn has_no_link_on_the_way(folder: &Path, real_dirs: &mut BTreeSet<PathBuf>) -> bool {
     let mut at = PathBuf::from("/");
     for name in folder.components().skip(1) {
         at.push(name);
@@ -100,6 +100,19 @@ pub fn has_no_link_on_the_way(folder: &Path, real_dirs: &mut HashSet<PathBuf>) -
         }
     }
     true
+}
+
+/// Drops `path` and every path under it from `set`. In a path's order (name by name) they
+/// come together, right from `path` on.
+pub fn remove_under(set: &mut BTreeSet<PathBuf>, path: &Path) {
+    let under: Vec<PathBuf> = set
+        .range::<Path, _>((std::ops::Bound::Included(path), std::ops::Bound::Unbounded))
+        .take_while(|known| known.starts_with(path))
+        .cloned()
+        .collect();
+    for known in under {
+        set.remove(&known);
+    }
 }
 
 fn gone(e: &std::io::Error) -> bool {
@@ -130,7 +143,7 @@ mod tests {
         symlink("sub/f", root.join("real/file")).unwrap();
         symlink(".env.local", root.join(".env")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
-        let mut dirs = HashSet::new();
+        let mut dirs = BTreeSet::new();
         let followed = follow(&root.join("dir/file"), &mut dirs).unwrap();
         assert_eq!(
             followed,
@@ -149,12 +162,19 @@ mod tests {
         assert_eq!(follow(&root.join("real/sub/f"), &mut dirs), None);
         assert_eq!(follow(&root.join("loop"), &mut dirs), None);
         assert_eq!(follow(Path::new("/proc/self/exe"), &mut dirs), None);
-        let mut fresh = HashSet::new();
+        let mut fresh = BTreeSet::new();
         assert!(has_no_link_on_the_way(&root.join("real/sub"), &mut dirs));
         assert!(!has_no_link_on_the_way(&root.join("dir/sub"), &mut fresh));
         assert!(has_no_link_on_the_way(&root.join("real/sub/f/x"), &mut fresh));
         assert!(has_no_link_on_the_way(&root.join("none/deeper"), &mut fresh));
         assert!(!has_no_link_on_the_way(&root.join("real/file"), &mut fresh));
         assert!(!has_no_link_on_the_way(&root.join(".env/x"), &mut fresh));
+        let mut set: BTreeSet<PathBuf> = ["/r/p", "/r/p/a", "/r/p/a/b", "/r/p.txt", "/r/p2", "/r/o"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        remove_under(&mut set, Path::new("/r/p"));
+        let left: Vec<&str> = set.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(left, ["/r/o", "/r/p.txt", "/r/p2"]);
     }
 }

@@ -3,7 +3,7 @@
 //! without a tracee.
 
 use super::Observation;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
@@ -140,12 +140,12 @@ pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<Pat
 /// link, a rename.
 #[derive(Default)]
 pub struct Settled {
-    probed: HashSet<Vec<u8>>,
-    opened: HashSet<Vec<u8>>,
+    probed: BTreeSet<Vec<u8>>,
+    opened: BTreeSet<Vec<u8>>,
 }
 
 impl Settled {
-    fn set(&self, pending: &Pending) -> Option<&HashSet<Vec<u8>>> {
+    fn set(&self, pending: &Pending) -> Option<&BTreeSet<Vec<u8>>> {
         match pending.kind {
             Kind::Probe | Kind::ReadLink => Some(&self.probed),
             Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
@@ -189,12 +189,22 @@ impl Settled {
     /// every path under it may no longer hold (a folder that is now a link leads elsewhere).
     pub fn forget_under(&mut self, path: &Path) {
         let folder = path.as_os_str().as_bytes();
-        let under = |known: &Vec<u8>| {
-            known.starts_with(folder)
-                && (known.len() == folder.len() || known[folder.len()] == b'/' || folder == b"/")
-        };
-        self.probed.retain(|known| !under(known));
-        self.opened.retain(|known| !under(known));
+        if folder == b"/" {
+            *self = Settled::default();
+            return;
+        }
+        // By bytes, `folder` and `folder/...` are two runs: `folder.txt` sorts between.
+        let mut below = folder.to_vec();
+        below.push(b'/');
+        let mut past = folder.to_vec();
+        past.push(b'/' + 1);
+        for set in [&mut self.probed, &mut self.opened] {
+            set.remove(folder);
+            let under: Vec<Vec<u8>> = set.range(below.clone()..past.clone()).cloned().collect();
+            for known in under {
+                set.remove(&known);
+            }
+        }
     }
 }
 

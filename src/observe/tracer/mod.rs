@@ -7,7 +7,7 @@
 
 use super::syscall::{self, Call, Dir, Kind, Pending};
 use super::{Ended, Observation, arch, filter, links};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -234,7 +234,7 @@ pub struct Tracer {
     opened: HashSet<PathBuf>,
     settled: syscall::Settled,
     /// Folders found to be no symbolic links, when following paths through links.
-    real_dirs: HashSet<PathBuf>,
+    real_dirs: BTreeSet<PathBuf>,
     observation: Observation,
     incomplete: Option<String>,
     /// Whether stops are still recorded: until the observation is taken, after the root's
@@ -253,7 +253,7 @@ impl Tracer {
             calls: arch::calls().into_iter().collect(),
             opened: HashSet::new(),
             settled: syscall::Settled::default(),
-            real_dirs: HashSet::new(),
+            real_dirs: BTreeSet::new(),
             observation: Observation::default(),
             incomplete: None,
             recording: true,
@@ -547,17 +547,18 @@ impl Tracer {
         if result.is_err() {
             return;
         }
-        if under {
-            self.real_dirs.clear();
-        }
         let paths = [&pending.first, &pending.second].into_iter().flatten();
         // A write to /dev/null or /dev/fd/N changes no name (the file behind a descriptor
         // is forgotten by its real path, in `exited`).
         for path in paths.filter(|p| !p.starts_with("/proc") && !p.starts_with("/dev")) {
+            if under {
+                links::remove_under(&mut self.real_dirs, path);
+            }
             // Answers are kept only for paths named without links on the way, so a change
             // made through a linked folder may touch any of them.
             if !self.named_physically(Some(path)) {
                 self.settled = syscall::Settled::default();
+                self.real_dirs.clear();
             } else if under {
                 self.settled.forget_under(path);
             } else {
