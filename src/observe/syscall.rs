@@ -141,13 +141,16 @@ pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<Pat
 #[derive(Default)]
 pub struct Settled {
     probed: BTreeSet<Vec<u8>>,
+    /// Apart from `probed`: a readlink does not follow the link a later stat follows.
+    read_as_link: BTreeSet<Vec<u8>>,
     opened: BTreeSet<Vec<u8>>,
 }
 
 impl Settled {
     fn set(&self, pending: &Pending) -> Option<&BTreeSet<Vec<u8>>> {
         match pending.kind {
-            Kind::Probe | Kind::ReadLink => Some(&self.probed),
+            Kind::Probe => Some(&self.probed),
+            Kind::ReadLink => Some(&self.read_as_link),
             Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
                 Some(&self.opened)
             }
@@ -169,7 +172,8 @@ impl Settled {
         };
         let bytes = path.as_os_str().as_bytes().to_vec();
         match pending.kind {
-            Kind::Probe | Kind::ReadLink => self.probed.insert(bytes),
+            Kind::Probe => self.probed.insert(bytes),
+            Kind::ReadLink => self.read_as_link.insert(bytes),
             Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
                 self.opened.insert(bytes)
             }
@@ -182,6 +186,7 @@ impl Settled {
     pub fn forget(&mut self, path: &Path) {
         let bytes = path.as_os_str().as_bytes();
         self.probed.remove(bytes);
+        self.read_as_link.remove(bytes);
         self.opened.remove(bytes);
     }
 
@@ -198,7 +203,7 @@ impl Settled {
         below.push(b'/');
         let mut past = folder.to_vec();
         past.push(b'/' + 1);
-        for set in [&mut self.probed, &mut self.opened] {
+        for set in [&mut self.probed, &mut self.read_as_link, &mut self.opened] {
             set.remove(folder);
             let under: Vec<Vec<u8>> = set.range(below.clone()..past.clone()).cloned().collect();
             for known in under {
@@ -512,7 +517,7 @@ mod tests {
         let open = pending(Kind::Open, libc::O_RDONLY, "/r/a");
         settled.insert(&probe);
         assert!(settled.contains(&probe));
-        assert!(settled.contains(&pending(Kind::ReadLink, 0, "/r/a")));
+        assert!(!settled.contains(&pending(Kind::ReadLink, 0, "/r/a")));
         // A stat says nothing of what an open through a link reaches.
         assert!(!settled.contains(&open));
         settled.insert(&open);

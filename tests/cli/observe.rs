@@ -984,3 +984,44 @@ fn a_link_made_through_a_linked_folder_is_followed_by_a_later_read() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// A link in the middle of a chain pointed elsewhere by the step: the same path read again
+/// leads to another file, and that file is an input.
+#[test]
+fn a_file_read_through_a_chain_whose_middle_link_the_step_moved_is_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"rm -rf t; mkdir t; ln -s b t/a; ln -s ../one.txt t/b; cat t/a; \
+         rm t/b; ln -s ../two.txt t/b; grep -qx two1 t/a\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "t/\n");
+    repo.write("one.txt", "one\n");
+    repo.write("two.txt", "two1\n");
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || repo.write("two.txt", "two2\n"),
+        "`two.txt` changed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}
+
+/// A link read as a link and then looked at through: where it leads is an input.
+#[test]
+fn a_link_read_then_looked_through_makes_its_target_an_input() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"readlink cfg >/dev/null; test -e cfg\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("d/target", "x\n");
+    std::os::unix::fs::symlink("d/target", repo.path().join("cfg")).unwrap();
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || std::fs::remove_file(repo.path().join("d/target")).unwrap(),
+        "`d/target` was removed (read by the step, not declared)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

@@ -473,6 +473,9 @@ impl Tracer {
         } else {
             Ok(rval)
         };
+        // Whether the answer came through a symbolic link: a link on the way may be
+        // pointed elsewhere later by a change to it alone, so such an answer is not kept.
+        let mut through_link = false;
         match (pending.kind, result) {
             (Kind::Ptrace, Ok(_))
                 if matches!(pending.request, PTRACE_TRACEME | PTRACE_ATTACH)
@@ -497,6 +500,7 @@ impl Tracer {
                         self.observation.listed.insert(listed);
                     }
                 }
+                through_link = real.as_ref() != pending.first.as_ref();
                 // Through a symbolic link, the file really opened is an input too.
                 if let (Some(lexical), Some(real)) = (&pending.first, real)
                     && *lexical != real
@@ -520,8 +524,9 @@ impl Tracer {
         if syscall::record(&pending, result, &mut self.observation) {
             self.cwds.clear();
         }
-        self.follow_links(&pending, result);
-        if syscall::already_known(&pending, &self.observation, &self.opened)
+        through_link |= self.follow_links(&pending, result);
+        if !through_link
+            && syscall::already_known(&pending, &self.observation, &self.opened)
             && self.named_physically(pending.first.as_deref())
         {
             self.settled.insert(&pending);
@@ -582,17 +587,18 @@ impl Tracer {
     /// A stat, an exec, a `cd` or an open that failed names a path that may lead through
     /// symbolic links: each link is read, and what the last one leads to is read or must
     /// stay absent. (A successful open names its file through `/proc/TID/fd` instead.)
-    fn follow_links(&mut self, pending: &Pending, result: syscall::Result) {
+    /// Returns whether the path led through a link.
+    fn follow_links(&mut self, pending: &Pending, result: syscall::Result) -> bool {
         let follows = match pending.kind {
             Kind::Probe | Kind::Exec | Kind::Chdir => true,
             Kind::Open | Kind::OpenHow | Kind::Creat => result.is_err(),
             _ => false,
         };
         let Some(path) = pending.first.as_ref().filter(|_| follows) else {
-            return;
+            return false;
         };
         let Some(followed) = links::follow(path, &mut self.real_dirs) else {
-            return;
+            return false;
         };
         let o = &mut self.observation;
         if followed.links.contains(path) {
@@ -609,6 +615,7 @@ impl Tracer {
         } else {
             o.absent.insert(followed.target);
         }
+        true
     }
 
     /// The absolute, normalised path a syscall argument names; None when it names none
