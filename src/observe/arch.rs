@@ -64,6 +64,10 @@ pub fn calls() -> Vec<(u64, Call)> {
         ),
         (nr(libc::SYS_symlinkat), Call::new(Kind::Symlink, Arg(1), 2)),
         (nr(libc::SYS_ptrace), Call::new(Kind::Ptrace, Cwd, 0)),
+        (nr(libc::SYS_chroot), Call::new(Kind::NewView, Cwd, 0)),
+        (nr(libc::SYS_pivot_root), Call::new(Kind::NewView, Cwd, 0)),
+        (nr(libc::SYS_mount), Call::new(Kind::NewView, Cwd, 0)),
+        (nr(libc::SYS_move_mount), Call::new(Kind::NewView, Cwd, 0)),
     ];
     calls.extend(legacy_calls());
     calls

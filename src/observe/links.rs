@@ -22,9 +22,9 @@ pub struct Followed {
 }
 
 /// Follows `path` (absolute, normalised) through its links. None when it holds none (the
-/// path is its own target), when it is under /proc or /dev (whose links differ per
-/// process), or when a folder on the way cannot be read. `real_dirs` remembers folders
-/// found to be no links, so that each is looked at once.
+/// path is its own target), when it is under /proc or /dev or leads there (whose links
+/// differ per process), or when a folder on the way cannot be read. `real_dirs` remembers
+/// folders found to be no links, so that each is looked at once.
 pub fn follow(path: &Path, real_dirs: &mut BTreeSet<PathBuf>) -> Option<Followed> {
     if path.starts_with("/proc") || path.starts_with("/dev") {
         return None;
@@ -33,6 +33,10 @@ pub fn follow(path: &Path, real_dirs: &mut BTreeSet<PathBuf>) -> Option<Followed
     let mut at = PathBuf::from("/");
     let mut links = Vec::new();
     while let Some(name) = todo.pop_front() {
+        // A link into /proc or /dev leads somewhere else for each process.
+        if at.starts_with("/proc") || at.starts_with("/dev") {
+            return None;
+        }
         if name == ".." {
             at.pop();
             continue;
@@ -162,6 +166,8 @@ mod tests {
         assert_eq!(follow(&root.join("real/sub/f"), &mut dirs), None);
         assert_eq!(follow(&root.join("loop"), &mut dirs), None);
         assert_eq!(follow(Path::new("/proc/self/exe"), &mut dirs), None);
+        symlink("/proc/self/cwd", root.join("here")).unwrap();
+        assert_eq!(follow(&root.join("here/x"), &mut dirs), None);
         let mut fresh = BTreeSet::new();
         assert!(has_no_link_on_the_way(&root.join("real/sub"), &mut dirs));
         assert!(!has_no_link_on_the_way(&root.join("dir/sub"), &mut fresh));

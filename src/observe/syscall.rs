@@ -35,6 +35,9 @@ pub enum Kind {
     Symlink,
     /// A step that traces processes itself: what those read is not seen.
     Ptrace,
+    /// chroot, pivot_root, mount, move_mount: paths name other files from then on, in that
+    /// process, than the tracer finds by the same names.
+    NewView,
 }
 
 /// Where a path argument is resolved from.
@@ -78,7 +81,7 @@ impl Call {
     }
     /// Whether the syscall carries a path at all.
     pub fn has_path(&self) -> bool {
-        !matches!(self.kind, Kind::Fchdir | Kind::Ptrace)
+        !matches!(self.kind, Kind::Fchdir | Kind::Ptrace | Kind::NewView)
     }
 }
 
@@ -291,7 +294,7 @@ pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool
                 into.read.insert(first);
             }
         },
-        Kind::Fchdir | Kind::Ptrace => {}
+        Kind::Fchdir | Kind::Ptrace | Kind::NewView => {}
     }
     false
 }

@@ -728,3 +728,26 @@ fn a_daemon_an_observed_step_starts_outlives_it_and_works() {
     let edited = repo.run(&["run"]);
     assert_eq!(edited.status_of("serve"), "passed", "{}", edited.stdout);
 }
+
+#[test]
+fn a_process_that_changes_its_root_makes_the_run_incomplete() {
+    // After chroot (or a mount), a path names another file in that process than the
+    // tracer finds by the same name: what it read is unknown. The call counts whether it
+    // succeeds (as root) or not.
+    let d = Dir::new();
+    let out = Command::new(BIN)
+        .current_dir(&d.root)
+        .arg("__observe")
+        .arg("--report")
+        .arg(d.report())
+        .args(["--", "sh", "-c", "chroot . /none 2>/dev/null; echo ok"])
+        .output()
+        .expect("run preflight __observe");
+    succeeded(&out);
+    assert_eq!(out.stdout, b"ok\n");
+    let report = observe::read_report(&d.report());
+    assert!(
+        matches!(report, Err(ObserveError::Incomplete(_))),
+        "{report:?}"
+    );
+}

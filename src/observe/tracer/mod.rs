@@ -386,6 +386,15 @@ impl Tracer {
         let Some(call) = self.calls.get(&nr).copied() else {
             return;
         };
+        if call.kind == Kind::NewView {
+            // Counted whether or not it succeeds: its result would cost a stop, and a step
+            // that tries it is rare.
+            self.incomplete(
+                "a process tried to change what paths name (chroot, mount): what it read \
+                 would not be seen under the names the tracer knows",
+            );
+            return;
+        }
         let args: [u64; 6] = [
             info.data[1],
             info.data[2],
