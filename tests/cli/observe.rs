@@ -1025,3 +1025,28 @@ fn a_link_read_then_looked_through_makes_its_target_an_input() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// `..` after a link whose target is missing fails there; made, the target lets the
+/// same path through: the missing target must stay missing for the result to stand.
+#[test]
+fn the_missing_target_of_a_link_before_dot_dot_must_stay_missing() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"if [ -e l/../x.txt ]; then exit 1; fi\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write("sub/x.txt", "s\n");
+    repo.write("sub/.gitignore", "gen/\n");
+    std::os::unix::fs::symlink("sub/gen/deep", repo.path().join("l")).unwrap();
+    let run = edit_reruns(
+        &repo,
+        &[],
+        "chk",
+        || {
+            repo.write("sub/gen/deep/.keep", "");
+            repo.write("sub/gen/x.txt", "z\n");
+            repo.write("unrelated.txt", "so that there is a commit\n");
+        },
+        "`sub/gen/deep` appeared (the step looked for it)",
+    );
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

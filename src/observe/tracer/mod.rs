@@ -675,6 +675,9 @@ impl Tracer {
                         self.observation.read.extend(followed.links);
                         if followed.exists {
                             out = followed.target;
+                        } else {
+                            // The call fails there; it would not, were the target made.
+                            self.observation.absent.insert(followed.target);
                         }
                     }
                     out.pop();
