@@ -68,6 +68,7 @@ pub fn calls() -> Vec<(u64, Call)> {
         (nr(libc::SYS_pivot_root), Call::new(Kind::NewView, Cwd, 0)),
         (nr(libc::SYS_mount), Call::new(Kind::NewView, Cwd, 0)),
         (nr(libc::SYS_move_mount), Call::new(Kind::NewView, Cwd, 0)),
+        (nr(libc::SYS_setns), Call::new(Kind::NewView, Cwd, 0)),
     ];
     calls.extend(legacy_calls());
     calls

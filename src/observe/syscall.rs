@@ -35,8 +35,8 @@ pub enum Kind {
     Symlink,
     /// A step that traces processes itself: what those read is not seen.
     Ptrace,
-    /// chroot, pivot_root, mount, move_mount: paths name other files from then on, in that
-    /// process, than the tracer finds by the same names.
+    /// chroot, pivot_root, mount, move_mount, setns: paths name other files from then on,
+    /// in that process, than the tracer finds by the same names.
     NewView,
 }
 
@@ -220,6 +220,10 @@ impl Settled {
 /// folder of some process may have changed.
 pub fn record(pending: &Pending, result: Result, into: &mut Observation) -> bool {
     let Some(first) = pending.first.clone() else {
+        // A link made from a descriptor (linkat with an empty path) names only its new path.
+        if let (Kind::Link, Some(second), Ok(_)) = (pending.kind, &pending.second, result) {
+            into.written.insert(second.clone());
+        }
         return pending.kind == Kind::Fchdir && result.is_ok();
     };
     match pending.kind {

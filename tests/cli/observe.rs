@@ -1050,3 +1050,28 @@ fn the_missing_target_of_a_link_before_dot_dot_must_stay_missing() {
     );
     assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
 }
+
+/// A link made under a `/proc/self/cwd/...` name is a link in the repository: what was
+/// known of that path no longer holds, and a later read through it is followed.
+#[test]
+fn a_link_made_by_a_proc_name_is_followed_by_a_later_read() {
+    let repo = Repo::with_config(
+        "[steps.chk]\nrun = \"rm -rf t; mkdir t; cat t/x 2>/dev/null; \
+         ln -s m /proc/self/cwd/t/x; ln -s ../one.txt t/m; cat t/x >/dev/null; rm t/m; \
+         ln -s ../two.txt t/m; grep -qx two1 t/x\"\nfiles = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    repo.write(".gitignore", "t/\n");
+    repo.write("one.txt", "one\n");
+    repo.write("two.txt", "two1\n");
+    commit_all(&repo, "init");
+    // The first run may find `t/x` changed while it ran (it is the step's own link).
+    repo.run(&["run"]).code(0);
+    repo.run(&["run"]).code(0);
+    let hit = repo.run(&["run"]);
+    assert_eq!(hit.status_of("chk"), "cached", "{}", hit.stdout);
+    repo.write("two.txt", "two2\n");
+    commit_all(&repo, "edit");
+    let run = repo.run(&["run"]);
+    assert_eq!(run.status_of("chk"), "failed", "{}", run.stdout);
+}

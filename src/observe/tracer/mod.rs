@@ -453,10 +453,13 @@ impl Tracer {
         // An empty path (fstat() is newfstatat(fd, "", AT_EMPTY_PATH)) works on a
         // descriptor, observed when it was opened; a bad pointer makes the call fail.
         // Neither needs the call's end.
-        let nothing_named = call.has_path() && pending.first.is_none();
+        // (linkat(fd, "", new, AT_EMPTY_PATH) names only its new path.)
+        let nothing_named =
+            call.has_path() && pending.first.is_none() && pending.second.is_none();
         if nothing_named || self.settled.contains(&pending) {
             return;
         }
+        self.unsettle(&pending);
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.pending = Some(pending);
         }
@@ -535,6 +538,7 @@ impl Tracer {
         }
         through_link |= self.follow_links(&pending, result);
         if !through_link
+            && !self.a_change_is_under_way()
             && syscall::already_known(&pending, &self.observation, &self.opened)
             && self.named_physically(pending.first.as_deref())
         {
@@ -547,24 +551,29 @@ impl Tracer {
     /// a removal, a rename or a new link, of every path under them) be asked again, and
     /// folders known to be no links be looked at again.
     fn unsettle_written(&mut self, pending: &Pending, result: syscall::Result) {
-        let under = match pending.kind {
-            Kind::Modify | Kind::Rename | Kind::Symlink => true,
-            Kind::Mkdir | Kind::Link | Kind::Creat => false,
-            Kind::Open | Kind::OpenHow => {
-                if !syscall::opens_for_writing(pending.open_flags) {
-                    return;
-                }
-                false
-            }
-            _ => return,
-        };
-        if result.is_err() {
-            return;
+        if result.is_ok() {
+            self.unsettle(pending);
         }
-        let paths = [&pending.first, &pending.second].into_iter().flatten();
-        // A write to /dev/null or /dev/fd/N changes no name (the file behind a descriptor
-        // is forgotten by its real path, in `exited`).
-        for path in paths.filter(|p| !p.starts_with("/proc") && !p.starts_with("/dev")) {
+    }
+
+    /// What `pending` may change is no longer known: done when a call that may change the
+    /// tree enters (so that no process's read is let go while the change may be under way)
+    /// and again when it has succeeded (what was learnt meanwhile may predate it).
+    fn unsettle(&mut self, pending: &Pending) {
+        let Some(under) = tree_change(pending) else {
+            return;
+        };
+        for path in [&pending.first, &pending.second].into_iter().flatten() {
+            if path.starts_with("/proc") || path.starts_with("/dev") {
+                // A write to /dev/null or /dev/fd/N changes no name (the file behind a
+                // descriptor is forgotten by its real path, in `exited`); a name made or
+                // removed there (`/proc/self/cwd/x`) may be any path.
+                if under {
+                    self.settled = syscall::Settled::default();
+                    self.real_dirs.clear();
+                }
+                continue;
+            }
             if under {
                 links::remove_under(&mut self.real_dirs, path);
             }
@@ -579,6 +588,14 @@ impl Tracer {
                 self.settled.forget(path);
             }
         }
+    }
+
+    /// Whether some task is inside a call that may change the tree: what a read finds then
+    /// may be from before or after the change, and is not kept.
+    fn a_change_is_under_way(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|task| task.pending.as_ref().is_some_and(|p| tree_change(p).is_some()))
     }
 
     /// Whether `path` is named without a link among its folders (the last name may be
@@ -713,6 +730,19 @@ impl Tracer {
             self.cwds.insert(tid, cwd.clone());
         }
         Ok(cwd)
+    }
+}
+
+/// Whether a call may change the tree: `Some(true)` when it may change what lies under its
+/// paths too (a removal, a rename, a new link, a chmod), `Some(false)` when only the paths
+/// themselves (a file written, a folder made, a hard link).
+fn tree_change(pending: &Pending) -> Option<bool> {
+    match pending.kind {
+        // A hard link of a symbolic link is a new link.
+        Kind::Modify | Kind::Rename | Kind::Symlink | Kind::Link => Some(true),
+        Kind::Mkdir | Kind::Creat => Some(false),
+        Kind::Open | Kind::OpenHow => syscall::opens_for_writing(pending.open_flags).then_some(false),
+        _ => None,
     }
 }
 
