@@ -143,54 +143,42 @@ pub fn already_known(pending: &Pending, seen: &Observation, opened: &HashSet<Pat
 /// link, a rename.
 #[derive(Default)]
 pub struct Settled {
-    probed: BTreeSet<Vec<u8>>,
-    /// Apart from `probed`: a readlink does not follow the link a later stat follows.
-    read_as_link: BTreeSet<Vec<u8>>,
-    opened: BTreeSet<Vec<u8>>,
+    /// By kind of read (`kind_of_read`): a stat, a readlink (which does not follow the link
+    /// a later stat follows), an open for reading.
+    answered: [BTreeSet<Vec<u8>>; 3],
+}
+
+/// Which of `Settled`'s sets answers `pending`: none for a call that may write.
+fn kind_of_read(pending: &Pending) -> Option<usize> {
+    match pending.kind {
+        Kind::Probe => Some(0),
+        Kind::ReadLink => Some(1),
+        Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => Some(2),
+        _ => None,
+    }
 }
 
 impl Settled {
-    fn set(&self, pending: &Pending) -> Option<&BTreeSet<Vec<u8>>> {
-        match pending.kind {
-            Kind::Probe => Some(&self.probed),
-            Kind::ReadLink => Some(&self.read_as_link),
-            Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
-                Some(&self.opened)
-            }
-            _ => None,
-        }
-    }
-
     pub fn contains(&self, pending: &Pending) -> bool {
-        match (self.set(pending), &pending.first) {
-            (Some(set), Some(path)) => set.contains(path.as_os_str().as_bytes()),
+        match (kind_of_read(pending), &pending.first) {
+            (Some(kind), Some(path)) => self.answered[kind].contains(path.as_os_str().as_bytes()),
             _ => false,
         }
     }
 
     /// Keeps the answer of a finished read, when `already_known` says it holds for later ones.
     pub fn insert(&mut self, pending: &Pending) {
-        let Some(path) = &pending.first else {
-            return;
-        };
-        let bytes = path.as_os_str().as_bytes().to_vec();
-        match pending.kind {
-            Kind::Probe => self.probed.insert(bytes),
-            Kind::ReadLink => self.read_as_link.insert(bytes),
-            Kind::Open | Kind::OpenHow if !opens_for_writing(pending.open_flags) => {
-                self.opened.insert(bytes)
-            }
-            _ => false,
-        };
+        if let (Some(kind), Some(path)) = (kind_of_read(pending), &pending.first) {
+            self.answered[kind].insert(path.as_os_str().as_bytes().to_vec());
+        }
     }
 
-    /// The step wrote `path` (made, truncated or linked it): what was known of it may no
-    /// longer hold.
+    /// The step made or truncated `path`: what was known of it may no longer hold.
     pub fn forget(&mut self, path: &Path) {
         let bytes = path.as_os_str().as_bytes();
-        self.probed.remove(bytes);
-        self.read_as_link.remove(bytes);
-        self.opened.remove(bytes);
+        for set in &mut self.answered {
+            set.remove(bytes);
+        }
     }
 
     /// The step removed, renamed or made a link at `path`: what was known of it and of
@@ -206,7 +194,7 @@ impl Settled {
         below.push(b'/');
         let mut past = folder.to_vec();
         past.push(b'/' + 1);
-        for set in [&mut self.probed, &mut self.read_as_link, &mut self.opened] {
+        for set in &mut self.answered {
             set.remove(folder);
             let under: Vec<Vec<u8>> = set.range(below.clone()..past.clone()).cloned().collect();
             for known in under {

@@ -544,21 +544,16 @@ impl Tracer {
         {
             self.settled.insert(&pending);
         }
-        self.unsettle_written(&pending, result);
-    }
-
-    /// A call that changed the tree makes what was known of the paths it changed (and, for
-    /// a removal, a rename or a new link, of every path under them) be asked again, and
-    /// folders known to be no links be looked at again.
-    fn unsettle_written(&mut self, pending: &Pending, result: syscall::Result) {
         if result.is_ok() {
-            self.unsettle(pending);
+            self.unsettle(&pending);
         }
     }
 
-    /// What `pending` may change is no longer known: done when a call that may change the
-    /// tree enters (so that no process's read is let go while the change may be under way)
-    /// and again when it has succeeded (what was learnt meanwhile may predate it).
+    /// What a call that may change the tree may change is no longer known: what was known
+    /// of its paths (and, for a removal, a rename or a new link, of every path under them)
+    /// is asked again, and folders known to be no links there are looked at again. Done
+    /// when the call enters (so that no process's read is let go while the change may be
+    /// under way) and again when it has succeeded (what was learnt meanwhile may predate it).
     fn unsettle(&mut self, pending: &Pending) {
         let Some(under) = tree_change(pending) else {
             return;
@@ -734,8 +729,8 @@ impl Tracer {
 }
 
 /// Whether a call may change the tree: `Some(true)` when it may change what lies under its
-/// paths too (a removal, a rename, a new link, a chmod), `Some(false)` when only the paths
-/// themselves (a file written, a folder made, a hard link).
+/// paths too (a removal, a rename, a new link, a hard link, a chmod), `Some(false)` when only
+/// the paths themselves (a file written, a folder made).
 fn tree_change(pending: &Pending) -> Option<bool> {
     match pending.kind {
         // A hard link of a symbolic link is a new link.
