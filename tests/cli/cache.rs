@@ -1327,11 +1327,9 @@ fn a_plain_key_command_is_remembered_while_its_program_is_the_same_file() {
     let run = |args: &[&str]| Run::from(repo.cmd().args(args).env("PATH", &path).output().unwrap());
     run(&["run"]).code(0);
     assert_eq!(calls(), 1);
-    let started = Instant::now();
     assert_eq!(run(&["run"]).status_of("build"), "cached");
-    let hit = started.elapsed();
+    // Counted, not timed: a loaded machine can make any run slow.
     assert_eq!(calls(), 1, "a remembered key command is not run again");
-    assert!(hit < Duration::from_millis(300), "a hit took {hit:?}");
     // A new program file (an upgrade): run again, and a new key.
     std::thread::sleep(Duration::from_millis(20));
     slow_tool(&repo, "2.0");
