@@ -227,7 +227,10 @@ fn a_child_that_outlives_the_step_is_observed_while_it_ran() {
     let repo = Repo::with_config("[steps.bg]\nrun = \"sh run.sh\"\nfiles = [\"run.sh\"]\n");
     repo.write(
         "run.sh",
-        "( cat data/late.txt >/dev/null; sleep 30 ) &\nsleep 0.5\n",
+        // The step ends once the child has read (not after a fixed time, which a loaded
+        // machine may not give it), while the child runs on.
+        "rm -f .git/bg-read\n( cat data/late.txt >/dev/null; : > .git/bg-read; sleep 30 ) &\n\
+         i=0; while [ ! -e .git/bg-read ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n",
     );
     repo.write("data/late.txt", "1\n");
     let started = std::time::Instant::now();
