@@ -292,18 +292,27 @@ files = ["fixed.txt"]
 
 #[test]
 fn a_change_seen_while_other_steps_ran_names_them_all() {
-    let repo = Repo::with_config(
+    // The steps meet through files, not sleeps (a loaded machine may start one late): the
+    // writer writes once the other two have started, and they end once it has written.
+    let wait_for_the_write = |name: &str| {
+        format!(
+            ": > .git/{name}-up; i=0; while [ ! -e .git/written ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
+        )
+    };
+    let repo = Repo::with_config(&format!(
         r#"
 [steps.writer]
-run = "sleep 0.3; echo more >> {files}"
+run = "i=0; while [ ! -e .git/reader-up -o ! -e .git/elsewhere-up ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo more >> {{files}}; : > .git/written"
 files = ["w.txt"]
 [steps.reader]
-run = "sleep 0.8"
+run = "{reader}"
 [steps.elsewhere]
-run = "sleep 0.8"
+run = "{elsewhere}"
 files = ["e.txt"]
 "#,
-    );
+        reader = wait_for_the_write("reader"),
+        elsewhere = wait_for_the_write("elsewhere"),
+    ));
     repo.write("w.txt", "w\n");
     repo.write("e.txt", "e\n");
     repo.add_all();
