@@ -215,6 +215,16 @@ impl Run {
 
 /// Stops a preflight process the way a user would (SIGTERM, so it can stop its steps), and
 /// kills it if it does not end in time. Used when a test fails with preflight still running.
+/// Waits until `check` holds, or panics after `limit`: tests meet a running step through
+/// files it makes, not through sleeps a loaded machine may not honour.
+pub fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn stop_child(child: &mut std::process::Child) {
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -468,13 +468,32 @@ fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
     );
 }
 
+/// The end of a step that has read what it needs: it says so (`.git/read`), then runs on
+/// until the test has made its change and says so (`.git/told`), at most 20 s. Files under
+/// `.git` are never inputs. Later runs find both files there and go straight through.
+const UNTIL_TOLD: &str = ": > .git/read; i=0; while [ ! -e .git/told ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done";
+
+fn wait_until_read(repo: &Repo) {
+    let read = repo.path().join(".git/read");
+    crate::common::wait_for(
+        std::time::Duration::from_secs(20),
+        "the step to read",
+        || read.exists(),
+    );
+}
+
+fn tell_the_step(repo: &Repo) {
+    std::fs::write(repo.path().join(".git/told"), "").expect("write .git/told");
+}
+
 /// A file the step read that changes while it runs may not be what it read: the result is
 /// not stored, and the run says why.
 #[test]
 fn a_read_file_changed_while_the_step_runs_is_not_stored() {
-    let repo = Repo::with_config(
-        "[steps.slow]\nrun = \"cat data.txt >/dev/null; sleep 1\"\nfiles = [\"run.txt\"]\n",
-    );
+    let repo = Repo::with_config(&format!(
+        "[steps.slow]\nrun = \"cat data.txt >/dev/null; {}\"\nfiles = [\"run.txt\"]\n",
+        UNTIL_TOLD
+    ));
     repo.write("run.txt", "x\n");
     repo.write("data.txt", "before\n");
     commit_all(&repo, "init");
@@ -485,8 +504,9 @@ fn a_read_file_changed_while_the_step_runs_is_not_stored() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("preflight starts");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_until_read(&repo);
     repo.write("data.txt", "during\n");
+    tell_the_step(&repo);
     let run = Run::from(child.wait_with_output().expect("preflight ends"));
     run.code(0);
     assert!(
@@ -607,9 +627,10 @@ fn a_tracked_file_the_step_also_changes_stays_an_input() {
 /// is not stored.
 #[test]
 fn a_read_file_removed_while_the_step_runs_is_not_stored() {
-    let repo = Repo::with_config(
-        "[steps.slow]\nrun = \"grep -q ok cfg.conf && sleep 1\"\nfiles = [\"run.txt\"]\n",
-    );
+    let repo = Repo::with_config(&format!(
+        "[steps.slow]\nrun = \"grep -q ok cfg.conf || exit 1; {}\"\nfiles = [\"run.txt\"]\n",
+        UNTIL_TOLD
+    ));
     repo.write("run.txt", "x\n");
     repo.write("cfg.conf", "ok\n");
     commit_all(&repo, "init");
@@ -620,8 +641,9 @@ fn a_read_file_removed_while_the_step_runs_is_not_stored() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("preflight starts");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_until_read(&repo);
     std::fs::remove_file(repo.path().join("cfg.conf")).unwrap();
+    tell_the_step(&repo);
     let run = Run::from(child.wait_with_output().expect("preflight ends"));
     run.code(0);
     assert!(

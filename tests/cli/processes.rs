@@ -1,6 +1,6 @@
 //! Process groups: timeouts and Ctrl-C leave no process behind.
 
-use crate::common::{Repo, Run, processes_with};
+use crate::common::{Repo, Run, processes_with, wait_for};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -24,15 +24,6 @@ impl Drop for Running {
         if let Some(child) = self.0.as_mut() {
             crate::common::stop_child(child);
         }
-    }
-}
-
-/// Waits until `check` holds, or panics after `limit`.
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

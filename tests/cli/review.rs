@@ -59,7 +59,7 @@ fn an_edit_saved_while_the_hook_runs_is_kept_when_undone() {
     let repo = Repo::with_config(
         r#"
 [steps.slow]
-run = "sleep 2"
+run = ": > .git/running; i=0; while [ ! -e .git/told ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
 files = ["*.txt"]
 [hooks]
 pre-commit = { steps = ["slow"] }
@@ -80,8 +80,15 @@ pre-commit = { steps = ["slow"] }
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // The edit is made while the step runs: it waits until told.
+    let running = repo.path().join(".git/running");
+    crate::common::wait_for(
+        std::time::Duration::from_secs(20),
+        "the hook's step to start",
+        || running.exists(),
+    );
     repo.write("a.txt", "saved while the hook ran\n");
+    std::fs::write(repo.path().join(".git/told"), "").unwrap();
     let out = commit.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(repo.read_string("a.txt"), "staged\nunstaged\n", "{stderr}");
