@@ -1225,13 +1225,20 @@ fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_pr
         .collect();
     assert_eq!(locks.len(), 1, "{locks:?}");
     // `--close`: the lock is flock's alone, and goes with it.
+    // flock runs its command once it holds the lock: the marker says it does.
+    let held = other.path().join(".git/lock-held");
     let mut holder = std::process::Command::new("flock")
         .arg("--close")
         .arg(&locks[0])
-        .args(["sleep", "30"])
+        .args(["sh", "-c", r#": > "$0"; sleep 30"#])
+        .arg(&held)
         .spawn()
         .expect("flock runs");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    crate::common::wait_for(
+        std::time::Duration::from_secs(20),
+        "flock to hold the lock",
+        || held.exists(),
+    );
     let busy = prune();
     let _ = holder.kill();
     let _ = holder.wait();
