@@ -294,15 +294,12 @@ files = ["fixed.txt"]
 fn a_change_seen_while_other_steps_ran_names_them_all() {
     // The steps meet through files, not sleeps (a loaded machine may start one late): the
     // writer writes once the other two have started, and they end once it has written.
-    let wait_for_the_write = |name: &str| {
-        format!(
-            ": > .git/{name}-up; i=0; while [ ! -e .git/written ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
-        )
-    };
+    let wait = crate::common::sh_wait_for_file;
+    let wait_for_the_write = |name: &str| format!(": > .git/{name}-up; {}", wait(".git/written"));
     let repo = Repo::with_config(&format!(
         r#"
 [steps.writer]
-run = "i=0; while [ ! -e .git/reader-up -o ! -e .git/elsewhere-up ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo more >> {{files}}; : > .git/written"
+run = "{reader_up}; {elsewhere_up}; echo more >> {{files}}; : > .git/written"
 files = ["w.txt"]
 [steps.reader]
 run = "{reader}"
@@ -310,6 +307,8 @@ run = "{reader}"
 run = "{elsewhere}"
 files = ["e.txt"]
 "#,
+        reader_up = wait(".git/reader-up"),
+        elsewhere_up = wait(".git/elsewhere-up"),
         reader = wait_for_the_write("reader"),
         elsewhere = wait_for_the_write("elsewhere"),
     ));

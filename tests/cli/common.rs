@@ -225,6 +225,18 @@ pub fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() 
     }
 }
 
+/// Waits until `path` exists (a marker a step or a helper process makes), at most 20 s.
+pub fn wait_for_file(path: &Path, what: &str) {
+    wait_for(std::time::Duration::from_secs(20), what, || path.exists());
+}
+
+/// A shell loop that waits until `path` exists, at most 20 s: how a step waits for the test
+/// (or another step) beside it. It goes on after 20 s, so that a broken test fails rather
+/// than hangs.
+pub fn sh_wait_for_file(path: &str) -> String {
+    format!("i=0; while [ ! -e {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done")
+}
+
 pub fn stop_child(child: &mut std::process::Child) {
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

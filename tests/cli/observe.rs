@@ -229,8 +229,10 @@ fn a_child_that_outlives_the_step_is_observed_while_it_ran() {
         "run.sh",
         // The step ends once the child has read (not after a fixed time, which a loaded
         // machine may not give it), while the child runs on.
-        "rm -f .git/bg-read\n( cat data/late.txt >/dev/null; : > .git/bg-read; sleep 30 ) &\n\
-         i=0; while [ ! -e .git/bg-read ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n",
+        format!(
+            "rm -f .git/bg-read\n( cat data/late.txt >/dev/null; : > .git/bg-read; sleep 30 ) &\n{}\n",
+            crate::common::sh_wait_for_file(".git/bg-read")
+        ),
     );
     repo.write("data/late.txt", "1\n");
     let started = std::time::Instant::now();
@@ -471,15 +473,15 @@ fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
 /// The end of a step that has read what it needs: it says so (`.git/read`), then runs on
 /// until the test has made its change and says so (`.git/told`), at most 20 s. Files under
 /// `.git` are never inputs. Later runs find both files there and go straight through.
-const UNTIL_TOLD: &str = ": > .git/read; i=0; while [ ! -e .git/told ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done";
+fn until_told() -> String {
+    format!(
+        ": > .git/read; {}",
+        crate::common::sh_wait_for_file(".git/told")
+    )
+}
 
 fn wait_until_read(repo: &Repo) {
-    let read = repo.path().join(".git/read");
-    crate::common::wait_for(
-        std::time::Duration::from_secs(20),
-        "the step to read",
-        || read.exists(),
-    );
+    crate::common::wait_for_file(&repo.path().join(".git/read"), "the step to read");
 }
 
 fn tell_the_step(repo: &Repo) {
@@ -492,7 +494,7 @@ fn tell_the_step(repo: &Repo) {
 fn a_read_file_changed_while_the_step_runs_is_not_stored() {
     let repo = Repo::with_config(&format!(
         "[steps.slow]\nrun = \"cat data.txt >/dev/null; {}\"\nfiles = [\"run.txt\"]\n",
-        UNTIL_TOLD
+        until_told()
     ));
     repo.write("run.txt", "x\n");
     repo.write("data.txt", "before\n");
@@ -629,7 +631,7 @@ fn a_tracked_file_the_step_also_changes_stays_an_input() {
 fn a_read_file_removed_while_the_step_runs_is_not_stored() {
     let repo = Repo::with_config(&format!(
         "[steps.slow]\nrun = \"grep -q ok cfg.conf || exit 1; {}\"\nfiles = [\"run.txt\"]\n",
-        UNTIL_TOLD
+        until_told()
     ));
     repo.write("run.txt", "x\n");
     repo.write("cfg.conf", "ok\n");

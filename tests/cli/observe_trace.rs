@@ -699,11 +699,10 @@ fn a_daemon_an_observed_step_starts_outlives_it_and_works() {
     let marker = format!("daemon-{}", std::process::id());
     let repo = crate::common::Repo::with_config(&format!(
         "[steps.serve]\n\
-         run = \"\"\"cat conf.txt; (setsid sh -c 'i=0; while [ ! -e {go} ] && [ $i -lt 400 ]; \
-         do sleep 0.05; i=$((i+1)); done; cat conf.txt > {out}.part; mv {out}.part {out}' \
-         {marker} >/dev/null 2>&1 &); echo started\"\"\"\n\
+         run = \"\"\"cat conf.txt; (setsid sh -c '{wait}; cat conf.txt > {out}.part; \
+         mv {out}.part {out}' {marker} >/dev/null 2>&1 &); echo started\"\"\"\n\
          inputs = [\"src/**\"]\n",
-        go = go.display(),
+        wait = crate::common::sh_wait_for_file(&go.display().to_string()),
         out = daemon_out.display()
     ));
     repo.write("conf.txt", "setting\n");

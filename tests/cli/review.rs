@@ -56,15 +56,16 @@ run = "touch a.txt && git status --porcelain >/dev/null && git diff --quiet"
 /// unstaged work, it is undone, but never lost: a copy is kept and named.
 #[test]
 fn an_edit_saved_while_the_hook_runs_is_kept_when_undone() {
-    let repo = Repo::with_config(
+    let repo = Repo::with_config(&format!(
         r#"
 [steps.slow]
-run = ": > .git/running; i=0; while [ ! -e .git/told ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
+run = ": > .git/running; {}"
 files = ["*.txt"]
 [hooks]
-pre-commit = { steps = ["slow"] }
+pre-commit = {{ steps = ["slow"] }}
 "#,
-    );
+        crate::common::sh_wait_for_file(".git/told")
+    ));
     repo.write("a.txt", "one\n");
     repo.add_all();
     repo.git_run(&["commit", "-q", "--no-verify", "-m", "initial"])
@@ -81,11 +82,9 @@ pre-commit = { steps = ["slow"] }
         .spawn()
         .unwrap();
     // The edit is made while the step runs: it waits until told.
-    let running = repo.path().join(".git/running");
-    crate::common::wait_for(
-        std::time::Duration::from_secs(20),
+    crate::common::wait_for_file(
+        &repo.path().join(".git/running"),
         "the hook's step to start",
-        || running.exists(),
     );
     repo.write("a.txt", "saved while the hook ran\n");
     std::fs::write(repo.path().join(".git/told"), "").unwrap();

@@ -1234,11 +1234,7 @@ fn a_tool_missing_from_the_store_is_installed_again_never_taken_from_path_and_pr
         .arg(&held)
         .spawn()
         .expect("flock runs");
-    crate::common::wait_for(
-        std::time::Duration::from_secs(20),
-        "flock to hold the lock",
-        || held.exists(),
-    );
+    crate::common::wait_for_file(&held, "flock to hold the lock");
     let busy = prune();
     let _ = holder.kill();
     let _ = holder.wait();
