@@ -412,6 +412,22 @@ fn readable(reader: &std::io::PipeReader, timeout_ms: i32) -> bool {
     r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
 }
 
+/// Waits `pause`, or less if every writer of the pipe has closed it: the last line of a
+/// trickling step is then read at once, not a pause after the step has ended.
+fn pause_unless_closed(reader: &std::io::PipeReader, pause: Duration) {
+    // No events asked for: poll still reports POLLHUP, and new data does not wake it.
+    let mut poll = libc::pollfd {
+        fd: reader.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    let ms = i32::try_from(pause.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: poll on one valid pollfd that lives for the call.
+    unsafe {
+        libc::poll(&mut poll, 1, ms);
+    }
+}
+
 /// Reads the output pipe to EOF, or until `abandon` is set, keeping up to MAX_CAPTURE bytes
 /// and streaming whole lines.
 fn capture(
@@ -466,7 +482,7 @@ fn capture(
             0
         };
         if small_reads >= TRICKLE_READS && !giving_up {
-            std::thread::sleep(TRICKLE_PAUSE);
+            pause_unless_closed(&reader, TRICKLE_PAUSE);
         }
     }
     if let Some(cb) = on_line.as_mut()
@@ -480,4 +496,31 @@ fn capture(
         );
     }
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Instant;
+
+    #[test]
+    fn a_pause_ends_as_soon_as_every_writer_has_closed_the_pipe() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"last line\n").unwrap();
+        drop(writer);
+        let started = Instant::now();
+        pause_unless_closed(&reader, Duration::from_secs(20));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn new_output_does_not_cut_a_pause_short() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"a line\n").unwrap();
+        let started = Instant::now();
+        pause_unless_closed(&reader, Duration::from_millis(50));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        drop(writer);
+    }
 }
