@@ -255,36 +255,48 @@ fn a_server_that_is_down_at_the_start_gives_one_warning() {
     );
 }
 
-/// `preflight worker` processes serving a farm, killed when dropped.
-pub(crate) struct Workers(Vec<std::process::Child>);
+/// `preflight worker` processes serving a farm, killed when dropped. Their logs go with them,
+/// unless the test failed.
+pub(crate) struct Workers {
+    children: Vec<std::process::Child>,
+    logs: Option<tempfile::TempDir>,
+}
 
 impl Workers {
     pub(crate) fn start(endpoint: &str, specs: &[(&str, &str)]) -> Workers {
-        let dir = tempfile::tempdir().unwrap().keep();
-        Workers(
-            specs
-                .iter()
-                .map(|(name, property)| {
-                    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-                    std::process::Command::new(crate::common::BIN)
-                        .args(["worker", "--endpoint", endpoint, "--name", name])
-                        .args(["--property", property])
-                        .stdin(std::process::Stdio::null())
-                        .stdout(log.try_clone().unwrap())
-                        .stderr(log)
-                        .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        )
+        let logs = tempfile::tempdir().unwrap();
+        let dir = logs.path();
+        let children = specs
+            .iter()
+            .map(|(name, property)| {
+                let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+                std::process::Command::new(crate::common::BIN)
+                    .args(["worker", "--endpoint", endpoint, "--name", name])
+                    .args(["--property", property])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        Workers {
+            children,
+            logs: Some(logs),
+        }
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking()
+            && let Some(logs) = self.logs.take()
+        {
+            eprintln!("the workers' logs are kept in {}", logs.keep().display());
         }
     }
 }
