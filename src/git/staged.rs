@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 use gix::ObjectId;
 use gix::index::entry::{Flags, Mode};
 use gix::index::extension::Tree as CachedTree;
-use gix::objs::tree::EntryKind;
-use std::collections::HashMap;
+use gix::objs::tree::{EntryKind, EntryRef};
 use std::path::PathBuf;
 
 /// One folder's look at the index: its entries (every entry whose path starts with
@@ -59,10 +58,15 @@ impl Repo {
         if vouched_for(&folder) {
             return Ok(());
         }
-        let in_head = match folder.tree {
-            Some(id) => self.tree_entries(id)?,
-            None => HashMap::new(),
+        let head_tree = match folder.tree {
+            Some(id) => Some(self.inner.find_tree(id).map_err(git_error)?),
+            None => None,
         };
+        let decoded = match &head_tree {
+            Some(tree) => Some(tree.decode().map_err(git_error)?),
+            None => None,
+        };
+        let in_head = decoded.as_ref().map_or(&[][..], |d| d.entries.as_slice());
         let entries = folder.entries;
         let mut i = 0;
         while i < entries.len() {
@@ -77,10 +81,9 @@ impl Repo {
                     .position(|e| !<&[u8]>::from(e.path(index)).starts_with(under))
                     .unwrap_or(entries.len() - i);
                 let sub = Folder {
-                    tree: in_head
-                        .get(name)
-                        .filter(|(kind, _)| *kind == EntryKind::Tree)
-                        .map(|(_, id)| *id),
+                    tree: find(in_head, name, true)
+                        .filter(|e| e.mode.kind() == EntryKind::Tree)
+                        .map(|e| e.oid.to_owned()),
                     prefix_len: sub_prefix,
                     entries: &entries[i..end],
                     // Kept sorted by name (as gix reads them): a folder of thousands of
@@ -102,9 +105,9 @@ impl Repo {
             if !is_file_entry(entry) || entry.flags.contains(Flags::INTENT_TO_ADD) {
                 continue;
             }
-            let same = in_head
-                .get(rest)
-                .is_some_and(|(kind, id)| *id == entry.id && index_mode(*kind) == Some(entry.mode));
+            let same = find(in_head, rest, false).is_some_and(|e| {
+                e.oid == entry.id.as_ref() && index_mode(e.mode.kind()) == Some(entry.mode)
+            });
             // Conflicted paths appear once per stage, next to each other.
             let listed = out
                 .last()
@@ -115,17 +118,32 @@ impl Repo {
         }
         Ok(())
     }
+}
 
-    /// The entries of tree `id` by name: their kind and object id.
-    fn tree_entries(&self, id: ObjectId) -> Result<HashMap<Vec<u8>, (EntryKind, ObjectId)>> {
-        let tree = self.inner.find_tree(id).map_err(git_error)?;
-        let decoded = tree.decode().map_err(git_error)?;
-        Ok(decoded
-            .entries
-            .iter()
-            .map(|e| (e.filename.to_vec(), (e.mode.kind(), e.oid.to_owned())))
-            .collect())
-    }
+/// The entry of a tree named `name` (a folder when `folder`), found by halving: a tree keeps
+/// its entries in git's order, by name with each folder's name read as if it ended in `/`.
+/// A tree out of that order can only have an entry missed, and so a file listed as staged.
+fn find<'t, 'e>(
+    entries: &'e [EntryRef<'t>],
+    name: &[u8],
+    folder: bool,
+) -> Option<&'e EntryRef<'t>> {
+    entries
+        .binary_search_by(|e| git_order(e.filename, e.mode.is_tree(), name, folder))
+        .ok()
+        .map(|i| &entries[i])
+}
+
+/// Two tree entry names in git's order: a folder's name as if it ended in `/`.
+fn git_order(a: &[u8], a_folder: bool, b: &[u8], b_folder: bool) -> std::cmp::Ordering {
+    // The common length compared at once; only the rest of the longer name, and the `/`,
+    // byte by byte.
+    let n = a.len().min(b.len());
+    a[..n].cmp(&b[..n]).then_with(|| {
+        let a = a[n..].iter().chain(a_folder.then_some(&b'/'));
+        let b = b[n..].iter().chain(b_folder.then_some(&b'/'));
+        a.cmp(b)
+    })
 }
 
 /// Whether the cache tree says the folder's entries are exactly HEAD's tree for it: valid,
@@ -147,5 +165,23 @@ fn index_mode(kind: EntryKind) -> Option<Mode> {
         EntryKind::BlobExecutable => Some(Mode::FILE_EXECUTABLE),
         EntryKind::Link => Some(Mode::SYMLINK),
         EntryKind::Commit => Some(Mode::COMMIT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_order;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    #[test]
+    fn a_folder_sorts_as_if_its_name_ended_in_a_slash() {
+        assert_eq!(git_order(b"m", true, b"m.d", true), Greater);
+        assert_eq!(git_order(b"m-x", true, b"m", true), Less);
+        assert_eq!(git_order(b"m0", false, b"m", true), Greater);
+        assert_eq!(git_order(b"m", false, b"m", true), Less);
+        assert_eq!(git_order(b"m.d.txt", false, b"m.d", true), Less);
+        assert_eq!(git_order(b"m", true, b"m", true), Equal);
+        assert_eq!(git_order(b"one.txt", false, b"one.txt", false), Equal);
+        assert_eq!(git_order(b"a", false, b"abc", false), Less);
     }
 }

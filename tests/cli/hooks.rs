@@ -252,6 +252,10 @@ fn the_staged_files_are_what_git_lists_whatever_state_its_cache_tree_is_in() {
         }
     }
     files.push(("top.txt".into(), "top\n".into()));
+    // Names whose place in a tree (a folder's name read as `m/`) is not their byte order.
+    for f in ["m+", "m0", "m.d.txt"] {
+        files.push((f.into(), format!("{f}\n")));
+    }
     let files: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, t)| (p.as_str(), t.as_str()))
@@ -288,6 +292,18 @@ fn the_staged_files_are_what_git_lists_whatever_state_its_cache_tree_is_in() {
     repo.write("m.d/new.txt", "new\n");
     repo.git(&["add", "g/i", "m.d/new.txt"]);
     hook("a folder become a file, a new file beside folders with like names");
+    for f in [
+        "m+",
+        "m0",
+        "m.d.txt",
+        "m/two.txt",
+        "m.d/one.txt",
+        "m-x/two.txt",
+    ] {
+        repo.write(f, "changed\n");
+        repo.git(&["add", f]);
+    }
+    hook("files beside folders of like names, git's order not the bytes'");
     repo.git(&["reset", "-q"]);
     hook("nothing staged");
     assert!(staged_by_git(&repo).is_empty());
