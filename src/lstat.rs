@@ -83,9 +83,10 @@ fn lstat_run<P: AsRef<Path>>(root: &Path, paths: &[P]) -> Vec<Option<libc::stat>
 /// The `lstat` data of files, kept so that a later look at the same files in the same run
 /// need not ask the kernel again.
 pub struct Taken {
-    /// Repository-relative paths, sorted by their bytes, each with its stat data (`None`:
-    /// not there): where its path ends in `names`.
-    files: Vec<(usize, Option<libc::stat>)>,
+    /// Where each path ends in `names`: repository-relative paths, sorted by their bytes.
+    ends: Vec<usize>,
+    /// Each path's stat data, in the same order (`None`: not there).
+    stats: Vec<Option<libc::stat>>,
     /// The paths' bytes, one after the other (one allocation for thousands of paths).
     names: Vec<u8>,
     /// When it was taken: before the first file was looked at.
@@ -95,7 +96,7 @@ pub struct Taken {
 impl std::fmt::Debug for Taken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Taken")
-            .field("files", &self.files.len())
+            .field("files", &self.ends.len())
             .field("at", &self.at)
             .finish()
     }
@@ -104,36 +105,45 @@ impl std::fmt::Debug for Taken {
 impl Taken {
     pub fn new<P: AsRef<Path>>(
         paths: &[P],
-        stats: Vec<Option<libc::stat>>,
+        mut stats: Vec<Option<libc::stat>>,
         at: std::time::SystemTime,
     ) -> Taken {
         let bytes = |k: usize| paths[k].as_ref().as_os_str().as_bytes();
         // A path without stat data was not looked at: it is left out.
-        let mut order: Vec<usize> = (0..paths.len().min(stats.len())).collect();
+        let count = paths.len().min(stats.len());
+        stats.truncate(count);
+        let mut order: Vec<usize> = (0..count).collect();
+        // Sorted already as a rule (a hook's files are): the stat data is kept, not copied.
         if !order.is_sorted_by(|&a, &b| bytes(a) <= bytes(b)) {
             order.sort_by(|&a, &b| bytes(a).cmp(bytes(b)));
+            stats = order.iter().map(|&k| stats[k]).collect();
         }
         let mut names = Vec::with_capacity(order.iter().map(|&k| bytes(k).len()).sum());
-        let files = order
+        let ends = order
             .iter()
             .map(|&k| {
                 names.extend_from_slice(bytes(k));
-                (names.len(), stats[k])
+                names.len()
             })
             .collect();
-        Taken { files, names, at }
+        Taken {
+            ends,
+            stats,
+            names,
+            at,
+        }
     }
 
     /// The path of entry `i`.
     fn name(&self, i: usize) -> &[u8] {
-        let start = i.checked_sub(1).map_or(0, |before| self.files[before].0);
-        &self.names[start..self.files[i].0]
+        let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.names[start..self.ends[i]]
     }
 
     /// The stat data of `path` when it was taken; `None` when it was not looked at.
     pub fn get(&self, path: &Path) -> Option<Option<libc::stat>> {
         let key = path.as_os_str().as_bytes();
-        find_sorted(self.files.len(), 0, key, |i| self.name(i)).map(|i| self.files[i].1)
+        find_sorted(self.ends.len(), 0, key, |i| self.name(i)).map(|i| self.stats[i])
     }
 
     /// The stat data of each of `paths` when it was taken; `None` when any was not looked at.
@@ -143,9 +153,9 @@ impl Taken {
             .iter()
             .map(|path| {
                 let key = path.as_ref().as_os_str().as_bytes();
-                let i = find_sorted(self.files.len(), from, key, |i| self.name(i))?;
+                let i = find_sorted(self.ends.len(), from, key, |i| self.name(i))?;
                 from = i + 1;
-                Some(self.files[i].1)
+                Some(self.stats[i])
             })
             .collect()
     }
@@ -316,5 +326,34 @@ mod tests {
         assert_eq!(find(0, b"a/15"), None);
         assert_eq!(find(3, b"zz"), None);
         assert_eq!(find_sorted(0, 0, b"a", |_| b""), None);
+    }
+
+    #[test]
+    fn taken_stat_data_is_found_by_path_sorted_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("a", "1"), ("b/c", "22"), ("b/d", "333")] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let now = std::time::SystemTime::now();
+        for order in [["a", "b/c", "b/d", "gone"], ["b/d", "gone", "a", "b/c"]] {
+            let paths: Vec<PathBuf> = order.iter().map(PathBuf::from).collect();
+            let taken = Taken::new(&paths, lstat_all(dir.path(), &paths), now);
+            let size = |p: &str| taken.get(Path::new(p)).map(|s| s.map(|s| s.st_size));
+            assert_eq!(size("a"), Some(Some(1)), "{order:?}");
+            assert_eq!(size("b/c"), Some(Some(2)), "{order:?}");
+            assert_eq!(size("b/d"), Some(Some(3)), "{order:?}");
+            assert_eq!(size("gone"), Some(None), "{order:?}");
+            assert_eq!(size("b"), None, "not looked at");
+            let each = taken
+                .get_each(&[Path::new("b/c"), Path::new("b/d")])
+                .unwrap();
+            assert_eq!(
+                each.iter().map(|s| s.unwrap().st_size).collect::<Vec<_>>(),
+                [2, 3]
+            );
+            assert!(taken.get_each(&[Path::new("a"), Path::new("zz")]).is_none());
+        }
     }
 }
