@@ -12,7 +12,7 @@ use crate::git;
 use crate::pipeline::{self, Args, Env, FileSource, RunRequest};
 use crate::report::{self, StepAudit};
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn audit(cli: &Cli, args: &AuditArgs, color: bool) -> Result<i32> {
     let repo = git::discover(&current_dir()?)?;
@@ -53,9 +53,7 @@ pub fn audit(cli: &Cli, args: &AuditArgs, color: bool) -> Result<i32> {
         run_observed(&repo, &config, &to_run, format, color)?;
     }
     let session = Session::open(&config, &repo, &dir, read_only)?;
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from);
+    let home = Env::read().home;
     let audits: Vec<StepAudit> = names
         .iter()
         .filter_map(|n| config.steps.get(n))

@@ -8,6 +8,7 @@ use crate::cli::{Cli, ToolsCommand};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::git;
+use crate::pipeline::Env;
 use crate::report;
 use crate::tools::{self, Event, LockFile, Policy, Store};
 use std::io::IsTerminal;
@@ -211,8 +212,7 @@ impl Progress {
     fn new(color: bool) -> Progress {
         Progress {
             bar: None,
-            live: std::io::stderr().is_terminal()
-                && std::env::var_os("CI").is_none_or(|v| v.is_empty() || v == "false"),
+            live: std::io::stderr().is_terminal() && Env::read().live_display(),
             color,
         }
     }

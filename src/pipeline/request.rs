@@ -27,6 +27,8 @@ pub struct Env {
     pub dumb_term: bool,
     /// `GITHUB_ACTIONS=true`: step output folded in groups.
     pub github_actions: bool,
+    /// `HOME`: reads under it are the user's own settings (`audit` names them).
+    pub home: Option<PathBuf>,
 }
 
 impl Env {
@@ -41,12 +43,20 @@ impl Env {
             in_ci: std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false"),
             dumb_term: std::env::var("TERM").is_ok_and(|t| t == "dumb"),
             github_actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
         }
     }
 
     /// Whether output goes to a terminal for a person (not CI, not a pipe).
     pub fn interactive(&self) -> bool {
-        std::io::stdout().is_terminal() && !self.in_ci && !self.dumb_term
+        std::io::stdout().is_terminal() && self.live_display()
+    }
+
+    /// Whether a terminal may show a live display: not in CI, not on a dumb terminal.
+    pub fn live_display(&self) -> bool {
+        !self.in_ci && !self.dumb_term
     }
 }
 

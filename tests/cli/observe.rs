@@ -419,6 +419,45 @@ fn a_hit_read_through_a_link_with_an_unstaged_change_is_not_used_by_the_hook() {
 }
 
 #[test]
+fn audit_names_settings_read_in_the_home_folder() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".toolrc"), "strict\n").unwrap();
+    let repo = Repo::with_config(
+        "[steps.lint]\nrun = \"cat $HOME/.toolrc a.txt\"\ninputs = [\"a.txt\"]\n",
+    );
+    repo.write("a.txt", "a\n");
+    commit_all(&repo, "init");
+    let audit = |format: &str| {
+        let run = Run::from(
+            repo.cmd()
+                .env("HOME", home.path())
+                .args(["audit", "lint", "--format", format])
+                .output()
+                .unwrap(),
+        );
+        run.code(0);
+        run.stdout
+    };
+    let human = audit("human");
+    assert!(
+        human.contains("read in your home folder (not part of the key)"),
+        "{human}"
+    );
+    let json = audit("json");
+    let line = json
+        .lines()
+        .find(|l| l.contains("\"event\":\"audit\""))
+        .unwrap_or_else(|| panic!("no audit line in {json}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let read = home.path().join(".toolrc");
+    assert_eq!(
+        v["home_folder_reads"],
+        serde_json::json!([read.to_string_lossy()]),
+        "{line}"
+    );
+}
+
+#[test]
 fn audit_names_undeclared_reads_unread_inputs_and_undeclared_writes() {
     let repo = Repo::with_config(
         "[steps.gen]\nrun = \"sh gen.sh\"\ninputs = [\"gen.sh\", \"unused.txt\"]\n",
