@@ -1,9 +1,10 @@
 //! One commit's content (a pushed commit the cache reads) and whether the work tree is
 //! exactly that commit.
 
+use super::worktree::same_content;
 use super::{
-    IndexFile, IndexSnapshot, IndexStat, PushUpdate, Repo, git_error, is_file_entry, same_content,
-    to_path, untracked_files,
+    IndexFile, IndexSnapshot, IndexStat, PushUpdate, Repo, git_error, is_file_entry, to_path,
+    untracked_files,
 };
 use crate::error::Result;
 use gix::ObjectId;

@@ -3,20 +3,24 @@
 //! module that uses gix. What gix cannot do (apply a patch, rewrite the index) goes through the
 //! `git` program, via `GitCli`.
 //!
-//! Here: finding the repository, the index against HEAD and the work tree, branches, hooks,
-//! untracked files and the `git` program. Below: `range` (files changed between commits or
-//! in a push), `contents` (stored file contents for type detection), `index` (the index as
-//! the cache reads it), `commit` (a pushed commit's content), `staged` (what the next commit
-//! changes). This folder imports only
-//! `crate::error`, `crate::lstat` and the `filetypes::Contents` trait it implements; nothing in it knows
-//! about config, exec, cache or report.
+//! Here: finding the repository, the index against HEAD, branches and hooks. Below: `cli`
+//! (the `git` program: untracked files, submodules, what gix cannot do), `worktree` (the
+//! work tree against the index, by stat data), `range` (files changed between commits or in
+//! a push), `contents` (stored file contents for type detection), `index` (the index as the
+//! cache reads it), `commit` (a pushed commit's content), `staged` (what the next commit
+//! changes). This folder imports only `crate::error`, `crate::lstat` and the
+//! `filetypes::Contents` trait it implements; nothing in it knows about config, exec, cache
+//! or report.
 
+mod cli;
 mod commit;
 mod contents;
 mod index;
 mod range;
 mod staged;
+mod worktree;
 
+pub use cli::{GitCli, submodule_state, untracked_files};
 pub use commit::CommitContent;
 pub use contents::StoredContents;
 pub use index::{IndexFile, IndexSnapshot, IndexStat, index_entries_of};
@@ -26,9 +30,8 @@ use crate::error::{Error, Result};
 pub use gix::ObjectId;
 use gix::index::entry::{Flags, Mode};
 use std::ffi::OsStr;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 /// A git repository with a work tree.
 pub struct Repo {
@@ -328,92 +331,6 @@ impl Repo {
         Ok(found.into_iter().collect())
     }
 
-    /// True when no tracked file (or none of `only`, when given) can differ from its index
-    /// version, judged by the index's stat data: no process, one lstat per file from its
-    /// folder, spread over the cores. Racily clean entries count as dirty.
-    pub fn work_tree_matches_index(&self, only: Option<&[PathBuf]>) -> Result<bool> {
-        self.work_tree_matches_index_taken(only)
-            .map(|(clean, _)| clean)
-    }
-
-    /// [`Self::work_tree_matches_index`], with the stat data it took of the files it looked
-    /// at (`None` when it decided without looking at any).
-    pub fn work_tree_matches_index_taken(
-        &self,
-        only: Option<&[PathBuf]>,
-    ) -> Result<(bool, Option<crate::lstat::Taken>)> {
-        let index = self.index()?;
-        let index_time = index.timestamp();
-        let options = gix::index::entry::stat::Options::default();
-        let state: &gix::index::State = &index;
-        let root = &self.root;
-        let entries = state.entries();
-        if entries
-            .iter()
-            .any(|e| e.flags.contains(Flags::INTENT_TO_ADD) || e.stage_raw() != 0)
-        {
-            return Ok((false, None));
-        }
-        let at = std::time::SystemTime::now();
-        let differs = |entry: &gix::index::Entry, stat: Option<&libc::stat>| {
-            let Some(stat) = stat else {
-                return true; // Deleted from the work tree.
-            };
-            let stat = index_stat(stat);
-            !entry.stat.matches(&stat, options) || entry.stat.is_racy(index_time, options)
-        };
-        let (dirty, taken) = match only {
-            // Few files: one whose stat data cannot decide (racily clean, or smudged by git
-            // for that reason) is compared by content, as git itself would.
-            Some(paths) => {
-                // Both sorted as a rule (and no path twice: no conflicts here), so each is
-                // found a step or two after the last.
-                let mut from = 0;
-                let found: Option<Vec<&gix::index::Entry>> = paths
-                    .iter()
-                    .map(|p| {
-                        let key = p.as_os_str().as_bytes();
-                        let i = crate::lstat::find_sorted(entries.len(), from, key, |i| {
-                            entries[i].path(state)
-                        })?;
-                        from = i + 1;
-                        Some(&entries[i])
-                    })
-                    .collect();
-                // A path the index does not have: not what was staged.
-                let Some(found) = found else {
-                    return Ok((false, None));
-                };
-                let stats = crate::lstat::lstat_all(root, paths);
-                let dirty = found
-                    .iter()
-                    .zip(&stats)
-                    .zip(paths)
-                    .any(|((entry, stat), path)| {
-                        is_file_entry(entry)
-                            && differs(entry, stat.as_ref())
-                            && !same_content(&root.join(path), entry)
-                    });
-                (dirty, crate::lstat::Taken::new(paths, stats, at))
-            }
-            None => {
-                let files: Vec<(&gix::index::Entry, PathBuf)> = entries
-                    .iter()
-                    .filter(|e| is_file_entry(e))
-                    .map(|e| (e, to_path(e.path(state))))
-                    .collect();
-                let paths: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
-                let stats = crate::lstat::lstat_all(root, &paths);
-                let dirty = files
-                    .iter()
-                    .zip(&stats)
-                    .any(|((entry, _), stat)| differs(entry, stat.as_ref()));
-                (dirty, crate::lstat::Taken::new(&paths, stats, at))
-            }
-        };
-        Ok((!dirty, Some(taken)))
-    }
-
     /// The folder git runs hooks from: `core.hooksPath` when set, else the common git dir's
     /// `hooks` (shared by linked worktrees).
     pub fn hooks_dir(&self) -> HooksDir {
@@ -450,67 +367,6 @@ impl Repo {
             hooks_path: setting,
         }
     }
-
-    /// The `git` program, run in the work tree with the caller's environment.
-    pub fn cli(&self) -> Result<GitCli> {
-        let program = which::which("git").map_err(|_| {
-            Error::Setup("the `git` program is not on PATH; preflight needs it to save and restore unstaged changes".into())
-        })?;
-        Ok(GitCli {
-            program,
-            root: self.root.clone(),
-        })
-    }
-}
-
-/// A file's lstat data as the index records it: times, device and inode cut to 32 bits, as
-/// git and gix do; a time before 1970 as zero.
-fn index_stat(st: &libc::stat) -> gix::index::entry::Stat {
-    use gix::index::entry::stat::Time;
-    let time = |secs: i64, nsecs: i64| match secs >= 0 {
-        true => Time {
-            secs: secs as u32,
-            nsecs: nsecs as u32,
-        },
-        false => Time::default(),
-    };
-    gix::index::entry::Stat {
-        mtime: time(st.st_mtime, st.st_mtime_nsec),
-        ctime: time(st.st_ctime, st.st_ctime_nsec),
-        dev: st.st_dev as u32,
-        ino: st.st_ino as u32,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        size: st.st_size as u32,
-    }
-}
-
-/// Whether the file at `path` holds exactly the blob `entry` records (links: their target).
-fn same_content(path: &Path, entry: &gix::index::Entry) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    let data = if meta.file_type().is_symlink() {
-        match std::fs::read_link(path) {
-            Ok(target) => target.into_os_string().into_vec(),
-            Err(_) => return false,
-        }
-    } else if meta.is_file() {
-        // The executable bit is part of what is staged.
-        use std::os::unix::fs::PermissionsExt;
-        let executable = meta.permissions().mode() & 0o111 != 0;
-        if executable != (entry.mode == Mode::FILE_EXECUTABLE) {
-            return false;
-        }
-        match std::fs::read(path) {
-            Ok(data) => data,
-            Err(_) => return false,
-        }
-    } else {
-        return false;
-    };
-    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &data)
-        .is_ok_and(|id| id == entry.id)
 }
 
 fn git_error(e: impl std::fmt::Display) -> Error {
@@ -560,145 +416,4 @@ fn changed_entries(old: &gix::index::State, new: &gix::index::State) -> Vec<Path
         }
     }
     out
-}
-
-/// The `git` program, for what gix does not do: patches and index rewrites.
-pub struct GitCli {
-    program: PathBuf,
-    root: PathBuf,
-}
-
-impl GitCli {
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.current_dir(&self.root).stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs git and returns its stdout; a failure carries git's own words.
-    pub fn run(&self, args: &[&OsStr]) -> Result<Vec<u8>> {
-        let out = self.output(args)?;
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(Error::Setup(format!(
-                "`git {}` failed: {}",
-                args.iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
-    }
-
-    pub fn output(&self, args: &[&OsStr]) -> Result<Output> {
-        self.command()
-            .args(args)
-            .output()
-            .map_err(|e| Error::io("cannot run git", e))
-    }
-}
-
-/// The files git does not track and does not ignore, below `pathspecs` (repository-relative
-/// folders; empty means the whole work tree). Asks the `git` binary: listing untracked files
-/// needs a walk of the work tree with every ignore rule applied, which it does fastest.
-pub fn untracked_files(root: &Path, pathspecs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let git = which::which("git").map_err(|e| {
-        Error::Setup(format!(
-            "cannot find the `git` program to list untracked files: {e}"
-        ))
-    })?;
-    let mut cmd = std::process::Command::new(git);
-    cmd.current_dir(root)
-        .args(["ls-files", "-z", "--others", "--exclude-standard", "--"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    for p in pathspecs {
-        // Literal paths: a folder named `[a]` must not turn into a pattern.
-        let mut spec = std::ffi::OsString::from(":(literal)");
-        spec.push(p.as_os_str());
-        cmd.arg(spec);
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| Error::io("cannot run `git ls-files`", e))?;
-    if !out.status.success() {
-        return Err(Error::Setup(format!(
-            "`git ls-files --others` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(out
-        .stdout
-        .split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
-        .collect())
-}
-
-/// What a submodule's work tree holds, for cache keys: the commit checked out in it and, when
-/// it has changes, a digest of `git status` and of its diff against that commit (untracked
-/// files count by name). `None` when the submodule is not checked out.
-pub fn submodule_state(root: &Path, path: &Path) -> Result<Option<String>> {
-    let dir = root.join(path);
-    if !dir.join(".git").exists() {
-        return Ok(None);
-    }
-    let git = which::which("git")
-        .map_err(|e| Error::Setup(format!("cannot find the `git` program: {e}")))?;
-    let run = |args: &[&str]| -> Result<Vec<u8>> {
-        let out = std::process::Command::new(&git)
-            .current_dir(&dir)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .map_err(|e| Error::io("cannot run git in a submodule", e))?;
-        if !out.status.success() {
-            return Err(Error::Setup(format!(
-                "`git {}` failed in the submodule `{}`: {}",
-                args.join(" "),
-                path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(out.stdout)
-    };
-    let head = run(&["rev-parse", "--verify", "-q", "HEAD"])?;
-    let head = String::from_utf8_lossy(&head).trim().to_string();
-    let status = run(&["status", "--porcelain=v1", "-z", "--ignore-submodules=none"])?;
-    if status.is_empty() {
-        return Ok(Some(head));
-    }
-    let diff = run(&["diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv"])?;
-    let mut all = status;
-    all.push(0);
-    all.extend_from_slice(&diff);
-    use sha2::Digest as _;
-    let digest: String = sha2::Sha256::digest(&all)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Some(format!("{head}+dirty-{digest}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_data_from_lstat_is_what_gix_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, "content\n").unwrap();
-        let link = dir.path().join("l");
-        std::os::unix::fs::symlink("f", &link).unwrap();
-        for path in [&file, &link] {
-            let meta = gix::index::fs::Metadata::from_path_no_follow(path).unwrap();
-            let from_gix = gix::index::entry::Stat::from_fs(&meta).unwrap();
-            let raw = crate::lstat::lstat_all(dir.path(), &[path.file_name().unwrap()]);
-            assert_eq!(index_stat(raw[0].as_ref().unwrap()), from_gix);
-        }
-    }
 }
