@@ -19,7 +19,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         .as_ref()
         .filter(|c| c.active() && !uncacheable(planned))
     else {
-        return super::run_step(shared, i, tx);
+        return super::step::run_step(shared, i, tx);
     };
     let step = &planned.step;
     let started = Instant::now();
@@ -48,13 +48,13 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         Ok(k) => k,
         Err(NoKey::Need(name)) => {
             explain(vec![Explanation::NeedHasNoKey(name)]);
-            let result = super::run_step(shared, i, tx);
+            let result = super::step::run_step(shared, i, tx);
             cache.step_ran();
             return result;
         }
         Err(NoKey::Failed(e)) => {
             explain(vec![Explanation::NotKeyed(e.to_string())]);
-            let mut result = super::run_step(shared, i, tx);
+            let mut result = super::step::run_step(shared, i, tx);
             cache.step_ran();
             if result.status == Status::Passed && result.reason.is_none() {
                 result.reason = Some(Reason::NotCached(e.to_string()));
@@ -66,8 +66,8 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
 
     // A step whose files are all gone is skipped, never looked up (its key still counts for
     // the steps that need it). A checkout still to be made holds all of them.
-    if shared.workdir_ready() && !super::any_present(shared, planned) {
-        return super::run_step(shared, i, tx);
+    if shared.workdir_ready() && !super::step::any_present(shared, planned) {
+        return super::step::run_step(shared, i, tx);
     }
     // A hit restores outputs into the folder the steps run in, and a remote action reads its
     // input files there: both need it made.
@@ -76,7 +76,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
     if (!step.outputs.is_empty() || shared.remote.is_some() || cache.needs_place(&keyed))
         && shared.prepare_workdir().is_err()
     {
-        return super::run_step(shared, i, tx);
+        return super::step::run_step(shared, i, tx);
     }
 
     let mut unusable = None;
@@ -148,7 +148,7 @@ pub(super) fn run_step(shared: &Shared, i: usize, tx: &Sender<Message>) -> StepR
         return result;
     }
     let observe = observe_this(cache, step, &keyed, tx);
-    let (mut result, seen) = super::run_step_observed(shared, i, tx, observe);
+    let (mut result, seen) = super::step::run_step_observed(shared, i, tx, observe);
     cache.step_ran();
     if result.status == Status::Passed {
         // What it read is part of its entry: when it cannot be told, nothing is stored.

@@ -88,11 +88,11 @@ pub(super) fn prepare<'a>(
             }
         }
     }
-    let (_, files) = super::present_files(shared, planned);
+    let (_, files) = super::step::present_files(shared, planned);
     let invocations = invocation::invocations(&planned.command, files.as_deref());
     // The PATH that puts this machine's copies of the tools first is this machine's: the
     // worker makes its own.
-    let mut env = super::step_env(shared, step);
+    let mut env = super::step::step_env(shared, step);
     if let Some(tool_path) = shared.tool_paths.get(&step.name) {
         env.retain(|(k, v)| !(k == "PATH" && v == tool_path));
     }
