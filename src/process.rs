@@ -523,4 +523,41 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(50));
         drop(writer);
     }
+
+    #[test]
+    fn a_trickle_then_a_burst_then_a_late_writer_closing_loses_no_byte() {
+        for round in 0..50 {
+            let (reader, mut writer) = std::io::pipe().unwrap();
+            // A child of the step holding the pipe a little longer than the step.
+            let late = writer.try_clone().unwrap();
+            let step = std::thread::spawn(move || {
+                let mut written = Vec::new();
+                for i in 0..300u32 {
+                    let line = format!("{round}:{i}\n");
+                    writer.write_all(line.as_bytes()).unwrap();
+                    written.extend_from_slice(line.as_bytes());
+                    if i % 50 == 0 {
+                        std::thread::sleep(Duration::from_micros(300));
+                    }
+                }
+                let burst = vec![b'x'; 200_000];
+                writer.write_all(&burst).unwrap();
+                written.extend_from_slice(&burst);
+                written
+            });
+            let child = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3));
+                drop(late);
+            });
+            let read = capture(
+                reader,
+                Some(Box::new(|_: &[u8]| {})),
+                &AtomicBool::new(false),
+            );
+            let written = step.join().unwrap();
+            child.join().unwrap();
+            assert_eq!(read.len(), written.len(), "round {round}");
+            assert!(read == written, "round {round}");
+        }
+    }
 }

@@ -185,3 +185,194 @@ mod tests {
         assert_eq!(git_order(b"a", false, b"abc", false), Less);
     }
 }
+
+/// `staged_files` against `git diff --cached` over random repositories whose names sort
+/// differently in a tree than byte by byte (`a-b`, `a.c`, `a0`, `a/`), with bytes below
+/// `/` and above ASCII, executables, symlinks, gitlinks, deletions, a file become a folder
+/// and back, partial staging, and a cache tree made valid again at random.
+#[cfg(test)]
+mod against_git {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    /// xorshift64: the same repositories on every run, for any seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    const NAMES: &[&[u8]] = &[
+        b"a",
+        b"a-b",
+        b"a.c",
+        b"a0",
+        b"ab",
+        b"a b",
+        b"\x01",
+        b"a\x01",
+        b"m",
+        b"m.d",
+        b"m-x",
+        b"a~",
+        b"a\xc3\xa9",
+        b"a\xff",
+        b"\xff",
+        b"Z",
+        b"a!",
+    ];
+
+    fn git_output(dir: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs")
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
+        let out = git_output(dir, args);
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn random_path(rng: &mut Rng) -> Vec<u8> {
+        let depth = 1 + rng.below(3);
+        let names: Vec<&[u8]> = (0..depth).map(|_| NAMES[rng.below(NAMES.len())]).collect();
+        names.join(&b'/')
+    }
+
+    fn remove(path: &Path) {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).unwrap(),
+            Ok(_) => std::fs::remove_file(path).unwrap(),
+            Err(_) => {}
+        }
+    }
+
+    /// Puts a file (`kind` 0), an executable (1) or a symlink (2) at `rel`, removing a file
+    /// where a folder must go and whatever is at `rel`.
+    fn put(root: &Path, rel: &[u8], content: &[u8], kind: usize) {
+        let path = root.join(OsStr::from_bytes(rel));
+        let folders: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .take_while(|a| *a != root)
+            .collect();
+        for folder in folders.into_iter().rev() {
+            if std::fs::symlink_metadata(folder).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(folder).unwrap();
+            }
+        }
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        remove(&path);
+        match kind {
+            0 => std::fs::write(&path, content).unwrap(),
+            1 => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&path, content).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            _ => std::os::unix::fs::symlink(OsStr::from_bytes(content), &path).unwrap(),
+        }
+    }
+
+    /// What git says the next commit changes: no deletions, no gitlinks (preflight hands
+    /// steps files only), renames as deletion and addition.
+    fn staged_by_git(root: &Path) -> Vec<Vec<u8>> {
+        let raw = git(root, &["diff", "--cached", "--raw", "-z", "--no-renames"]);
+        let mut fields = raw.split(|&b| b == 0);
+        let mut out = Vec::new();
+        while let Some(meta) = fields.next().filter(|m| !m.is_empty()) {
+            let path = fields.next().unwrap().to_vec();
+            let meta = String::from_utf8_lossy(meta);
+            let meta: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            if meta[4] != "D" && meta[1] != "160000" {
+                out.push(path);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn the_staged_files_are_what_git_diff_cached_lists() {
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            git(root, &["init", "-q"]);
+            for k in 0..3 + rng.below(25) {
+                let path = random_path(&mut rng);
+                put(root, &path, format!("c{k}").as_bytes(), rng.below(3));
+            }
+            git(root, &["add", "-A"]);
+            if rng.below(3) == 0 {
+                // A gitlink, when its name is free (not a file's folder, not a folder).
+                let path = String::from_utf8_lossy(&random_path(&mut rng)).into_owned();
+                let info = format!("160000,{},{path}", "1".repeat(40));
+                git_output(root, &["update-index", "--add", "--cacheinfo", &info]);
+            }
+            git(root, &["commit", "-q", "--allow-empty", "-m", "one"]);
+            for _ in 0..1 + rng.below(3) {
+                for k in 0..1 + rng.below(6) {
+                    let path = random_path(&mut rng);
+                    match rng.below(4) {
+                        3 => remove(&root.join(OsStr::from_bytes(&path))),
+                        kind => put(root, &path, format!("d{k}").as_bytes(), kind % 3),
+                    }
+                }
+                match rng.below(2) {
+                    0 => git(root, &["add", "-A"]),
+                    // Part of the changes only (a pathspec that matches nothing is refused).
+                    _ => git_output(root, &["add", "-A", "--", "a", "m"]).stdout,
+                };
+                if rng.below(3) == 0 {
+                    git(root, &["write-tree"]);
+                }
+            }
+            let repo = crate::git::discover(root).unwrap();
+            let mut found: Vec<Vec<u8>> = repo
+                .staged_files()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .collect();
+            found.sort();
+            let show = |paths: Vec<&Vec<u8>>| -> Vec<String> {
+                paths
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect()
+            };
+            let wanted = staged_by_git(root);
+            let missing = show(wanted.iter().filter(|p| !found.contains(p)).collect());
+            let extra = show(found.iter().filter(|p| !wanted.contains(p)).collect());
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "seed {seed}: missing {missing:?}, extra {extra:?}, in {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
