@@ -31,6 +31,9 @@ impl Repo {
         if index.is_sparse() {
             // Folder entries stand for whole trees there: compare entry by entry.
             let base = self.head_as_index()?;
+            if let Some(path) = self.staged_out_of_the_work_tree(&base, &index)? {
+                return Err(skipped_by_the_work_tree(&path));
+            }
             return Ok(super::changed_entries(&base, &index));
         }
         let head = self
@@ -47,6 +50,43 @@ impl Repo {
         let mut out = Vec::new();
         self.staged_in(&index, root, &mut out)?;
         Ok(out)
+    }
+
+    /// In a sparse index, the first path whose staged version git keeps out of the work tree
+    /// while it differs from HEAD: a skip-worktree file, or a folder left out of the sparse
+    /// checkout whose tree is not HEAD's (`git sparse-checkout reapply` folds a staged change
+    /// into it).
+    fn staged_out_of_the_work_tree(
+        &self,
+        base: &gix::index::State,
+        index: &gix::index::State,
+    ) -> Result<Option<Vec<u8>>> {
+        let head = self.inner.head_tree().ok();
+        for entry in index.entries() {
+            let path: &[u8] = entry.path(index);
+            if !entry.flags.contains(Flags::SKIP_WORKTREE)
+                || entry.flags.contains(Flags::INTENT_TO_ADD)
+            {
+                continue;
+            }
+            let same = if entry.mode.is_sparse() {
+                let folder = to_path(path.strip_suffix(b"/").unwrap_or(path));
+                let in_head = match &head {
+                    Some(tree) => tree.lookup_entry_by_path(&folder).map_err(git_error)?,
+                    None => None,
+                };
+                in_head.is_some_and(|e| e.mode().is_tree() && e.object_id() == entry.id)
+            } else if is_file_mode(entry.mode) {
+                base.entry_by_path(path.into())
+                    .is_some_and(|b| b.id == entry.id && b.mode == entry.mode)
+            } else {
+                true
+            };
+            if !same {
+                return Ok(Some(path.to_vec()));
+            }
+        }
+        Ok(None)
     }
 
     fn staged_in(
@@ -102,22 +142,52 @@ impl Repo {
             let entry = &entries[i];
             i += 1;
             // Intent-to-add entries have no content staged: git does not commit them.
-            if !is_file_entry(entry) || entry.flags.contains(Flags::INTENT_TO_ADD) {
+            // Skip-worktree entries are judged below, once known to be staged.
+            let skip_worktree = entry.flags.contains(Flags::SKIP_WORKTREE);
+            if !(is_file_entry(entry) || skip_worktree && is_file_mode(entry.mode))
+                || entry.flags.contains(Flags::INTENT_TO_ADD)
+            {
                 continue;
             }
             let same = find(in_head, rest, false).is_some_and(|e| {
                 e.oid == entry.id.as_ref() && index_mode(e.mode.kind()) == Some(entry.mode)
             });
+            if same {
+                continue;
+            }
+            if skip_worktree {
+                // What is staged for it is not in the work tree: no step could check it.
+                return Err(skipped_by_the_work_tree(path));
+            }
             // Conflicted paths appear once per stage, next to each other.
             let listed = out
                 .last()
                 .is_some_and(|last: &PathBuf| last.as_os_str().as_encoded_bytes() == path);
-            if !same && !listed {
+            if !listed {
                 out.push(to_path(path));
             }
         }
         Ok(())
     }
+}
+
+/// A file (or link) entry, as opposed to a gitlink or a sparse folder.
+fn is_file_mode(mode: Mode) -> bool {
+    matches!(mode, Mode::FILE | Mode::FILE_EXECUTABLE | Mode::SYMLINK)
+}
+
+/// The error for a staged change git keeps out of the work tree (`skip-worktree`, as a
+/// sparse checkout marks the files it leaves out).
+fn skipped_by_the_work_tree(path: &[u8]) -> Error {
+    let path = String::from_utf8_lossy(path);
+    Error::Setup(format!(
+        "`{path}` has a staged change, but git keeps it out of the work tree (skip-worktree), \
+         so no step can check what is staged for it"
+    ))
+    .hint(format!(
+        "`git update-index --no-skip-worktree {path}` (or add its folder to the sparse \
+         checkout), then commit again"
+    ))
 }
 
 /// The entry of a tree named `name` (a folder when `folder`), found by halving: a tree keeps

@@ -310,6 +310,62 @@ fn the_staged_files_are_what_git_lists_whatever_state_its_cache_tree_is_in() {
 }
 
 #[test]
+fn a_staged_change_git_keeps_out_of_the_work_tree_stops_the_commit() {
+    let repo = hooked(RECORD, &[("a.txt", "1\n"), ("b.txt", "1\n")]);
+    seen(&repo);
+    let head = repo.git(&["rev-parse", "HEAD"]).stdout;
+    repo.write("a.txt", "2\n");
+    repo.git(&["add", "a.txt"]);
+    // Marked skip-worktree after staging (as sparse checkouts mark the files they leave out):
+    // what is staged for it is not in the work tree for a step to check.
+    repo.git(&["update-index", "--skip-worktree", "a.txt"]);
+    let commit = repo.commit("the change to a.txt");
+    assert_ne!(commit.code, 0, "{}{}", commit.stdout, commit.stderr);
+    assert!(
+        commit.stderr.contains("a.txt") && commit.stderr.contains("skip-worktree"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "HEAD"]).stdout,
+        head,
+        "nothing committed"
+    );
+    // Once git keeps it in the work tree again, the step checks it.
+    repo.git(&["update-index", "--no-skip-worktree", "a.txt"]);
+    repo.commit("the change to a.txt").code(0);
+    assert_eq!(seen(&repo), ["a.txt"]);
+}
+
+#[test]
+fn a_staged_change_folded_into_a_sparse_folder_stops_the_commit() {
+    let repo = hooked(RECORD, &[("dir/a.txt", "1\n"), ("keep/k.txt", "k\n")]);
+    seen(&repo);
+    let head = repo.git(&["rev-parse", "HEAD"]).stdout;
+    repo.git(&["sparse-checkout", "init", "--cone", "--sparse-index"]);
+    repo.git(&["sparse-checkout", "set", "keep"]);
+    repo.write(".git/blob", "2\n");
+    let blob = String::from_utf8(repo.git(&["hash-object", "-w", ".git/blob"]).stdout).unwrap();
+    let info = format!("100644,{},dir/a.txt", blob.trim());
+    repo.git(&["update-index", "--cacheinfo", &info]);
+    repo.git(&["update-index", "--skip-worktree", "dir/a.txt"]);
+    // Folds `dir/` back into one sparse entry whose tree holds the staged change.
+    repo.git(&["sparse-checkout", "reapply"]);
+    assert!(
+        String::from_utf8_lossy(&repo.git(&["ls-files", "--sparse"]).stdout).contains("dir/\n"),
+        "the index is sparse"
+    );
+    let commit = repo.commit("the change to dir/a.txt");
+    assert_ne!(commit.code, 0, "{}{}", commit.stdout, commit.stderr);
+    assert!(
+        commit.stderr.contains("dir/") && commit.stderr.contains("skip-worktree"),
+        "{}",
+        commit.stderr
+    );
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]).stdout, head, "nothing committed");
+}
+
+#[test]
 fn the_first_commit_detached_head_and_an_empty_commit_work() {
     let repo = Repo::with_config(
         &format!("{RECORD}\n[steps.always]\nrun = \"touch .git/always-ran\"\n").replace(
