@@ -362,7 +362,11 @@ fn a_staged_change_folded_into_a_sparse_folder_stops_the_commit() {
         "{}",
         commit.stderr
     );
-    assert_eq!(repo.git(&["rev-parse", "HEAD"]).stdout, head, "nothing committed");
+    assert_eq!(
+        repo.git(&["rev-parse", "HEAD"]).stdout,
+        head,
+        "nothing committed"
+    );
 }
 
 #[test]
