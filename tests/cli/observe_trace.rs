@@ -696,13 +696,19 @@ fn a_daemon_an_observed_step_starts_outlives_it_and_works() {
     // The daemon waits for this file, made once the run has returned (up to 20 s): a run
     // that waited for the daemon would take those 20 s, however loaded the machine is.
     let go = outside.path().join("go");
+    // The step ends once the daemon has left its process group (as a real daemon's start
+    // script waits for its pid file): the group, killed at the step's end, must not hold it.
+    let detached = outside.path().join("detached");
     let marker = format!("daemon-{}", std::process::id());
     let repo = crate::common::Repo::with_config(&format!(
         "[steps.serve]\n\
-         run = \"\"\"cat conf.txt; (setsid sh -c '{wait}; cat conf.txt > {out}.part; \
-         mv {out}.part {out}' {marker} >/dev/null 2>&1 &); echo started\"\"\"\n\
+         run = \"\"\"cat conf.txt; (setsid sh -c ': > {detached}; {wait}; \
+         cat conf.txt > {out}.part; mv {out}.part {out}' {marker} >/dev/null 2>&1 &); \
+         {wait_detached}; echo started\"\"\"\n\
          inputs = [\"src/**\"]\n",
+        detached = detached.display(),
         wait = crate::common::sh_wait_for_file(&go.display().to_string()),
+        wait_detached = crate::common::sh_wait_for_file(&detached.display().to_string()),
         out = daemon_out.display()
     ));
     repo.write("conf.txt", "setting\n");
