@@ -47,7 +47,8 @@ pub fn hook(cli: &Cli, args: &HookArgs, color: bool) -> Result<i32> {
     let mut msg_file = None;
     // File types are told from what the hook judges: the index for a commit.
     let files = match name {
-        "pre-commit" | "pre-merge-commit" => FileSource::Staged,
+        "pre-commit" => FileSource::Staged,
+        "pre-merge-commit" => FileSource::Merging,
         "commit-msg" | "prepare-commit-msg" => {
             msg_file = args.args.first().map(|f| cwd.join(f));
             FileSource::Paths(Vec::new())

@@ -5,7 +5,7 @@
 //! then reads only the trees on the way to them, as `git diff --cached` does, rather than
 //! every tree of HEAD.
 
-use super::{Repo, git_error, is_file_entry, to_path};
+use super::{Repo, git_error, to_path};
 use crate::error::{Error, Result};
 use gix::ObjectId;
 use gix::index::entry::{Flags, Mode};
@@ -26,12 +26,20 @@ struct Folder<'a> {
 impl Repo {
     /// Files whose index version differs from HEAD: added, copied, modified, renamed (the new
     /// name), type-changed. Deleted files are not in the list. With no HEAD, everything staged.
-    pub fn staged_files(&self) -> Result<Vec<PathBuf>> {
+    ///
+    /// A staged change git keeps out of the work tree (skip-worktree: outside a sparse
+    /// checkout) cannot be checked by any step: it is an error, unless the commit brings in
+    /// another commit (`merging`, or a merge, a cherry-pick or a revert being concluded),
+    /// whose changes git stages there without them being the user's edits.
+    pub fn staged_files(&self, merging: bool) -> Result<Vec<PathBuf>> {
         let index = self.index()?;
+        let hidden_allowed = merging || self.bringing_in_a_commit();
         if index.is_sparse() {
             // Folder entries stand for whole trees there: compare entry by entry.
             let base = self.head_as_index()?;
-            if let Some(path) = self.staged_out_of_the_work_tree(&base, &index)? {
+            if !hidden_allowed
+                && let Some(path) = self.staged_out_of_the_work_tree(&base, &index)?
+            {
                 return Err(skipped_by_the_work_tree(&path));
             }
             return Ok(super::changed_entries(&base, &index));
@@ -48,8 +56,16 @@ impl Repo {
             cached: index.tree(),
         };
         let mut out = Vec::new();
-        self.staged_in(&index, root, &mut out)?;
+        self.staged_in(&index, root, hidden_allowed, &mut out)?;
         Ok(out)
+    }
+
+    /// Whether the commit being made brings in another one: a merge, a cherry-pick or a
+    /// revert being concluded.
+    fn bringing_in_a_commit(&self) -> bool {
+        ["MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD"]
+            .iter()
+            .any(|head| self.git_dir().join(head).exists())
     }
 
     /// In a sparse index, the first path whose staged version git keeps out of the work tree
@@ -89,23 +105,28 @@ impl Repo {
         Ok(None)
     }
 
+    /// The staged files of `folder`, added to `out`; a staged skip-worktree file is an error
+    /// unless `hidden_allowed`.
     fn staged_in(
         &self,
         index: &gix::index::State,
         folder: Folder<'_>,
+        hidden_allowed: bool,
         out: &mut Vec<PathBuf>,
     ) -> Result<()> {
         if vouched_for(&folder) {
             return Ok(());
         }
-        let head_tree = match folder.tree {
-            Some(id) => Some(self.inner.find_tree(id).map_err(git_error)?),
-            None => None,
-        };
-        let decoded = match &head_tree {
-            Some(tree) => Some(tree.decode().map_err(git_error)?),
-            None => None,
-        };
+        let head_tree = folder
+            .tree
+            .map(|id| self.inner.find_tree(id))
+            .transpose()
+            .map_err(git_error)?;
+        let decoded = head_tree
+            .as_ref()
+            .map(|tree| tree.decode())
+            .transpose()
+            .map_err(git_error)?;
         let in_head = decoded.as_ref().map_or(&[][..], |d| d.entries.as_slice());
         let entries = folder.entries;
         let mut i = 0;
@@ -135,7 +156,7 @@ impl Repo {
                             .map(|k| &c.children[k])
                     }),
                 };
-                self.staged_in(index, sub, out)?;
+                self.staged_in(index, sub, hidden_allowed, out)?;
                 i = end;
                 continue;
             }
@@ -143,10 +164,7 @@ impl Repo {
             i += 1;
             // Intent-to-add entries have no content staged: git does not commit them.
             // Skip-worktree entries are judged below, once known to be staged.
-            let skip_worktree = entry.flags.contains(Flags::SKIP_WORKTREE);
-            if !(is_file_entry(entry) || skip_worktree && is_file_mode(entry.mode))
-                || entry.flags.contains(Flags::INTENT_TO_ADD)
-            {
+            if !is_file_mode(entry.mode) || entry.flags.contains(Flags::INTENT_TO_ADD) {
                 continue;
             }
             let same = find(in_head, rest, false).is_some_and(|e| {
@@ -155,8 +173,11 @@ impl Repo {
             if same {
                 continue;
             }
-            if skip_worktree {
+            if entry.flags.contains(Flags::SKIP_WORKTREE) {
                 // What is staged for it is not in the work tree: no step could check it.
+                if hidden_allowed {
+                    continue;
+                }
                 return Err(skipped_by_the_work_tree(path));
             }
             // Conflicted paths appear once per stage, next to each other.
@@ -423,7 +444,7 @@ mod against_git {
             }
             let repo = crate::git::discover(root).unwrap();
             let mut found: Vec<Vec<u8>> = repo
-                .staged_files()
+                .staged_files(false)
                 .unwrap()
                 .iter()
                 .map(|p| p.as_os_str().as_bytes().to_vec())

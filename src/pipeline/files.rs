@@ -16,6 +16,10 @@ pub enum FileSource {
     Tracked { also: Vec<PathBuf> },
     /// The staged files, judged in the index.
     Staged,
+    /// The staged files of a merge being committed (`pre-merge-commit`, which runs before git
+    /// writes MERGE_HEAD): as `Staged`, except that what git stages outside a sparse
+    /// checkout is the merged commit's, not the user's edits.
+    Merging,
     /// The files changed from the fork point of `from` to the commit `to`, which is checked
     /// instead of the work tree.
     Range { from: String, to: String },
@@ -81,8 +85,8 @@ pub fn resolve_files(repo: &Repo, source: FileSource) -> Result<Files<'_>> {
                 commit: None,
             }
         }
-        FileSource::Staged => Files {
-            list: repo.staged_files()?,
+        FileSource::Staged | FileSource::Merging => Files {
+            list: repo.staged_files(matches!(source, FileSource::Merging))?,
             judged: Judged::Stored(repo.staged_contents()?),
             commit: None,
         },

@@ -313,24 +313,12 @@ fn the_staged_files_are_what_git_lists_whatever_state_its_cache_tree_is_in() {
 fn a_staged_change_git_keeps_out_of_the_work_tree_stops_the_commit() {
     let repo = hooked(RECORD, &[("a.txt", "1\n"), ("b.txt", "1\n")]);
     seen(&repo);
-    let head = repo.git(&["rev-parse", "HEAD"]).stdout;
     repo.write("a.txt", "2\n");
     repo.git(&["add", "a.txt"]);
     // Marked skip-worktree after staging (as sparse checkouts mark the files they leave out):
     // what is staged for it is not in the work tree for a step to check.
     repo.git(&["update-index", "--skip-worktree", "a.txt"]);
-    let commit = repo.commit("the change to a.txt");
-    assert_ne!(commit.code, 0, "{}{}", commit.stdout, commit.stderr);
-    assert!(
-        commit.stderr.contains("a.txt") && commit.stderr.contains("skip-worktree"),
-        "{}",
-        commit.stderr
-    );
-    assert_eq!(
-        repo.git(&["rev-parse", "HEAD"]).stdout,
-        head,
-        "nothing committed"
-    );
+    refused_for_a_hidden_change(&repo, "a.txt");
     // Once git keeps it in the work tree again, the step checks it.
     repo.git(&["update-index", "--no-skip-worktree", "a.txt"]);
     repo.commit("the change to a.txt").code(0);
@@ -341,7 +329,6 @@ fn a_staged_change_git_keeps_out_of_the_work_tree_stops_the_commit() {
 fn a_staged_change_folded_into_a_sparse_folder_stops_the_commit() {
     let repo = hooked(RECORD, &[("dir/a.txt", "1\n"), ("keep/k.txt", "k\n")]);
     seen(&repo);
-    let head = repo.git(&["rev-parse", "HEAD"]).stdout;
     repo.git(&["sparse-checkout", "init", "--cone", "--sparse-index"]);
     repo.git(&["sparse-checkout", "set", "keep"]);
     repo.write(".git/blob", "2\n");
@@ -355,10 +342,17 @@ fn a_staged_change_folded_into_a_sparse_folder_stops_the_commit() {
         String::from_utf8_lossy(&repo.git(&["ls-files", "--sparse"]).stdout).contains("dir/\n"),
         "the index is sparse"
     );
-    let commit = repo.commit("the change to dir/a.txt");
+    refused_for_a_hidden_change(&repo, "dir/");
+}
+
+/// A commit refused because `path` has a staged change git keeps out of the work tree:
+/// the error names it, and nothing is committed.
+fn refused_for_a_hidden_change(repo: &Repo, path: &str) {
+    let head = repo.git(&["rev-parse", "HEAD"]).stdout;
+    let commit = repo.commit("the hidden change");
     assert_ne!(commit.code, 0, "{}{}", commit.stdout, commit.stderr);
     assert!(
-        commit.stderr.contains("dir/") && commit.stderr.contains("skip-worktree"),
+        commit.stderr.contains(path) && commit.stderr.contains("skip-worktree"),
         "{}",
         commit.stderr
     );
@@ -367,6 +361,67 @@ fn a_staged_change_folded_into_a_sparse_folder_stops_the_commit() {
         head,
         "nothing committed"
     );
+}
+
+#[test]
+fn a_merge_in_a_sparse_checkout_commits_what_it_brings_in_outside_it() {
+    let repo = hooked(
+        &RECORD.replace(
+            "pre-commit = [\"record\"]",
+            "pre-commit = [\"record\"]\npre-merge-commit = [\"record\"]",
+        ),
+        &[("dir/a.txt", "1\n"), ("keep/k.txt", "k\n")],
+    );
+    seen(&repo);
+    for (branch, file) in [("side", "dir/a.txt"), ("other", "dir/b.txt")] {
+        repo.git(&["checkout", "-q", "-b", branch, "main"]);
+        repo.write(file, "from the branch\n");
+        repo.git(&["add", file]);
+        repo.git_run(&["commit", "-q", "--no-verify", "-m", branch])
+            .code(0);
+    }
+    repo.git(&["checkout", "-q", "main"]);
+    repo.write("keep/k.txt", "k2\n");
+    repo.git(&["add", "keep/k.txt"]);
+    repo.commit("main").code(0);
+    seen(&repo);
+    repo.git(&["sparse-checkout", "set", "keep"]);
+    // `dir/` is outside the checkout: git stages what the merge brings there, hidden.
+    repo.git_run(&["merge", "-q", "--no-edit", "side"]).code(0);
+    assert!(
+        repo.git(&["log", "-1", "--format=%P"]).stdout.len() > 41,
+        "a merge commit"
+    );
+    repo.git_run(&["merge", "-q", "--no-commit", "other"])
+        .code(0);
+    repo.commit("merge other").code(0);
+    assert_eq!(repo.show("HEAD:dir/b.txt"), "from the branch\n");
+    assert!(
+        seen(&repo).is_empty(),
+        "nothing to check inside the checkout"
+    );
+
+    // A cherry-pick stopped by a conflict inside the checkout, concluded by `git commit`:
+    // what it brings outside is the picked commit's.
+    repo.git(&["sparse-checkout", "disable"]);
+    repo.git(&["checkout", "-q", "-b", "picked", "side"]);
+    repo.write("dir/c.txt", "picked\n");
+    repo.write("keep/k.txt", "k from the pick\n");
+    repo.git(&["add", "dir/c.txt", "keep/k.txt"]);
+    repo.git_run(&["commit", "-q", "--no-verify", "-m", "to pick"])
+        .code(0);
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["sparse-checkout", "set", "keep"]);
+    assert_ne!(
+        repo.git_run(&["cherry-pick", "picked"]).code,
+        0,
+        "a conflict"
+    );
+    repo.write("keep/k.txt", "resolved\n");
+    repo.git(&["add", "keep/k.txt"]);
+    repo.commit("the pick").code(0);
+    assert_eq!(repo.show("HEAD:dir/c.txt"), "picked\n");
+    assert_eq!(seen(&repo), ["keep/k.txt"]);
 }
 
 #[test]
