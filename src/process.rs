@@ -401,31 +401,32 @@ fn raw_status((r, status): (i32, i32)) -> ExitStatus {
 
 /// Whether `reader` has something to read (or reached end of file) within `timeout_ms`.
 fn readable(reader: &std::io::PipeReader, timeout_ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd: reader.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on one valid pollfd that lives for the call.
-    let r = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-    // An error other than an interruption is left for read() to report.
-    r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+    poll_pipe(reader, libc::POLLIN, timeout_ms)
 }
 
 /// Waits `pause`, or less if every writer of the pipe has closed it: the last line of a
 /// trickling step is then read at once, not a pause after the step has ended.
 fn pause_unless_closed(reader: &std::io::PipeReader, pause: Duration) {
     // No events asked for: poll still reports POLLHUP, and new data does not wake it.
+    poll_pipe(
+        reader,
+        0,
+        i32::try_from(pause.as_millis()).unwrap_or(i32::MAX),
+    );
+}
+
+/// poll(2) on `reader` for `events` (POLLHUP is always reported): whether it reported one
+/// within `timeout_ms`. An error other than an interruption counts as reported, so that
+/// read() reports it.
+fn poll_pipe(reader: &std::io::PipeReader, events: libc::c_short, timeout_ms: i32) -> bool {
     let mut poll = libc::pollfd {
         fd: reader.as_raw_fd(),
-        events: 0,
+        events,
         revents: 0,
     };
-    let ms = i32::try_from(pause.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: poll on one valid pollfd that lives for the call.
-    unsafe {
-        libc::poll(&mut poll, 1, ms);
-    }
+    let r = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
 }
 
 /// Reads the output pipe to EOF, or until `abandon` is set, keeping up to MAX_CAPTURE bytes
