@@ -1,11 +1,13 @@
-//! The seccomp filter: stop for the tracer only on syscalls that take a path, let every
-//! other syscall run at full speed (the way `strace --seccomp-bpf` keeps its cost low).
+//! The seccomp filter: hand the tracer only the syscalls that take a path, let every other
+//! syscall run at full speed (the way `strace --seccomp-bpf` keeps its cost low). The same
+//! program serves both ways of tracing; only the action on a path syscall differs.
 
 use super::arch;
 use super::syscall::Call;
 
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 
 // Classic BPF opcodes (linux/bpf_common.h).
@@ -41,9 +43,28 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
+/// How a path syscall is handed to the tracer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// A ptrace stop (`PTRACE_EVENT_SECCOMP`).
+    Ptrace,
+    /// A message on the filter's listener descriptor (seccomp user notification).
+    Notify,
+}
+
+impl Handover {
+    fn action(self) -> u32 {
+        match self {
+            Handover::Ptrace => SECCOMP_RET_TRACE,
+            Handover::Notify => SECCOMP_RET_USER_NOTIF,
+        }
+    }
+}
+
 /// Builds the filter program for this architecture.
-pub fn program() -> Vec<Insn> {
+pub fn program(handover: Handover) -> Vec<Insn> {
     build(
+        handover.action(),
         arch::AUDIT_ARCH,
         arch::FOREIGN_NR_FLOOR,
         &arch::calls(),
@@ -52,6 +73,7 @@ pub fn program() -> Vec<Insn> {
 }
 
 fn build(
+    to_tracer: u32,
     audit_arch: u32,
     foreign_floor: Option<u32>,
     calls: &[(u64, Call)],
@@ -61,12 +83,12 @@ fn build(
         stmt(BPF_LD_W_ABS, DATA_ARCH),
         // Another ABI: trace it, so that the tracer can say the run was not fully seen.
         jump(BPF_JMP_JEQ_K, audit_arch, 1, 0),
-        stmt(BPF_RET_K, SECCOMP_RET_TRACE),
+        stmt(BPF_RET_K, to_tracer),
         stmt(BPF_LD_W_ABS, DATA_NR),
     ];
     if let Some(floor) = foreign_floor {
         p.push(jump(BPF_JMP_JGE_K, floor, 0, 1));
-        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
+        p.push(stmt(BPF_RET_K, to_tracer));
     }
     for &nr in refused {
         p.push(jump(BPF_JMP_JEQ_K, nr as u32, 0, 1));
@@ -77,7 +99,7 @@ fn build(
     // cannot see; the tracer looks at the stop and lets an empty one go at once.
     for (nr, _) in calls {
         p.push(jump(BPF_JMP_JEQ_K, *nr as u32, 0, 1));
-        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
+        p.push(stmt(BPF_RET_K, to_tracer));
     }
     p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
     p
@@ -122,7 +144,7 @@ mod tests {
             (257, Call::new(Kind::Open, Dir::Arg(0), 1).flags(2)),
             (262, Call::new(Kind::Probe, Dir::Arg(0), 1)),
         ];
-        let p = build(0xc000_003e, Some(0x4000_0000), &calls, &[425]);
+        let p = build(SECCOMP_RET_TRACE, 0xc000_003e, Some(0x4000_0000), &calls, &[425]);
         let native = 0xc000_003e;
         assert_eq!(eval(&p, native, 257, [0; 6]), SECCOMP_RET_TRACE);
         assert_eq!(eval(&p, native, 262, [0; 6]), SECCOMP_RET_TRACE);
@@ -142,7 +164,7 @@ mod tests {
 
     #[test]
     fn the_real_program_traps_every_listed_call() {
-        let p = program();
+        let p = program(Handover::Ptrace);
         assert!(
             p.len() < 4096,
             "a seccomp program holds at most 4096 instructions"
@@ -157,6 +179,18 @@ mod tests {
         assert_eq!(
             eval(&p, arch::AUDIT_ARCH, libc::SYS_read as u32, [0; 6]),
             SECCOMP_RET_ALLOW
+        );
+        let notify = program(Handover::Notify);
+        assert_eq!(notify.len(), p.len());
+        for (nr, _) in arch::calls() {
+            assert_eq!(
+                eval(&notify, arch::AUDIT_ARCH, nr as u32, [0; 6]),
+                SECCOMP_RET_USER_NOTIF
+            );
+        }
+        assert_eq!(
+            eval(&notify, 0x4000_0003, 5, [0; 6]),
+            SECCOMP_RET_USER_NOTIF
         );
     }
 }
