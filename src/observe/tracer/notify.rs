@@ -370,7 +370,7 @@ impl Tracer {
         }
         // What is known of the paths a change names is forgotten before the change runs.
         self.unsettle(&pending);
-        let result = predicted(&pending, nr, &notice.data.args, &mut self.real_dirs);
+        let result = predicted(&pending, nr, &notice.data.args);
         let opened = match (pending.kind, result) {
             (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(_)) => {
                 pending.first.as_ref().map(|path| self.opened_file(path))
@@ -408,12 +408,7 @@ impl Tracer {
 /// written would be left out of the step's inputs, one wrongly taken as read only costs a
 /// cache hit. Under /proc and /dev, where names differ per process, a call is taken to
 /// succeed (what it finds there is no input of the repository's).
-fn predicted(
-    pending: &Pending,
-    nr: u64,
-    args: &[u64; 6],
-    real_dirs: &mut BTreeSet<PathBuf>,
-) -> syscall::Result {
+fn predicted(pending: &Pending, nr: u64, args: &[u64; 6]) -> syscall::Result {
     let Some(path) = pending.first.as_deref() else {
         return Ok(0);
     };
@@ -421,7 +416,7 @@ fn predicted(
         return Ok(0);
     }
     match pending.kind {
-        Kind::Open | Kind::OpenHow | Kind::Creat => opened(path, pending.open_flags, real_dirs),
+        Kind::Open | Kind::OpenHow | Kind::Creat => opened(path, pending.open_flags),
         Kind::Probe | Kind::Chdir => following(path).map(|_| 0),
         Kind::Exec => match following(path)? {
             meta if meta.is_file() => Ok(0),
@@ -473,7 +468,7 @@ fn not_following(path: &Path) -> Result<std::fs::Metadata, i32> {
 }
 
 /// An open with `flags`.
-fn opened(path: &Path, flags: u64, real_dirs: &mut BTreeSet<PathBuf>) -> syscall::Result {
+fn opened(path: &Path, flags: u64) -> syscall::Result {
     let flags = flags as libc::c_int;
     let creating = flags & libc::O_CREAT != 0;
     if creating && flags & libc::O_EXCL != 0 {
@@ -486,13 +481,6 @@ fn opened(path: &Path, flags: u64, real_dirs: &mut BTreeSet<PathBuf>) -> syscall
     };
     let meta = match found {
         Ok(meta) => meta,
-        // Through a dangling link, the file made is where the link leads.
-        Err(libc::ENOENT) if creating && not_following(path).is_ok() => {
-            return match links::follow(path, real_dirs) {
-                Some(followed) if !followed.exists => name_makeable(&followed.target),
-                _ => Err(libc::ENOENT),
-            };
-        }
         Err(libc::ENOENT) if creating => return name_makeable(path),
         Err(e) => return Err(e),
     };
