@@ -1,10 +1,10 @@
-//! `preflight __observe --report FILE [--ptrace] -- PROGRAM ARGS...`: runs a step's command under the
+//! `preflight __observe --report FILE -- PROGRAM ARGS...`: runs a step's command under the
 //! tracer, writes what it read to FILE, and ends as the command ended. Only
 //! `observe::wrap` writes this command line, so it is read here, before clap: it stays out
 //! of the help and of shell completions, and starts the step without parsing anything else.
 
 use crate::error::{Error, exit};
-use crate::observe::{self, Run, Way};
+use crate::observe::{self, Run};
 use crate::report;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -18,19 +18,13 @@ pub fn intercept(args: &[OsString]) -> Option<i32> {
         Some([flag, report, dashes, program, rest @ ..])
             if flag == "--report" && dashes == "--" =>
         {
-            observe(Path::new(report), program, rest, Way::Fastest)
-        }
-        Some([flag, report, way, dashes, program, rest @ ..])
-            if flag == "--report" && way == observe::PTRACE_FLAG && dashes == "--" =>
-        {
-            observe(Path::new(report), program, rest, Way::Ptrace)
+            observe(Path::new(report), program, rest)
         }
         _ => {
             report::error(
                 &format!(
-                    "usage: preflight {} --report FILE [{}] -- PROGRAM [ARGS...]",
-                    observe::SUBCOMMAND,
-                    observe::PTRACE_FLAG
+                    "usage: preflight {} --report FILE -- PROGRAM [ARGS...]",
+                    observe::SUBCOMMAND
                 ),
                 false,
             );
@@ -40,8 +34,8 @@ pub fn intercept(args: &[OsString]) -> Option<i32> {
     Some(code)
 }
 
-fn observe(report_path: &Path, program: &OsStr, args: &[OsString], way: Way) -> i32 {
-    match observe::run(report_path, program, args, way) {
+fn observe(report_path: &Path, program: &OsStr, args: &[OsString]) -> i32 {
+    match observe::run(report_path, program, args) {
         Run::Traced {
             ended,
             report_error,

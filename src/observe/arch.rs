@@ -21,54 +21,6 @@ fn nr(n: libc::c_long) -> u64 {
     n as u64
 }
 
-/// What a `Kind::Modify` call does to its path, for a tracer that must tell its result
-/// before it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Modification {
-    /// mknod: makes a new name.
-    Node,
-    /// unlink: removes a name that is no folder.
-    RemoveFile,
-    /// rmdir, unlinkat(AT_REMOVEDIR): removes an empty folder.
-    RemoveFolder,
-    /// truncate, chmod: changes the file a path leads to.
-    Change,
-}
-
-/// What `Kind::Modify` syscall `n` with arguments `args` does.
-pub fn modification(n: u64, args: &[u64; 6]) -> Modification {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if n == nr(libc::SYS_mknod) {
-            return Modification::Node;
-        }
-        if n == nr(libc::SYS_unlink) {
-            return Modification::RemoveFile;
-        }
-        if n == nr(libc::SYS_rmdir) {
-            return Modification::RemoveFolder;
-        }
-    }
-    if n == nr(libc::SYS_mknodat) {
-        Modification::Node
-    } else if n == nr(libc::SYS_unlinkat) && args[2] as libc::c_int & libc::AT_REMOVEDIR != 0 {
-        Modification::RemoveFolder
-    } else if n == nr(libc::SYS_unlinkat) {
-        Modification::RemoveFile
-    } else {
-        Modification::Change
-    }
-}
-
-/// The RENAME_* flags of rename syscall `n` (only renameat2 has them).
-pub fn rename_flags(n: u64, args: &[u64; 6]) -> libc::c_uint {
-    if n == nr(libc::SYS_renameat2) {
-        args[4] as libc::c_uint
-    } else {
-        0
-    }
-}
-
 /// Every syscall that takes a path, with how to read it. The filter traps exactly these.
 pub fn calls() -> Vec<(u64, Call)> {
     use Dir::{Arg, Cwd};

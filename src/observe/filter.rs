@@ -1,13 +1,11 @@
-//! The seccomp filter: hand the tracer only the syscalls that take a path, let every other
-//! syscall run at full speed (the way `strace --seccomp-bpf` keeps its cost low). The same
-//! program serves both ways of tracing; only the action on a path syscall differs.
+//! The seccomp filter: stop for the tracer only on syscalls that take a path, let every
+//! other syscall run at full speed (the way `strace --seccomp-bpf` keeps its cost low).
 
 use super::arch;
 use super::syscall::Call;
 
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
-const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 
 // Classic BPF opcodes (linux/bpf_common.h).
@@ -43,28 +41,9 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
-/// How a path syscall is handed to the tracer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handover {
-    /// A ptrace stop (`PTRACE_EVENT_SECCOMP`).
-    Ptrace,
-    /// A message on the filter's listener descriptor (seccomp user notification).
-    Notify,
-}
-
-impl Handover {
-    fn action(self) -> u32 {
-        match self {
-            Handover::Ptrace => SECCOMP_RET_TRACE,
-            Handover::Notify => SECCOMP_RET_USER_NOTIF,
-        }
-    }
-}
-
 /// Builds the filter program for this architecture.
-pub fn program(handover: Handover) -> Vec<Insn> {
+pub fn program() -> Vec<Insn> {
     build(
-        handover.action(),
         arch::AUDIT_ARCH,
         arch::FOREIGN_NR_FLOOR,
         &arch::calls(),
@@ -73,7 +52,6 @@ pub fn program(handover: Handover) -> Vec<Insn> {
 }
 
 fn build(
-    to_tracer: u32,
     audit_arch: u32,
     foreign_floor: Option<u32>,
     calls: &[(u64, Call)],
@@ -83,12 +61,12 @@ fn build(
         stmt(BPF_LD_W_ABS, DATA_ARCH),
         // Another ABI: trace it, so that the tracer can say the run was not fully seen.
         jump(BPF_JMP_JEQ_K, audit_arch, 1, 0),
-        stmt(BPF_RET_K, to_tracer),
+        stmt(BPF_RET_K, SECCOMP_RET_TRACE),
         stmt(BPF_LD_W_ABS, DATA_NR),
     ];
     if let Some(floor) = foreign_floor {
         p.push(jump(BPF_JMP_JGE_K, floor, 0, 1));
-        p.push(stmt(BPF_RET_K, to_tracer));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
     }
     for &nr in refused {
         p.push(jump(BPF_JMP_JEQ_K, nr as u32, 0, 1));
@@ -99,7 +77,7 @@ fn build(
     // cannot see; the tracer looks at the stop and lets an empty one go at once.
     for (nr, _) in calls {
         p.push(jump(BPF_JMP_JEQ_K, *nr as u32, 0, 1));
-        p.push(stmt(BPF_RET_K, to_tracer));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
     }
     p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
     p
@@ -144,7 +122,7 @@ mod tests {
             (257, Call::new(Kind::Open, Dir::Arg(0), 1).flags(2)),
             (262, Call::new(Kind::Probe, Dir::Arg(0), 1)),
         ];
-        let p = build(SECCOMP_RET_TRACE, 0xc000_003e, Some(0x4000_0000), &calls, &[425]);
+        let p = build(0xc000_003e, Some(0x4000_0000), &calls, &[425]);
         let native = 0xc000_003e;
         assert_eq!(eval(&p, native, 257, [0; 6]), SECCOMP_RET_TRACE);
         assert_eq!(eval(&p, native, 262, [0; 6]), SECCOMP_RET_TRACE);
@@ -164,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_real_program_traps_every_listed_call() {
-        let p = program(Handover::Ptrace);
+        let p = program();
         assert!(
             p.len() < 4096,
             "a seccomp program holds at most 4096 instructions"
@@ -179,18 +157,6 @@ mod tests {
         assert_eq!(
             eval(&p, arch::AUDIT_ARCH, libc::SYS_read as u32, [0; 6]),
             SECCOMP_RET_ALLOW
-        );
-        let notify = program(Handover::Notify);
-        assert_eq!(notify.len(), p.len());
-        for (nr, _) in arch::calls() {
-            assert_eq!(
-                eval(&notify, arch::AUDIT_ARCH, nr as u32, [0; 6]),
-                SECCOMP_RET_USER_NOTIF
-            );
-        }
-        assert_eq!(
-            eval(&notify, 0x4000_0003, 5, [0; 6]),
-            SECCOMP_RET_USER_NOTIF
         );
     }
 }

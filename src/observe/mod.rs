@@ -1,7 +1,6 @@
 //! Observing what a step's processes read, write and execute, through the kernel: the step
-//! runs under `preflight __observe`, a tracer whose seccomp filter hands it only the
-//! syscalls that take a path (by seccomp user notification, or by ptrace where that is not
-//! allowed). Static binaries and raw syscalls are seen as well as
+//! runs under `preflight __observe`, a ptrace tracer whose seccomp filter stops the step
+//! only on syscalls that take a path. Static binaries and raw syscalls are seen as well as
 //! libc calls; every child, however it was forked, is followed.
 //!
 //! `wrap` turns an invocation into the traced one, `read_report` reads what it saw.
@@ -161,20 +160,6 @@ pub fn program_file(current: std::io::Result<PathBuf>) -> OsString {
     }
 }
 
-/// How the tracer is handed the step's path syscalls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Way {
-    /// Seccomp user notification where the kernel allows it (Linux 5.5 and later), else
-    /// ptrace.
-    Fastest,
-    /// Ptrace stops only (`__observe --ptrace`): kept working, and tested, for kernels
-    /// and sandboxes without user notification.
-    Ptrace,
-}
-
-/// The flag of `__observe` that asks for `Way::Ptrace`.
-pub const PTRACE_FLAG: &str = "--ptrace";
-
 /// How the traced command ended, for the wrapper to end the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -204,15 +189,15 @@ pub enum Run {
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
-pub fn run(report_path: &Path, program: &std::ffi::OsStr, args: &[OsString], way: Way) -> Run {
-    observer::run(report_path, program, args, way)
+pub fn run(report_path: &Path, program: &std::ffi::OsStr, args: &[OsString]) -> Run {
+    observer::run(report_path, program, args)
 }
 
 #[cfg(not(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
-pub fn run(_report: &Path, _program: &std::ffi::OsStr, _args: &[OsString], _way: Way) -> Run {
+pub fn run(_report: &Path, _program: &std::ffi::OsStr, _args: &[OsString]) -> Run {
     Run::NotStarted(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "observing steps needs Linux on x86_64 or aarch64",

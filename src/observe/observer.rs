@@ -13,13 +13,12 @@
 //! end: their seccomp filter hands path syscalls to a tracer, and without one those calls
 //! would fail.
 //!
-//! A tracer that is itself killed takes the step's command with it (PTRACE_O_EXITKILL, or
-//! the command's parent-death signal under user notification): a process whose file
-//! syscalls all fail is worse than one that is gone. Nothing in preflight kills the tracer
-//! any more.
+//! A tracer that is itself killed takes its tracees with it (PTRACE_O_EXITKILL): a process
+//! whose file syscalls all fail is worse than one that is gone. Nothing in preflight kills
+//! the tracer any more.
 
 use super::tracer::{self, Failure};
-use super::{Ended, Run, Way, report};
+use super::{Ended, Run, report};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read as _, Write as _};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -33,7 +32,7 @@ const NOT_STARTED: &str = "not-started";
 const LOST: &str = "lost";
 
 /// Runs `program args` under the tracer and writes the report: the body of the wrapper.
-pub fn run(report_path: &Path, program: &OsStr, args: &[OsString], way: Way) -> Run {
+pub fn run(report_path: &Path, program: &OsStr, args: &[OsString]) -> Run {
     for signal in tracer::PASSED_ON {
         // SAFETY: setting a disposition; the step puts back the default before exec.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
@@ -52,7 +51,7 @@ pub fn run(report_path: &Path, program: &OsStr, args: &[OsString], way: Way) -> 
         drop(from_tracer);
         // Whatever happens in the tracer, it never returns into the wrapper's code.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tracer_process(program, args, way, to_wrapper)
+            tracer_process(program, args, to_wrapper)
         }));
         // SAFETY: ending the tracer process.
         unsafe { libc::_exit(0) };
@@ -121,11 +120,11 @@ fn received(report_path: &Path, message: &[u8]) -> Run {
 
 /// The tracer's side: starts the step, leaves the wrapper's group and output, follows the
 /// step to its end, tells the wrapper, and stays until every traced process has ended.
-fn tracer_process(program: &OsStr, args: &[OsString], way: Way, to_wrapper: OwnedFd) {
+fn tracer_process(program: &OsStr, args: &[OsString], to_wrapper: OwnedFd) {
     let mut to_wrapper = std::fs::File::from(to_wrapper);
     // SAFETY: getpgrp(2) cannot fail.
     let group = unsafe { libc::getpgrp() };
-    let mut tracer = match tracer::start_traced(program, args, way) {
+    let mut tracer = match tracer::start_traced(program, args) {
         Ok(tracer) => tracer,
         Err(Failure::NotStarted(e) | Failure::Lost(e)) => {
             send(&mut to_wrapper, format!("{NOT_STARTED}\n{e}").as_bytes());

@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 struct Dir {
     _tmp: tempfile::TempDir,
     root: PathBuf,
-    /// Whether the tracer is asked to use ptrace (`__observe --ptrace`) rather than the
-    /// fastest way it has (seccomp user notification on this machine).
-    ptrace: bool,
 }
 
 impl Dir {
@@ -27,24 +24,7 @@ impl Dir {
             .tempdir()
             .expect("temp dir");
         let root = tmp.path().canonicalize().expect("canonical temp dir");
-        Dir {
-            _tmp: tmp,
-            root,
-            ptrace: false,
-        }
-    }
-
-    /// A folder whose commands are traced with ptrace.
-    fn ptrace() -> Self {
-        Dir {
-            ptrace: true,
-            ..Dir::new()
-        }
-    }
-
-    /// One folder for each way of tracing.
-    fn both_ways() -> [Self; 2] {
-        [Dir::new(), Dir::ptrace()]
+        Dir { _tmp: tmp, root }
     }
 
     fn write(&self, rel: &str, content: &str) -> &Self {
@@ -68,11 +48,10 @@ impl Dir {
         cmd.current_dir(&self.root)
             .arg("__observe")
             .arg("--report")
-            .arg(self.report());
-        if self.ptrace {
-            cmd.arg(observe::PTRACE_FLAG);
-        }
-        cmd.arg("--").arg(program).args(args);
+            .arg(self.report())
+            .arg("--")
+            .arg(program)
+            .args(args);
         cmd
     }
 
@@ -262,12 +241,7 @@ fn a_read_through_a_symbolic_link_names_the_link_and_its_target() {
 
 #[test]
 fn exit_codes_and_signals_pass_through_exactly() {
-    for d in Dir::both_ways() {
-        exit_codes_and_signals_pass_through(&d);
-    }
-}
-
-fn exit_codes_and_signals_pass_through(d: &Dir) {
+    let d = Dir::new();
     let (out, _) = d.sh("echo out; echo err >&2; exit 7");
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(out.stdout, b"out\n");
@@ -297,12 +271,7 @@ fn exit_codes_and_signals_pass_through(d: &Dir) {
 fn a_signal_to_the_process_group_reaches_the_step_which_may_handle_it() {
     // A timeout or a cancellation signals the step's whole process group: the wrapper
     // must leave the signal to the step, which ends as it chooses.
-    for d in Dir::both_ways() {
-        a_signal_to_the_group_reaches_the_step(&d);
-    }
-}
-
-fn a_signal_to_the_group_reaches_the_step(d: &Dir) {
+    let d = Dir::new();
     let mut child = d
         .command(
             "sh",
@@ -330,14 +299,9 @@ fn a_signal_to_the_group_reaches_the_step(d: &Dir) {
 
 #[test]
 fn a_child_that_outlives_the_step_is_seen_until_the_end_and_not_left_stopped() {
-    for (way, d) in Dir::both_ways().into_iter().enumerate() {
-        a_child_outlives_the_step(&d, way);
-    }
-}
-
-fn a_child_outlives_the_step(d: &Dir, way: usize) {
+    let d = Dir::new();
     d.write("early", "e\n").write("late", "l\n");
-    let marker = format!("outlives-{}-{way}", std::process::id());
+    let marker = format!("outlives-{}", std::process::id());
     let started = Instant::now();
     let (out, o) = d.sh(&format!(
         "sh -c 'sleep 30; cat late' {marker} & cat early; sleep 0.2"
@@ -439,14 +403,9 @@ fn a_thread_that_replaces_its_process_is_followed() {
 fn killing_the_process_group_leaves_nothing_behind_and_no_report() {
     // What a timeout's SIGKILL does: the wrapper and every traced process go, none is left
     // stopped, and no report claims a complete run.
-    for (way, d) in Dir::both_ways().into_iter().enumerate() {
-        killing_the_group_leaves_nothing(&d, way);
-    }
-}
-
-fn killing_the_group_leaves_nothing(d: &Dir, way: usize) {
+    let d = Dir::new();
     d.write("x", "");
-    let marker = format!("busy-reader-{}-{way}", std::process::id());
+    let marker = format!("busy-reader-{}", std::process::id());
     let mut child = d
         .command(
             "sh",
@@ -499,24 +458,23 @@ fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
     // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not
     // known, so the run must not count as observed. Root keeps CAP_SYS_PTRACE; the tracer
     // is started without it, as an ordinary user runs it.
-    for d in Dir::both_ways() {
-        d.write("secret-input", "s\n").write(
-            "nondumpable.py",
-            "import ctypes\n\
-             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n\
-             open('secret-input').read()\n\
-             print('ok')\n",
-        );
-        // SAFETY: geteuid has no preconditions.
-        let cmd = if unsafe { libc::geteuid() } == 0 {
-            let mut cmd = Command::new("setpriv");
-            cmd.arg("--bounding-set=-sys_ptrace").arg(BIN);
-            cmd
-        } else {
-            Command::new(BIN)
-        };
-        runs_but_is_not_fully_observed(&d, cmd, &["python3", "nondumpable.py"]);
-    }
+    let d = Dir::new();
+    d.write("secret-input", "s\n").write(
+        "nondumpable.py",
+        "import ctypes\n\
+         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n\
+         open('secret-input').read()\n\
+         print('ok')\n",
+    );
+    // SAFETY: geteuid has no preconditions.
+    let cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg("--bounding-set=-sys_ptrace").arg(BIN);
+        cmd
+    } else {
+        Command::new(BIN)
+    };
+    runs_but_is_not_fully_observed(&d, cmd, &["python3", "nondumpable.py"]);
 }
 
 /// Runs `command` (which prints "ok") under `preflight __observe` started by `cmd`, and
@@ -527,7 +485,6 @@ fn runs_but_is_not_fully_observed(d: &Dir, mut cmd: Command, command: &[&str]) {
         .arg("__observe")
         .arg("--report")
         .arg(d.report())
-        .args(d.ptrace.then_some(observe::PTRACE_FLAG))
         .arg("--")
         .args(command)
         .output()
@@ -795,83 +752,7 @@ fn a_process_that_changes_its_root_makes_the_run_incomplete() {
     // After chroot (or a mount), a path names another file in that process than the
     // tracer finds by the same name: what it read is unknown. The call counts whether it
     // succeeds (as root) or not.
-    for d in Dir::both_ways() {
-        let command = ["sh", "-c", "chroot . /none 2>/dev/null; echo ok"];
-        runs_but_is_not_fully_observed(&d, Command::new(BIN), &command);
-    }
-}
-
-/// The two ways of tracing must record the same. The notified tracer tells each call's
-/// result from a lookup of its paths made before the call runs, the ptrace one reads it
-/// after; over scripts that read, probe, write, rename, remove and link, through links and
-/// into calls that fail, both must agree path for path (outside /proc and /dev, whose
-/// names differ per process).
-#[test]
-fn both_ways_of_tracing_record_the_same() {
-    let scripts = [
-        "cat a.txt l; ls d; test -e nope; test -e dl; [ -d d ]; readlink l dl a.txt; true",
-        "echo x > out; mv out d/; mv a.txt d; mv d/a.txt .; rm -f nope; rm -rf sub; \
-         mkdir -p n/m; rmdir n/m n; rmdir d 2>/dev/null; rm d 2>/dev/null; true",
-        "ln a.txt hard; ln -s a.txt soft; ln -s a.txt soft 2>/dev/null; mkdir d 2>/dev/null; \
-         mkfifo f; : > l; cat dl 2>/dev/null; echo y > dl; mv -n a.txt sub/x; mv -T d sub; true",
-        "cd d && cat ../a.txt; cd ..; cd l 2>/dev/null; cat ./sub/../a.txt; cd sub/../d; \
-         cat ../lib/helper.sh; . ../lib/helper.sh",
-        "for i in 1 2 3; do cat a.txt & done; wait; ls sub | xargs -I{} cat sub/{}",
-        "python3 -c \"\nimport os\ndef t(f, *a):\n    try: f(*a)\n    except OSError: pass\n\
-         t(os.open, 'a.txt', os.O_CREAT | os.O_EXCL | os.O_WRONLY)\n\
-         t(os.open, 'd', os.O_WRONLY)\nt(os.unlink, 'd')\nt(os.rmdir, 'a.txt')\n\
-         t(os.open, 'a.txt', os.O_RDONLY | os.O_DIRECTORY)\nt(os.open, 'l', os.O_RDONLY | os.O_NOFOLLOW)\n\
-         t(os.link, 'd', 'd2')\nt(os.rename, 'a.txt', 'd')\nt(os.rename, 'd', 'a.txt')\n\
-         t(os.rename, 'lib', 'sub')\nt(os.rename, 'nope', 'x')\nt(os.replace, 'sub/x', 'a.txt')\n\
-         t(os.mkdir, 'lib')\nt(os.symlink, 'x', 'l')\nt(os.link, 'nope', 'y')\n\
-         t(os.open, 'nope/x', os.O_CREAT | os.O_WRONLY)\nt(os.listdir, 'dl')\nt(os.stat, 'dl')\n\
-         t(os.lstat, 'dl')\nt(os.access, 'sub/x', os.R_OK)\nt(os.chmod, 'nope', 0o644)\n\
-         t(os.truncate, 'lib/helper.sh', 0)\nt(os.chdir, 'a.txt')\n\"",
-    ];
-    let [notified, ptraced] = Dir::both_ways();
-    for script in scripts {
-        let seen = [&notified, &ptraced].map(|d| {
-            fixture(d);
-            let (out, o) = d.sh(script);
-            succeeded(&out);
-            relative(&o, &d.root)
-        });
-        assert_eq!(seen[0], seen[1], "notified, then ptraced: {script}");
-    }
-}
-
-/// The same files, afresh, for each script of `both_ways_of_tracing_record_the_same`.
-fn fixture(d: &Dir) {
-    for entry in std::fs::read_dir(&d.root).expect("list") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() && !path.is_symlink() {
-            std::fs::remove_dir_all(&path).expect("clear");
-        } else {
-            std::fs::remove_file(&path).expect("clear");
-        }
-    }
-    d.write("a.txt", "a\n")
-        .write("lib/helper.sh", "helper=1\n")
-        .write("sub/x", "x\n")
-        .write("sub/y", "y\n");
-    std::fs::create_dir(d.path("d")).expect("mkdir");
-    std::os::unix::fs::symlink("a.txt", d.path("l")).expect("link");
-    std::os::unix::fs::symlink("nowhere", d.path("dl")).expect("link");
-}
-
-/// An observation's paths under `root`, relative to it, by what was done with them.
-fn relative(o: &Observation, root: &Path) -> Vec<(&'static str, Vec<PathBuf>)> {
-    let under = |set: &std::collections::BTreeSet<PathBuf>| {
-        set.iter()
-            .filter_map(|p| p.strip_prefix(root).ok().map(Path::to_path_buf))
-            .filter(|p| p != Path::new(".observe-report"))
-            .collect::<Vec<_>>()
-    };
-    vec![
-        ("read", under(&o.read)),
-        ("absent", under(&o.absent)),
-        ("written", under(&o.written)),
-        ("executed", under(&o.executed)),
-        ("listed", under(&o.listed)),
-    ]
+    let d = Dir::new();
+    let command = ["sh", "-c", "chroot . /none 2>/dev/null; echo ok"];
+    runs_but_is_not_fully_observed(&d, Command::new(BIN), &command);
 }

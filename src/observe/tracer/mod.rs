@@ -1,17 +1,14 @@
-//! The tracer: forks the step's command with a seccomp filter that hands it path syscalls,
-//! decodes each at entry (its paths are read from the caller's memory and resolved against
-//! its folder or directory fd) and classifies it by its result (a read, a probe of a
-//! missing path, a write). Under ptrace it follows every child and reads the result at the
-//! call's exit; under seccomp user notification (`notify`, used where it works) it tells
-//! the result from a lookup of its own made while the caller waits.
+//! The tracer: forks the step's command with a seccomp filter that hands path syscalls to
+//! ptrace, follows every child, decodes each trapped syscall at entry (its paths are read
+//! from the tracee's memory and resolved against its folder or directory fd) and classifies
+//! it at exit, when its result is known (a read, a probe of a missing path, a write).
 //!
 //! All ptrace requests are made from the one thread that attached (ptrace requires it).
 //! `kernel` holds the ptrace requests and the reading of a stopped task; `start` sets the
 //! step up under the filter; `release` serves what outlives the step.
 
 use super::syscall::{self, Call, Dir, Kind, Pending};
-use super::filter::{self, Handover};
-use super::{Ended, Observation, Way, arch, links};
+use super::{Ended, Observation, arch, filter, links};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read as _;
@@ -19,7 +16,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 mod kernel;
-mod notify;
 mod release;
 mod start;
 
@@ -51,14 +47,6 @@ pub struct Traced {
     pub incomplete: Option<String>,
 }
 
-/// The file a successful open opened, as the kernel names it.
-#[derive(Default)]
-struct Opened {
-    /// Its real path (no link on the way), when known.
-    real: Option<PathBuf>,
-    is_dir: bool,
-}
-
 #[derive(Default)]
 struct Task {
     pending: Option<Pending>,
@@ -83,13 +71,10 @@ pub struct Tracer {
     recording: bool,
     /// The step's process group, once the observation is taken (see `resume_released`).
     step_group: Option<libc::pid_t>,
-    /// Where path syscalls arrive when they come by seccomp user notification; None
-    /// when they come as ptrace stops.
-    listener: Option<notify::Listener>,
 }
 
 impl Tracer {
-    fn new(root: libc::pid_t, listener: Option<notify::Listener>) -> Self {
+    fn new(root: libc::pid_t) -> Self {
         Tracer {
             root,
             tasks: HashMap::new(),
@@ -102,7 +87,6 @@ impl Tracer {
             incomplete: None,
             recording: true,
             step_group: None,
-            listener,
         }
     }
 
@@ -126,25 +110,15 @@ impl Tracer {
     /// settle included (what runs in it may read and write too). What outlives that is left
     /// to `release`.
     pub fn follow_root(&mut self, group: libc::pid_t) -> Result<Traced, Failure> {
-        if self.listener.is_some() {
-            let ended = self.trace_notified().map_err(Failure::Lost)?;
-            self.settle_notified(group);
-            return Ok(self.take_observation(ended, group));
-        }
         let ended = self.trace().map_err(Failure::Lost)?;
         self.settle(group);
-        Ok(self.take_observation(ended, group))
-    }
-
-    /// What was recorded up to now; nothing more is recorded after it.
-    fn take_observation(&mut self, ended: Ended, group: libc::pid_t) -> Traced {
         self.recording = false;
         self.step_group = Some(group);
-        Traced {
+        Ok(Traced {
             ended,
             observation: std::mem::take(&mut self.observation),
             incomplete: self.incomplete.take(),
-        }
+        })
     }
 
     /// A task forked or cloned: its child is known from now on, before its first stop.
@@ -230,6 +204,26 @@ impl Tracer {
         if info.op != PTRACE_SYSCALL_INFO_SECCOMP {
             return;
         }
+        let nr = info.data[0];
+        let foreign = arch::FOREIGN_NR_FLOOR.is_some_and(|floor| nr >= u64::from(floor));
+        if info.arch != arch::AUDIT_ARCH || foreign {
+            self.incomplete(
+                "a program used another syscall ABI (32-bit or x32), which is not decoded",
+            );
+            return;
+        }
+        let Some(call) = self.calls.get(&nr).copied() else {
+            return;
+        };
+        if call.kind == Kind::NewView {
+            // Counted whether or not it succeeds: its result would cost a stop, and a step
+            // that tries it is rare.
+            self.incomplete(
+                "a process tried to change what paths name (chroot, mount): what it read \
+                 would not be seen under the names the tracer knows",
+            );
+            return;
+        }
         let args: [u64; 6] = [
             info.data[1],
             info.data[2],
@@ -238,59 +232,21 @@ impl Tracer {
             info.data[5],
             info.data[6],
         ];
-        let Some(pending) = self.decode(tid, info.arch, info.data[0], &args) else {
-            return;
-        };
-        if self.settled.contains(&pending) {
-            return;
-        }
-        self.unsettle(&pending);
-        if let Some(task) = self.tasks.get_mut(&tid) {
-            task.pending = Some(pending);
-        }
-    }
-
-    /// What a path syscall of task `tid` names, read while the task waits at its entry;
-    /// None when it names nothing to record (and for what makes the run incomplete).
-    fn decode(
-        &mut self,
-        tid: libc::pid_t,
-        audit_arch: u32,
-        nr: u64,
-        args: &[u64; 6],
-    ) -> Option<Pending> {
-        let foreign = arch::FOREIGN_NR_FLOOR.is_some_and(|floor| nr >= u64::from(floor));
-        if audit_arch != arch::AUDIT_ARCH || foreign {
-            self.incomplete(
-                "a program used another syscall ABI (32-bit or x32), which is not decoded",
-            );
-            return None;
-        }
-        let call = self.calls.get(&nr).copied()?;
-        if call.kind == Kind::NewView {
-            // Counted whether or not it succeeds: its result would cost a stop, and a step
-            // that tries it is rare.
-            self.incomplete(
-                "a process tried to change what paths name (chroot, mount): what it read \
-                 would not be seen under the names the tracer knows",
-            );
-            return None;
-        }
         let resolved = (
             if call.has_path() {
-                self.resolve(tid, call.dir, args, args[call.path])
+                self.resolve(tid, call.dir, &args, args[call.path])
             } else {
                 Ok(None)
             },
             match call.second {
-                Some((dir, path)) => self.resolve(tid, dir, args, args[path]),
+                Some((dir, path)) => self.resolve(tid, dir, &args, args[path]),
                 None => Ok(None),
             },
         );
         let resolved = match resolved {
             // fexecve: execveat(fd, "", ..., AT_EMPTY_PATH) runs the file `fd` names.
             (Ok(None), second) if call.kind == Kind::Exec => {
-                (self.executed_descriptor(tid, call, args), second)
+                (self.executed_descriptor(tid, call, &args), second)
             }
             other => other,
         };
@@ -299,7 +255,7 @@ impl Tracer {
                 "a process whose memory or folders the tracer may not read (a non-dumpable \
                  program) used a path",
             );
-            return None;
+            return;
         };
         let open_flags = match (call.kind, call.flags) {
             (Kind::Open, Some(arg)) => args[arg],
@@ -329,7 +285,13 @@ impl Tracer {
         // (linkat(fd, "", new, AT_EMPTY_PATH) names only its new path.)
         let nothing_named =
             call.has_path() && pending.first.is_none() && pending.second.is_none();
-        (!nothing_named).then_some(pending)
+        if nothing_named || self.settled.contains(&pending) {
+            return;
+        }
+        self.unsettle(&pending);
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            task.pending = Some(pending);
+        }
     }
 
     /// A trapped syscall has finished: classify its paths by its result.
@@ -352,39 +314,8 @@ impl Tracer {
         } else {
             Ok(rval)
         };
-        let opened = match (pending.kind, result) {
-            (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
-                let fd_path = format!("/proc/{tid}/fd/{fd}");
-                Some(Opened {
-                    real: read_link(&fd_path),
-                    is_dir: std::fs::metadata(&fd_path).is_ok_and(|m| m.is_dir()),
-                })
-            }
-            _ => None,
-        };
-        let through_link = self.finished(&pending, result, opened);
-        if !through_link
-            && !self.a_change_is_under_way()
-            && syscall::already_known(&pending, &self.observation, &self.opened)
-            && self.named_physically(pending.first.as_deref())
-        {
-            self.settled.insert(&pending);
-        }
-        if result.is_ok() {
-            self.unsettle(&pending);
-        }
-    }
-
-    /// Records what a finished path syscall did, given its result and, for a successful
-    /// open, the file it opened. Returns whether the answer came through a symbolic link:
-    /// a link on the way may be pointed elsewhere later by a change to it alone, so such
-    /// an answer is not kept.
-    fn finished(
-        &mut self,
-        pending: &Pending,
-        result: syscall::Result,
-        opened: Option<Opened>,
-    ) -> bool {
+        // Whether the answer came through a symbolic link: a link on the way may be
+        // pointed elsewhere later by a change to it alone, so such an answer is not kept.
         let mut through_link = false;
         match (pending.kind, result) {
             (Kind::Ptrace, Ok(_))
@@ -393,8 +324,9 @@ impl Tracer {
             {
                 self.incomplete("the step traces processes itself (a debugger, strace): what they read is not seen");
             }
-            (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(_)) => {
-                let Opened { real, is_dir } = opened.unwrap_or_default();
+            (Kind::Open | Kind::OpenHow | Kind::Creat, Ok(fd)) => {
+                let fd_path = format!("/proc/{tid}/fd/{fd}");
+                let real = read_link(&fd_path);
                 // An O_PATH descriptor can neither read nor list: a later real open of
                 // the same path must still be seen to its end.
                 let path_only = pending.open_flags & libc::O_PATH as u64 != 0;
@@ -402,7 +334,9 @@ impl Tracer {
                     && !path_only
                 {
                     self.opened.insert(path.clone());
-                    if !syscall::opens_for_writing(pending.open_flags) && is_dir {
+                    if !syscall::opens_for_writing(pending.open_flags)
+                        && std::fs::metadata(&fd_path).is_ok_and(|m| m.is_dir())
+                    {
                         let listed = real.clone().unwrap_or_else(|| path.clone());
                         self.observation.listed.insert(listed);
                     }
@@ -428,10 +362,20 @@ impl Tracer {
             }
             _ => {}
         }
-        if syscall::record(pending, result, &mut self.observation) {
+        if syscall::record(&pending, result, &mut self.observation) {
             self.cwds.clear();
         }
-        through_link | self.follow_links(pending, result)
+        through_link |= self.follow_links(&pending, result);
+        if !through_link
+            && !self.a_change_is_under_way()
+            && syscall::already_known(&pending, &self.observation, &self.opened)
+            && self.named_physically(pending.first.as_deref())
+        {
+            self.settled.insert(&pending);
+        }
+        if result.is_ok() {
+            self.unsettle(&pending);
+        }
     }
 
     /// What a call that may change the tree may change is no longer known: what was known
@@ -606,9 +550,7 @@ impl Tracer {
             return Ok(Some(cwd.clone()));
         }
         let cwd = task_link(&format!("/proc/{tid}/cwd"))?;
-        // Notified, the tracer sees no process end: a thread id may be a new process's
-        // by the next call, so nothing is kept.
-        if let Some(cwd) = cwd.as_ref().filter(|_| self.listener.is_none()) {
+        if let Some(cwd) = &cwd {
             self.cwds.insert(tid, cwd.clone());
         }
         Ok(cwd)

@@ -24,10 +24,6 @@ impl Tracer {
     /// so runs to its own end, and the tracer must stay with it: its seccomp filter fails
     /// path syscalls (ENOSYS) in a process that has no tracer.
     pub fn release(&mut self, group: libc::pid_t, wrapper: Option<&std::fs::File>) {
-        if self.listener.is_some() {
-            self.release_notified(group, wrapper);
-            return;
-        }
         if wrapper.is_some() && !self.serve(wrapper, |_| false, None) {
             return;
         }
@@ -174,13 +170,13 @@ impl Tracer {
 
 /// A signalfd that reads SIGCHLD (which announces every stop and end of a tracee), with
 /// SIGCHLD blocked while it lives.
-pub(super) struct StopsFd {
-    pub(super) raw: libc::c_int,
+struct StopsFd {
+    raw: libc::c_int,
     former: libc::sigset_t,
 }
 
 impl StopsFd {
-    pub(super) fn new() -> Option<Self> {
+    fn new() -> Option<Self> {
         // SAFETY: plain libc calls on this process's signal mask and a new descriptor.
         unsafe {
             let mut chld: libc::sigset_t = std::mem::zeroed();
@@ -198,7 +194,7 @@ impl StopsFd {
     }
 
     /// Takes the signals read so far (one may stand for several stops).
-    pub(super) fn drain(&self) {
+    fn drain(&self) {
         let mut buf = [0u8; 4 * std::mem::size_of::<libc::signalfd_siginfo>()];
         // SAFETY: reads into a local buffer of its size from our own non-blocking fd.
         while unsafe { libc::read(self.raw, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}

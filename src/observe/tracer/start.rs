@@ -5,7 +5,7 @@ use super::*;
 
 /// Everything the child needs, built before fork: after fork only async-signal-safe calls
 /// are allowed.
-pub(super) struct ChildPlan {
+struct ChildPlan {
     /// Owns the strings `argv_ptrs` points into.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
@@ -16,48 +16,25 @@ pub(super) struct ChildPlan {
 
 /// Runs in the forked child: stop until the tracer has attached, install the filter, exec.
 fn child(plan: &ChildPlan) -> ! {
-    let fprog = plan.fprog();
-    reset_signals();
+    let fprog = SockFprog {
+        len: plan.filter.len() as libc::c_ushort,
+        filter: plan.filter.as_ptr(),
+    };
     // SAFETY: only async-signal-safe calls on data prepared before fork.
     unsafe {
-        libc::raise(libc::SIGSTOP);
-        if !forbid_new_privileges() || !install_filter(&fprog) {
-            let message = b"preflight: cannot install the seccomp filter that observes the step\n";
-            libc::write(2, message.as_ptr().cast(), message.len());
-            libc::_exit(126);
-        }
-    }
-    exec(plan)
-}
-
-impl ChildPlan {
-    pub(super) fn fprog(&self) -> SockFprog {
-        SockFprog {
-            len: self.filter.len() as libc::c_ushort,
-            filter: self.filter.as_ptr(),
-        }
-    }
-}
-
-/// The signal dispositions and mask a step gets, as std::process::Command gives its
-/// children: default SIGPIPE, an empty mask. Async-signal-safe.
-pub(super) fn reset_signals() {
-    // SAFETY: only async-signal-safe calls on this process's own signal state.
-    unsafe {
+        // As std::process::Command does for its children: default SIGPIPE, empty mask.
         for signal in PASSED_ON.iter().chain(&[libc::SIGPIPE]) {
             libc::signal(*signal, libc::SIG_DFL);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
-/// Replaces the forked child with the step's command, or ends it as a shell would when
-/// the command cannot run. Async-signal-safe.
-pub(super) fn exec(plan: &ChildPlan) -> ! {
-    // SAFETY: only async-signal-safe calls on data prepared before fork.
-    unsafe {
+        libc::raise(libc::SIGSTOP);
+        if !forbid_new_privileges() || !install_filter(&fprog) {
+            let message = b"preflight: cannot install the seccomp filter that observes the step\n";
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(126);
+        }
         libc::execvp(plan.argv_ptrs[0], plan.argv_ptrs.as_ptr());
         let (message, code) = if errno() == libc::ENOENT {
             (&plan.not_found, 127)
@@ -69,7 +46,7 @@ pub(super) fn exec(plan: &ChildPlan) -> ! {
     }
 }
 
-fn plan(program: &OsStr, args: &[OsString], handover: Handover) -> std::io::Result<ChildPlan> {
+fn plan(program: &OsStr, args: &[OsString]) -> std::io::Result<ChildPlan> {
     let argv = std::iter::once(program)
         .chain(args.iter().map(OsString::as_os_str))
         .map(|a| CString::new(a.as_bytes().to_vec()))
@@ -86,7 +63,7 @@ fn plan(program: &OsStr, args: &[OsString], handover: Handover) -> std::io::Resu
     Ok(ChildPlan {
         _argv: argv,
         argv_ptrs,
-        filter: filter::program(handover),
+        filter: filter::program(),
         not_found: format!("preflight: cannot run `{name}`: program not found\n").into_bytes(),
         not_runnable: format!("preflight: cannot run `{name}`: it is not an executable program\n")
             .into_bytes(),
@@ -126,19 +103,11 @@ fn start(plan: &ChildPlan) -> std::io::Result<libc::pid_t> {
 }
 
 /// Starts `program args` traced, in this process's group; its signal dispositions are the
-/// ones a step gets. The caller follows it with `Tracer::follow_root`. Seccomp user
-/// notification is used where it works (see `notify`), ptrace elsewhere or when `way`
-/// asks for it.
-pub fn start_traced(program: &OsStr, args: &[OsString], way: Way) -> Result<Tracer, Failure> {
-    if way == Way::Fastest {
-        let plan = plan(program, args, Handover::Notify).map_err(Failure::NotStarted)?;
-        if let Some(tracer) = notify::start(&plan) {
-            return Ok(tracer);
-        }
-    }
-    let plan = plan(program, args, Handover::Ptrace).map_err(Failure::NotStarted)?;
+/// ones a step gets. The caller follows it with `Tracer::follow_root`.
+pub fn start_traced(program: &OsStr, args: &[OsString]) -> Result<Tracer, Failure> {
+    let plan = plan(program, args).map_err(Failure::NotStarted)?;
     let root = start(&plan).map_err(Failure::NotStarted)?;
-    Ok(Tracer::new(root, None))
+    Ok(Tracer::new(root))
 }
 
 
@@ -147,11 +116,8 @@ pub fn start_traced(program: &OsStr, args: &[OsString], way: Way) -> Result<Trac
 /// attach, no_new_privs and a seccomp filter may be set, the filter stops the child at a
 /// path syscall, and the tracer can read the syscall and its path.
 pub fn probe() -> Result<(), String> {
-    if notify::probe() {
-        return Ok(());
-    }
     static PROBE_PATH: &[u8] = b"/\0";
-    let filter = filter::program(Handover::Ptrace);
+    let filter = filter::program();
     let fprog = SockFprog {
         len: filter.len() as libc::c_ushort,
         filter: filter.as_ptr(),
@@ -258,7 +224,7 @@ fn probe_child(pid: libc::pid_t) -> Result<(), String> {
 
 /// Forbids this process and its children to gain privileges (set-user-id programs), which
 /// an unprivileged process must before it installs a seccomp filter. Async-signal-safe.
-pub(super) fn forbid_new_privileges() -> bool {
+fn forbid_new_privileges() -> bool {
     // SAFETY: prctl with integer arguments only.
     unsafe {
         libc::prctl(
