@@ -453,6 +453,37 @@ fn a_probe_failing_for_another_reason_than_absence_is_a_read() {
 }
 
 #[test]
+fn a_call_that_fails_on_a_path_that_is_there_reads_it() {
+    // ENOTDIR says a folder on the way is missing, or that a path is not of the kind the
+    // call wants: a file with a trailing slash, a folder renamed onto a file, rmdir of a
+    // file. An exec fails with ENOENT when the script is there and its interpreter is not.
+    // A path that is there was read: recorded as absent, it would make the step run every
+    // time.
+    let d = Dir::new();
+    d.write("file", "f\n")
+        .write("script", "#!/no/such/interpreter\n");
+    std::fs::create_dir(d.path("folder")).expect("mkdir");
+    std::fs::set_permissions(
+        d.path("script"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let (out, o) = d.sh(
+        "test -e file/; rmdir file 2>/dev/null; ./script 2>/dev/null; \
+         python3 -c 'import os\ntry: os.rename(\"folder\", \"file\")\nexcept OSError: pass'; \
+         test -e file/nope; true",
+    );
+    succeeded(&out);
+    for path in ["file", "folder", "script"] {
+        has(&o.read, &d.path(path), "read");
+        assert!(!o.absent.contains(&d.path(path)), "{path} is there: {o:#?}");
+        assert!(!o.written.contains(&d.path(path)), "{path} was not written");
+    }
+    has(&o.absent, Path::new("/no/such/interpreter"), "absent");
+    has(&o.absent, &d.path("file/nope"), "absent");
+}
+
+#[test]
 fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
     // A process that made itself non-dumpable (as ssh, gpg and setuid programs do) cannot
     // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not

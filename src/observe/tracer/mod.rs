@@ -314,6 +314,7 @@ impl Tracer {
         } else {
             Ok(rval)
         };
+        let result = there_after_all(&pending, result);
         // Whether the answer came through a symbolic link: a link on the way may be
         // pointed elsewhere later by a change to it alone, so such an answer is not kept.
         let mut through_link = false;
@@ -358,6 +359,17 @@ impl Tracer {
                 if let Some(interpreter) = pending.first.as_deref().and_then(interpreter_of) {
                     self.observation.read.insert(interpreter.clone());
                     self.observation.executed.insert(interpreter);
+                }
+            }
+            (Kind::Exec, Err(FOUND)) => {
+                // A script that is there but would not run: its interpreter is missing,
+                // or is no program. Either way, installing it changes what the step does.
+                if let Some(interpreter) = pending.first.as_deref().and_then(interpreter_of) {
+                    if interpreter.symlink_metadata().is_ok() {
+                        self.observation.read.insert(interpreter);
+                    } else {
+                        self.observation.absent.insert(interpreter);
+                    }
                 }
             }
             _ => {}
@@ -554,6 +566,34 @@ impl Tracer {
             self.cwds.insert(tid, cwd.clone());
         }
         Ok(cwd)
+    }
+}
+
+/// The errno a failure is recorded with when it looked like "missing" but its path is
+/// there (see `there_after_all`): any errno that is not ENOENT or ENOTDIR records a read.
+const FOUND: i32 = libc::EEXIST;
+
+/// A failure that reads as "the path is missing" although it is there: ENOTDIR for a file
+/// named with a trailing slash, a folder renamed onto a file or rmdir of a file; ENOENT
+/// from an exec whose script is there and whose interpreter is not. The call found the
+/// path (and recorded as absent, it would make the step run every time): it becomes a
+/// failure that records a read. Looked up at the call's end, before the caller goes on.
+fn there_after_all(pending: &Pending, result: syscall::Result) -> syscall::Result {
+    let looks_missing = match result {
+        Err(libc::ENOTDIR) => true,
+        Err(libc::ENOENT) => pending.kind == Kind::Exec,
+        _ => false,
+    };
+    match pending.first.as_deref() {
+        Some(path)
+            if looks_missing
+                && !path.starts_with("/proc")
+                && !path.starts_with("/dev")
+                && path.symlink_metadata().is_ok() =>
+        {
+            Err(FOUND)
+        }
+        _ => result,
     }
 }
 
