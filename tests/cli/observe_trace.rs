@@ -484,6 +484,49 @@ fn a_call_that_fails_on_a_path_that_is_there_reads_it() {
 }
 
 #[test]
+fn a_path_that_climbs_out_of_a_missing_folder_depends_on_that_folder() {
+    // The kernel takes `missing/../a.txt` name by name and fails at `missing`: the call
+    // depends on that folder (made, the call finds a.txt), not on a.txt, which is there.
+    // Through a file (`a.txt/../b`) it fails with ENOTDIR, and depends on a.txt being one.
+    let d = Dir::new();
+    d.write("a.txt", "a\n");
+    std::os::unix::fs::symlink("nowhere", d.path("dangling")).expect("symlink");
+    let (out, o) = d.sh(
+        "test -e missing/../a.txt; test -e a.txt/../b; cat dangling/../a.txt 2>/dev/null; true",
+    );
+    succeeded(&out);
+    has(&o.absent, &d.path("missing"), "absent");
+    has(&o.absent, &d.path("nowhere"), "absent");
+    has(&o.read, &d.path("a.txt"), "read");
+    has(&o.read, &d.path("dangling"), "read");
+    for wrong in ["a.txt", "b", "dangling"] {
+        assert!(!o.absent.contains(&d.path(wrong)), "{wrong}: {o:#?}");
+    }
+}
+
+#[test]
+fn a_path_through_a_process_link_in_proc_names_the_file_it_leads_to() {
+    // /proc/self/cwd/x, /proc/self/fd/N/x and /dev/fd/N/x name x in the process's folder or
+    // in the folder a descriptor holds: a config probed that way must stay absent under its
+    // real name, and a file read that way is read.
+    let d = Dir::new();
+    d.write("a.txt", "a\n").write("sub/b.txt", "b\n");
+    let (out, o) = d.sh(
+        "test -e /proc/self/cwd/opt.conf; test -e /proc/thread-self/cwd/sub/b.txt; \
+         exec 3<sub; test -e /dev/fd/3/b.conf; [ -r /proc/self/fd/3/b.txt ]; \
+         test -e /proc/$$/cwd/a.txt; test -e /proc/self/cwd/sub/../a.txt; \
+         test -e /proc/self/root$PWD/root.conf; true",
+    );
+    succeeded(&out);
+    for absent in ["opt.conf", "sub/b.conf", "root.conf"] {
+        has(&o.absent, &d.path(absent), "absent");
+    }
+    for read in ["a.txt", "sub/b.txt"] {
+        has(&o.read, &d.path(read), "read");
+    }
+}
+
+#[test]
 fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
     // A process that made itself non-dumpable (as ssh, gpg and setuid programs do) cannot
     // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not

@@ -496,6 +496,7 @@ impl Tracer {
             return Ok(None);
         }
         let path = PathBuf::from(OsString::from_vec(bytes));
+        let path = through_process_link(tid, &path)?.unwrap_or(path);
         let base = if path.is_absolute() {
             Some(PathBuf::from("/"))
         } else {
@@ -517,7 +518,9 @@ impl Tracer {
 
     /// `path` with `..` taken the way the kernel takes it: the folder above where the path
     /// so far leads, through its links (`link/..` is the parent of the link's target, not
-    /// the folder holding the link). The links on the way are read.
+    /// the folder holding the link). The links on the way are read. Where the path so far
+    /// is no folder (missing, a file, a dangling link), the kernel stops there and the
+    /// call fails: that name is what the call depends on, and is returned.
     fn physical(&mut self, path: &Path) -> PathBuf {
         let mut out = PathBuf::from("/");
         for component in path.components() {
@@ -526,12 +529,15 @@ impl Tracer {
                 Component::ParentDir => {
                     if let Some(followed) = links::follow(&out, &mut self.real_dirs) {
                         self.observation.read.extend(followed.links);
-                        if followed.exists {
-                            out = followed.target;
-                        } else {
+                        if !followed.exists {
                             // The call fails there; it would not, were the target made.
                             self.observation.absent.insert(followed.target);
+                            return out;
                         }
+                        out = followed.target;
+                    }
+                    if !out.is_dir() {
+                        return out;
                     }
                     out.pop();
                 }
@@ -595,6 +601,52 @@ fn there_after_all(pending: &Pending, result: syscall::Result) -> syscall::Resul
         }
         _ => result,
     }
+}
+
+/// `path` named through a process's link in /proc (`/proc/self/cwd/x`, `/proc/PID/root/x`,
+/// `/proc/thread-self/fd/3/x`, `/dev/fd/3/x`) as the path where that link leads for the
+/// calling thread `tid`, followed by the rest; None for any other path. A link with
+/// nothing after it names the process's own folder or descriptor, and is left as it is:
+/// what it opens is named through /proc/TID/fd at the call's end.
+fn through_process_link(tid: libc::pid_t, path: &Path) -> Result<Option<PathBuf>, Unreadable> {
+    if !path.is_absolute() {
+        return Ok(None);
+    }
+    // Names, and `..` (kept for the rest of the path, which is resolved from the link's
+    // target as the kernel does).
+    let names: Vec<&OsStr> = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+        .map(|c| c.as_os_str())
+        .collect();
+    // The process whose links these are, and where its links start among the names.
+    let (process, at) = match names.as_slice() {
+        [dev, fd, ..] if *dev == "dev" && *fd == "fd" => (tid.to_string(), 1),
+        [proc, who, ..] if *proc == "proc" && (*who == "self" || *who == "thread-self") => {
+            (tid.to_string(), 2)
+        }
+        [proc, who, ..]
+            if *proc == "proc" && who.as_bytes().iter().all(u8::is_ascii_digit) =>
+        {
+            (who.to_string_lossy().into_owned(), 2)
+        }
+        _ => return Ok(None),
+    };
+    let (link, rest) = match &names[at..] {
+        [kind, rest @ ..] if *kind == "cwd" || *kind == "root" => {
+            (format!("/proc/{process}/{}", kind.to_string_lossy()), rest)
+        }
+        [fd, number, rest @ ..]
+            if *fd == "fd" && number.as_bytes().iter().all(u8::is_ascii_digit) =>
+        {
+            (format!("/proc/{process}/fd/{}", number.to_string_lossy()), rest)
+        }
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    Ok(task_link(&link)?.map(|target| rest.iter().fold(target, |at, name| at.join(name))))
 }
 
 /// Whether a call may change the tree: `Some(true)` when it may change what lies under its
