@@ -830,3 +830,118 @@ fn a_process_that_changes_its_root_makes_the_run_incomplete() {
     let command = ["sh", "-c", "chroot . /none 2>/dev/null; echo ok"];
     runs_but_is_not_fully_observed(&d, Command::new(BIN), &command);
 }
+
+/// Random file operations through links, `..`, `cd` and names that come and go, all inside
+/// the scratch folder `$ROOT` (no `cd` above it, no name or link target that climbs out). Each one
+/// that succeeds logs what it touched, as the process itself sees it: the real path of a
+/// file it opened (from its descriptor), the absolute paths it made, removed or renamed.
+/// Run with the seed and the number of operations; the log goes to standard output.
+const RANDOM_OPERATIONS: &str = r#"
+import os, random, sys
+rng = random.Random(int(sys.argv[1]))
+root = os.path.realpath(os.environ["ROOT"])
+names = ["a", "b", "d", "d/x", "d/e", "d/e/y", "l", "ld", "dl", "d/../a", "ld/x", "ld/../a",
+         "ld/e/../x", "new", "d/new", "nope/x", "nope/../a", "a/x", "sub", "sub/z", "e"]
+def pick():
+    return rng.choice(names)
+def out(kind, path):
+    # The name as written, made absolute, and with its folder's links and `..` resolved
+    # as the kernel resolves them: either may be recorded.
+    whole = os.path.join(os.getcwd(), path)
+    folder, name = os.path.split(whole)
+    print(kind, os.path.normpath(whole), os.path.join(os.path.realpath(folder), name))
+def real_of(fd):
+    return os.readlink("/proc/self/fd/%d" % fd)
+def opened(p, flags, kind):
+    fd = os.open(p, flags)
+    try:
+        print(kind, real_of(fd))
+    finally:
+        os.close(fd)
+def op():
+    k = rng.randrange(14)
+    p, q = pick(), pick()
+    if k == 0: opened(p, os.O_RDONLY, "read")
+    elif k == 1: opened(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "written")
+    elif k == 2: os.stat(p); out("read", os.path.realpath(p))
+    elif k == 3: os.mkdir(p); out("written", p)
+    elif k == 4: os.unlink(p); out("written", p)
+    elif k == 5: os.rmdir(p); out("written", p)
+    elif k == 6: os.rename(p, q); out("written", p); out("written", q)
+    elif k == 7: os.symlink(rng.choice(["a", "d", "nowhere", "e/../a", "e"]), q); out("written", q)
+    elif k == 8:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.listdir(fd); print("listed", real_of(fd))
+        finally:
+            os.close(fd)
+    elif k == 9:
+        # Never above the scratch folder: what the operations do stays in it.
+        places = [".", "d", "ld", "d/e", root]
+        if os.path.realpath(".") != root:
+            places.append("..")
+        os.chdir(rng.choice(places))
+    elif k == 10: opened(p, os.O_RDONLY | os.O_NOFOLLOW, "read")
+    elif k == 11: os.link(p, q); out("written", q)
+    elif k == 12: open(p).read(); out("read", os.path.realpath(p))
+    else: os.access(p, os.R_OK) and out("read", os.path.realpath(p))
+for _ in range(int(sys.argv[2])):
+    try:
+        op()
+    except OSError:
+        pass
+"#;
+
+#[test]
+fn every_file_random_operations_touch_is_recorded() {
+    // What a process saw itself do must be in the record: a file read (by its real path),
+    // a folder listed, a path made, removed or renamed. (A run that reads a path and then
+    // changes it has it in both sets: only a missing entry is a fault.)
+    let d = Dir::new();
+    let script = tempfile::NamedTempFile::new().expect("script file");
+    std::fs::write(script.path(), RANDOM_OPERATIONS).expect("write the script");
+    let script = script.path().to_string_lossy().into_owned();
+    let root = format!("ROOT={}", d.root.display());
+    for seed in 0..24 {
+        fixture(&d);
+        let (out, o) = d.observe("env", &[&root, "python3", &script, &seed.to_string(), "80"]);
+        succeeded(&out);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split(' ');
+            let kind = words.next().expect("kind");
+            let names: Vec<&Path> = words.map(Path::new).collect();
+            let set = match kind {
+                "read" => &o.read,
+                "written" => &o.written,
+                "listed" => &o.listed,
+                _ => panic!("unknown line {line}"),
+            };
+            assert!(
+                names.iter().any(|name| set.contains(*name)),
+                "seed {seed}: {line}: not recorded\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
+/// A scratch folder's files for `every_file_random_operations_touch_is_recorded`, made
+/// afresh: files, a folder with a folder in it, links to a file, a folder and nothing.
+fn fixture(d: &Dir) {
+    for entry in std::fs::read_dir(&d.root).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path).expect("clear");
+        } else {
+            std::fs::remove_file(&path).expect("clear");
+        }
+    }
+    d.write("a", "a\n")
+        .write("b", "b\n")
+        .write("d/x", "x\n")
+        .write("d/e/y", "y\n")
+        .write("sub/z", "z\n");
+    for (target, link) in [("a", "l"), ("d", "ld"), ("nowhere", "dl")] {
+        std::os::unix::fs::symlink(target, d.path(link)).expect("link");
+    }
+}
