@@ -609,7 +609,10 @@ fn there_after_all(pending: &Pending, result: syscall::Result) -> syscall::Resul
 /// nothing after it names the process's own folder or descriptor, and is left as it is:
 /// what it opens is named through /proc/TID/fd at the call's end.
 fn through_process_link(tid: libc::pid_t, path: &Path) -> Result<Option<PathBuf>, Unreadable> {
-    if !path.is_absolute() {
+    // Most paths are not under /proc or /dev: told apart by their first bytes, before
+    // anything is taken apart.
+    let bytes = path.as_os_str().as_bytes();
+    if !(bytes.starts_with(b"/proc/") || bytes.starts_with(b"/dev/fd/")) {
         return Ok(None);
     }
     // Names, and `..` (kept for the rest of the path, which is resolved from the link's
