@@ -527,6 +527,33 @@ fn a_path_through_a_process_link_in_proc_names_the_file_it_leads_to() {
 }
 
 #[test]
+fn a_read_let_go_before_another_threads_change_counts_what_the_change_made() {
+    // The second open of `f` is let go at its entry (its answer is known), and the thread
+    // then sleeps: nothing says whether its open ran before or after the rename another
+    // thread makes meanwhile, which swaps a link to `secret` in as `f`. What the open may
+    // have found after the rename is read too.
+    let d = Dir::new();
+    d.write("f", "f\n").write("secret", "s\n");
+    std::os::unix::fs::symlink("secret", d.path("newlink")).expect("symlink");
+    d.write(
+        "race.py",
+        "import os, threading, time\n\
+         def reader():\n\
+         \x20   for _ in range(2):\n\
+         \x20       os.close(os.open('f', os.O_RDONLY))\n\
+         \x20   time.sleep(1.5)\n\
+         t = threading.Thread(target=reader)\n\
+         t.start()\n\
+         time.sleep(0.5)\n\
+         os.rename('newlink', 'f')\n\
+         t.join()\n",
+    );
+    let (out, o) = d.observe("python3", &["race.py"]);
+    succeeded(&out);
+    has(&o.read, &d.path("secret"), "read");
+}
+
+#[test]
 fn a_process_whose_memory_cannot_be_read_makes_the_run_incomplete() {
     // A process that made itself non-dumpable (as ssh, gpg and setuid programs do) cannot
     // have its memory read by a tracer without CAP_SYS_PTRACE: the paths it opens are not

@@ -50,6 +50,9 @@ pub struct Traced {
 #[derive(Default)]
 struct Task {
     pending: Option<Pending>,
+    /// A read let go at its entry, its answer known (see `Settled`), until the task stops
+    /// again: until then it may not have run yet (see `look_again`).
+    let_go: Option<Pending>,
 }
 
 /// Follows a traced step and every process it starts.
@@ -157,7 +160,8 @@ impl Tracer {
         if !libc::WIFSTOPPED(status) {
             return;
         }
-        self.tasks.entry(tid).or_default();
+        // Whatever this stop is, the task's last syscall has run.
+        self.tasks.entry(tid).or_default().let_go = None;
         let signal = libc::WSTOPSIG(status);
         match status >> 16 {
             PTRACE_EVENT_SECCOMP => {
@@ -285,7 +289,13 @@ impl Tracer {
         // (linkat(fd, "", new, AT_EMPTY_PATH) names only its new path.)
         let nothing_named =
             call.has_path() && pending.first.is_none() && pending.second.is_none();
-        if nothing_named || self.settled.contains(&pending) {
+        if nothing_named {
+            return;
+        }
+        if self.settled.contains(&pending) {
+            if let Some(task) = self.tasks.get_mut(&tid) {
+                task.let_go = Some(pending);
+            }
             return;
         }
         self.unsettle(&pending);
@@ -387,6 +397,41 @@ impl Tracer {
         }
         if result.is_ok() {
             self.unsettle(&pending);
+            if tree_change(&pending).is_some() {
+                self.look_again();
+            }
+        }
+    }
+
+    /// After a change to the tree: the reads let go at their entry whose tasks have not
+    /// stopped since may run after it, and find what it made (a link swapped in by a
+    /// rename leads elsewhere). What they would find now is recorded too.
+    fn look_again(&mut self) {
+        let let_go: Vec<Pending> = self
+            .tasks
+            .values()
+            .filter_map(|task| task.let_go.clone())
+            .collect();
+        for pending in let_go {
+            let Some(path) = pending.first.as_deref() else {
+                continue;
+            };
+            if path.starts_with("/proc") || path.starts_with("/dev") {
+                continue;
+            }
+            let result = match std::fs::metadata(path) {
+                Ok(_) => Ok(0),
+                Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOENT)),
+            };
+            syscall::record(&pending, result, &mut self.observation);
+            if let Some(followed) = links::follow(path, &mut self.real_dirs) {
+                self.observation.read.extend(followed.links);
+                if followed.exists {
+                    self.observation.read.insert(followed.target);
+                } else {
+                    self.observation.absent.insert(followed.target);
+                }
+            }
         }
     }
 
