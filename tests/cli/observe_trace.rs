@@ -531,26 +531,35 @@ fn a_read_let_go_before_another_threads_change_counts_what_the_change_made() {
     // The second open of `f` is let go at its entry (its answer is known), and the thread
     // then sleeps: nothing says whether its open ran before or after the rename another
     // thread makes meanwhile, which swaps a link to `secret` in as `f`. What the open may
-    // have found after the rename is read too.
+    // have found after the rename is read too. A dangling link swapped in the same way
+    // (over `g`, probed twice) is there, and where it leads must stay absent.
     let d = Dir::new();
-    d.write("f", "f\n").write("secret", "s\n");
+    d.write("f", "f\n").write("g", "g\n").write("secret", "s\n");
     std::os::unix::fs::symlink("secret", d.path("newlink")).expect("symlink");
+    std::os::unix::fs::symlink("nowhere", d.path("dangling")).expect("symlink");
     d.write(
         "race.py",
         "import os, threading, time\n\
-         def reader():\n\
+         def opener():\n\
          \x20   for _ in range(2):\n\
          \x20       os.close(os.open('f', os.O_RDONLY))\n\
          \x20   time.sleep(1.5)\n\
-         t = threading.Thread(target=reader)\n\
-         t.start()\n\
+         def prober():\n\
+         \x20   for _ in range(2):\n\
+         \x20       os.stat('g')\n\
+         \x20   time.sleep(1.5)\n\
+         threads = [threading.Thread(target=opener), threading.Thread(target=prober)]\n\
+         for t in threads: t.start()\n\
          time.sleep(0.5)\n\
          os.rename('newlink', 'f')\n\
-         t.join()\n",
+         os.rename('dangling', 'g')\n\
+         for t in threads: t.join()\n",
     );
     let (out, o) = d.observe("python3", &["race.py"]);
     succeeded(&out);
     has(&o.read, &d.path("secret"), "read");
+    has(&o.absent, &d.path("nowhere"), "absent");
+    assert!(!o.absent.contains(&d.path("g")), "g is there: {o:#?}");
 }
 
 #[test]

@@ -424,14 +424,7 @@ impl Tracer {
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOENT)),
             };
             syscall::record(&pending, result, &mut self.observation);
-            if let Some(followed) = links::follow(path, &mut self.real_dirs) {
-                self.observation.read.extend(followed.links);
-                if followed.exists {
-                    self.observation.read.insert(followed.target);
-                } else {
-                    self.observation.absent.insert(followed.target);
-                }
-            }
+            self.record_where_it_leads(path, false);
         }
     }
 
@@ -501,21 +494,30 @@ impl Tracer {
             Kind::Open | Kind::OpenHow | Kind::Creat => result.is_err(),
             _ => false,
         };
-        let Some(path) = pending.first.as_ref().filter(|_| follows) else {
-            return false;
-        };
+        match pending.first.as_ref().filter(|_| follows) {
+            Some(path) => {
+                self.record_where_it_leads(path, pending.kind == Kind::Exec && result.is_ok())
+            }
+            None => false,
+        }
+    }
+
+    /// Records the links on the way to `path` as read, and what the last one leads to as
+    /// read (and `executed`, when it was run) or as to stay absent. Returns whether the path
+    /// led through a link.
+    fn record_where_it_leads(&mut self, path: &Path, executed: bool) -> bool {
         let Some(followed) = links::follow(path, &mut self.real_dirs) else {
             return false;
         };
         let o = &mut self.observation;
-        if followed.links.contains(path) {
+        if followed.links.iter().any(|link| link == path) {
             // The path is itself a link: it is there, whatever it leads to.
             o.absent.remove(path);
-            o.read.insert(path.clone());
+            o.read.insert(path.to_path_buf());
         }
         o.read.extend(followed.links);
         if followed.exists {
-            if pending.kind == Kind::Exec && result.is_ok() {
+            if executed {
                 o.executed.insert(followed.target.clone());
             }
             o.read.insert(followed.target);
