@@ -33,12 +33,14 @@ impl Repo {
     /// whose changes git stages there without them being the user's edits.
     pub fn staged_files(&self, merging: bool) -> Result<Vec<PathBuf>> {
         let index = self.index()?;
-        let hidden_allowed = merging || self.bringing_in_a_commit();
+        // Asked only of a staged change that is out of the work tree, which is rare.
+        let allowed = std::cell::OnceCell::new();
+        let hidden_allowed = || *allowed.get_or_init(|| merging || self.bringing_in_a_commit());
         if index.is_sparse() {
             // Folder entries stand for whole trees there: compare entry by entry.
             let base = self.head_as_index()?;
-            if !hidden_allowed
-                && let Some(path) = self.staged_out_of_the_work_tree(&base, &index)?
+            if let Some(path) = self.staged_out_of_the_work_tree(&base, &index)?
+                && !hidden_allowed()
             {
                 return Err(skipped_by_the_work_tree(&path));
             }
@@ -56,7 +58,7 @@ impl Repo {
             cached: index.tree(),
         };
         let mut out = Vec::new();
-        self.staged_in(&index, root, hidden_allowed, &mut out)?;
+        self.staged_in(&index, root, &hidden_allowed, &mut out)?;
         Ok(out)
     }
 
@@ -106,12 +108,12 @@ impl Repo {
     }
 
     /// The staged files of `folder`, added to `out`; a staged skip-worktree file is an error
-    /// unless `hidden_allowed`.
+    /// unless `hidden_allowed()`.
     fn staged_in(
         &self,
         index: &gix::index::State,
         folder: Folder<'_>,
-        hidden_allowed: bool,
+        hidden_allowed: &dyn Fn() -> bool,
         out: &mut Vec<PathBuf>,
     ) -> Result<()> {
         if vouched_for(&folder) {
@@ -175,7 +177,7 @@ impl Repo {
             }
             if entry.flags.contains(Flags::SKIP_WORKTREE) {
                 // What is staged for it is not in the work tree: no step could check it.
-                if hidden_allowed {
+                if hidden_allowed() {
                     continue;
                 }
                 return Err(skipped_by_the_work_tree(path));
